@@ -1,0 +1,13 @@
+//! mqttd: a QUIC-native MQTT 3.1.1 / 5.0 broker, embeddable as a library.
+//!
+//! Layers, from the wire up:
+//! - [`codec`]: sans-IO packet encoding and decoding.
+//! - [`topic`]: topic rules, the subscription trie and the retained store.
+//! - [`broker`]: the sans-IO broker state machine (sessions, routing, QoS, wills, timers).
+//! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
+//! - [`app`]: the embedding API (in-process topic handlers).
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod config;
+pub mod topic;
