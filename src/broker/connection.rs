@@ -1,0 +1,105 @@
+//! Per-connection protocol state: what lives and dies with one network connection.
+//!
+//! Negotiated limits in both directions, topic aliases (3.3.2.3.4: they are per connection),
+//! keep alive, and how many bytes the glue has not written yet (the basis of backpressure).
+
+use std::time::{Duration, Instant};
+
+use ahash::{AHashMap, AHashSet};
+use bytestring::ByteString;
+
+use super::types::{SessionId, StreamId};
+use crate::codec::{Connect, ProtocolVersion};
+
+#[derive(Debug)]
+pub enum ConnState {
+    /// Waiting for CONNECT (deadline: the CONNECT timeout).
+    AwaitingConnect,
+    /// Enhanced authentication in progress (4.12): the CONNECT waits for its outcome.
+    Authenticating(Box<Connect>),
+    Connected,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    pub state: ConnState,
+    pub peer: String,
+    pub session: Option<SessionId>,
+    /// Known after CONNECT; decides the encoding of everything sent.
+    pub version: ProtocolVersion,
+    pub opened_at: Instant,
+    pub last_activity: Instant,
+    /// Keep alive in force; zero means none.
+    pub keep_alive: Duration,
+    /// Client's Receive Maximum (or our max inflight for 3.1.1): QoS 1/2 window toward it.
+    pub send_window: usize,
+    /// Client's Maximum Packet Size [MQTT-3.1.2-24].
+    pub max_packet_size_out: u32,
+    /// Client's Topic Alias Maximum: aliases we may assign.
+    pub topic_alias_max_out: u16,
+    pub aliases_out: AHashMap<ByteString, u16>,
+    /// Aliases the client established toward us.
+    pub aliases_in: AHashMap<u16, ByteString>,
+    /// Request Problem Information (3.1.2.11.7).
+    pub problem_info: bool,
+    pub auth_method: Option<ByteString>,
+    /// Bytes handed to the glue and not yet reported written.
+    pub unwritten: usize,
+    /// The client sent DISCONNECT: skip the will unless asked for (0x04).
+    pub clean_disconnect: bool,
+    /// Session Expiry Interval requested in CONNECT was zero (3.14.2.2.2 forbids raising it).
+    pub connect_expiry_was_zero: bool,
+    /// Open data streams besides the control stream (QUIC multi-stream); empty for TCP.
+    pub data_streams: AHashSet<StreamId>,
+}
+
+impl Connection {
+    pub fn new(peer: String, now: Instant) -> Connection {
+        Connection {
+            state: ConnState::AwaitingConnect,
+            peer,
+            session: None,
+            version: ProtocolVersion::V3_1_1,
+            opened_at: now,
+            last_activity: now,
+            keep_alive: Duration::ZERO,
+            send_window: 0,
+            max_packet_size_out: u32::MAX,
+            topic_alias_max_out: 0,
+            aliases_out: AHashMap::new(),
+            aliases_in: AHashMap::new(),
+            problem_info: true,
+            auth_method: None,
+            unwritten: 0,
+            clean_disconnect: false,
+            connect_expiry_was_zero: true,
+            data_streams: AHashSet::new(),
+        }
+    }
+
+    /// Where something bound to `stream` goes now: the stream itself while it is open, else
+    /// the control stream (a resumed session delivers there).
+    pub fn route_stream(&self, stream: StreamId) -> StreamId {
+        if stream == StreamId::CONTROL || self.data_streams.contains(&stream) {
+            stream
+        } else {
+            StreamId::CONTROL
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, ConnState::Connected)
+    }
+
+    /// When this connection times out: 1.5 x keep alive after the last packet [MQTT-3.1.2-24],
+    /// or the CONNECT deadline before CONNECT.
+    pub fn deadline(&self, connect_timeout: Duration) -> Option<Instant> {
+        match self.state {
+            ConnState::AwaitingConnect | ConnState::Authenticating(_) => {
+                Some(self.opened_at + connect_timeout)
+            }
+            ConnState::Connected if self.keep_alive.is_zero() => None,
+            ConnState::Connected => Some(self.last_activity + self.keep_alive.mul_f32(1.5)),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The broker as a sans-IO state machine.
+//!
+//! [`Broker`] owns every session, the subscription trie and the retained store. The transport
+//! glue feeds it events (a connection opened, packets decoded, bytes written, a connection lost,
+//! time passed) with the current `Instant`, and drains [`Output`]s: packets to write, connections
+//! to close, messages for in-process handlers. It does no I/O and reads no clock, so every
+//! protocol rule is tested in memory, deterministically (see `tests.rs`).
+//!
+//! One owner for all shared state (as in rumqttd's router): no locks on the publish path, and
+//! work is naturally batched per wake-up of the task that drives it.
+
+mod auth;
+mod close;
+mod connect;
+mod connection;
+mod output;
+mod publish;
+mod route;
+mod session;
+mod subscribe;
+mod timers;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use bytestring::ByteString;
+
+pub use auth::{AuthOutcome, EnhancedAuth};
+pub use output::{CloseKind, HandlerId, Output, Transmit};
+pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
+
+use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
+use crate::config::Config;
+use crate::topic::{RetainedStore, SubscriptionTrie};
+use connection::{ConnState, Connection};
+use output::OutputQueue;
+use session::{SubEntry, Session};
+use timers::{Timer, Timers};
+
+/// Key of a subscription in the trie: one entry per session and filter, and a shared
+/// subscription (`$share/group/filter`) is a separate entry from a plain one (4.8.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SubKey {
+    pub session: SessionId,
+    pub group: Option<ByteString>,
+}
+
+/// Counters the broker keeps about itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    pub connections: u64,
+    pub sessions: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    /// QoS 0 messages dropped because the subscriber's outbound buffer was full.
+    pub dropped_qos0: u64,
+    /// QoS 1/2 messages dropped because a session queue was full.
+    pub dropped_queue_full: u64,
+    /// Messages dropped because they exceeded the subscriber's Maximum Packet Size.
+    pub dropped_too_large: u64,
+    pub dropped_expired: u64,
+}
+
+/// The sans-IO broker.
+pub struct Broker {
+    config: Config,
+    /// Above this many unwritten bytes a connection counts as slow: QoS 0 deliveries are dropped
+    /// and QoS 1/2 wait in the session queue.
+    outbound_soft_limit: usize,
+    conns: AHashMap<ConnId, Connection>,
+    sessions: AHashMap<SessionId, Session>,
+    client_ids: AHashMap<ByteString, SessionId>,
+    subscriptions: SubscriptionTrie<SubKey, SubEntry>,
+    shared_cursor: AHashMap<(ByteString, ByteString), usize>,
+    retained: RetainedStore<SharedMessage>,
+    app_subscriptions: SubscriptionTrie<HandlerId, QoS>,
+    timers: Timers,
+    out: OutputQueue,
+    next_session: u64,
+    next_assigned_id: u64,
+    scratch: route::Scratch,
+    auth: Option<Box<dyn EnhancedAuth>>,
+    metrics: Metrics,
+}
+
+impl Broker {
+    pub fn new(config: Config) -> Broker {
+        let outbound_soft_limit = (config.limits.max_packet_size as usize).max(64 * 1024) * 2;
+        Broker {
+            config,
+            outbound_soft_limit,
+            conns: AHashMap::new(),
+            sessions: AHashMap::new(),
+            client_ids: AHashMap::new(),
+            subscriptions: SubscriptionTrie::default(),
+            shared_cursor: AHashMap::new(),
+            retained: RetainedStore::default(),
+            app_subscriptions: SubscriptionTrie::default(),
+            timers: Timers::default(),
+            out: OutputQueue::default(),
+            next_session: 1,
+            next_assigned_id: 1,
+            scratch: route::Scratch::default(),
+            auth: None,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Installs an enhanced authentication hook (4.12). Without one, a CONNECT carrying an
+    /// Authentication Method is refused with 0x8C.
+    pub fn set_enhanced_auth(&mut self, auth: Box<dyn EnhancedAuth>) {
+        self.auth = Some(auth);
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.metrics.clone();
+        m.connections = self.conns.len() as u64;
+        m.sessions = self.sessions.len() as u64;
+        m
+    }
+
+    /// Number of retained messages stored.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// The outputs produced since the last call.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        self.out.take()
+    }
+
+    /// The earliest instant at which [`Broker::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// A new network connection; it must send CONNECT within the configured timeout.
+    pub fn connection_opened(&mut self, conn: ConnId, peer: String, now: Instant) {
+        self.conns.insert(conn, Connection::new(peer, now));
+        let at = now + self.connect_timeout();
+        self.timers.schedule(at, Timer::Connection(conn));
+    }
+
+    /// The transport wrote `bytes` of what it was given for `conn`.
+    pub fn handle_written(&mut self, conn: ConnId, bytes: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let was_slow = c.unwritten >= self.outbound_soft_limit;
+        c.unwritten = c.unwritten.saturating_sub(bytes);
+        if was_slow && c.unwritten < self.outbound_soft_limit {
+            if let Some(sid) = c.session {
+                self.pump_queue(sid, now);
+            }
+        }
+    }
+
+    /// The network connection is gone (EOF, reset, I/O error) without a DISCONNECT packet.
+    pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
+        self.drop_connection(conn, now);
+    }
+
+    /// The transport could not decode what `conn` sent.
+    pub fn handle_decode_error(&mut self, conn: ConnId, err: &DecodeError, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        tracing::debug!(conn = conn.0, peer = %c.peer, error = %err, "bad packet");
+        if let (DecodeError::UnsupportedProtocolVersion(_), ConnState::AwaitingConnect) =
+            (err, &c.state)
+        {
+            // [MQTT-3.1.2-2]: CONNACK 0x84 (3.1.1: return code 1), then close. The level is
+            // unknown, so the answer uses the 3.1.1 encoding every client version understands.
+            self.refuse_connect(conn, crate::codec::ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, now);
+            return;
+        }
+        self.protocol_violation(conn, err.reason_code(), now);
+    }
+
+    /// A decoded packet from `conn`, received on `stream`.
+    pub fn handle_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.last_activity = now;
+        match (&c.state, packet) {
+            (ConnState::AwaitingConnect, Packet::Connect(connect)) => {
+                self.handle_connect(conn, *connect, now)
+            }
+            (ConnState::Authenticating(_), Packet::Auth(auth)) => {
+                self.handle_auth_continue(conn, auth, now)
+            }
+            (ConnState::Connected, packet) => self.handle_connected(conn, stream, packet, now),
+            // [MQTT-3.1.0-1] first packet must be CONNECT; [MQTT-3.1.0-2] a second CONNECT is
+            // a protocol violation; during enhanced authentication only AUTH may be sent.
+            _ => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+        }
+    }
+
+    fn handle_connected(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        match packet {
+            Packet::Publish(p) => self.handle_publish(conn, stream, p, now),
+            Packet::PubAck(a) => self.handle_puback(conn, a, now),
+            Packet::PubRec(a) => self.handle_pubrec(conn, stream, a, now),
+            Packet::PubRel(a) => self.handle_pubrel(conn, stream, a, now),
+            Packet::PubComp(a) => self.handle_pubcomp(conn, a, now),
+            Packet::Subscribe(s) => self.handle_subscribe(conn, stream, s, now),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(conn, stream, u, now),
+            Packet::PingReq => self.send(conn, stream, Packet::PingResp),
+            Packet::Disconnect(d) => self.handle_disconnect(conn, d, now),
+            Packet::Auth(a) => self.handle_reauth(conn, a, now),
+            // Server-to-client packets and a second CONNECT [MQTT-3.1.0-2].
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Connection(conn) => self.check_connection_deadline(conn, now),
+                Timer::Will(sid) => self.check_will(sid, now),
+                Timer::SessionExpiry(sid) => self.check_session_expiry(sid, now),
+            }
+        }
+    }
+
+    fn check_connection_deadline(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(deadline) = c.deadline(self.connect_timeout()) else { return };
+        if deadline > now {
+            self.timers.schedule(deadline, Timer::Connection(conn));
+            return;
+        }
+        if c.is_connected() {
+            tracing::debug!(conn = conn.0, peer = %c.peer, "keep alive timeout");
+            // [MQTT-3.1.2-24] close the connection; 5.0 may say why first.
+            self.close_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, now);
+        } else {
+            tracing::debug!(conn = conn.0, peer = %c.peer, "no CONNECT in time");
+            self.out.close(conn, CloseKind::Abnormal(ReasonCode::MAXIMUM_CONNECT_TIME));
+            self.drop_connection(conn, now);
+        }
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.limits.connect_timeout_secs)
+    }
+
+    /// Queues one packet for `conn` on `stream`.
+    fn send(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.unwritten += estimated_size(&packet, c.version);
+        self.out.packet(conn, stream, c.version, packet);
+    }
+}
+
+/// Bytes a packet will take on the wire, for backpressure accounting. Exact for PUBLISH (the
+/// packets that matter), a fixed estimate for the small control packets.
+fn estimated_size(packet: &Packet, version: crate::codec::ProtocolVersion) -> usize {
+    match packet {
+        Packet::Publish(_) => crate::codec::encoded_len(packet, version),
+        _ => 8,
+    }
+}

@@ -1,0 +1,79 @@
+//! What the broker state machine asks its transport glue to do.
+//!
+//! Packets for one connection and stream produced while handling one batch of events are
+//! coalesced into one [`Transmit`], so the glue encodes them into one buffer and writes once.
+
+use ahash::AHashMap;
+
+use super::types::{ConnId, SharedMessage, StreamId};
+use crate::codec::{Packet, ProtocolVersion, ReasonCode};
+
+/// Packets to write, in order, on one stream of one connection.
+#[derive(Debug)]
+pub struct Transmit {
+    pub conn: ConnId,
+    pub stream: StreamId,
+    /// The encoding to use.
+    pub version: ProtocolVersion,
+    pub packets: Vec<Packet>,
+}
+
+/// Why the broker closes a connection; QUIC maps it to an application error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// The client said DISCONNECT, or the broker is shutting down cleanly.
+    Normal,
+    /// Protocol error, keep alive timeout, takeover, or another abnormal end.
+    Abnormal(ReasonCode),
+}
+
+/// Identifies an in-process handler registered through the embedding API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandlerId(pub u64);
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    /// Write whatever was queued before this, then close the connection.
+    Close { conn: ConnId, kind: CloseKind },
+    /// A message for an in-process handler.
+    App { handler: HandlerId, message: SharedMessage },
+}
+
+/// Outputs accumulated while handling events, drained by the glue after each batch.
+#[derive(Debug, Default)]
+pub(crate) struct OutputQueue {
+    outputs: Vec<Output>,
+    open: AHashMap<(ConnId, StreamId), usize>,
+}
+
+impl OutputQueue {
+    pub fn packet(&mut self, conn: ConnId, stream: StreamId, version: ProtocolVersion, p: Packet) {
+        if let Some(&i) = self.open.get(&(conn, stream)) {
+            if let Some(Output::Transmit(t)) = self.outputs.get_mut(i) {
+                t.packets.push(p);
+                return;
+            }
+        }
+        self.open.insert((conn, stream), self.outputs.len());
+        self.outputs.push(Output::Transmit(Transmit { conn, stream, version, packets: vec![p] }));
+    }
+
+    pub fn close(&mut self, conn: ConnId, kind: CloseKind) {
+        self.open.retain(|(c, _), _| *c != conn);
+        self.outputs.push(Output::Close { conn, kind });
+    }
+
+    pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {
+        self.outputs.push(Output::App { handler, message });
+    }
+
+    pub fn take(&mut self) -> Vec<Output> {
+        self.open.clear();
+        std::mem::take(&mut self.outputs)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+}

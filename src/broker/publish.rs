@@ -1,0 +1,159 @@
+//! PUBLISH from clients and the QoS 1/2 acknowledgement flows in both directions (3.3 to 3.7,
+//! 4.3).
+
+use std::time::Instant;
+
+use super::route::message_from;
+use super::session::Inflight;
+use super::{Broker, ConnId, StreamId};
+use crate::codec::{Ack, Packet, Publish, QoS, ReasonCode};
+
+impl Broker {
+    pub(super) fn handle_publish(&mut self, conn: ConnId, stream: StreamId, p: Publish, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let version = c.version;
+        let Some(sid) = c.session else { return };
+
+        // Topic alias from the client (3.3.2.3.4).
+        let mut topic = p.topic.clone();
+        if let Some(alias) = p.properties.topic_alias {
+            // [MQTT-3.3.2-9] [MQTT-3.3.2-10]: 0 or above our maximum is an error.
+            if alias == 0 || alias > self.config.limits.topic_alias_maximum {
+                self.protocol_violation(conn, ReasonCode::TOPIC_ALIAS_INVALID, now);
+                return;
+            }
+            if topic.is_empty() {
+                match c.aliases_in.get(&alias) {
+                    Some(t) => topic = t.clone(),
+                    // An alias that was never established.
+                    None => {
+                        self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+                        return;
+                    }
+                }
+            } else {
+                c.aliases_in.insert(alias, topic.clone());
+            }
+        }
+        if !crate::topic::is_valid_topic_name(&topic) {
+            // [MQTT-3.3.2-1] [MQTT-3.3.2-2]
+            let code = if topic.is_empty() { ReasonCode::PROTOCOL_ERROR } else { ReasonCode::TOPIC_NAME_INVALID };
+            self.protocol_violation(conn, code, now);
+            return;
+        }
+        // [MQTT-3.2.2-11]: QoS above the Maximum QoS we announced.
+        if p.qos as u8 > self.config.session.max_qos {
+            self.protocol_violation(conn, ReasonCode::QOS_NOT_SUPPORTED, now);
+            return;
+        }
+        // [MQTT-3.2.2-14]: RETAIN when we announced Retain Available = 0.
+        if p.retain && !self.config.session.retain_available {
+            self.protocol_violation(conn, ReasonCode::RETAIN_NOT_SUPPORTED, now);
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let packet_id = p.packet_id.unwrap_or(0);
+        if p.qos == QoS::ExactlyOnce {
+            if session.incoming_qos2.contains(&packet_id) {
+                // A retransmission of a QoS 2 message already received: acknowledge, do not
+                // deliver again [MQTT-4.3.3-10].
+                self.send(conn, stream, Packet::PubRec(Ack::new(packet_id)));
+                return;
+            }
+            // [MQTT-3.3.4-9]: more unacknowledged QoS 2 than our Receive Maximum.
+            if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
+                self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
+                return;
+            }
+        }
+        let origin = session.client_id.clone();
+
+        // Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]; we check it.
+        let bad_payload = version.is_v5()
+            && p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err();
+        let qos = p.qos;
+        let code = if bad_payload {
+            ReasonCode::PAYLOAD_FORMAT_INVALID
+        } else {
+            self.metrics.messages_received += 1;
+            let msg = message_from(p, topic, origin, now);
+            let reached = self.publish_message(msg, Some(sid), now);
+            if reached == 0 && version.is_v5() {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            }
+        };
+        let ack = Ack { packet_id, code, properties: Default::default() };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(conn, stream, Packet::PubAck(ack)),
+            QoS::ExactlyOnce => {
+                if !code.is_error() {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.incoming_qos2.insert(packet_id);
+                    }
+                }
+                self.send(conn, stream, Packet::PubRec(ack));
+            }
+        }
+    }
+
+    /// PUBREL from the client completes an incoming QoS 2 flow (4.3.3).
+    pub(super) fn handle_pubrel(&mut self, conn: ConnId, stream: StreamId, a: Ack, _now: Instant) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let known = session.incoming_qos2.remove(&a.packet_id);
+        let mut comp = Ack::new(a.packet_id);
+        if !known {
+            // [MQTT-3.7.2-1] 0x92 for an unknown packet identifier.
+            comp.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.send(conn, stream, Packet::PubComp(comp));
+    }
+
+    /// PUBACK ends an outgoing QoS 1 flow [MQTT-4.3.2-...].
+    pub(super) fn handle_puback(&mut self, conn: ConnId, a: Ack, now: Instant) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        if let Some(Inflight::Published(d)) = session.inflight.get(&a.packet_id) {
+            if d.qos == QoS::AtLeastOnce {
+                session.inflight.remove(&a.packet_id);
+                self.pump_queue(sid, now);
+            }
+        }
+    }
+
+    /// PUBREC moves an outgoing QoS 2 flow to PUBREL (4.3.3); an error code ends it.
+    pub(super) fn handle_pubrec(&mut self, conn: ConnId, stream: StreamId, a: Ack, now: Instant) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let mut rel = Ack::new(a.packet_id);
+        match session.inflight.get(&a.packet_id) {
+            Some(Inflight::Published(d)) if d.qos == QoS::ExactlyOnce => {
+                if a.code.is_error() {
+                    // [MQTT-4.3.3-...] an error PUBREC ends the flow; no PUBREL.
+                    session.inflight.remove(&a.packet_id);
+                    self.pump_queue(sid, now);
+                    return;
+                }
+                session.inflight.insert(a.packet_id, Inflight::Released { stream });
+            }
+            Some(Inflight::Released { .. }) => {}
+            // [MQTT-3.6.2-1] PUBREL 0x92 for an unknown packet identifier.
+            _ => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        }
+        self.send(conn, stream, Packet::PubRel(rel));
+    }
+
+    /// PUBCOMP ends an outgoing QoS 2 flow.
+    pub(super) fn handle_pubcomp(&mut self, conn: ConnId, a: Ack, now: Instant) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        if let Some(Inflight::Released { .. }) = session.inflight.get(&a.packet_id) {
+            session.inflight.remove(&a.packet_id);
+            self.pump_queue(sid, now);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Routing and delivery: from one published message to the subscribers' connections.
+//!
+//! The trie gives every matching subscription once; overlapping subscriptions of one session
+//! collapse into one delivery at the highest granted QoS carrying every subscription identifier
+//! (3.3.4, [MQTT-3.3.4-2] .. [MQTT-3.3.4-5]); a shared subscription group gets each message
+//! once, round robin over its online members (4.8.2). The payload is never copied: every queue
+//! holds the same `Arc<Message>` and every PUBLISH the same `Bytes`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ahash::AHashMap;
+use bytestring::ByteString;
+
+use super::session::{Delivery, Inflight, SubEntry};
+use super::{Broker, ConnId, HandlerId, SessionId, SharedMessage, StreamId, SubKey};
+use crate::codec::{Packet, Publish, QoS};
+
+/// Reused buffers, so routing a message does not allocate in the steady state.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    direct: AHashMap<SessionId, Acc>,
+    shared: Vec<(ByteString, Box<str>, SessionId, SubEntry)>,
+    apps: Vec<HandlerId>,
+}
+
+#[derive(Debug)]
+struct Acc {
+    qos: QoS,
+    retain_as_published: bool,
+    sub_ids: Vec<u32>,
+    stream: StreamId,
+}
+
+impl Broker {
+    /// Stores (or clears) the retained message and routes `msg` to every subscriber. Returns how
+    /// many subscribers (sessions, shared groups, in-process handlers) it reached.
+    pub(super) fn publish_message(
+        &mut self,
+        msg: SharedMessage,
+        publisher: Option<SessionId>,
+        now: Instant,
+    ) -> usize {
+        if msg.retain && self.config.session.retain_available {
+            if msg.payload.is_empty() {
+                // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
+                self.retained.remove(&msg.topic);
+            } else {
+                // [MQTT-3.3.1-5]
+                self.retained.insert(&msg.topic, msg.clone());
+            }
+        }
+        self.route(msg, publisher, now)
+    }
+
+    fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.direct.clear();
+        scratch.shared.clear();
+        scratch.apps.clear();
+        self.subscriptions.for_each_match(&msg.topic, |filter, key: &SubKey, entry| match &key.group {
+            None => {
+                // [MQTT-3.8.3-3] No Local: not to the publisher's own subscription.
+                if entry.options.no_local && Some(key.session) == publisher {
+                    return;
+                }
+                let acc = scratch.direct.entry(key.session).or_insert(Acc {
+                    qos: QoS::AtMostOnce,
+                    retain_as_published: false,
+                    sub_ids: Vec::new(),
+                    stream: entry.stream,
+                });
+                acc.qos = acc.qos.max(entry.options.qos);
+                acc.retain_as_published |= entry.options.retain_as_published;
+                acc.sub_ids.extend(entry.id);
+            }
+            Some(group) => {
+                scratch.shared.push((group.clone(), filter.into(), key.session, entry.clone()))
+            }
+        });
+        self.app_subscriptions.for_each_match(&msg.topic, |_, handler, _| scratch.apps.push(*handler));
+
+        let mut reached = scratch.direct.len() + scratch.apps.len();
+        for (sid, acc) in scratch.direct.drain() {
+            let delivery = Delivery {
+                msg: msg.clone(),
+                qos: msg.qos.min(acc.qos),
+                // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
+                retain: msg.retain && acc.retain_as_published,
+                sub_ids: acc.sub_ids,
+                stream: acc.stream,
+            };
+            self.deliver(sid, delivery, now);
+        }
+        scratch.shared.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let mut rest = &scratch.shared[..];
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|e| e.0 == first.0 && e.1 == first.1).count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            if let Some((sid, entry)) = self.pick_shared(group) {
+                reached += 1;
+                let delivery = Delivery {
+                    msg: msg.clone(),
+                    qos: msg.qos.min(entry.options.qos),
+                    retain: msg.retain && entry.options.retain_as_published,
+                    sub_ids: entry.id.into_iter().collect(),
+                    stream: entry.stream,
+                };
+                self.deliver(sid, delivery, now);
+            }
+        }
+        for handler in scratch.apps.drain(..) {
+            self.out.app(handler, msg.clone());
+        }
+        self.scratch = scratch;
+        reached
+    }
+
+    /// Round robin over the group's members with a connection; offline members only when none
+    /// is online (their session queues the message).
+    fn pick_shared(
+        &mut self,
+        members: &[(ByteString, Box<str>, SessionId, SubEntry)],
+    ) -> Option<(SessionId, SubEntry)> {
+        let (group, filter) = (&members[0].0, &members[0].1);
+        let online: Vec<usize> = (0..members.len())
+            .filter(|&i| self.sessions.get(&members[i].2).is_some_and(|s| s.conn.is_some()))
+            .collect();
+        let cursor = self
+            .shared_cursor
+            .entry((group.clone(), ByteString::from(&**filter)))
+            .or_insert(0);
+        *cursor = cursor.wrapping_add(1);
+        let index = if online.is_empty() {
+            *cursor % members.len()
+        } else {
+            online[*cursor % online.len()]
+        };
+        members.get(index).map(|m| (m.2, m.3.clone()))
+    }
+
+    /// Hands one delivery to a session: straight to its connection when the QoS window and the
+    /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
+    pub(super) fn deliver(&mut self, sid: SessionId, delivery: Delivery, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let conn = session.conn.and_then(|c| self.conns.get(&c).map(|state| (c, state)));
+        let Some((conn, c)) = conn else {
+            // Offline: QoS 1/2 wait in the session [MQTT-3.1.2-5]; QoS 0 is not kept.
+            if delivery.qos != QoS::AtMostOnce {
+                self.enqueue(sid, delivery);
+            }
+            return;
+        };
+        let slow = c.unwritten >= self.outbound_soft_limit;
+        if delivery.qos == QoS::AtMostOnce {
+            if slow {
+                self.metrics.dropped_qos0 += 1;
+            } else {
+                self.transmit_publish(sid, conn, &delivery, None, false, now);
+            }
+            return;
+        }
+        let window_open = session.inflight.len() < c.send_window;
+        if session.queue.is_empty() && window_open && !slow {
+            if let Some(packet_id) = session.allocate_packet_id() {
+                session.inflight.insert(packet_id, Inflight::Published(delivery.clone()));
+                self.transmit_publish(sid, conn, &delivery, Some(packet_id), false, now);
+                return;
+            }
+        }
+        self.enqueue(sid, delivery);
+    }
+
+    /// Appends to the session queue; when it is full the new message is dropped and counted.
+    fn enqueue(&mut self, sid: SessionId, delivery: Delivery) {
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        if session.queue.len() >= self.config.limits.max_queued_messages {
+            self.metrics.dropped_queue_full += 1;
+            tracing::debug!(client = %session.client_id, "session queue full, message dropped");
+            return;
+        }
+        session.queue.push_back(delivery);
+    }
+
+    /// Moves queued messages to the connection while the window and buffer allow.
+    pub(super) fn pump_queue(&mut self, sid: SessionId, now: Instant) {
+        loop {
+            let Some(session) = self.sessions.get_mut(&sid) else { return };
+            let Some(conn) = session.conn else { return };
+            let Some(c) = self.conns.get(&conn) else { return };
+            if session.queue.is_empty()
+                || session.inflight.len() >= c.send_window
+                || c.unwritten >= self.outbound_soft_limit
+            {
+                return;
+            }
+            let Some(delivery) = session.queue.pop_front() else { return };
+            let packet_id = if delivery.qos == QoS::AtMostOnce {
+                None
+            } else {
+                let Some(id) = session.allocate_packet_id() else {
+                    session.queue.push_front(delivery);
+                    return;
+                };
+                session.inflight.insert(id, Inflight::Published(delivery.clone()));
+                Some(id)
+            };
+            self.transmit_publish(sid, conn, &delivery, packet_id, false, now);
+        }
+    }
+
+    /// Builds the PUBLISH for one connection (expiry, subscription identifiers, topic alias)
+    /// and queues it. A message that expired or exceeds the client's Maximum Packet Size is
+    /// dropped as if delivered [MQTT-3.3.2-5] [MQTT-3.1.2-25]. Returns whether it was sent.
+    pub(super) fn transmit_publish(
+        &mut self,
+        sid: SessionId,
+        conn: ConnId,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
+        let msg = &delivery.msg;
+        let remaining = msg.remaining_expiry(now);
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let version = c.version;
+        let mut publish = Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: msg.topic.clone(),
+            packet_id,
+            properties: Default::default(),
+            payload: msg.payload.clone(),
+        };
+        if version.is_v5() {
+            publish.properties = msg.properties.clone();
+            // [MQTT-3.3.2-6] the remaining lifetime, not the original interval.
+            publish.properties.message_expiry_interval = remaining;
+            publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+        }
+        let mut packet = Packet::Publish(publish);
+        let dropped = if remaining == Some(0) {
+            self.metrics.dropped_expired += 1;
+            true
+        } else if crate::codec::encoded_len(&packet, version) > c.max_packet_size_out as usize {
+            self.metrics.dropped_too_large += 1;
+            true
+        } else {
+            false
+        };
+        if dropped {
+            if let Some(id) = packet_id {
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.inflight.remove(&id);
+                }
+            }
+            return false;
+        }
+        if let Packet::Publish(p) = &mut packet {
+            if c.topic_alias_max_out > 0 {
+                assign_alias(c, p);
+            }
+        }
+        let stream = c.route_stream(delivery.stream);
+        self.metrics.messages_sent += 1;
+        self.send(conn, stream, packet);
+        true
+    }
+}
+
+/// Topic alias toward the client (3.3.2.3.4): reuse an alias for a topic sent before, or
+/// establish a new one while the client's maximum allows [MQTT-3.3.2-8]. Aliases are never
+/// remapped, so a packet in flight can never be misread.
+fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
+    if let Some(&alias) = c.aliases_out.get(&p.topic) {
+        p.properties.topic_alias = Some(alias);
+        p.topic = ByteString::new();
+    } else if c.aliases_out.len() < usize::from(c.topic_alias_max_out) {
+        let alias = c.aliases_out.len() as u16 + 1;
+        c.aliases_out.insert(p.topic.clone(), alias);
+        p.properties.topic_alias = Some(alias);
+    }
+}
+
+/// Creates the shared message for a PUBLISH received from a client.
+pub(super) fn message_from(p: Publish, topic: ByteString, origin: ByteString, now: Instant) -> SharedMessage {
+    let mut properties = p.properties;
+    let expires_at = properties
+        .message_expiry_interval
+        .take()
+        .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
+    Arc::new(super::Message {
+        topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+        properties: super::connect::forwardable(properties),
+        expires_at,
+        origin: Some(origin),
+    })
+}

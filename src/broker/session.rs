@@ -1,0 +1,107 @@
+//! Session state (4.1): what survives a connection when the session does.
+//!
+//! Subscriptions, outgoing QoS 1/2 messages inflight and queued, incoming QoS 2 packet ids that
+//! await PUBREL, the pending will and the expiry. The network connection, if any, is only
+//! referenced: a session may be served by one TCP socket, one QUIC stream or several.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use ahash::{AHashMap, AHashSet};
+use bytestring::ByteString;
+
+use super::types::{ConnId, SessionId, SharedMessage, StreamId};
+use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
+
+/// One subscription of a session, as stored in the session and in the trie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubEntry {
+    pub options: SubscriptionOptions,
+    /// Subscription Identifier (3.8.2.1.2).
+    pub id: Option<u32>,
+    /// The stream the subscription was made on: deliveries go there.
+    pub stream: StreamId,
+}
+
+/// A message on its way to one subscriber: the shared message plus what is particular to this
+/// subscriber (granted QoS, retain flag to send, matching subscription identifiers).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub msg: SharedMessage,
+    pub qos: QoS,
+    pub retain: bool,
+    pub sub_ids: Vec<u32>,
+    pub stream: StreamId,
+}
+
+/// Outgoing QoS 1/2 state per packet identifier (4.3.2, 4.3.3).
+#[derive(Debug, Clone)]
+pub enum Inflight {
+    /// PUBLISH sent, PUBACK or PUBREC awaited.
+    Published(Delivery),
+    /// PUBREC received and PUBREL sent, PUBCOMP awaited.
+    Released { stream: StreamId },
+}
+
+/// A will waiting for its delay to pass or its session to end (3.1.3.2.2).
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    pub message: SharedMessage,
+    pub delay_secs: u32,
+    /// Set once the connection is gone.
+    pub publish_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub client_id: ByteString,
+    pub conn: Option<ConnId>,
+    pub version: ProtocolVersion,
+    /// Full filter strings (shared ones with their `$share/group/` prefix).
+    pub subscriptions: AHashMap<ByteString, SubEntry>,
+    pub inflight: BTreeMap<u16, Inflight>,
+    pub queue: VecDeque<Delivery>,
+    pub incoming_qos2: AHashSet<u16>,
+    next_packet_id: u16,
+    /// Session Expiry Interval in seconds; u32::MAX never expires.
+    pub expiry_secs: u32,
+    /// When a disconnected session expires.
+    pub expires_at: Option<Instant>,
+    /// The will of the current (or last) connection.
+    pub will: Option<PendingWill>,
+}
+
+impl Session {
+    pub fn new(id: SessionId, client_id: ByteString, version: ProtocolVersion) -> Session {
+        Session {
+            id,
+            client_id,
+            conn: None,
+            version,
+            subscriptions: AHashMap::new(),
+            inflight: BTreeMap::new(),
+            queue: VecDeque::new(),
+            incoming_qos2: AHashSet::new(),
+            next_packet_id: 1,
+            expiry_secs: 0,
+            expires_at: None,
+            will: None,
+        }
+    }
+
+    /// A free packet identifier for an outgoing QoS 1/2 PUBLISH, or `None` when all 65535 are
+    /// in use [MQTT-2.2.1-4].
+    pub fn allocate_packet_id(&mut self) -> Option<u16> {
+        if self.inflight.len() >= usize::from(u16::MAX) {
+            return None;
+        }
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.contains_key(&id) {
+                return Some(id);
+            }
+        }
+    }
+}

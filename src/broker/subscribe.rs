@@ -1,0 +1,144 @@
+//! SUBSCRIBE and UNSUBSCRIBE (3.8 to 3.11), retained messages on subscribe, and the embedding
+//! API's in-process subscriptions.
+
+use std::time::Instant;
+
+use bytestring::ByteString;
+
+use super::connect::cap_qos;
+use super::session::{Delivery, SubEntry};
+use super::{Broker, ConnId, HandlerId, Message, SessionId, SharedMessage, StreamId, SubKey};
+use crate::codec::{Packet, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe};
+use crate::topic;
+
+impl Broker {
+    pub(super) fn handle_subscribe(&mut self, conn: ConnId, stream: StreamId, s: Subscribe, now: Instant) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+        let shared_no_local = s
+            .filters
+            .iter()
+            .any(|(f, o)| o.no_local && matches!(topic::parse_shared(f), Some(Ok(_))));
+        if shared_no_local || s.properties.subscription_identifiers.len() > 1 {
+            self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+            return;
+        }
+        let sub_id = s.properties.subscription_identifiers.first().copied();
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained = Vec::new();
+        for (filter, options) in s.filters {
+            codes.push(self.subscribe_one(sid, stream, filter, options, sub_id, &mut retained));
+        }
+        // [MQTT-3.8.4-1] SUBACK, then the retained messages [MQTT-3.3.1-9].
+        let suback = SubAck { packet_id: s.packet_id, properties: Default::default(), codes };
+        self.send(conn, stream, Packet::SubAck(suback));
+        for delivery in retained {
+            self.deliver(sid, delivery, now);
+        }
+    }
+
+    fn subscribe_one(
+        &mut self,
+        sid: SessionId,
+        stream: StreamId,
+        filter: ByteString,
+        options: SubscriptionOptions,
+        sub_id: Option<u32>,
+        retained: &mut Vec<Delivery>,
+    ) -> ReasonCode {
+        if !topic::is_valid_filter(&filter) {
+            return ReasonCode::TOPIC_FILTER_INVALID;
+        }
+        let (trie_filter, group) = match topic::parse_shared(&filter) {
+            Some(Ok(shared)) => (shared.filter.to_owned(), Some(ByteString::from(shared.group))),
+            Some(Err(())) => return ReasonCode::TOPIC_FILTER_INVALID,
+            None => (filter.to_string(), None),
+        };
+        let granted = cap_qos(options.qos, self.config.session.max_qos);
+        let entry = SubEntry { options: SubscriptionOptions { qos: granted, ..options }, id: sub_id, stream };
+        let Some(session) = self.sessions.get_mut(&sid) else { return ReasonCode::UNSPECIFIED_ERROR };
+        // [MQTT-3.8.4-3] a subscription to an existing filter replaces it.
+        let existed = session.subscriptions.insert(filter.clone(), entry.clone()).is_some();
+        let is_shared = group.is_some();
+        self.subscriptions.insert(&trie_filter, SubKey { session: sid, group }, entry.clone());
+
+        // Retain Handling (3.8.3.1): 0 always, 1 only for a new subscription, 2 never. Shared
+        // subscriptions get no retained messages [MQTT-3.8.4-...] (4.8.2).
+        let send_retained = !is_shared
+            && self.config.session.retain_available
+            && (options.retain_handling == 0 || (options.retain_handling == 1 && !existed));
+        if send_retained {
+            self.retained.for_each_match(&trie_filter, |_, msg: &SharedMessage| {
+                retained.push(Delivery {
+                    msg: msg.clone(),
+                    qos: msg.qos.min(granted),
+                    // [MQTT-3.3.1-8] retained messages sent on subscribe keep RETAIN = 1.
+                    retain: true,
+                    sub_ids: sub_id.into_iter().collect(),
+                    stream,
+                });
+                true
+            });
+        }
+        ReasonCode(granted as u8)
+    }
+
+    pub(super) fn handle_unsubscribe(&mut self, conn: ConnId, stream: StreamId, u: Unsubscribe, _now: Instant) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let removed = self.sessions.get_mut(&sid).and_then(|s| s.subscriptions.remove(filter));
+            let code = if removed.is_some() {
+                self.remove_from_trie(sid, filter);
+                ReasonCode::SUCCESS
+            } else if topic::is_valid_filter(filter) {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            } else {
+                ReasonCode::TOPIC_FILTER_INVALID
+            };
+            codes.push(code);
+        }
+        // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed.
+        let unsuback = UnsubAck { packet_id: u.packet_id, properties: Default::default(), codes };
+        self.send(conn, stream, Packet::UnsubAck(unsuback));
+    }
+
+    pub(super) fn remove_from_trie(&mut self, sid: SessionId, filter: &str) {
+        let (trie_filter, group) = match topic::parse_shared(filter) {
+            Some(Ok(shared)) => (shared.filter, Some(ByteString::from(shared.group))),
+            _ => (filter, None),
+        };
+        self.subscriptions.remove(trie_filter, &SubKey { session: sid, group });
+    }
+
+    /// Registers an in-process handler for `filter` (embedding API). Retained messages that
+    /// match are handed to it at once, like to a new subscriber.
+    pub fn app_subscribe(&mut self, handler: HandlerId, filter: &str, qos: QoS) -> Result<(), ReasonCode> {
+        if !topic::is_valid_filter(filter) || topic::parse_shared(filter).is_some() {
+            return Err(ReasonCode::TOPIC_FILTER_INVALID);
+        }
+        self.app_subscriptions.insert(filter, handler, qos);
+        let mut retained = Vec::new();
+        self.retained.for_each_match(filter, |_, msg: &SharedMessage| {
+            retained.push(msg.clone());
+            true
+        });
+        for msg in retained {
+            self.out.app(handler, msg);
+        }
+        Ok(())
+    }
+
+    pub fn app_unsubscribe(&mut self, handler: HandlerId, filter: &str) {
+        self.app_subscriptions.remove(filter, &handler);
+    }
+
+    /// Publishes a message from the embedding application. Returns how many subscribers it
+    /// reached.
+    pub fn app_publish(&mut self, message: Message, now: Instant) -> Result<usize, ReasonCode> {
+        if !topic::is_valid_topic_name(&message.topic) {
+            return Err(ReasonCode::TOPIC_NAME_INVALID);
+        }
+        Ok(self.publish_message(std::sync::Arc::new(message), None, now))
+    }
+}
