@@ -4,9 +4,14 @@
 //! Both indexes are level tries, so a publish walks at most the levels of its topic (times the
 //! wildcard branches) instead of scanning every filter.
 
+mod levels;
 mod retained;
+mod stack;
 mod trie;
 mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use retained::RetainedStore;
 pub use trie::SubscriptionTrie;
