@@ -8,7 +8,13 @@
 //! - [`app`]: the embedding API (in-process topic handlers).
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod server;
 pub mod topic;
-pub mod broker;
+pub mod transport;
+
+pub use app::{App, AppHandle, AppMessage};
+pub use config::Config;

@@ -1,1 +1,48 @@
-fn main() {}
+//! The `mqttd` binary: the broker, and (in later versions) client and benchmark subcommands.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mqttd::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", mqttd::config::example_yaml());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return match mqttd::Config::from_file(file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mqttd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("mqttd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    mqttd::cli::init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mqttd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(mqttd::App::new(config).run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqttd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -93,11 +93,9 @@ impl Broker {
             }
         };
         let data = auth.properties.authentication_data.as_ref();
+        let client_id = self.client_id_of(conn).unwrap_or_default();
         let outcome = match (auth.code, self.auth.as_mut()) {
-            (ReasonCode::RE_AUTHENTICATE, Some(hook)) => {
-                let client_id = self.client_id_of(conn).unwrap_or_default();
-                hook.start(conn, &client_id, &method, data)
-            }
+            (ReasonCode::RE_AUTHENTICATE, Some(hook)) => hook.start(conn, &client_id, &method, data),
             (ReasonCode::CONTINUE_AUTHENTICATION, Some(hook)) => hook.continue_auth(conn, &method, data),
             _ => AuthOutcome::Fail(ReasonCode::PROTOCOL_ERROR),
         };

@@ -147,3 +147,13 @@ impl Broker {
         }
     }
 }
+
+impl Broker {
+    /// Closes every connection with 0x8B Server shutting down (5.0) before the process exits.
+    pub fn shutdown(&mut self, now: Instant) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now);
+        }
+    }
+}

@@ -167,6 +167,7 @@ impl Broker {
         };
 
         let will = connect.will.as_ref().map(|w| self.will_message(w, &client_id, now));
+        let connect_timeout = self.connect_timeout();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.state = ConnState::Connected;
         c.version = version;
@@ -179,7 +180,7 @@ impl Broker {
         c.connect_expiry_was_zero = expiry == 0;
         c.last_activity = now;
         let peer = c.peer.clone();
-        if let Some(deadline) = c.deadline(self.connect_timeout()) {
+        if let Some(deadline) = c.deadline(connect_timeout) {
             self.timers.schedule(deadline, Timer::Connection(conn));
         }
 
@@ -286,7 +287,7 @@ impl Broker {
 
 /// The properties a broker forwards with an application message [MQTT-3.3.2-17]
 /// [MQTT-3.3.2-18] [MQTT-3.3.2-20]: everything else is per hop.
-pub(super) fn forwardable(p: Properties) -> Properties {
+pub fn forwardable(p: Properties) -> Properties {
     Properties {
         payload_format_indicator: p.payload_format_indicator,
         content_type: p.content_type,

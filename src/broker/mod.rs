@@ -30,6 +30,7 @@ use ahash::AHashMap;
 use bytestring::ByteString;
 
 pub use auth::{AuthOutcome, EnhancedAuth};
+pub use connect::forwardable as forwardable_properties;
 pub use output::{CloseKind, HandlerId, Output, Transmit};
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
@@ -256,14 +257,15 @@ impl Broker {
     /// Queues one packet for `conn` on `stream`.
     fn send(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.unwritten += estimated_size(&packet, c.version);
+        c.unwritten += accounted_size(&packet, c.version);
         self.out.packet(conn, stream, c.version, packet);
     }
 }
 
-/// Bytes a packet will take on the wire, for backpressure accounting. Exact for PUBLISH (the
-/// packets that matter), a fixed estimate for the small control packets.
-fn estimated_size(packet: &Packet, version: crate::codec::ProtocolVersion) -> usize {
+/// Bytes a packet counts for in backpressure accounting: exact for PUBLISH (the packets that
+/// matter), a fixed estimate for the small control packets. The glue reports written packets
+/// with the same measure.
+pub fn accounted_size(packet: &Packet, version: crate::codec::ProtocolVersion) -> usize {
     match packet {
         Packet::Publish(_) => crate::codec::encoded_len(packet, version),
         _ => 8,

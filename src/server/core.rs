@@ -1,0 +1,114 @@
+//! The broker task: owns the [`Broker`] state machine, feeds it events in batches, runs its
+//! timers and hands its outputs to connection outboxes and in-process handlers.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::event::Event;
+use super::outbox::Outbox;
+use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+
+/// Events handled per wake-up before outputs are flushed.
+const BATCH: usize = 512;
+
+pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
+    let mut outboxes: AHashMap<ConnId, Arc<Outbox>> = AHashMap::new();
+    let mut handlers: AHashMap<HandlerId, mpsc::Sender<SharedMessage>> = AHashMap::new();
+    let mut dirty: Vec<ConnId> = Vec::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut shutting_down = false;
+    loop {
+        let deadline = broker.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            n = events.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                let now = Instant::now().into_std();
+                for event in batch.drain(..) {
+                    match event {
+                        Event::Opened { conn, peer, outbox } => {
+                            outboxes.insert(conn, outbox);
+                            broker.connection_opened(conn, peer, now);
+                        }
+                        Event::Packets { conn, stream, packets } => {
+                            for packet in packets {
+                                broker.handle_packet(conn, stream, packet, now);
+                            }
+                        }
+                        Event::DecodeError { conn, error } => broker.handle_decode_error(conn, &error, now),
+                        Event::Lost { conn } => {
+                            broker.connection_lost(conn, now);
+                            outboxes.remove(&conn);
+                        }
+                        Event::Written { conn, bytes } => broker.handle_written(conn, bytes, now),
+                        Event::AppSubscribe { handler, filter, qos, deliver, reply } => {
+                            handlers.insert(handler, deliver);
+                            let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
+                        }
+                        Event::AppPublish { message, reply } => {
+                            let _ = reply.send(broker.app_publish(message, now));
+                        }
+                        Event::Shutdown => {
+                            broker.shutdown(now);
+                            shutting_down = true;
+                        }
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => {}
+        }
+        broker.handle_timeout(Instant::now().into_std());
+        dispatch(&mut broker, &mut outboxes, &handlers, &mut dirty);
+        if shutting_down {
+            break;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn dispatch(
+    broker: &mut Broker,
+    outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
+    handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
+    dirty: &mut Vec<ConnId>,
+) {
+    for output in broker.take_outputs() {
+        match output {
+            Output::Transmit(t) => {
+                if let Some(outbox) = outboxes.get(&t.conn) {
+                    dirty.push(t.conn);
+                    outbox.push(t);
+                }
+            }
+            Output::Close { conn, kind } => {
+                if let Some(outbox) = outboxes.remove(&conn) {
+                    outbox.close(kind);
+                    outbox.wake();
+                }
+            }
+            Output::App { handler, message } => {
+                if let Some(tx) = handlers.get(&handler) {
+                    // Bounded: a handler that cannot keep up loses messages, counted in logs.
+                    if tx.try_send(message).is_err() {
+                        tracing::warn!(handler = handler.0, "in-process handler queue full, message dropped");
+                    }
+                }
+            }
+        }
+    }
+    for conn in dirty.drain(..) {
+        if let Some(outbox) = outboxes.get(&conn) {
+            outbox.wake();
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Events from the transports and the embedding API to the broker task.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::outbox::Outbox;
+use crate::broker::{ConnId, HandlerId, Message, SharedMessage, StreamId};
+use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
+
+pub enum Event {
+    Opened { conn: ConnId, peer: String, outbox: Arc<Outbox> },
+    Packets { conn: ConnId, stream: StreamId, packets: Vec<Packet> },
+    DecodeError { conn: ConnId, error: DecodeError },
+    Lost { conn: ConnId },
+    Written { conn: ConnId, bytes: usize },
+    AppSubscribe {
+        handler: HandlerId,
+        filter: String,
+        qos: QoS,
+        deliver: mpsc::Sender<SharedMessage>,
+        reply: oneshot::Sender<Result<(), ReasonCode>>,
+    },
+    AppPublish { message: Message, reply: oneshot::Sender<Result<usize, ReasonCode>> },
+    Shutdown,
+}
+
+/// Capacity of the channel into the broker task. Senders wait when it is full, which slows
+/// down reading from sockets: backpressure reaches the publishers.
+pub const EVENT_QUEUE: usize = 4096;

@@ -1,0 +1,114 @@
+//! Running a broker: binds the listeners, starts the broker task, and hands back a handle to
+//! stop it. This is the tokio layer around the sans-IO [`crate::broker::Broker`].
+
+mod core;
+pub(crate) mod event;
+pub(crate) mod outbox;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::broker::{Broker, EnhancedAuth};
+use crate::config::Config;
+use event::{Event, EVENT_QUEUE};
+
+/// Failure to start the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen for MQTT over TCP on {addr}: {source}")]
+    BindTcp { addr: SocketAddr, source: std::io::Error },
+    #[error("the broker has stopped")]
+    Stopped,
+}
+
+/// Options that are code, not configuration.
+#[derive(Default)]
+pub struct ServerOptions {
+    pub enhanced_auth: Option<Box<dyn EnhancedAuth>>,
+}
+
+/// A running broker.
+pub struct ServerHandle {
+    tcp_addr: Option<SocketAddr>,
+    pub(crate) events: mpsc::Sender<Event>,
+    stop: watch::Sender<bool>,
+    core: JoinHandle<()>,
+    listeners: Vec<JoinHandle<()>>,
+}
+
+/// Binds every configured listener and starts serving.
+pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    start_with(config, ServerOptions::default()).await
+}
+
+pub async fn start_with(config: Config, options: ServerOptions) -> Result<ServerHandle, ServerError> {
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+    start_with_channel(config, options, events, events_rx).await
+}
+
+/// Starts with an event channel made beforehand (the embedding API hands out publishers
+/// before the broker runs).
+pub(crate) async fn start_with_channel(
+    config: Config,
+    options: ServerOptions,
+    events: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+) -> Result<ServerHandle, ServerError> {
+    let (stop, stop_rx) = watch::channel(false);
+    let ids = Arc::new(AtomicU64::new(1));
+    let max_packet_size = config.limits.max_packet_size;
+
+    let mut listeners = Vec::new();
+    let mut tcp_addr = None;
+    if let Some(addr) = config.listeners.tcp {
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::BindTcp { addr, source })?;
+        let local = listener.local_addr().map_err(|source| ServerError::BindTcp { addr, source })?;
+        tracing::info!(addr = %local, "listening for MQTT over TCP");
+        tcp_addr = Some(local);
+        listeners.push(tokio::spawn(crate::transport::tcp::accept_loop(
+            listener,
+            events.clone(),
+            ids.clone(),
+            max_packet_size,
+            stop_rx.clone(),
+        )));
+    }
+
+    let mut broker = Broker::new(config);
+    if let Some(auth) = options.enhanced_auth {
+        broker.set_enhanced_auth(auth);
+    }
+    let core = tokio::spawn(core::run(broker, events_rx));
+    Ok(ServerHandle { tcp_addr, events, stop, core, listeners })
+}
+
+impl ServerHandle {
+    /// The bound TCP address (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// Stops accepting, disconnects every client (5.0: reason 0x8B) and waits for the broker
+    /// task to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for l in &self.listeners {
+            l.abort();
+        }
+        let _ = self.events.send(Event::Shutdown).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.core).await;
+        // Let writers flush their last DISCONNECTs.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// Resolves when the broker task ends (it only does on shutdown).
+    pub async fn stopped(&mut self) {
+        let _ = (&mut self.core).await;
+    }
+}

@@ -1,0 +1,70 @@
+//! The hand-off between the broker task and one connection's writer.
+//!
+//! The broker task appends whole [`Transmit`]s and wakes the writer; the writer takes everything
+//! at once, encodes it into one buffer and writes it with one call. The outbox needs no bound of
+//! its own: the broker accounts every byte it hands over until the writer reports it written,
+//! and stops feeding a connection that falls behind (see `Broker::handle_written`).
+
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use crate::broker::{CloseKind, Transmit};
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    transmits: Vec<Transmit>,
+    close: Option<CloseKind>,
+}
+
+/// What the writer takes in one go.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub transmits: Vec<Transmit>,
+    /// Close after writing `transmits`.
+    pub close: Option<CloseKind>,
+}
+
+impl Outbox {
+    pub fn push(&self, transmit: Transmit) {
+        self.lock().transmits.push(transmit);
+    }
+
+    pub fn close(&self, kind: CloseKind) {
+        self.lock().close.get_or_insert(kind);
+    }
+
+    /// Wakes the writer (once per batch of pushes).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Waits until something is there and takes all of it.
+    pub async fn next_batch(&self, spare: Vec<Transmit>) -> Batch {
+        let mut spare = Some(spare);
+        loop {
+            {
+                let mut state = self.lock();
+                if !state.transmits.is_empty() || state.close.is_some() {
+                    let mut transmits = spare.take().unwrap_or_default();
+                    transmits.clear();
+                    std::mem::swap(&mut transmits, &mut state.transmits);
+                    return Batch { transmits, close: state.close };
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        // A panic while holding this lock cannot leave the state half-updated (every update is
+        // a single push or assignment), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

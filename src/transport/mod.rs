@@ -1,0 +1,7 @@
+//! Transports: byte streams in, broker events out. Each one is a thin loop around the codec.
+//!
+//! [`stream`] serves any ordered byte stream (a TCP socket today; a TLS session or a QUIC stream
+//! use the same loop); [`tcp`] accepts sockets.
+
+pub mod stream;
+pub mod tcp;

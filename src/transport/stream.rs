@@ -1,0 +1,129 @@
+//! One MQTT connection over an ordered byte stream: a read loop that decodes packets and a
+//! write loop that encodes whole batches, both in one task.
+//!
+//! Reading: everything a read returns is decoded at once and sent to the broker as one event.
+//! Writing: the writer takes everything queued for the connection, encodes it into one buffer
+//! and writes it with one call (no flush per packet). Idle connections give their buffers back.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::broker::{accounted_size, ConnId, StreamId};
+use crate::codec::{self, Packet};
+use crate::server::event::Event;
+use crate::server::outbox::Outbox;
+
+/// Initial read buffer; grown on demand up to the maximum packet size.
+const READ_CHUNK: usize = 4096;
+/// A write buffer above this size is released after use instead of kept for the next batch.
+const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Serves one connection until either side ends it.
+pub async fn serve<R, W>(
+    conn: ConnId,
+    peer: String,
+    mut reader: R,
+    mut writer: W,
+    events: mpsc::Sender<Event>,
+    max_packet_size: u32,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let outbox = Arc::new(Outbox::default());
+    if events.send(Event::Opened { conn, peer, outbox: outbox.clone() }).await.is_err() {
+        return;
+    }
+    let read = read_loop(conn, &mut reader, &events, max_packet_size);
+    let write = write_loop(conn, &mut writer, &outbox, &events);
+    tokio::select! {
+        _ = read => {}
+        _ = write => {}
+    }
+    let _ = writer.shutdown().await;
+    let _ = events.send(Event::Lost { conn }).await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    conn: ConnId,
+    reader: &mut R,
+    events: &mpsc::Sender<Event>,
+    max_packet_size: u32,
+) {
+    let mut buf = BytesMut::new();
+    let mut version = None;
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut packets = Vec::new();
+        let error = loop {
+            match codec::decode(&mut buf, version, max_packet_size) {
+                Ok(Some(packet)) => {
+                    if let Packet::Connect(c) = &packet {
+                        version = Some(c.protocol);
+                    }
+                    packets.push(packet);
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if !packets.is_empty()
+            && events.send(Event::Packets { conn, stream: StreamId::CONTROL, packets }).await.is_err()
+        {
+            return;
+        }
+        if let Some(error) = error {
+            let _ = events.send(Event::DecodeError { conn, error }).await;
+            // The broker answers and closes; stop reading and let the writer finish.
+            std::future::pending::<()>().await;
+        }
+        if buf.is_empty() && buf.capacity() > READ_CHUNK {
+            buf = BytesMut::new();
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: ConnId,
+    writer: &mut W,
+    outbox: &Outbox,
+    events: &mpsc::Sender<Event>,
+) {
+    let mut buf = BytesMut::new();
+    let mut spare = Vec::new();
+    loop {
+        let batch = outbox.next_batch(spare).await;
+        let mut accounted = 0;
+        for transmit in &batch.transmits {
+            for packet in &transmit.packets {
+                accounted += accounted_size(packet, transmit.version);
+                codec::encode(packet, transmit.version, &mut buf);
+            }
+        }
+        if !buf.is_empty() {
+            if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
+                return;
+            }
+            buf.clear();
+            if buf.capacity() > KEEP_WRITE_BUFFER {
+                buf = BytesMut::new();
+            }
+            if events.send(Event::Written { conn, bytes: accounted }).await.is_err() {
+                return;
+            }
+        }
+        if batch.close.is_some() {
+            return;
+        }
+        spare = batch.transmits;
+    }
+}

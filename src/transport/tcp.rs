@@ -1,0 +1,49 @@
+//! MQTT over TCP (port 1883): the accept loop.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::ConnId;
+use crate::server::event::Event;
+
+/// Accepts connections until `shutdown` turns true; each connection gets its own task, so a
+/// slow client never blocks the accept loop.
+pub async fn accept_loop(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    ids: Arc<AtomicU64>,
+    max_packet_size: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
+        let events = events.clone();
+        tokio::spawn(async move {
+            let (reader, writer) = socket.into_split();
+            super::stream::serve(conn, peer_label(peer), reader, writer, events, max_packet_size).await;
+        });
+    }
+}
+
+fn peer_label(peer: SocketAddr) -> String {
+    format!("tcp:{peer}")
+}
