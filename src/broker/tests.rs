@@ -1,0 +1,725 @@
+//! Protocol tests of the broker state machine: packets and instants in, packets out, no
+//! sockets and no sleeps.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use super::*;
+use crate::codec::*;
+
+struct Harness {
+    broker: Broker,
+    now: Instant,
+    next_conn: u64,
+    inbox: HashMap<ConnId, Vec<Packet>>,
+    closed: HashSet<ConnId>,
+    app: Vec<(HandlerId, SharedMessage)>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_config(Config::default())
+    }
+
+    fn with_config(config: Config) -> Harness {
+        Harness {
+            broker: Broker::new(config),
+            now: Instant::now(),
+            next_conn: 1,
+            inbox: HashMap::new(),
+            closed: HashSet::new(),
+            app: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        for output in self.broker.take_outputs() {
+            match output {
+                Output::Transmit(t) => {
+                    let bytes: usize = t.packets.iter().map(|p| accounted_size(p, t.version)).sum();
+                    self.inbox.entry(t.conn).or_default().extend(t.packets);
+                    self.broker.handle_written(t.conn, bytes, self.now);
+                }
+                Output::Close { conn, .. } => {
+                    self.closed.insert(conn);
+                }
+                Output::App { handler, message } => self.app.push((handler, message)),
+            }
+        }
+    }
+
+    fn open(&mut self) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.broker.connection_opened(conn, format!("test:{}", conn.0), self.now);
+        conn
+    }
+
+    fn send(&mut self, conn: ConnId, packet: Packet) {
+        self.broker.handle_packet(conn, StreamId::CONTROL, packet, self.now);
+        self.pump();
+    }
+
+    fn recv(&mut self, conn: ConnId) -> Vec<Packet> {
+        self.pump();
+        self.inbox.remove(&conn).unwrap_or_default()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.broker.handle_timeout(self.now);
+        self.pump();
+    }
+
+    fn lose(&mut self, conn: ConnId) {
+        self.broker.connection_lost(conn, self.now);
+        self.pump();
+    }
+
+    /// Opens a connection and completes CONNECT; returns it and the CONNACK.
+    fn connect_with(&mut self, connect: Connect) -> (ConnId, ConnAck) {
+        let conn = self.open();
+        self.send(conn, Packet::Connect(Box::new(connect)));
+        let packets = self.recv(conn);
+        match packets.first() {
+            Some(Packet::ConnAck(ack)) => (conn, ack.clone()),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    fn connect(&mut self, client_id: &str, version: ProtocolVersion) -> ConnId {
+        let (conn, ack) = self.connect_with(connect_packet(client_id, version));
+        assert_eq!(ack.code, ReasonCode::SUCCESS);
+        conn
+    }
+
+    fn subscribe(&mut self, conn: ConnId, filter: &str, qos: QoS) -> Vec<ReasonCode> {
+        let options = SubscriptionOptions { qos, ..Default::default() };
+        self.subscribe_with(conn, filter, options, Properties::default())
+    }
+
+    fn subscribe_with(&mut self, conn: ConnId, filter: &str, options: SubscriptionOptions, properties: Properties) -> Vec<ReasonCode> {
+        let sub = Subscribe { packet_id: 7, properties, filters: vec![(filter.into(), options)] };
+        self.send(conn, Packet::Subscribe(sub));
+        match self.recv(conn).first() {
+            Some(Packet::SubAck(ack)) => ack.codes.clone(),
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    fn publish(&mut self, conn: ConnId, topic: &str, payload: &str, qos: QoS, retain: bool) {
+        let packet_id = (qos != QoS::AtMostOnce).then_some(11);
+        self.send(conn, Packet::Publish(publish(topic, payload, qos, retain, packet_id)));
+    }
+}
+
+fn connect_packet(client_id: &str, version: ProtocolVersion) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive: 60,
+        properties: Properties::default(),
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+fn publish(topic: &str, payload: &str, qos: QoS, retain: bool, packet_id: Option<u16>) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: topic.into(),
+        packet_id,
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    }
+}
+
+fn publishes(packets: &[Packet]) -> Vec<&Publish> {
+    packets.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None }).collect()
+}
+
+fn disconnect_code(packets: &[Packet]) -> Option<ReasonCode> {
+    packets.iter().find_map(|p| if let Packet::Disconnect(d) = p { Some(d.code) } else { None })
+}
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V4: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+#[test]
+fn connack_announces_limits_for_v5() {
+    let mut h = Harness::new();
+    let (_, ack) = h.connect_with(connect_packet("c", V5));
+    assert_eq!(ack.code, ReasonCode::SUCCESS);
+    assert!(!ack.session_present);
+    assert_eq!(ack.properties.receive_maximum, Some(1024));
+    assert_eq!(ack.properties.topic_alias_maximum, Some(64));
+    assert_eq!(ack.properties.maximum_packet_size, Some(1024 * 1024));
+}
+
+#[test]
+fn empty_client_id_is_assigned_for_v5_and_refused_for_persistent_v311() {
+    let mut h = Harness::new();
+    let (_, ack) = h.connect_with(connect_packet("", V5));
+    assert!(ack.properties.assigned_client_identifier.is_some_and(|id| !id.is_empty()));
+
+    let mut c = connect_packet("", V4);
+    c.clean_start = false;
+    let (conn, ack) = h.connect_with(c);
+    assert_eq!(ack.code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID); // [MQTT-3.1.3-8]
+    assert!(h.closed.contains(&conn));
+}
+
+#[test]
+fn qos0_qos1_qos2_are_delivered_at_the_lower_of_published_and_granted_qos() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    let publ = h.connect("pub", V5);
+    assert_eq!(h.subscribe(sub, "a/+", QoS::AtLeastOnce), vec![ReasonCode::GRANTED_QOS_1]);
+
+    h.publish(publ, "a/b", "zero", QoS::AtMostOnce, false);
+    h.publish(publ, "a/b", "two", QoS::ExactlyOnce, false);
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].qos, &got[0].payload[..]), (QoS::AtMostOnce, &b"zero"[..]));
+    assert_eq!((got[1].qos, &got[1].payload[..]), (QoS::AtLeastOnce, &b"two"[..]));
+    assert!(got[1].packet_id.is_some());
+    // The publisher got PUBREC for its QoS 2 message.
+    assert!(matches!(h.recv(publ).as_slice(), [Packet::PubRec(a)] if a.packet_id == 11));
+}
+
+#[test]
+fn qos2_inbound_is_delivered_once_even_when_retransmitted() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V4);
+    let publ = h.connect("pub", V4);
+    h.subscribe(sub, "t", QoS::ExactlyOnce);
+    h.publish(publ, "t", "x", QoS::ExactlyOnce, false);
+    let mut dup = publish("t", "x", QoS::ExactlyOnce, false, Some(11));
+    dup.dup = true;
+    h.send(publ, Packet::Publish(dup));
+    assert_eq!(publishes(&h.recv(sub)).len(), 1); // [MQTT-4.3.3-10]
+    let acks = h.recv(publ);
+    assert_eq!(acks.iter().filter(|p| matches!(p, Packet::PubRec(_))).count(), 2);
+    h.send(publ, Packet::PubRel(Ack::new(11)));
+    assert!(matches!(h.recv(publ).as_slice(), [Packet::PubComp(a)] if a.code == ReasonCode::SUCCESS));
+    // Unknown id: PUBCOMP 0x92 [MQTT-3.7.2-1] (encoded only for 5.0).
+    h.send(publ, Packet::PubRel(Ack::new(11)));
+    assert!(matches!(h.recv(publ).as_slice(), [Packet::PubComp(a)] if a.code == ReasonCode::PACKET_IDENTIFIER_NOT_FOUND));
+}
+
+#[test]
+fn qos2_outbound_flow_completes_and_frees_the_window() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("sub", V5);
+    c.properties.receive_maximum = Some(1);
+    let (sub, _) = h.connect_with(c);
+    let publ = h.connect("pub", V5);
+    h.subscribe(sub, "t", QoS::ExactlyOnce);
+    h.publish(publ, "t", "1", QoS::ExactlyOnce, false);
+    h.publish(publ, "t", "2", QoS::ExactlyOnce, false);
+    let first = h.recv(sub);
+    let first = publishes(&first);
+    assert_eq!(first.len(), 1, "receive maximum 1 allows one message inflight");
+    let id = first[0].packet_id.unwrap();
+    h.send(sub, Packet::PubRec(Ack::new(id)));
+    assert!(matches!(h.recv(sub).as_slice(), [Packet::PubRel(a)] if a.packet_id == id));
+    h.send(sub, Packet::PubComp(Ack::new(id)));
+    let second = h.recv(sub);
+    assert_eq!(publishes(&second).len(), 1);
+    assert_eq!(&publishes(&second)[0].payload[..], b"2");
+}
+
+#[test]
+fn overlapping_subscriptions_give_one_delivery_with_every_identifier_at_the_highest_qos() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    let publ = h.connect("pub", V5);
+    let with_id = |id| Properties { subscription_identifiers: vec![id], ..Default::default() };
+    h.subscribe_with(sub, "a/#", SubscriptionOptions { qos: QoS::AtMostOnce, ..Default::default() }, with_id(1));
+    h.subscribe_with(sub, "a/+", SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() }, with_id(2));
+    h.publish(publ, "a/b", "x", QoS::ExactlyOnce, false);
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].qos, QoS::AtLeastOnce);
+    let mut ids = got[0].properties.subscription_identifiers.clone();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2]);
+}
+
+#[test]
+fn no_local_skips_the_publishers_own_subscription() {
+    let mut h = Harness::new();
+    let c = h.connect("c", V5);
+    h.subscribe_with(c, "t", SubscriptionOptions { no_local: true, ..Default::default() }, Properties::default());
+    h.publish(c, "t", "x", QoS::AtMostOnce, false);
+    assert!(publishes(&h.recv(c)).is_empty());
+}
+
+#[test]
+fn retained_messages_follow_retain_handling_and_are_cleared_by_empty_payload() {
+    let mut h = Harness::new();
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "r/1", "kept", QoS::AtLeastOnce, true);
+    assert_eq!(h.broker.retained_count(), 1);
+
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "r/#", QoS::AtLeastOnce);
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].retain, "[MQTT-3.3.1-8] retained on subscribe keeps RETAIN");
+
+    // Retain handling 1: not again for an existing subscription.
+    let rh1 = SubscriptionOptions { qos: QoS::AtLeastOnce, retain_handling: 1, ..Default::default() };
+    h.subscribe_with(sub, "r/#", rh1, Properties::default());
+    assert!(publishes(&h.recv(sub)).is_empty());
+    // Retain handling 2: never.
+    let rh2 = SubscriptionOptions { retain_handling: 2, ..Default::default() };
+    h.subscribe_with(sub, "r/+", rh2, Properties::default());
+    assert!(publishes(&h.recv(sub)).is_empty());
+
+    // Live delivery clears RETAIN unless retain-as-published [MQTT-3.3.1-12].
+    h.publish(publ, "r/1", "again", QoS::AtMostOnce, true);
+    assert!(publishes(&h.recv(sub)).iter().all(|p| !p.retain));
+
+    h.publish(publ, "r/1", "", QoS::AtMostOnce, true);
+    assert_eq!(h.broker.retained_count(), 0); // [MQTT-3.3.1-6]
+}
+
+#[test]
+fn retain_as_published_keeps_the_flag() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    let publ = h.connect("pub", V5);
+    let rap = SubscriptionOptions { retain_as_published: true, ..Default::default() };
+    h.subscribe_with(sub, "t", rap, Properties::default());
+    h.publish(publ, "t", "x", QoS::AtMostOnce, true);
+    assert!(publishes(&h.recv(sub))[0].retain);
+}
+
+fn with_will(client_id: &str, version: ProtocolVersion, delay: Option<u32>, expiry: Option<u32>) -> Connect {
+    let mut c = connect_packet(client_id, version);
+    c.properties.session_expiry_interval = expiry;
+    c.will = Some(Will {
+        topic: "will/t".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Properties { will_delay_interval: delay, ..Default::default() },
+    });
+    c
+}
+
+#[test]
+fn will_is_published_on_connection_loss_but_not_after_disconnect() {
+    let mut h = Harness::new();
+    let watcher = h.connect("watcher", V4);
+    h.subscribe(watcher, "will/#", QoS::AtLeastOnce);
+
+    let (c, _) = h.connect_with(with_will("w1", V4, None, None));
+    h.lose(c);
+    assert_eq!(publishes(&h.recv(watcher)).len(), 1);
+
+    let (c, _) = h.connect_with(with_will("w2", V4, None, None));
+    h.send(c, Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)));
+    assert!(publishes(&h.recv(watcher)).is_empty()); // [MQTT-3.1.2-10]
+
+    let (c, _) = h.connect_with(with_will("w3", V5, None, None));
+    h.send(c, Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL)));
+    assert_eq!(publishes(&h.recv(watcher)).len(), 1);
+}
+
+#[test]
+fn delayed_will_waits_and_a_reconnect_cancels_it() {
+    let mut h = Harness::new();
+    let watcher = h.connect("watcher", V5);
+    h.subscribe(watcher, "will/#", QoS::AtMostOnce);
+
+    let (c, _) = h.connect_with(with_will("w", V5, Some(10), Some(100)));
+    h.lose(c);
+    h.advance(Duration::from_secs(5));
+    assert!(publishes(&h.recv(watcher)).is_empty());
+    h.advance(Duration::from_secs(6));
+    assert_eq!(publishes(&h.recv(watcher)).len(), 1);
+
+    let (c, _) = h.connect_with(with_will("w", V5, Some(10), Some(100)));
+    h.lose(c);
+    h.advance(Duration::from_secs(5));
+    let mut again = connect_packet("w", V5);
+    again.clean_start = false;
+    again.properties.session_expiry_interval = Some(100);
+    h.connect_with(again);
+    h.advance(Duration::from_secs(20));
+    assert!(publishes(&h.recv(watcher)).is_empty(), "[MQTT-3.1.3-9]");
+}
+
+#[test]
+fn persistent_session_queues_offline_and_resends_inflight_with_dup() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("sub", V4);
+    c.clean_start = false;
+    let (sub, _) = h.connect_with(c.clone());
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publ = h.connect("pub", V4);
+    h.publish(publ, "t", "inflight", QoS::AtLeastOnce, false);
+    assert_eq!(publishes(&h.recv(sub)).len(), 1);
+    h.lose(sub);
+    h.publish(publ, "t", "queued", QoS::AtLeastOnce, false);
+    h.publish(publ, "t", "lost", QoS::AtMostOnce, false);
+
+    let (sub, ack) = h.connect_with(c);
+    assert!(ack.session_present);
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 2);
+    assert!(got[0].dup && &got[0].payload[..] == b"inflight"); // [MQTT-4.4.0-1]
+    assert!(!got[1].dup && &got[1].payload[..] == b"queued");
+}
+
+#[test]
+fn session_expires_after_its_interval() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("s", V5);
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(30);
+    let (conn, _) = h.connect_with(c.clone());
+    h.lose(conn);
+    h.advance(Duration::from_secs(29));
+    assert_eq!(h.broker.metrics().sessions, 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.broker.metrics().sessions, 0);
+    let (_, ack) = h.connect_with(c);
+    assert!(!ack.session_present);
+}
+
+#[test]
+fn keep_alive_closes_after_one_and_a_half_intervals() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("k", V5);
+    c.keep_alive = 10;
+    let (conn, _) = h.connect_with(c);
+    h.advance(Duration::from_secs(14));
+    assert!(!h.closed.contains(&conn));
+    h.send(conn, Packet::PingReq);
+    assert!(matches!(h.recv(conn).as_slice(), [Packet::PingResp]));
+    h.advance(Duration::from_secs(14));
+    assert!(!h.closed.contains(&conn));
+    h.advance(Duration::from_secs(2));
+    assert!(h.closed.contains(&conn));
+    assert_eq!(disconnect_code(&h.recv(conn)), Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+}
+
+#[test]
+fn keep_alive_zero_never_times_out_and_connect_must_come_in_time() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("k", V4);
+    c.keep_alive = 0;
+    let (conn, _) = h.connect_with(c);
+    let idle = h.open();
+    h.advance(Duration::from_secs(3600));
+    assert!(!h.closed.contains(&conn));
+    assert!(h.closed.contains(&idle));
+}
+
+#[test]
+fn takeover_disconnects_the_old_connection_with_0x8e() {
+    let mut h = Harness::new();
+    let old = h.connect("same", V5);
+    let new = h.connect("same", V5);
+    assert!(h.closed.contains(&old));
+    assert!(!h.closed.contains(&new));
+    assert_eq!(disconnect_code(&h.recv(old)), Some(ReasonCode::SESSION_TAKEN_OVER));
+}
+
+#[test]
+fn exceeding_our_receive_maximum_is_0x93() {
+    let mut config = Config::default();
+    config.limits.receive_maximum = 2;
+    let mut h = Harness::with_config(config);
+    let c = h.connect("c", V5);
+    for id in 1..=3 {
+        h.send(c, Packet::Publish(publish("t", "x", QoS::ExactlyOnce, false, Some(id))));
+    }
+    assert!(h.closed.contains(&c));
+    assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+}
+
+#[test]
+fn inbound_topic_alias_is_resolved_and_bad_alias_is_0x94() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "alias/t", QoS::AtMostOnce);
+    let c = h.connect("c", V5);
+    let mut p = publish("alias/t", "1", QoS::AtMostOnce, false, None);
+    p.properties.topic_alias = Some(3);
+    h.send(c, Packet::Publish(p));
+    let mut p = publish("", "2", QoS::AtMostOnce, false, None);
+    p.properties.topic_alias = Some(3);
+    h.send(c, Packet::Publish(p));
+    let got = h.recv(sub);
+    assert_eq!(publishes(&got).iter().map(|p| &p.topic[..]).collect::<Vec<_>>(), ["alias/t", "alias/t"]);
+
+    let mut p = publish("x", "3", QoS::AtMostOnce, false, None);
+    p.properties.topic_alias = Some(65);
+    h.send(c, Packet::Publish(p));
+    assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::TOPIC_ALIAS_INVALID));
+}
+
+#[test]
+fn outbound_topic_alias_is_assigned_when_the_client_allows() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("sub", V5);
+    c.properties.topic_alias_maximum = Some(1);
+    let (sub, _) = h.connect_with(c);
+    h.subscribe(sub, "#", QoS::AtMostOnce);
+    let publ = h.connect("pub", V5);
+    for topic in ["a", "a", "b"] {
+        h.publish(publ, topic, "x", QoS::AtMostOnce, false);
+    }
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!((&got[0].topic[..], got[0].properties.topic_alias), ("a", Some(1)));
+    assert_eq!((&got[1].topic[..], got[1].properties.topic_alias), ("", Some(1)));
+    assert_eq!((&got[2].topic[..], got[2].properties.topic_alias), ("b", None));
+}
+
+#[test]
+fn messages_larger_than_the_clients_maximum_packet_size_are_not_sent() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("sub", V5);
+    c.properties.maximum_packet_size = Some(64);
+    let (sub, _) = h.connect_with(c);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", &"x".repeat(100), QoS::AtLeastOnce, false);
+    h.publish(publ, "t", "small", QoS::AtLeastOnce, false);
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"small");
+    assert_eq!(h.broker.metrics().dropped_too_large, 1);
+}
+
+#[test]
+fn message_expiry_drops_stale_queued_messages_and_reports_the_remaining_time() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("sub", V5);
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(1000);
+    let (sub, _) = h.connect_with(c.clone());
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.lose(sub);
+    let publ = h.connect("pub", V5);
+    for (payload, expiry) in [("short", 5), ("long", 100)] {
+        let mut p = publish("t", payload, QoS::AtLeastOnce, false, Some(11));
+        p.properties.message_expiry_interval = Some(expiry);
+        h.send(publ, Packet::Publish(p));
+    }
+    h.advance(Duration::from_secs(10));
+    let (sub, _) = h.connect_with(c);
+    let got = h.recv(sub);
+    let got = publishes(&got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].payload[..], b"long");
+    assert_eq!(got[0].properties.message_expiry_interval, Some(90)); // [MQTT-3.3.2-6]
+}
+
+#[test]
+fn shared_subscription_delivers_each_message_to_one_member() {
+    let mut h = Harness::new();
+    let a = h.connect("a", V5);
+    let b = h.connect("b", V5);
+    h.subscribe(a, "$share/g/s/#", QoS::AtMostOnce);
+    h.subscribe(b, "$share/g/s/#", QoS::AtMostOnce);
+    let publ = h.connect("pub", V5);
+    for i in 0..10 {
+        h.publish(publ, "s/x", &i.to_string(), QoS::AtMostOnce, false);
+    }
+    let (na, nb) = (publishes(&h.recv(a)).len(), publishes(&h.recv(b)).len());
+    assert_eq!(na + nb, 10);
+    assert_eq!((na, nb), (5, 5), "round robin");
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_leading_wildcards() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V4);
+    h.subscribe(sub, "#", QoS::AtMostOnce);
+    h.subscribe(sub, "+/x", QoS::AtMostOnce);
+    let publ = h.connect("pub", V4);
+    h.publish(publ, "$data/x", "hidden", QoS::AtMostOnce, false);
+    assert!(publishes(&h.recv(sub)).is_empty()); // [MQTT-4.7.2-1]
+}
+
+#[test]
+fn slow_connection_drops_qos0_and_queues_qos1_until_written() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publ = h.connect("pub", V5);
+    let big = "x".repeat(600 * 1024);
+    // Do not report writes for the subscriber: drive the broker directly.
+    let p = |qos, id| Packet::Publish(publish("t", &big, qos, false, id));
+    let now = h.now;
+    for i in 0..8 {
+        h.broker.handle_packet(publ, StreamId::CONTROL, p(QoS::AtLeastOnce, Some(i + 1)), now);
+    }
+    h.broker.handle_packet(publ, StreamId::CONTROL, p(QoS::AtMostOnce, None), now);
+    let outputs = h.broker.take_outputs();
+    let sent: usize = outputs
+        .iter()
+        .filter_map(|o| match o { Output::Transmit(t) if t.conn == sub => Some(publishes(&t.packets).len()), _ => None })
+        .sum();
+    assert!(sent < 8, "a slow connection gets no more than its buffer allows, got {sent}");
+    assert_eq!(h.broker.metrics().dropped_qos0, 1);
+    // Report everything written: the queue drains.
+    h.broker.handle_written(sub, usize::MAX / 2, now);
+    let more: usize = h
+        .broker
+        .take_outputs()
+        .iter()
+        .filter_map(|o| match o { Output::Transmit(t) if t.conn == sub => Some(publishes(&t.packets).len()), _ => None })
+        .sum();
+    assert!(more > 0);
+}
+
+#[test]
+fn full_session_queue_drops_new_messages_and_counts_them() {
+    let mut config = Config::default();
+    config.limits.max_queued_messages = 2;
+    let mut h = Harness::with_config(config);
+    let mut c = connect_packet("sub", V4);
+    c.clean_start = false;
+    let (sub, _) = h.connect_with(c);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.lose(sub);
+    let publ = h.connect("pub", V4);
+    for _ in 0..5 {
+        h.publish(publ, "t", "x", QoS::AtLeastOnce, false);
+    }
+    assert_eq!(h.broker.metrics().dropped_queue_full, 3);
+}
+
+#[test]
+fn authentication_method_without_a_hook_is_refused_with_0x8c() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("c", V5);
+    c.properties.authentication_method = Some("SCRAM-SHA-1".into());
+    let (conn, ack) = h.connect_with(c);
+    assert_eq!(ack.code, ReasonCode::BAD_AUTHENTICATION_METHOD);
+    assert!(h.closed.contains(&conn));
+}
+
+struct Challenge;
+
+impl EnhancedAuth for Challenge {
+    fn start(&mut self, _: ConnId, _: &str, method: &str, _: Option<&Bytes>) -> AuthOutcome {
+        if method == "toy" {
+            AuthOutcome::Continue(Bytes::from_static(b"nonce"))
+        } else {
+            AuthOutcome::Fail(ReasonCode::BAD_AUTHENTICATION_METHOD)
+        }
+    }
+    fn continue_auth(&mut self, _: ConnId, _: &str, data: Option<&Bytes>) -> AuthOutcome {
+        if data.map(|d| &d[..]) == Some(b"nonce-signed") {
+            AuthOutcome::Success(Some(Bytes::from_static(b"welcome")))
+        } else {
+            AuthOutcome::Fail(ReasonCode::NOT_AUTHORIZED)
+        }
+    }
+}
+
+#[test]
+fn enhanced_authentication_challenge_then_connack() {
+    let mut h = Harness::new();
+    h.broker.set_enhanced_auth(Box::new(Challenge));
+    let conn = h.open();
+    let mut c = connect_packet("c", V5);
+    c.properties.authentication_method = Some("toy".into());
+    h.send(conn, Packet::Connect(Box::new(c)));
+    assert!(matches!(h.recv(conn).as_slice(), [Packet::Auth(a)] if a.code == ReasonCode::CONTINUE_AUTHENTICATION));
+    let answer = Auth {
+        code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties: Properties {
+            authentication_method: Some("toy".into()),
+            authentication_data: Some(Bytes::from_static(b"nonce-signed")),
+            ..Default::default()
+        },
+    };
+    h.send(conn, Packet::Auth(answer));
+    match h.recv(conn).as_slice() {
+        [Packet::ConnAck(ack)] => {
+            assert_eq!(ack.code, ReasonCode::SUCCESS);
+            assert_eq!(ack.properties.authentication_data.as_deref(), Some(&b"welcome"[..]));
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn packets_from_the_server_side_are_protocol_errors() {
+    let mut h = Harness::new();
+    let c = h.connect("c", V5);
+    h.send(c, Packet::PingResp);
+    assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::PROTOCOL_ERROR));
+    assert!(h.closed.contains(&c));
+}
+
+#[test]
+fn a_bad_client_never_affects_another() {
+    let mut h = Harness::new();
+    let good = h.connect("good", V5);
+    h.subscribe(good, "t", QoS::AtMostOnce);
+    let bad = h.connect("bad", V5);
+    h.broker.handle_decode_error(bad, &DecodeError::Malformed("test"), h.now);
+    h.pump();
+    assert_eq!(disconnect_code(&h.recv(bad)), Some(ReasonCode::MALFORMED_PACKET));
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "still here", QoS::AtMostOnce, false);
+    assert_eq!(publishes(&h.recv(good)).len(), 1);
+}
+
+#[test]
+fn app_handlers_receive_matching_messages_with_the_publisher_id() {
+    let mut h = Harness::new();
+    h.broker.app_subscribe(HandlerId(1), "sensors/#", QoS::AtLeastOnce).unwrap();
+    let publ = h.connect("thermo", V5);
+    h.publish(publ, "sensors/kitchen", "21.5", QoS::AtLeastOnce, false);
+    h.publish(publ, "other", "x", QoS::AtLeastOnce, false);
+    assert_eq!(h.app.len(), 1);
+    assert_eq!(h.app[0].1.origin.as_deref(), Some("thermo"));
+    let reached = h
+        .broker
+        .app_publish(
+            Message {
+                topic: ByteString::from("sensors/app"),
+                payload: Bytes::new(),
+                qos: QoS::AtMostOnce,
+                retain: false,
+                properties: Properties::default(),
+                expires_at: None,
+                origin: None,
+            },
+            h.now,
+        )
+        .unwrap();
+    assert_eq!(reached, 1);
+}
+
+#[test]
+fn request_response_information_is_answered() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("rr", V5);
+    c.properties.request_response_information = Some(1);
+    let (_, ack) = h.connect_with(c);
+    assert!(ack.properties.response_information.is_some());
+}
