@@ -8,6 +8,7 @@
 //! - [`app`]: the embedding API (in-process topic handlers).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod topic;
