@@ -1,5 +1,9 @@
 //! Broker configuration: the YAML file, its defaults and its validation.
 //!
+//! It exists so that every knob of the broker has one typed home with a documented default, and
+//! so that a bad file is refused at startup with a message a user can act on, instead of showing
+//! up later as odd protocol behaviour. [`example_yaml`] is the user-facing reference.
+//!
 //! Every field has a default, so an empty file (or none) gives a working broker. Unknown keys
 //! and out-of-range values are errors that name the file, the key and the problem.
 
@@ -7,9 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listeners: Listeners,
@@ -67,20 +72,11 @@ pub struct Logging {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listeners: Listeners::default(),
-            limits: Limits::default(),
-            session: SessionDefaults::default(),
-            log: Logging::default(),
-        }
-    }
-}
-
 impl Default for Listeners {
     fn default() -> Self {
-        Listeners { tcp: Some(SocketAddr::from(([0, 0, 0, 0], 1883))) }
+        Listeners {
+            tcp: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
+        }
     }
 }
 
@@ -100,13 +96,19 @@ impl Default for Limits {
 
 impl Default for SessionDefaults {
     fn default() -> Self {
-        SessionDefaults { max_session_expiry_secs: 86_400 * 7, max_qos: 2, retain_available: true }
+        SessionDefaults {
+            max_session_expiry_secs: 86_400 * 7,
+            max_qos: 2,
+            retain_available: true,
+        }
     }
 }
 
 impl Default for Logging {
     fn default() -> Self {
-        Logging { level: "info".into() }
+        Logging {
+            level: "info".into(),
+        }
     }
 }
 
@@ -114,7 +116,10 @@ impl Default for Logging {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Invalid { file: PathBuf, message: String },
 }
@@ -122,16 +127,1000 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a YAML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        todo!("config helper")
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text, path)
     }
 
     /// Parses and validates YAML text; `file` is only used in error messages.
+    ///
+    /// An empty document (or one holding only comments) gives [`Config::default`]; so does an
+    /// empty section (`limits:` with nothing under it).
     pub fn from_yaml(text: &str, file: &Path) -> Result<Config, ConfigError> {
-        todo!("config helper")
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            message,
+        };
+        let document: Value =
+            serde_yaml::from_str(text).map_err(|error| invalid(yaml_error(text, &error)))?;
+        let document = check_document(document).map_err(|problem| invalid(problem.render(text)))?;
+        // The schema check above accepts exactly what the derived `Deserialize` accepts, so this
+        // only fails if the two drift apart; serde's own message still names the key.
+        let config: Config = serde_yaml::from_value(document).map_err(|error| {
+            invalid(match serde_yaml::from_str::<Config>(text) {
+                Err(located) => located.to_string(),
+                Ok(_) => error.to_string(),
+            })
+        })?;
+        config.validate(file)?;
+        Ok(config)
     }
 
     /// Checks ranges that serde cannot (e.g. receive_maximum > 0, max_qos <= 2).
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        todo!("config helper")
+        let fail = |key: &str, value: &dyn std::fmt::Display, expected: &str| {
+            Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                message: format!("{key}: invalid value {value}: expected {expected}"),
+            })
+        };
+        let limits = &self.limits;
+        if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&limits.max_packet_size) {
+            return fail(
+                "limits.max_packet_size",
+                &limits.max_packet_size,
+                &format!(
+                    "{MIN_PACKET_SIZE}..={MAX_PACKET_SIZE} bytes \
+                     ({MAX_PACKET_SIZE} is the MQTT maximum)"
+                ),
+            );
+        }
+        if limits.receive_maximum == 0 {
+            // MQTT 5.0 3.2.2.3.3: "It is a Protocol Error to include the Receive Maximum value
+            // more than once or for it to have the value 0."
+            return fail(
+                "limits.receive_maximum",
+                &limits.receive_maximum,
+                "1..=65535 (0 is a protocol error in MQTT 5)",
+            );
+        }
+        if limits.max_queued_messages == 0 {
+            return fail(
+                "limits.max_queued_messages",
+                &limits.max_queued_messages,
+                "1 or more",
+            );
+        }
+        if limits.max_inflight == 0 {
+            return fail("limits.max_inflight", &limits.max_inflight, "1..=65535");
+        }
+        if !(1..=MAX_CONNECT_TIMEOUT_SECS).contains(&limits.connect_timeout_secs) {
+            return fail(
+                "limits.connect_timeout_secs",
+                &limits.connect_timeout_secs,
+                &format!("1..={MAX_CONNECT_TIMEOUT_SECS} seconds"),
+            );
+        }
+        if self.session.max_qos > 2 {
+            return fail("session.max_qos", &self.session.max_qos, "0, 1 or 2");
+        }
+        if let Err(why) = check_log_level(&self.log.level) {
+            return fail(
+                "log.level",
+                &format!("{:?}", self.log.level),
+                &format!("a tracing filter such as info, debug or \"mqttd=debug,warn\" ({why})"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Smallest `limits.max_packet_size` accepted. Below it even a modest CONNECT would not fit,
+/// so a smaller value is a typo that would make the broker refuse every client.
+const MIN_PACKET_SIZE: u32 = 64;
+/// Largest packet MQTT can express: a 4-byte Remaining Length of 268_435_455 plus the fixed
+/// header (1 type byte and 4 length bytes).
+const MAX_PACKET_SIZE: u32 = 268_435_460;
+/// Largest `limits.connect_timeout_secs` (one day). Beyond that the timeout is meaningless, and
+/// a value near `u64::MAX` would overflow `Instant + Duration` in the server.
+const MAX_CONNECT_TIMEOUT_SECS: u64 = 86_400;
+
+/// Level names `tracing` understands in a filter directive.
+const LEVEL_NAMES: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `log.level` filter: it must parse as an `EnvFilter`, and a bare word must not be a
+/// misspelt level (EnvFilter would silently read `inf` as "everything from the target `inf`").
+fn check_log_level(level: &str) -> Result<(), String> {
+    if level.trim().is_empty() {
+        return Err("it is empty; use off to disable logging".into());
+    }
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|error| error.to_string())?;
+    for directive in level.split(',').map(str::trim) {
+        let is_bare_word = !directive.is_empty()
+            && directive
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_bare_word || LEVEL_NAMES.contains(&directive.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let Some(level_name) = closest(directive, LEVEL_NAMES.iter().copied()) {
+            return Err(format!(
+                "{directive:?} would be read as a target name; did you mean {level_name}?"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns a fully commented configuration listing every key with its default value.
+///
+/// `mqttd --print-config` prints it, and the README copies it. It parses to exactly
+/// [`Config::default`] (a unit test checks this).
+pub fn example_yaml() -> &'static str {
+    EXAMPLE_YAML
+}
+
+const EXAMPLE_YAML: &str = r#"# mqttd configuration.
+#
+# Every key is optional: the values below are the defaults, and an empty file (or no file)
+# gives the same broker. Unknown keys and out-of-range values are errors.
+# Check a file with `mqttd check-config FILE`.
+
+listeners:
+  # MQTT over TCP, as IP:PORT; null disables it. Quote IPv6 addresses: "[::]:1883".
+  # The --tcp command-line flag overrides it.
+  tcp: 0.0.0.0:1883
+
+limits:
+  # Largest packet the broker accepts, in bytes (CONNACK Maximum Packet Size).
+  # 64..=268435460 (the MQTT maximum). Default 1 MiB.
+  max_packet_size: 1048576
+  # QoS 1/2 PUBLISH packets a client may have unacknowledged toward the broker
+  # (CONNACK Receive Maximum). 1..=65535.
+  receive_maximum: 1024
+  # Largest keep alive the broker allows, in seconds; larger requests are lowered with
+  # Server Keep Alive (MQTT 5.0). 0 means no limit.
+  max_keep_alive: 0
+  # Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum).
+  # 0 disables topic aliases.
+  topic_alias_maximum: 64
+  # Messages queued per session (beyond those inflight) before the overflow policy applies:
+  # QoS 0 messages are dropped first, then the oldest QoS 1/2. At least 1.
+  max_queued_messages: 10000
+  # QoS 1/2 messages inflight toward one client when the client sets no Receive Maximum
+  # (always so for MQTT 3.1.1). 1..=65535.
+  max_inflight: 64
+  # Seconds a new connection has to send CONNECT. 1..=86400.
+  connect_timeout_secs: 10
+
+session:
+  # Upper bound on the Session Expiry Interval an MQTT 5.0 client may request, in seconds
+  # (default 7 days). MQTT 3.1.1 sessions with clean session = 0 use this value too.
+  max_session_expiry_secs: 604800
+  # Maximum QoS granted: 0, 1 or 2.
+  max_qos: 2
+  # Whether retained messages are supported.
+  retain_available: true
+
+log:
+  # A tracing filter in RUST_LOG syntax, e.g. debug or "mqttd=debug,warn".
+  # The RUST_LOG environment variable, when set, takes precedence.
+  level: info
+"#;
+
+// ---------------------------------------------------------------------------------------------
+// Schema check.
+//
+// serde_yaml names the key path of a type error but not the full path of an unknown key, its
+// messages speak serde ("invalid type: integer `70000`, expected u16"), and it refuses
+// `limits: ~`. So the text is first parsed into a `Value` and walked against `SCHEMA`, which
+// reports each problem with its full key path, the valid keys or the valid range, and a hint
+// where one helps. The line and column are borrowed from serde_yaml's own error for the same
+// problem, when it reports one. A unit test checks that `SCHEMA` lists exactly the fields of
+// the structs.
+// ---------------------------------------------------------------------------------------------
+
+/// What a leaf value must be; mirrors the Rust type of the field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// An unsigned integer: the Rust type's name and its largest value.
+    Unsigned(&'static str, u64),
+    Bool,
+    Text,
+    /// `Option<SocketAddr>`: `IP:PORT`, or null for "disabled".
+    OptionalSocketAddr,
+}
+
+const U8: Kind = Kind::Unsigned("u8", u8::MAX as u64);
+const U16: Kind = Kind::Unsigned("u16", u16::MAX as u64);
+const U32: Kind = Kind::Unsigned("u32", u32::MAX as u64);
+const U64: Kind = Kind::Unsigned("u64", u64::MAX);
+const USIZE: Kind = Kind::Unsigned("usize", usize::MAX as u64);
+
+/// Every section and key the file may hold, in the order of the struct fields.
+const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
+    ("listeners", &[("tcp", Kind::OptionalSocketAddr)]),
+    (
+        "limits",
+        &[
+            ("max_packet_size", U32),
+            ("receive_maximum", U16),
+            ("max_keep_alive", U16),
+            ("topic_alias_maximum", U16),
+            ("max_queued_messages", USIZE),
+            ("max_inflight", U16),
+            ("connect_timeout_secs", U64),
+        ],
+    ),
+    (
+        "session",
+        &[
+            ("max_session_expiry_secs", U32),
+            ("max_qos", U8),
+            ("retain_available", Kind::Bool),
+        ],
+    ),
+    ("log", &[("level", Kind::Text)]),
+];
+
+/// A problem found by the schema check.
+#[derive(Debug)]
+struct Problem {
+    /// Key path such as `limits.receive_maximum`; empty for the document itself.
+    path: String,
+    message: String,
+    /// How serde_yaml's error for the same problem begins, so its location can be borrowed.
+    serde_prefix: Option<String>,
+}
+
+impl Problem {
+    /// The message with its key path, plus the line and column when serde_yaml knows them.
+    fn render(&self, text: &str) -> String {
+        let mut out = if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        };
+        let located = self.serde_prefix.as_deref().and_then(|prefix| {
+            let error = serde_yaml::from_str::<Config>(text).err()?;
+            let location = error.location()?;
+            error.to_string().starts_with(prefix).then_some(location)
+        });
+        if let Some(location) = located {
+            out.push_str(&format!(
+                " at line {} column {}",
+                location.line(),
+                location.column()
+            ));
+        }
+        out
+    }
+}
+
+/// Checks the document against `SCHEMA` and returns it ready for serde: empty sections
+/// (`limits:` or `limits: ~`) are dropped so they take their defaults.
+fn check_document(document: Value) -> Result<Value, Problem> {
+    let sections = match document {
+        Value::Null => return Ok(Value::Mapping(Mapping::new())),
+        Value::Mapping(sections) => sections,
+        other => {
+            return Err(Problem {
+                path: String::new(),
+                message: format!(
+                    "expected a mapping with the sections {}, found {}",
+                    section_names().join(", "),
+                    describe(&other)
+                ),
+                serde_prefix: Some("invalid type".into()),
+            })
+        }
+    };
+    let mut checked = Mapping::new();
+    for (name, body) in sections {
+        let known = name
+            .as_str()
+            .and_then(|section| Some((section, section_keys(section)?)));
+        let Some((section, keys)) = known else {
+            return Err(unknown_key("", &name, &section_names()));
+        };
+        match &body {
+            Value::Null => continue,
+            Value::Mapping(entries) => check_section(section, keys, entries)?,
+            other => {
+                return Err(Problem {
+                    path: section.into(),
+                    message: format!(
+                        "expected a mapping with the keys {}, found {}",
+                        key_names(keys).join(", "),
+                        describe(other)
+                    ),
+                    serde_prefix: Some(format!("{section}: invalid type")),
+                })
+            }
+        }
+        checked.insert(name, body);
+    }
+    Ok(Value::Mapping(checked))
+}
+
+fn check_section(
+    section: &str,
+    keys: &[(&'static str, Kind)],
+    entries: &Mapping,
+) -> Result<(), Problem> {
+    for (key, value) in entries {
+        let known = key
+            .as_str()
+            .and_then(|key| keys.iter().find(|(name, _)| *name == key));
+        let Some(&(name, kind)) = known else {
+            return Err(unknown_key(section, key, &key_names(keys)));
+        };
+        let path = format!("{section}.{name}");
+        check_value(kind, value).map_err(|message| Problem {
+            serde_prefix: Some(format!("{path}: ")),
+            path,
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks one leaf value; the error is the message that follows the key path.
+fn check_value(kind: Kind, value: &Value) -> Result<(), String> {
+    const ADDRESS: &str =
+        "IP:PORT such as 0.0.0.0:1883 or \"[::]:1883\" (host names are not resolved), \
+         or null to disable";
+    match (kind, value) {
+        (Kind::Unsigned(ty, max), Value::Number(number)) => match number.as_u64() {
+            Some(n) if n <= max => Ok(()),
+            _ => Err(format!("invalid value {number}: expected {ty} (0..={max})")),
+        },
+        (Kind::Unsigned(ty, max), other) => {
+            let hint = match other {
+                Value::String(s) if s.replace('_', "").parse::<u64>().is_ok() => {
+                    " (write numbers without quotes or `_` separators)"
+                }
+                _ => "",
+            };
+            Err(format!(
+                "invalid type: expected {ty} (0..={max}), found {}{hint}",
+                describe(other)
+            ))
+        }
+        (Kind::Bool, Value::Bool(_)) => Ok(()),
+        (Kind::Bool, other) => Err(format!(
+            "invalid type: expected true or false, found {}",
+            describe(other)
+        )),
+        (Kind::Text, Value::String(_)) => Ok(()),
+        (Kind::Text, other) => Err(format!(
+            "invalid type: expected a string, found {}",
+            describe(other)
+        )),
+        (Kind::OptionalSocketAddr, Value::Null) => Ok(()),
+        (Kind::OptionalSocketAddr, Value::String(s)) => match s.parse::<SocketAddr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("invalid value {s:?}: expected {ADDRESS}")),
+        },
+        (Kind::OptionalSocketAddr, other) => {
+            let hint = match other {
+                Value::Number(_) => " (a port alone is not enough: write 0.0.0.0:PORT)",
+                Value::Sequence(_) => " (quote IPv6 addresses: \"[::]:1883\")",
+                _ => "",
+            };
+            Err(format!(
+                "invalid type: expected {ADDRESS}, found {}{hint}",
+                describe(other)
+            ))
+        }
+    }
+}
+
+/// An unknown key under `parent` (empty for the top level), with a suggestion when the key is
+/// misspelt or belongs to another section.
+fn unknown_key(parent: &str, key: &Value, valid: &[&'static str]) -> Problem {
+    let expected = format!("expected one of {}", valid.join(", "));
+    let Some(name) = key.as_str() else {
+        return Problem {
+            path: parent.into(),
+            message: format!(
+                "unexpected key {}: keys are names; {expected}",
+                describe(key)
+            ),
+            serde_prefix: None,
+        };
+    };
+    let elsewhere = SCHEMA.iter().find_map(|(section, keys)| {
+        (*section != parent && keys.iter().any(|(k, _)| *k == name))
+            .then(|| format!("{section}.{name}"))
+    });
+    let hint = elsewhere.or_else(|| closest(name, valid.iter().copied()).map(str::to_string));
+    let hint = hint.map_or(String::new(), |h| format!(" (did you mean {h}?)"));
+    let (path, serde_prefix) = if parent.is_empty() {
+        (name.to_string(), format!("unknown field `{name}`"))
+    } else {
+        (
+            format!("{parent}.{name}"),
+            format!("{parent}: unknown field `{name}`"),
+        )
+    };
+    Problem {
+        path,
+        message: format!("unknown key{hint}; {expected}"),
+        serde_prefix: Some(serde_prefix),
+    }
+}
+
+fn section_names() -> Vec<&'static str> {
+    SCHEMA.iter().map(|(name, _)| *name).collect()
+}
+
+fn section_keys(name: &str) -> Option<&'static [(&'static str, Kind)]> {
+    SCHEMA
+        .iter()
+        .find(|(section, _)| *section == name)
+        .map(|(_, keys)| *keys)
+}
+
+fn key_names(keys: &[(&'static str, Kind)]) -> Vec<&'static str> {
+    keys.iter().map(|(name, _)| *name).collect()
+}
+
+/// A short description of a YAML value for "found ..." messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Sequence(_) => "a sequence".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(tagged) => format!("a value tagged {}", tagged.tag),
+    }
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .map(|candidate| (edit_distance(&word, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 4).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// Message for text that is not valid YAML, with serde_yaml's line and column.
+fn yaml_error(text: &str, syntax: &serde_yaml::Error) -> String {
+    let mut message = format!("invalid YAML: {syntax}");
+    // An unquoted IPv6 address (`tcp: [::]:1883`) is a syntax error, as `[` opens a flow
+    // sequence. serde_yaml, reading the text straight into `Config`, stops earlier, at the
+    // sequence where an address belongs: use that to say what to do.
+    if let Err(schema) = serde_yaml::from_str::<Config>(text) {
+        let schema = schema.to_string();
+        if let Some((path, _)) = schema
+            .split_once(": ")
+            .filter(|_| schema.contains("sequence, expected socket address"))
+        {
+            message.push_str(&format!(
+                "; {path}: quote IPv6 addresses, e.g. \"[::]:1883\""
+            ));
+        }
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "mqttd.yaml";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, Path::new(FILE))
+    }
+
+    /// The full error text, as `mqttd` prints it.
+    fn error(text: &str) -> String {
+        match load(text) {
+            Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    fn assert_error(text: &str, expected: &[&str]) {
+        let message = error(text);
+        assert!(message.starts_with("mqttd.yaml: "), "{message}");
+        for part in expected {
+            assert!(message.contains(part), "{message:?} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.listeners.tcp, Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!(config.limits.max_packet_size, 1_048_576);
+        assert_eq!(config.limits.receive_maximum, 1024);
+        assert_eq!(config.limits.max_keep_alive, 0);
+        assert_eq!(config.limits.topic_alias_maximum, 64);
+        assert_eq!(config.limits.max_queued_messages, 10_000);
+        assert_eq!(config.limits.max_inflight, 64);
+        assert_eq!(config.limits.connect_timeout_secs, 10);
+        assert_eq!(config.session.max_session_expiry_secs, 604_800);
+        assert_eq!(config.session.max_qos, 2);
+        assert!(config.session.retain_available);
+        assert_eq!(config.log.level, "info");
+        config.validate(Path::new(FILE)).unwrap();
+    }
+
+    #[test]
+    fn empty_and_comment_only_files_give_the_defaults() {
+        for text in [
+            "",
+            "\n\n",
+            "   \n",
+            "# nothing here\n# at all\n",
+            "---\n",
+            "---\n# c\n",
+        ] {
+            assert_eq!(load(text).unwrap(), Config::default(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn empty_sections_give_their_defaults() {
+        let text = "listeners:\nlimits:\nsession: ~\nlog: null\n";
+        assert_eq!(load(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_key_can_be_set() {
+        let text = "
+listeners:
+  tcp: 127.0.0.1:18830
+limits:
+  max_packet_size: 65536
+  receive_maximum: 100
+  max_keep_alive: 600
+  topic_alias_maximum: 0
+  max_queued_messages: 500
+  max_inflight: 32
+  connect_timeout_secs: 5
+session:
+  max_session_expiry_secs: 3600
+  max_qos: 1
+  retain_available: false
+log:
+  level: mqttd=debug,warn
+";
+        let expected = Config {
+            listeners: Listeners {
+                tcp: Some("127.0.0.1:18830".parse().unwrap()),
+            },
+            limits: Limits {
+                max_packet_size: 65_536,
+                receive_maximum: 100,
+                max_keep_alive: 600,
+                topic_alias_maximum: 0,
+                max_queued_messages: 500,
+                max_inflight: 32,
+                connect_timeout_secs: 5,
+            },
+            session: SessionDefaults {
+                max_session_expiry_secs: 3600,
+                max_qos: 1,
+                retain_available: false,
+            },
+            log: Logging {
+                level: "mqttd=debug,warn".into(),
+            },
+        };
+        assert_eq!(load(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_partial_section_keeps_the_other_defaults() {
+        let config = load("limits:\n  max_inflight: 8\n").unwrap();
+        let mut expected = Config::default();
+        expected.limits.max_inflight = 8;
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn example_yaml_parses_to_the_defaults() {
+        assert_eq!(load(example_yaml()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn example_yaml_lists_every_key() {
+        let document: Value = serde_yaml::from_str(example_yaml()).unwrap();
+        for (section, keys) in SCHEMA {
+            for (key, _) in *keys {
+                assert!(
+                    document.get(section).and_then(|s| s.get(key)).is_some(),
+                    "example_yaml() lacks {section}.{key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        assert_error(
+            "limits:\n  max_inflight: 8\nlimitz:\n  max_inflight: 8\n",
+            &[
+                "limitz: unknown key (did you mean limits?)",
+                "expected one of listeners, limits, session, log",
+                "at line 3 column 1",
+            ],
+        );
+    }
+
+    #[test]
+    fn unknown_nested_key_names_the_full_path_and_the_valid_keys() {
+        assert_error(
+            "limits:\n  foo: 1\n",
+            &[
+                "mqttd.yaml: limits.foo: unknown key; expected one of max_packet_size, \
+                 receive_maximum, max_keep_alive, topic_alias_maximum, max_queued_messages, \
+                 max_inflight, connect_timeout_secs at line 2 column 3",
+            ],
+        );
+        assert_error(
+            "limits:\n  receive_maxim: 10\n",
+            &["limits.receive_maxim: unknown key (did you mean receive_maximum?)"],
+        );
+        assert_error(
+            "log:\n  level: info\n  format: json\n",
+            &["log.format: unknown key; expected one of level", "line 3"],
+        );
+    }
+
+    #[test]
+    fn a_key_in_the_wrong_section_points_to_the_right_one() {
+        assert_error(
+            "limits:\n  max_qos: 1\n",
+            &["limits.max_qos: unknown key (did you mean session.max_qos?)"],
+        );
+        assert_error(
+            "receive_maximum: 1\n",
+            &["receive_maximum: unknown key (did you mean limits.receive_maximum?)"],
+        );
+    }
+
+    #[test]
+    fn a_non_string_key_is_an_error() {
+        assert_error(
+            "limits:\n  1: 2\n",
+            &["limits: unexpected key number 1", "expected one of"],
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_path() {
+        assert_error(
+            "limits:\n  receive_maximum: 70000\n",
+            &["mqttd.yaml: limits.receive_maximum: invalid value 70000: \
+               expected u16 (0..=65535) at line 2 column 20"],
+        );
+        assert_error(
+            "limits:\n  max_inflight: lots\n",
+            &[
+                "limits.max_inflight: invalid type: expected u16 (0..=65535), \
+                 found string \"lots\"",
+                "line 2",
+            ],
+        );
+        assert_error(
+            "limits:\n  max_queued_messages: 10_000\n",
+            &[
+                "limits.max_queued_messages: invalid type",
+                "without quotes or `_` separators",
+            ],
+        );
+        assert_error(
+            "limits:\n  connect_timeout_secs: -1\n",
+            &["limits.connect_timeout_secs: invalid value -1: expected u64"],
+        );
+        assert_error(
+            "limits:\n  max_packet_size: 1.5\n",
+            &["limits.max_packet_size: invalid value 1.5: expected u32 (0..=4294967295)"],
+        );
+        assert_error(
+            "session:\n  max_qos: 300\n",
+            &["session.max_qos: invalid value 300: expected u8 (0..=255)"],
+        );
+        assert_error(
+            "session:\n  retain_available: yes\n",
+            &["session.retain_available: invalid type: \
+               expected true or false, found string \"yes\""],
+        );
+        assert_error(
+            "log:\n  level: 3\n",
+            &["log.level: invalid type: expected a string, found number 3"],
+        );
+        assert_error(
+            "limits: 5\n",
+            &[
+                "limits: expected a mapping with the keys max_packet_size,",
+                "found number 5",
+                "line 1",
+            ],
+        );
+        assert_error(
+            "- limits\n",
+            &[
+                "expected a mapping with the sections listeners, limits, session, log, \
+               found a sequence",
+            ],
+        );
+    }
+
+    #[test]
+    fn null_tcp_disables_tcp() {
+        assert_eq!(
+            load("listeners:\n  tcp: null\n").unwrap().listeners.tcp,
+            None
+        );
+        assert_eq!(load("listeners:\n  tcp: ~\n").unwrap().listeners.tcp, None);
+        assert_eq!(load("listeners:\n  tcp:\n").unwrap().listeners.tcp, None);
+    }
+
+    #[test]
+    fn ipv6_listener_address() {
+        let config = load("listeners:\n  tcp: \"[::1]:1883\"\n").unwrap();
+        assert_eq!(config.listeners.tcp, Some("[::1]:1883".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_socket_addresses_name_listeners_tcp() {
+        assert_error(
+            "listeners:\n  tcp: localhost:1883\n",
+            &[
+                "mqttd.yaml: listeners.tcp: invalid value \"localhost:1883\": expected IP:PORT",
+                "line 2 column 8",
+            ],
+        );
+        assert_error(
+            "listeners:\n  tcp: 1883\n",
+            &[
+                "listeners.tcp: invalid type",
+                "found number 1883",
+                "a port alone is not enough",
+            ],
+        );
+        // Unquoted, `[::]` starts a YAML flow sequence.
+        assert_error(
+            "listeners:\n  tcp: [::]:1883\n",
+            &["listeners.tcp", "quote IPv6 addresses", "line 2"],
+        );
+        assert_error(
+            "listeners:\n  tcp: [\"::\", 1883]\n",
+            &[
+                "listeners.tcp: invalid type",
+                "found a sequence",
+                "quote IPv6 addresses",
+            ],
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_and_position() {
+        assert_error("limits:\n  max_inflight: [1\n", &["invalid YAML", "line"]);
+        assert_error(
+            "limits:\n  max_inflight: 1\n  max_inflight: 2\n",
+            &["invalid YAML", "duplicate", "max_inflight", "line 2"],
+        );
+    }
+
+    #[test]
+    fn validate_rejects_each_out_of_range_value() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "limits:\n  receive_maximum: 0\n",
+                &["mqttd.yaml: limits.receive_maximum: invalid value 0: expected 1..=65535"],
+            ),
+            (
+                "limits:\n  max_packet_size: 63\n",
+                &["limits.max_packet_size: invalid value 63: expected 64..=268435460"],
+            ),
+            (
+                "limits:\n  max_packet_size: 268435461\n",
+                &["limits.max_packet_size: invalid value 268435461: expected 64..=268435460"],
+            ),
+            (
+                "session:\n  max_qos: 3\n",
+                &["session.max_qos: invalid value 3: expected 0, 1 or 2"],
+            ),
+            (
+                "limits:\n  max_queued_messages: 0\n",
+                &["limits.max_queued_messages: invalid value 0: expected 1 or more"],
+            ),
+            (
+                "limits:\n  max_inflight: 0\n",
+                &["limits.max_inflight: invalid value 0: expected 1..=65535"],
+            ),
+            (
+                "limits:\n  connect_timeout_secs: 0\n",
+                &["limits.connect_timeout_secs: invalid value 0: expected 1..=86400 seconds"],
+            ),
+            (
+                "limits:\n  connect_timeout_secs: 18446744073709551615\n",
+                &["limits.connect_timeout_secs: invalid value 18446744073709551615"],
+            ),
+            (
+                "log:\n  level: \"info=bogus\"\n",
+                &["log.level: invalid value \"info=bogus\": expected a tracing filter"],
+            ),
+            (
+                "log:\n  level: \"\"\n",
+                &["log.level: invalid value \"\"", "empty"],
+            ),
+            (
+                "log:\n  level: inf0\n",
+                &["log.level: invalid value \"inf0\"", "did you mean info?"],
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_error(text, expected);
+        }
+    }
+
+    #[test]
+    fn validate_accepts_the_bounds() {
+        let text = "limits:\n  max_packet_size: 64\n  receive_maximum: 1\n  max_inflight: 1\n  \
+                    max_queued_messages: 1\n  connect_timeout_secs: 86400\n\
+                    session:\n  max_qos: 0\n";
+        load(text).unwrap();
+        load("limits:\n  max_packet_size: 268435460\n  receive_maximum: 65535\n").unwrap();
+        for level in [
+            "off",
+            "trace",
+            "WARN",
+            "mqttd",
+            "mqttd::codec=trace,info",
+            "mqttd[conn]=debug",
+        ] {
+            load(&format!("log:\n  level: {level:?}\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn validate_names_the_file_it_is_given() {
+        let mut config = Config::default();
+        config.session.max_qos = 7;
+        let error = config
+            .validate(Path::new("/etc/mqttd/broker.yaml"))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/mqttd/broker.yaml: session.max_qos: invalid value 7: expected 0, 1 or 2"
+        );
+    }
+
+    #[test]
+    fn from_file_reads_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.yaml");
+        std::fs::write(&path, "limits:\n  max_inflight: 9\n").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().limits.max_inflight, 9);
+
+        std::fs::write(&path, "limits:\n  nope: 9\n").unwrap();
+        let message = Config::from_file(&path).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("{}: limits.nope", path.display())),
+            "{message}"
+        );
+
+        let missing = dir.path().join("missing.yaml");
+        let error = Config::from_file(&missing).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("missing.yaml: cannot read"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn edit_distance_and_suggestions() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            closest(
+                "recieve_maximum",
+                ["receive_maximum", "max_inflight"].into_iter()
+            ),
+            Some("receive_maximum")
+        );
+        assert_eq!(closest("colour", ["listeners", "limits"].into_iter()), None);
+    }
+
+    /// Field names of a struct, read from its derived `Deserialize` (which hands them to
+    /// `deserialize_struct`), so the test cannot drift from the structs.
+    fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::{self, Visitor};
+        struct Fields<'a>(&'a mut &'static [&'static str]);
+        impl<'de> de::Deserializer<'de> for Fields<'_> {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(de::Error::custom("fields recorded"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Fields(&mut fields));
+        fields
+    }
+
+    #[test]
+    fn schema_matches_the_structs() {
+        assert_eq!(fields_of::<Config>(), section_names().as_slice());
+        let sections = [
+            fields_of::<Listeners>(),
+            fields_of::<Limits>(),
+            fields_of::<SessionDefaults>(),
+            fields_of::<Logging>(),
+        ];
+        for ((name, keys), fields) in SCHEMA.iter().zip(sections) {
+            assert_eq!(fields, key_names(keys).as_slice(), "section {name}");
+        }
+    }
+
+    #[test]
+    fn schema_kinds_match_the_field_types() {
+        // Each kind accepts its type's extremes and serde agrees; one past them is refused.
+        for (section, keys) in SCHEMA {
+            for (key, kind) in *keys {
+                let valid = match kind {
+                    Kind::Unsigned(_, max) => max.to_string(),
+                    Kind::Bool => "false".into(),
+                    Kind::Text => "x".into(),
+                    Kind::OptionalSocketAddr => "\"[::1]:1\"".into(),
+                };
+                let text = format!("{section}:\n  {key}: {valid}\n");
+                let document: Value = serde_yaml::from_str(&text).unwrap();
+                let document = check_document(document).unwrap();
+                serde_yaml::from_value::<Config>(document).unwrap_or_else(|e| {
+                    panic!("{section}.{key}: schema accepts {valid}, serde does not: {e}")
+                });
+                if let Kind::Unsigned(_, max) = kind {
+                    if let Some(over) = max.checked_add(1) {
+                        let text = format!("{section}:\n  {key}: {over}\n");
+                        assert!(serde_yaml::from_str::<Config>(&text).is_err());
+                        assert!(check_document(serde_yaml::from_str(&text).unwrap()).is_err());
+                    }
+                }
+            }
+        }
     }
 }

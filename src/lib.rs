@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod server;

@@ -1,0 +1,245 @@
+//! Command line of the `mqttd` binary.
+//!
+//! It lives in the library rather than in `main.rs` so that argument parsing, the way flags
+//! override the configuration file, and logging setup can be unit-tested without spawning the
+//! binary. `main.rs` is meant to call only [`Cli::parse`](clap::Parser::parse),
+//! [`Cli::load_config`] and [`init_logging`], then dispatch on [`Cli::command`].
+//!
+//! New flags that override the file (such as a future `--quic`) go in [`Cli`] and in
+//! `Cli::apply_overrides`; new subcommands (`pub`, `sub`, `bench`) are new [`Command`] variants.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, ConfigError};
+
+/// mqttd: a QUIC-native MQTT 3.1.1/5.0 broker.
+#[derive(clap::Parser, Debug)]
+#[command(name = "mqttd", version, about)]
+pub struct Cli {
+    /// YAML configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen for MQTT over TCP on ADDR (overrides listeners.tcp), e.g. 127.0.0.1:1883.
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Option<SocketAddr>,
+    /// Print an example configuration with every key and its default, then exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, `mqttd` runs the broker.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Check a configuration file and exit (0 if valid).
+    CheckConfig { file: PathBuf },
+}
+
+impl Cli {
+    /// The configuration to run with: the `--config` file if given (else the defaults), with
+    /// the command-line overrides applied on top.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(file) => Config::from_file(file)?,
+            None => Config::default(),
+        };
+        self.apply_overrides(&mut config);
+        Ok(config)
+    }
+
+    /// Applies the flags that override configuration keys. clap has already parsed them into
+    /// their final types, so they need no further validation.
+    fn apply_overrides(&self, config: &mut Config) {
+        if let Some(addr) = self.tcp {
+            config.listeners.tcp = Some(addr);
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber, writing to stderr.
+///
+/// The filter comes from `RUST_LOG` when it is set and valid, else from `config.log.level`
+/// (else `info`, should that be invalid too). Calling it again is harmless: the first
+/// subscriber stays.
+pub fn init_logging(config: &Config) {
+    let from_config =
+        || EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut bad_rust_log = None;
+    let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
+            Ok(filter) => filter,
+            Err(error) => {
+                bad_rust_log = Some((value, error));
+                from_config()
+            }
+        },
+        _ => from_config(),
+    };
+    let installed = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .is_ok();
+    if let (true, Some((value, error))) = (installed, bad_rust_log) {
+        tracing::warn!(
+            "ignoring {}={value:?} ({error}); using log.level {:?}",
+            EnvFilter::DEFAULT_ENV,
+            config.log.level
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mqttd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_runs_the_broker_with_the_defaults() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.config.is_none() && cli.tcp.is_none() && !cli.print_config);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.load_config().unwrap(), Config::default());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = parse(&[
+            "-c",
+            "broker.yaml",
+            "--tcp",
+            "127.0.0.1:1884",
+            "--print-config",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("broker.yaml")));
+        assert_eq!(cli.tcp, Some("127.0.0.1:1884".parse().unwrap()));
+        assert!(cli.print_config);
+        let cli = parse(&["--config=other.yaml", "--tcp=[::1]:1883"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("other.yaml")));
+        assert_eq!(cli.tcp, Some("[::1]:1883".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors() {
+        let error = parse(&["--tcp", "localhost"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("--tcp"), "{error}");
+        assert_eq!(
+            parse(&["--bogus"]).unwrap_err().kind(),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            parse(&["--version"]).unwrap_err().kind(),
+            ErrorKind::DisplayVersion
+        );
+    }
+
+    #[test]
+    fn check_config_subcommand_parses() {
+        let cli = parse(&["check-config", "/etc/mqttd.yaml"]).unwrap();
+        match cli.command {
+            Some(Command::CheckConfig { file }) => {
+                assert_eq!(file, PathBuf::from("/etc/mqttd.yaml"))
+            }
+            other => panic!("expected check-config, got {other:?}"),
+        }
+        let error = parse(&["check-config"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn tcp_flag_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mqttd.yaml");
+        std::fs::write(
+            &file,
+            "listeners:\n  tcp: 0.0.0.0:2883\nlimits:\n  max_inflight: 5\n",
+        )
+        .unwrap();
+        let file_arg = file.to_str().unwrap();
+
+        let config = parse(&["-c", file_arg]).unwrap().load_config().unwrap();
+        assert_eq!(config.listeners.tcp, Some("0.0.0.0:2883".parse().unwrap()));
+
+        let config = parse(&["-c", file_arg, "--tcp", "127.0.0.1:1884"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(
+            config.listeners.tcp,
+            Some("127.0.0.1:1884".parse().unwrap())
+        );
+        assert_eq!(
+            config.limits.max_inflight, 5,
+            "the rest of the file still applies"
+        );
+
+        // --tcp re-enables a listener the file disabled.
+        std::fs::write(&file, "listeners:\n  tcp: null\n").unwrap();
+        let config = parse(&["-c", file_arg, "--tcp", "127.0.0.1:1885"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(
+            config.listeners.tcp,
+            Some("127.0.0.1:1885".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn tcp_flag_without_a_file_overrides_the_default() {
+        let config = parse(&["--tcp", "127.0.0.1:1886"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        let mut expected = Config::default();
+        expected.listeners.tcp = Some("127.0.0.1:1886".parse().unwrap());
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn load_config_reports_file_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.yaml");
+        let cli = parse(&["-c", missing.to_str().unwrap()]).unwrap();
+        assert!(matches!(cli.load_config(), Err(ConfigError::Read { .. })));
+
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "session:\n  max_qos: 3\n").unwrap();
+        let error = parse(&["-c", bad.to_str().unwrap()])
+            .unwrap()
+            .load_config()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("bad.yaml: session.max_qos: invalid value 3"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn init_logging_twice_does_not_panic() {
+        let config = Config::default();
+        init_logging(&config);
+        init_logging(&config);
+        let mut odd = Config::default();
+        odd.log.level = "[{".into();
+        init_logging(&odd);
+    }
+}
