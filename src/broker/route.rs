@@ -172,13 +172,15 @@ impl Broker {
         self.enqueue(sid, delivery);
     }
 
-    /// Appends to the session queue; when it is full the new message is dropped and counted.
+    /// Appends to the session queue. The queue only ever holds QoS 1/2 (QoS 0 is dropped before
+    /// it would wait); when it is full the oldest queued message is dropped and counted, so a
+    /// subscriber that comes back gets the most recent data.
     fn enqueue(&mut self, sid: SessionId, delivery: Delivery) {
         let Some(session) = self.sessions.get_mut(&sid) else { return };
         if session.queue.len() >= self.config.limits.max_queued_messages {
+            session.queue.pop_front();
             self.metrics.dropped_queue_full += 1;
-            tracing::debug!(client = %session.client_id, "session queue full, message dropped");
-            return;
+            tracing::debug!(client = %session.client_id, "session queue full, oldest message dropped");
         }
         session.queue.push_back(delivery);
     }

@@ -593,7 +593,7 @@ fn slow_connection_drops_qos0_and_queues_qos1_until_written() {
 }
 
 #[test]
-fn full_session_queue_drops_new_messages_and_counts_them() {
+fn full_session_queue_drops_the_oldest_messages_and_counts_them() {
     let mut config = Config::default();
     config.limits.max_queued_messages = 2;
     let mut h = Harness::with_config(config);
@@ -603,10 +603,16 @@ fn full_session_queue_drops_new_messages_and_counts_them() {
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     h.lose(sub);
     let publ = h.connect("pub", V4);
-    for _ in 0..5 {
-        h.publish(publ, "t", "x", QoS::AtLeastOnce, false);
+    for i in 0..5 {
+        h.publish(publ, "t", &i.to_string(), QoS::AtLeastOnce, false);
     }
     assert_eq!(h.broker.metrics().dropped_queue_full, 3);
+    let mut c = connect_packet("sub", V4);
+    c.clean_start = false;
+    let (sub, _) = h.connect_with(c);
+    let got = h.recv(sub);
+    let payloads: Vec<&[u8]> = publishes(&got).iter().map(|p| &p.payload[..]).collect();
+    assert_eq!(payloads, [b"3", b"4"], "the newest messages are kept");
 }
 
 #[test]
