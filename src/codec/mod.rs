@@ -4,10 +4,18 @@
 //! rejects a packet larger than the negotiated maximum before its body is buffered, and returns
 //! `Ok(None)` until a whole packet is available.
 
+mod decode;
+mod encode;
 mod error;
+mod header;
 mod packet;
+mod primitives;
 mod properties;
+mod props_codec;
 mod reason;
+mod reason_sets;
+#[cfg(test)]
+mod tests;
 
 pub use error::DecodeError;
 pub use packet::*;
@@ -22,22 +30,30 @@ use bytes::BytesMut;
 /// version; anything else is a protocol error [MQTT-3.1.0-1]). `max_packet_size` bounds the
 /// whole packet including the fixed header.
 ///
-/// Returns `Ok(None)` when more bytes are needed.
+/// Returns `Ok(None)` when more bytes are needed, consuming nothing. After an error the
+/// connection is unusable: how much of `buf` was consumed is unspecified.
 pub fn decode(
     buf: &mut BytesMut,
     version: Option<ProtocolVersion>,
     max_packet_size: u32,
 ) -> Result<Option<Packet>, DecodeError> {
-    todo!("codec helper")
+    decode::decode(buf, version, max_packet_size)
 }
 
 /// Appends the encoding of `packet` for `version` to `out`.
+///
+/// Everything follows `version`, including a CONNECT's protocol name and level
+/// (`Connect::protocol` is what the decoder found; the encoder does not read it).
+/// For 3.x no properties are written and reason codes become 3.1.1 return codes; for 5.0 the
+/// short forms are used where the spec allows them. The caller keeps strings and binary data
+/// within 65,535 bytes and the packet within the 268,435,455 byte remaining length (checked by
+/// debug assertions only; [`encoded_len`] sizes an oversized packet without panicking).
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
-    todo!("codec helper")
+    encode::encode(packet, version, out)
 }
 
 /// The encoded size of `packet` for `version`, in bytes, without encoding it (used to enforce the
 /// client's Maximum Packet Size before sending [MQTT-3.1.2-24]).
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
-    todo!("codec helper")
+    encode::encoded_len(packet, version)
 }

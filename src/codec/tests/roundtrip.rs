@@ -1,0 +1,107 @@
+//! Property tests: every valid packet survives encode then decode unchanged, `encoded_len` is
+//! exact, a packet fed in pieces decodes only once whole, and no input makes `decode` panic.
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+
+use super::super::{decode, encode, encoded_len, Packet, ProtocolVersion};
+use super::strategies::packet;
+use super::{V3_1, V3_1_1, V5};
+
+fn encoded(packet: &Packet, v: ProtocolVersion) -> BytesMut {
+    let mut out = BytesMut::new();
+    encode(packet, v, &mut out);
+    out
+}
+
+/// The connection state in which `packet` is decoded.
+fn context(packet: &Packet, v: ProtocolVersion) -> Option<ProtocolVersion> {
+    match packet {
+        Packet::Connect(_) => None,
+        _ => Some(v),
+    }
+}
+
+fn check_roundtrip(packet: &Packet, v: ProtocolVersion) -> Result<(), TestCaseError> {
+    let mut buf = encoded(packet, v);
+    prop_assert_eq!(buf.len(), encoded_len(packet, v));
+    let decoded = decode(&mut buf, context(packet, v), u32::MAX);
+    prop_assert_eq!(decoded, Ok(Some(packet.clone())));
+    prop_assert!(buf.is_empty());
+    Ok(())
+}
+
+/// Drains `buf` until it needs more bytes or fails; must never panic.
+fn decode_everything(mut buf: BytesMut, version: Option<ProtocolVersion>, max: u32) {
+    while let Ok(Some(_)) = decode(&mut buf, version, max) {}
+}
+
+fn any_context() -> impl Strategy<Value = Option<ProtocolVersion>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(V3_1)),
+        Just(Some(V3_1_1)),
+        Just(Some(V5))
+    ]
+}
+
+proptest! {
+    #[test]
+    fn roundtrip_v5(packet in packet(V5)) {
+        check_roundtrip(&packet, V5)?;
+    }
+
+    #[test]
+    fn roundtrip_v3_1_1(packet in packet(V3_1_1)) {
+        check_roundtrip(&packet, V3_1_1)?;
+    }
+
+    #[test]
+    fn roundtrip_v3_1(packet in packet(V3_1)) {
+        check_roundtrip(&packet, V3_1)?;
+    }
+
+    #[test]
+    fn encoding_appends(first in packet(V5), second in packet(V5)) {
+        let mut out = encoded(&first, V5);
+        encode(&second, V5, &mut out);
+        prop_assert_eq!(out.len(), encoded_len(&first, V5) + encoded_len(&second, V5));
+    }
+
+    #[test]
+    fn split_anywhere_decodes_once_whole(packet in packet(V5), cut in any::<prop::sample::Index>()) {
+        let whole = encoded(&packet, V5);
+        let cut = cut.index(whole.len());
+        let mut buf = BytesMut::from(&whole[..cut]);
+        prop_assert_eq!(decode(&mut buf, context(&packet, V5), u32::MAX), Ok(None));
+        prop_assert_eq!(buf.len(), cut);
+        buf.extend_from_slice(&whole[cut..]);
+        prop_assert_eq!(decode(&mut buf, context(&packet, V5), u32::MAX), Ok(Some(packet)));
+    }
+
+    #[test]
+    fn random_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+        version in any_context(),
+        max in prop_oneof![Just(u32::MAX), 0u32..300],
+    ) {
+        decode_everything(BytesMut::from(&bytes[..]), version, max);
+    }
+
+    #[test]
+    fn mutated_packets_never_panic(
+        (v, packet) in prop_oneof![
+            packet(V5).prop_map(|p| (V5, p)),
+            packet(V3_1_1).prop_map(|p| (V3_1_1, p)),
+        ],
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        version in any_context(),
+    ) {
+        let mut buf = encoded(&packet, v);
+        for (at, byte) in edits {
+            let i = at.index(buf.len());
+            buf[i] = byte;
+        }
+        decode_everything(buf, version, u32::MAX);
+    }
+}
