@@ -82,6 +82,7 @@ pub fn init_logging(config: &Config) {
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init()
         .is_ok();
     if let (true, Some((value, error))) = (installed, bad_rust_log) {
