@@ -17,6 +17,7 @@ mod output;
 mod publish;
 mod route;
 mod session;
+mod streams;
 mod subscribe;
 mod timers;
 mod types;
@@ -42,12 +43,14 @@ use output::OutputQueue;
 use session::{SubEntry, Session};
 use timers::{Timer, Timers};
 
-/// Key of a subscription in the trie: one entry per session and filter, and a shared
-/// subscription (`$share/group/filter`) is a separate entry from a plain one (4.8.2).
+/// Key of a subscription in the trie: one entry per session, stream and filter. A shared
+/// subscription (`$share/group/filter`) is a separate entry from a plain one (4.8.2), and the
+/// same filter subscribed on two QUIC streams is two subscriptions, delivered on both.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct SubKey {
     pub session: SessionId,
     pub group: Option<ByteString>,
+    pub stream: StreamId,
 }
 
 /// Counters the broker keeps about itself.
@@ -201,6 +204,11 @@ impl Broker {
     }
 
     fn handle_connected(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        if stream != StreamId::CONTROL && !Self::allowed_on_data_stream(&packet) {
+            // A CONNECT, DISCONNECT or AUTH on a data stream ends that stream only.
+            self.stream_violation(conn, stream, ReasonCode::PROTOCOL_ERROR, now);
+            return;
+        }
         match packet {
             Packet::Publish(p) => self.handle_publish(conn, stream, p, now),
             Packet::PubAck(a) => self.handle_puback(conn, a, now),

@@ -36,6 +36,9 @@ pub enum Output {
     Transmit(Transmit),
     /// Write whatever was queued before this, then close the connection.
     Close { conn: ConnId, kind: CloseKind },
+    /// End one data stream of a connection gracefully (FIN) after what was queued for it; the
+    /// connection lives on. `code` says why, for logs.
+    CloseStream { conn: ConnId, stream: StreamId, code: ReasonCode },
     /// A message for an in-process handler.
     App { handler: HandlerId, message: SharedMessage },
 }
@@ -62,6 +65,11 @@ impl OutputQueue {
     pub fn close(&mut self, conn: ConnId, kind: CloseKind) {
         self.open.retain(|(c, _), _| *c != conn);
         self.outputs.push(Output::Close { conn, kind });
+    }
+
+    pub fn close_stream(&mut self, conn: ConnId, stream: StreamId, code: ReasonCode) {
+        self.open.remove(&(conn, stream));
+        self.outputs.push(Output::CloseStream { conn, stream, code });
     }
 
     pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {

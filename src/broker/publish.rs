@@ -54,7 +54,7 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else { return };
         let packet_id = p.packet_id.unwrap_or(0);
         if p.qos == QoS::ExactlyOnce {
-            if session.incoming_qos2.contains(&packet_id) {
+            if session.incoming_qos2.contains(&(stream, packet_id)) {
                 // A retransmission of a QoS 2 message already received: acknowledge, do not
                 // deliver again [MQTT-4.3.3-10].
                 self.send(conn, stream, Packet::PubRec(Ack::new(packet_id)));
@@ -92,7 +92,7 @@ impl Broker {
             QoS::ExactlyOnce => {
                 if !code.is_error() {
                     if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.incoming_qos2.insert(packet_id);
+                        s.incoming_qos2.insert((stream, packet_id));
                     }
                 }
                 self.send(conn, stream, Packet::PubRec(ack));
@@ -104,7 +104,7 @@ impl Broker {
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, stream: StreamId, a: Ack, _now: Instant) {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
         let Some(session) = self.sessions.get_mut(&sid) else { return };
-        let known = session.incoming_qos2.remove(&a.packet_id);
+        let known = session.incoming_qos2.remove(&(stream, a.packet_id));
         let mut comp = Ack::new(a.packet_id);
         if !known {
             // [MQTT-3.7.2-1] 0x92 for an unknown packet identifier.

@@ -58,11 +58,13 @@ pub struct Session {
     pub client_id: ByteString,
     pub conn: Option<ConnId>,
     pub version: ProtocolVersion,
-    /// Full filter strings (shared ones with their `$share/group/` prefix).
-    pub subscriptions: AHashMap<ByteString, SubEntry>,
+    /// By full filter string (shared ones with their `$share/group/` prefix) and the stream that
+    /// made the subscription.
+    pub subscriptions: AHashMap<(ByteString, StreamId), SubEntry>,
     pub inflight: BTreeMap<u16, Inflight>,
     pub queue: VecDeque<Delivery>,
-    pub incoming_qos2: AHashSet<u16>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL, per stream (ids are per stream on QUIC).
+    pub incoming_qos2: AHashSet<(StreamId, u16)>,
     next_packet_id: u16,
     /// Session Expiry Interval in seconds; u32::MAX never expires.
     pub expiry_secs: u32,

@@ -96,6 +96,12 @@ fn dispatch(
                     outbox.wake();
                 }
             }
+            Output::CloseStream { conn, stream, .. } => {
+                if let Some(outbox) = outboxes.get(&conn) {
+                    outbox.close_stream(stream);
+                    dirty.push(conn);
+                }
+            }
             Output::App { handler, message } => {
                 if let Some(tx) = handlers.get(&handler) {
                     // Bounded: a handler that cannot keep up loses messages, counted in logs.
