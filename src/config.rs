@@ -41,7 +41,7 @@ pub struct Limits {
     /// Largest keep alive the broker allows, seconds; larger requests are lowered with Server
     /// Keep Alive (5.0). 0 means no limit. Default 0.
     pub max_keep_alive: u16,
-    /// Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum). Default 64.
+    /// Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum). Default 10 (as mosquitto).
     pub topic_alias_maximum: u16,
     /// Messages queued per session (beyond those inflight) before the overflow policy applies:
     /// QoS 0 messages are dropped first, then the oldest QoS 1/2. Default 10_000.
@@ -86,7 +86,7 @@ impl Default for Limits {
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             max_keep_alive: 0,
-            topic_alias_maximum: 64,
+            topic_alias_maximum: 10,
             max_queued_messages: 10_000,
             max_inflight: 64,
             connect_timeout_secs: 10,
@@ -285,7 +285,7 @@ limits:
   max_keep_alive: 0
   # Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum).
   # 0 disables topic aliases.
-  topic_alias_maximum: 64
+  topic_alias_maximum: 10
   # Messages queued per session (beyond those inflight) before the overflow policy applies:
   # QoS 0 messages are dropped first, then the oldest QoS 1/2. At least 1.
   max_queued_messages: 10000
@@ -659,7 +659,7 @@ mod tests {
         assert_eq!(config.limits.max_packet_size, 1_048_576);
         assert_eq!(config.limits.receive_maximum, 1024);
         assert_eq!(config.limits.max_keep_alive, 0);
-        assert_eq!(config.limits.topic_alias_maximum, 64);
+        assert_eq!(config.limits.topic_alias_maximum, 10);
         assert_eq!(config.limits.max_queued_messages, 10_000);
         assert_eq!(config.limits.max_inflight, 64);
         assert_eq!(config.limits.connect_timeout_secs, 10);

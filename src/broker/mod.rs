@@ -263,8 +263,20 @@ impl Broker {
     }
 
     /// Queues one packet for `conn` on `stream`.
+    ///
+    /// A control packet larger than the client's Maximum Packet Size cannot be sent
+    /// [MQTT-3.1.2-24] and the connection cannot go on without it: it is closed (PUBLISH packets
+    /// are checked, and dropped, before they get here).
     fn send(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.max_packet_size_out != u32::MAX
+            && !matches!(packet, Packet::Publish(_))
+            && crate::codec::encoded_len(&packet, c.version) > c.max_packet_size_out as usize
+        {
+            tracing::debug!(conn = conn.0, packet = packet.packet_type(), "packet exceeds the client's maximum packet size; closing");
+            self.out.close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
+            return;
+        }
         c.unwritten += accounted_size(&packet, c.version);
         self.out.packet(conn, stream, c.version, packet);
     }

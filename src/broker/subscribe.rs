@@ -23,6 +23,12 @@ impl Broker {
             self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
             return;
         }
+        // [MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed `$share/` filter is a protocol error, not
+        // a refused subscription.
+        if s.filters.iter().any(|(f, _)| matches!(topic::parse_shared(f), Some(Err(())))) {
+            self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+            return;
+        }
         let sub_id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();

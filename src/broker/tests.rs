@@ -200,7 +200,7 @@ fn connack_announces_limits_for_v5() {
     assert_eq!(ack.code, ReasonCode::SUCCESS);
     assert!(!ack.session_present);
     assert_eq!(ack.properties.receive_maximum, Some(1024));
-    assert_eq!(ack.properties.topic_alias_maximum, Some(64));
+    assert_eq!(ack.properties.topic_alias_maximum, Some(10));
     assert_eq!(ack.properties.maximum_packet_size, Some(1024 * 1024));
 }
 
@@ -510,7 +510,7 @@ fn inbound_topic_alias_is_resolved_and_bad_alias_is_0x94() {
     assert_eq!(publishes(&got).iter().map(|p| &p.topic[..]).collect::<Vec<_>>(), ["alias/t", "alias/t"]);
 
     let mut p = publish("x", "3", QoS::AtMostOnce, false, None);
-    p.properties.topic_alias = Some(65);
+    p.properties.topic_alias = Some(11);
     h.send(c, Packet::Publish(p));
     assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::TOPIC_ALIAS_INVALID));
 }
@@ -890,4 +890,15 @@ fn data_stream_subscriptions_survive_connection_loss_and_resume_on_the_control_s
     h.publish(publ, "t", "online", QoS::AtLeastOnce, false);
     let got = h.recv_streams(c);
     assert!(matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]), "{got:?}");
+}
+
+#[test]
+fn a_connack_larger_than_the_clients_maximum_packet_size_is_not_sent() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    let mut c = connect_packet("tiny", V5);
+    c.properties.maximum_packet_size = Some(2);
+    h.send(conn, Packet::Connect(Box::new(c)));
+    assert!(h.recv(conn).is_empty()); // [MQTT-3.1.2-24]
+    assert!(h.closed.contains(&conn));
 }

@@ -65,7 +65,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         let mut packets = Vec::new();
         let error = loop {
-            match codec::decode(&mut buf, version, max_packet_size) {
+            match codec::decode_from_client(&mut buf, version, max_packet_size) {
                 Ok(Some(packet)) => {
                     if let Packet::Connect(c) = &packet {
                         version = Some(c.protocol);
