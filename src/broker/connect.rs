@@ -247,7 +247,7 @@ impl Broker {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);
-        self.sessions.insert(sid, Session::new(sid, client_id, version));
+        self.sessions.insert(sid, Session::new(client_id, version));
         sid
     }
 

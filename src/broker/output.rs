@@ -80,8 +80,4 @@ impl OutputQueue {
         self.open.clear();
         std::mem::take(&mut self.outputs)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
-    }
 }

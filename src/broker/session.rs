@@ -10,7 +10,7 @@ use std::time::Instant;
 use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 
-use super::types::{ConnId, SessionId, SharedMessage, StreamId};
+use super::types::{ConnId, SharedMessage, StreamId};
 use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 
 /// One subscription of a session, as stored in the session and in the trie.
@@ -54,7 +54,6 @@ pub struct PendingWill {
 
 #[derive(Debug)]
 pub struct Session {
-    pub id: SessionId,
     pub client_id: ByteString,
     pub conn: Option<ConnId>,
     pub version: ProtocolVersion,
@@ -75,9 +74,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: SessionId, client_id: ByteString, version: ProtocolVersion) -> Session {
+    pub fn new(client_id: ByteString, version: ProtocolVersion) -> Session {
         Session {
-            id,
             client_id,
             conn: None,
             version,

@@ -333,10 +333,10 @@ fn connack_reserved_flags_are_malformed() {
 }
 
 #[test]
-fn connack_reserved_return_codes_are_malformed() {
+fn connack_reserved_return_codes_are_rejected() {
     assert!(malformed(decode_err("20 02 00 06", Some(V3_1_1))));
-    assert!(malformed(decode_err("20 03 00 01 00", Some(V5))));
-    assert!(malformed(decode_err("20 03 00 8B 00", Some(V5))));
+    assert!(matches!(decode_err("20 03 00 01 00", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("20 03 00 8B 00", Some(V5)), DecodeError::Protocol(_)));
 }
 
 // ---- Packet identifiers -----------------------------------------------------------------------
@@ -604,32 +604,32 @@ fn property_overrunning_the_property_length_is_malformed() {
 // ---- Reason codes -----------------------------------------------------------------------------
 
 #[test]
-fn ack_reason_codes_outside_their_table_are_malformed() {
-    // 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1
-    assert!(malformed(decode_err("40 03 0001 92", Some(V5))));
-    assert!(malformed(decode_err("50 03 0001 01", Some(V5))));
-    assert!(malformed(decode_err("62 03 0001 10", Some(V5))));
-    assert!(malformed(decode_err("62 03 0001 80", Some(V5))));
-    assert!(malformed(decode_err("70 03 0001 87", Some(V5))));
+fn ack_reason_codes_outside_their_table_are_protocol_errors() {
+    // 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1; [MQTT-3.4.2-1]: parsed but not allowed (4.13).
+    assert!(matches!(decode_err("40 03 0001 92", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("50 03 0001 01", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("62 03 0001 10", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("62 03 0001 80", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("70 03 0001 87", Some(V5)), DecodeError::Protocol(_)));
     assert!(decode_one("62 03 0001 92", Some(V5)).is_ok());
     assert!(decode_one("50 03 0001 99", Some(V5)).is_ok());
 }
 
 #[test]
-fn disconnect_and_auth_reason_codes_outside_their_table_are_malformed() {
+fn disconnect_and_auth_reason_codes_outside_their_table_are_protocol_errors() {
     // 3.14.2.1, 3.15.2.1
-    assert!(malformed(decode_err("E0 01 05", Some(V5))));
-    assert!(malformed(decode_err("E0 01 91", Some(V5))));
-    assert!(malformed(decode_err("F0 01 01", Some(V5))));
-    assert!(malformed(decode_err("F0 02 80 00", Some(V5))));
+    assert!(matches!(decode_err("E0 01 05", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("E0 01 91", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("F0 01 01", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(decode_err("F0 02 80 00", Some(V5)), DecodeError::Protocol(_)));
     assert!(decode_one("E0 01 8E", Some(V5)).is_ok());
 }
 
 #[test]
-fn suback_and_unsuback_reason_codes_outside_their_table_are_malformed() {
-    // 3.9.3, 3.11.3; 3.1.1 [MQTT-3.9.3-2].
-    assert!(malformed(decode_err("90 04 0001 00 03", Some(V5))));
+fn suback_and_unsuback_reason_codes_outside_their_table_are_rejected() {
+    // 3.9.3, 3.11.3 (5.0: protocol error, 4.13); 3.1.1 [MQTT-3.9.3-2] (malformed).
+    assert!(matches!(decode_err("90 04 0001 00 03", Some(V5)), DecodeError::Protocol(_)));
     assert!(malformed(decode_err("90 03 0001 03", Some(V3_1_1))));
     assert!(malformed(decode_err("90 03 0001 87", Some(V3_1_1))));
-    assert!(malformed(decode_err("B0 04 0001 00 10", Some(V5))));
+    assert!(matches!(decode_err("B0 04 0001 00 10", Some(V5)), DecodeError::Protocol(_)));
 }
