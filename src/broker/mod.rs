@@ -166,8 +166,12 @@ impl Broker {
     }
 
     /// The network connection is gone (EOF, reset, I/O error) without a DISCONNECT packet.
+    /// A Close output follows, so the glue releases what it holds for the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
-        self.drop_connection(conn, now);
+        if self.conns.contains_key(&conn) {
+            self.out.close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
+            self.drop_connection(conn, now);
+        }
     }
 
     /// The transport could not decode what `conn` sent.

@@ -3,7 +3,7 @@
 //! clients) with a time limit.
 //!
 //! By default the broker under test is this crate's `mqttd` binary, started as
-//! `mqttd --tcp 127.0.0.1:PORT`. Setting `MQTTD_TEST_BROKER=mosquitto` runs the
+//! `mqttd --tcp 127.0.0.1:PORT --quic 127.0.0.1:UDPPORT --data-dir TMP`. Setting `MQTTD_TEST_BROKER=mosquitto` runs the
 //! same tests against Debian's `mosquitto` instead, which is how the harness
 //! itself is validated against a reference broker (`MQTTD_TEST_MOSQUITTO`
 //! can point at another mosquitto executable).
@@ -55,6 +55,9 @@ impl BrokerKind {
 pub struct TestBroker {
     /// The address the broker accepts MQTT over TCP on.
     pub addr: SocketAddr,
+    /// mqttd only: the UDP address of its QUIC listener and the certificate it presents.
+    pub quic_addr: Option<SocketAddr>,
+    pub cert_path: Option<PathBuf>,
     /// Which implementation is running.
     pub kind: BrokerKind,
     child: Child,
@@ -94,10 +97,19 @@ impl TestBroker {
             .try_clone()
             .map_err(|e| format!("cannot clone the log: {e}"))?;
 
+        let (mut quic_addr, mut cert_path) = (None, None);
         let mut command = match kind {
             BrokerKind::Mqttd => {
+                // Its own QUIC port and data directory, so brokers of parallel tests never
+                // share the default 1884 or a generated certificate.
+                let quic = free_loopback_udp_addr();
+                let data_dir = dir.path().join("data");
+                quic_addr = Some(quic);
+                cert_path = Some(data_dir.join("cert.pem"));
                 let mut command = Command::new(env!("CARGO_BIN_EXE_mqttd"));
                 command.arg("--tcp").arg(addr.to_string());
+                command.arg("--quic").arg(quic.to_string());
+                command.arg("--data-dir").arg(&data_dir);
                 command
             }
             BrokerKind::Mosquitto => {
@@ -119,6 +131,8 @@ impl TestBroker {
 
         let mut broker = TestBroker {
             addr,
+            quic_addr,
+            cert_path,
             kind,
             child,
             log_path,
@@ -251,6 +265,12 @@ impl Drop for TestBroker {
 pub fn free_loopback_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr")
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_loopback_udp_addr() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port on 127.0.0.1");
+    socket.local_addr().expect("local address of a bound UDP socket")
 }
 
 /// The mosquitto executable: `MQTTD_TEST_MOSQUITTO` if set (to try another
