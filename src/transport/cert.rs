@@ -55,6 +55,11 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Identity, CertError> {
 }
 
 /// The certificate in `data_dir` (`cert.pem`, `key.pem`), generated there if missing.
+///
+/// Several brokers may start at once on a fresh data directory: an exclusive lock file
+/// (`cert.lock`, created with O_EXCL) lets exactly one generate, the others wait for its files,
+/// and every file is written under a temporary name and renamed, so nobody ever reads half a
+/// file or a key that belongs to another certificate.
 pub fn load_or_generate(data_dir: &Path) -> Result<Identity, CertError> {
     let cert_path = data_dir.join("cert.pem");
     let key_path = data_dir.join("key.pem");
@@ -63,12 +68,45 @@ pub fn load_or_generate(data_dir: &Path) -> Result<Identity, CertError> {
     }
     std::fs::create_dir_all(data_dir)
         .map_err(|source| CertError::DataDir { path: data_dir.into(), source })?;
+    let lock_path = data_dir.join("cert.lock");
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock_path) {
+            Ok(_) => {
+                let result = generate_unless_present(&cert_path, &key_path);
+                let _ = std::fs::remove_file(&lock_path);
+                return result;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if std::time::Instant::now() >= deadline {
+                    // A broker died while generating: take the stale lock over.
+                    let _ = std::fs::remove_file(&lock_path);
+                    continue;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(source) => return Err(CertError::Write { path: lock_path, source }),
+        }
+        if cert_path.exists() && key_path.exists() && !lock_path.exists() {
+            return load_pem(&cert_path, &key_path);
+        }
+    }
+}
+
+/// How long a broker waits for another one generating the certificate.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs under the lock: another broker may have finished just before we took it.
+fn generate_unless_present(cert_path: &Path, key_path: &Path) -> Result<Identity, CertError> {
+    if cert_path.exists() && key_path.exists() {
+        return load_pem(cert_path, key_path);
+    }
     let names: Vec<String> = GENERATED_NAMES.iter().map(|s| s.to_string()).collect();
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| CertError::Generate(e.to_string()))?;
-    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
-    write_file(&cert_path, generated.cert.pem().as_bytes())?;
-    let mut identity = load_pem(&cert_path, &key_path)?;
+    write_private(key_path, generated.signing_key.serialize_pem().as_bytes())?;
+    write_file(cert_path, generated.cert.pem().as_bytes())?;
+    let mut identity = load_pem(cert_path, key_path)?;
     identity.generated = true;
     Ok(identity)
 }
@@ -81,21 +119,32 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
-    std::fs::write(path, bytes).map_err(|source| CertError::Write { path: path.into(), source })
+    write_atomically(path, bytes, 0o644)
 }
 
 /// Writes a file only its owner can read (the private key).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
+    write_atomically(path, bytes, 0o600)
+}
+
+/// Writes `path.tmp` with `mode` and renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertError> {
     use std::io::Write;
+    let tmp = path.with_extension("pem.tmp");
+    let err = |source| CertError::Write { path: path.into(), source };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(mode);
     }
-    let mut file = options.open(path).map_err(|source| CertError::Write { path: path.into(), source })?;
-    file.write_all(bytes).map_err(|source| CertError::Write { path: path.into(), source })
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
 }
 
 #[cfg(test)]
@@ -116,6 +165,31 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir.path().join("key.pem")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn concurrent_first_starts_agree_on_one_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = dir.path().to_path_buf();
+                std::thread::spawn(move || load_or_generate(&path).unwrap())
+            })
+            .collect();
+        let identities: Vec<Identity> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(identities.iter().filter(|i| i.generated).count(), 1);
+        let first = fingerprint(&identities[0].chain[0]);
+        assert!(identities.iter().all(|i| fingerprint(&i.chain[0]) == first));
+        // And every key matches its certificate (rustls checks the pair).
+        for identity in identities {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(identity.chain, identity.key)
+                .unwrap();
         }
     }
 
