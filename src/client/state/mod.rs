@@ -34,7 +34,9 @@ use bytestring::ByteString;
 
 use super::error::ClientError;
 use super::types::{Acknowledged, Connected, PublishOutcome, ReceivedMessage, ServerLimits};
-use crate::codec::{ConnAck, Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use crate::codec::{
+    ConnAck, Connect, DecodeError, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
+};
 use ids::PacketIds;
 use incoming::Incoming;
 use keepalive::{KeepAlive, KeepAliveAction};
@@ -462,6 +464,13 @@ impl ClientState {
             properties: ack.properties,
         }));
         Ok(())
+    }
+
+    /// The server sent bytes that do not decode: 5.0 answers DISCONNECT with the matching
+    /// reason code (0x81 malformed packet, 0x82 protocol error...) [MQTT-4.13.1-1].
+    pub fn decode_error(&mut self, error: DecodeError, now: Instant) -> ClientError {
+        let _ = self.violation(error.reason_code(), error.to_string(), now);
+        ClientError::Decode(error)
     }
 
     /// DISCONNECT from the server (5.0, 3.14): the connection ends with its reason.

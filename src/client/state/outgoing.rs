@@ -34,7 +34,7 @@ pub(super) struct Inflight {
 #[derive(Debug)]
 pub(super) enum Stage {
     /// PUBLISH sent; PUBACK (QoS 1) or PUBREC (QoS 2) awaited.
-    Published(Publish),
+    Published(Box<Publish>),
     /// PUBREC received and PUBREL sent; PUBCOMP awaited.
     Released {
         pubrec: ReasonCode,
@@ -48,7 +48,7 @@ impl Inflight {
     pub fn retransmission(&self, packet_id: u16) -> Packet {
         match &self.stage {
             Stage::Published(p) => {
-                let mut p = p.clone();
+                let mut p = Publish::clone(p);
                 p.dup = true;
                 Packet::Publish(p)
             }
@@ -348,7 +348,7 @@ impl ClientState {
                     op: w.op,
                     stream,
                     seq,
-                    stage: Stage::Published(w.publish),
+                    stage: Stage::Published(Box::new(w.publish)),
                 },
             );
             self.push(stream, packet, now);
