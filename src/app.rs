@@ -168,6 +168,10 @@ impl AppHandle {
         self.server.tcp_addr()
     }
 
+    pub fn quic_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.quic_addr()
+    }
+
     /// Adds a handler while the broker runs.
     pub async fn subscribe<F, Fut>(&self, filter: &str, handler: F) -> Result<(), AppError>
     where

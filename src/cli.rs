@@ -22,9 +22,21 @@ pub struct Cli {
     /// YAML configuration file.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Listen for MQTT over TCP on ADDR (overrides listeners.tcp), e.g. 127.0.0.1:1883.
-    #[arg(long, value_name = "ADDR")]
-    pub tcp: Option<SocketAddr>,
+    /// Listen for MQTT over TCP on ADDR, or `off` (overrides listeners.tcp), e.g. 127.0.0.1:1883.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pub tcp: Option<Listen>,
+    /// Listen for MQTT over QUIC on UDP ADDR, or `off` (overrides listeners.quic), e.g. 0.0.0.0:1884.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pub quic: Option<Listen>,
+    /// PEM certificate chain for QUIC (overrides tls.cert; needs --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for QUIC (overrides tls.key; needs --cert).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Data directory, where the generated certificate is kept (overrides storage.data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Print an example configuration with every key and its default, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -60,10 +72,33 @@ impl Cli {
     /// Applies the flags that override configuration keys. clap has already parsed them into
     /// their final types, so they need no further validation.
     fn apply_overrides(&self, config: &mut Config) {
-        if let Some(addr) = self.tcp {
-            config.listeners.tcp = Some(addr);
+        if let Some(Listen(addr)) = self.tcp {
+            config.listeners.tcp = addr;
+        }
+        if let Some(Listen(addr)) = self.quic {
+            config.listeners.quic = addr;
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            config.tls.cert = Some(cert.clone());
+            config.tls.key = Some(key.clone());
+        }
+        if let Some(dir) = &self.data_dir {
+            config.storage.data_dir = Some(dir.clone());
         }
     }
+}
+
+/// A listener address from the command line: `IP:PORT`, or `off` to disable the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    s.parse::<SocketAddr>()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 127.0.0.1:1883, \"[::1]:1883\") or off"))
 }
 
 /// Installs the global `tracing` subscriber, writing to stderr.
@@ -134,11 +169,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("broker.yaml")));
-        assert_eq!(cli.tcp, Some("127.0.0.1:1884".parse().unwrap()));
+        assert_eq!(cli.tcp, Some(Listen(Some("127.0.0.1:1884".parse().unwrap()))));
         assert!(cli.print_config);
         let cli = parse(&["--config=other.yaml", "--tcp=[::1]:1883"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("other.yaml")));
-        assert_eq!(cli.tcp, Some("[::1]:1883".parse().unwrap()));
+        assert_eq!(cli.tcp, Some(Listen(Some("[::1]:1883".parse().unwrap()))));
     }
 
     #[test]
@@ -248,5 +283,19 @@ mod tests {
         let mut odd = Config::default();
         odd.log.level = "[{".into();
         init_logging(&odd);
+    }
+
+    #[test]
+    fn listeners_can_be_turned_off_and_tls_flags_go_together() {
+        let cli = Cli::try_parse_from(["mqttd", "--quic", "off", "--tcp", "127.0.0.1:1"]).unwrap();
+        let config = cli.load_config().unwrap();
+        assert_eq!(config.listeners.quic, None);
+        assert_eq!(config.listeners.tcp, Some("127.0.0.1:1".parse().unwrap()));
+        assert!(Cli::try_parse_from(["mqttd", "--cert", "c.pem"]).is_err());
+        let cli = Cli::try_parse_from(["mqttd", "--cert", "c.pem", "--key", "k.pem", "--data-dir", "/d"]).unwrap();
+        let config = cli.load_config().unwrap();
+        assert_eq!(config.tls.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(config.storage.data_dir.as_deref(), Some(std::path::Path::new("/d")));
+        assert!(Cli::try_parse_from(["mqttd", "--quic", "1884"]).is_err());
     }
 }

@@ -21,6 +21,80 @@ pub struct Config {
     pub limits: Limits,
     pub session: SessionDefaults,
     pub log: Logging,
+    pub tls: Tls,
+    pub storage: Storage,
+    pub quic: Quic,
+}
+
+/// Certificate and key for the TLS-based listeners (QUIC today). Both or neither: with neither,
+/// a self-signed certificate is generated in the data directory on first start and reused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+/// Where the broker keeps its files.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// The data directory (generated certificate). Default: `$XDG_DATA_HOME/mqttd`, else
+    /// `$HOME/.local/share/mqttd`, else `./mqttd-data`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Storage {
+    /// The data directory in force.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("mqttd");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".local/share/mqttd");
+        }
+        PathBuf::from("mqttd-data")
+    }
+}
+
+/// QUIC transport limits, sized so that many connections fit in memory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quic {
+    /// Seconds a QUIC handshake may take. Default 10.
+    pub handshake_timeout_secs: u64,
+    /// QUIC idle timeout in seconds (transport parameter). MQTT keep alive (1.5x) is enforced
+    /// on top of it by the broker. Default 300.
+    pub idle_timeout_secs: u64,
+    /// Concurrent client-initiated bidirectional streams (control + data). Default 16.
+    pub max_bidi_streams: u32,
+    /// Concurrent client-initiated unidirectional streams. Default 16.
+    pub max_uni_streams: u32,
+    /// Per-stream receive window in bytes. Default 262144.
+    pub stream_receive_window: u32,
+    /// Per-connection receive window in bytes. Default 1048576.
+    pub receive_window: u32,
+    /// Per-connection send window in bytes. Default 1048576.
+    pub send_window: u32,
+}
+
+impl Default for Quic {
+    fn default() -> Self {
+        Quic {
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 300,
+            max_bidi_streams: 16,
+            max_uni_streams: 16,
+            stream_receive_window: 256 * 1024,
+            receive_window: 1024 * 1024,
+            send_window: 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -28,6 +102,8 @@ pub struct Config {
 pub struct Listeners {
     /// MQTT over TCP; `null` disables it. Default `0.0.0.0:1883`.
     pub tcp: Option<SocketAddr>,
+    /// MQTT over QUIC (UDP, ALPN `mqtt`); `null` disables it. Default `0.0.0.0:1884`.
+    pub quic: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,7 +117,7 @@ pub struct Limits {
     /// Largest keep alive the broker allows, seconds; larger requests are lowered with Server
     /// Keep Alive (5.0). 0 means no limit. Default 0.
     pub max_keep_alive: u16,
-    /// Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum). Default 64.
+    /// Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum). Default 10 (as mosquitto).
     pub topic_alias_maximum: u16,
     /// Messages queued per session (beyond those inflight) before the overflow policy applies:
     /// QoS 0 messages are dropped first, then the oldest QoS 1/2. Default 10_000.
@@ -76,6 +152,7 @@ impl Default for Listeners {
     fn default() -> Self {
         Listeners {
             tcp: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
+            quic: Some(SocketAddr::from(([0, 0, 0, 0], 1884))),
         }
     }
 }
@@ -86,7 +163,7 @@ impl Default for Limits {
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             max_keep_alive: 0,
-            topic_alias_maximum: 64,
+            topic_alias_maximum: 10,
             max_queued_messages: 10_000,
             max_inflight: 64,
             connect_timeout_secs: 10,
@@ -166,6 +243,28 @@ impl Config {
                 message: format!("{key}: invalid value {value}: expected {expected}"),
             })
         };
+        let quic = &self.quic;
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 7] = [
+            ("quic.handshake_timeout_secs", quic.handshake_timeout_secs, 1..=3600),
+            ("quic.idle_timeout_secs", quic.idle_timeout_secs, 1..=86_400),
+            ("quic.max_bidi_streams", quic.max_bidi_streams.into(), 1..=1024),
+            ("quic.max_uni_streams", quic.max_uni_streams.into(), 0..=1024),
+            ("quic.stream_receive_window", quic.stream_receive_window.into(), 1024..=u32::MAX.into()),
+            ("quic.receive_window", quic.receive_window.into(), 1024..=u32::MAX.into()),
+            ("quic.send_window", quic.send_window.into(), 1024..=u32::MAX.into()),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                return fail(key, &value, &format!("{}..={}", range.start(), range.end()));
+            }
+        }
+        // Both or neither: half a certificate configuration is a mistake, not a request for
+        // a generated one.
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return fail("tls.key", &"null", "a key file, since tls.cert is set"),
+            (None, Some(_)) => return fail("tls.cert", &"null", "a certificate file, since tls.key is set"),
+            _ => {}
+        }
         let limits = &self.limits;
         if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&limits.max_packet_size) {
             return fail(
@@ -272,6 +371,10 @@ listeners:
   # MQTT over TCP, as IP:PORT; null disables it. Quote IPv6 addresses: "[::]:1883".
   # The --tcp command-line flag overrides it.
   tcp: 0.0.0.0:1883
+  # MQTT over QUIC (UDP, ALPN mqtt; also mqttv5), as IP:PORT; null disables it.
+  # EMQX-family clients default to port 14567; mqttd keeps the original design's 1884.
+  # The --quic command-line flag overrides it.
+  quic: 0.0.0.0:1884
 
 limits:
   # Largest packet the broker accepts, in bytes (CONNACK Maximum Packet Size).
@@ -285,7 +388,7 @@ limits:
   max_keep_alive: 0
   # Topic aliases a client may use toward the broker (CONNACK Topic Alias Maximum).
   # 0 disables topic aliases.
-  topic_alias_maximum: 64
+  topic_alias_maximum: 10
   # Messages queued per session (beyond those inflight) before the overflow policy applies:
   # QoS 0 messages are dropped first, then the oldest QoS 1/2. At least 1.
   max_queued_messages: 10000
@@ -308,6 +411,32 @@ log:
   # A tracing filter in RUST_LOG syntax, e.g. debug or "mqttd=debug,warn".
   # The RUST_LOG environment variable, when set, takes precedence.
   level: info
+
+tls:
+  # PEM certificate chain (leaf first) and private key for QUIC. Both or neither: with
+  # neither, a self-signed certificate for localhost, 127.0.0.1 and ::1 is generated in the
+  # data directory on first start and reused (--cert / --key override these).
+  cert: null
+  key: null
+
+storage:
+  # The broker's data directory; null means $XDG_DATA_HOME/mqttd, else
+  # $HOME/.local/share/mqttd, else ./mqttd-data (--data-dir overrides it).
+  data_dir: null
+
+quic:
+  # Seconds a QUIC handshake may take. 1..=3600.
+  handshake_timeout_secs: 10
+  # QUIC idle timeout in seconds; MQTT keep alive (1.5x) is enforced on top. 1..=86400.
+  idle_timeout_secs: 300
+  # Concurrent client bidirectional streams (control + data streams). 1..=1024.
+  max_bidi_streams: 16
+  # Concurrent client unidirectional streams. 0..=1024.
+  max_uni_streams: 16
+  # Receive windows in bytes (per stream, per connection) and the send window. >= 1024.
+  stream_receive_window: 262144
+  receive_window: 1048576
+  send_window: 1048576
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -331,6 +460,8 @@ enum Kind {
     Text,
     /// `Option<SocketAddr>`: `IP:PORT`, or null for "disabled".
     OptionalSocketAddr,
+    /// `Option<PathBuf>`: a path, or null.
+    OptionalPath,
 }
 
 const U8: Kind = Kind::Unsigned("u8", u8::MAX as u64);
@@ -341,7 +472,7 @@ const USIZE: Kind = Kind::Unsigned("usize", usize::MAX as u64);
 
 /// Every section and key the file may hold, in the order of the struct fields.
 const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
-    ("listeners", &[("tcp", Kind::OptionalSocketAddr)]),
+    ("listeners", &[("tcp", Kind::OptionalSocketAddr), ("quic", Kind::OptionalSocketAddr)]),
     (
         "limits",
         &[
@@ -363,6 +494,20 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("log", &[("level", Kind::Text)]),
+    ("tls", &[("cert", Kind::OptionalPath), ("key", Kind::OptionalPath)]),
+    ("storage", &[("data_dir", Kind::OptionalPath)]),
+    (
+        "quic",
+        &[
+            ("handshake_timeout_secs", U64),
+            ("idle_timeout_secs", U64),
+            ("max_bidi_streams", U32),
+            ("max_uni_streams", U32),
+            ("stream_receive_window", U32),
+            ("receive_window", U32),
+            ("send_window", U32),
+        ],
+    ),
 ];
 
 /// A problem found by the schema check.
@@ -497,6 +642,12 @@ fn check_value(kind: Kind, value: &Value) -> Result<(), String> {
         (Kind::Text, Value::String(_)) => Ok(()),
         (Kind::Text, other) => Err(format!(
             "invalid type: expected a string, found {}",
+            describe(other)
+        )),
+        (Kind::OptionalPath, Value::Null) => Ok(()),
+        (Kind::OptionalPath, Value::String(s)) if !s.is_empty() => Ok(()),
+        (Kind::OptionalPath, other) => Err(format!(
+            "invalid value: expected a file path or null, found {}",
             describe(other)
         )),
         (Kind::OptionalSocketAddr, Value::Null) => Ok(()),
@@ -659,7 +810,7 @@ mod tests {
         assert_eq!(config.limits.max_packet_size, 1_048_576);
         assert_eq!(config.limits.receive_maximum, 1024);
         assert_eq!(config.limits.max_keep_alive, 0);
-        assert_eq!(config.limits.topic_alias_maximum, 64);
+        assert_eq!(config.limits.topic_alias_maximum, 10);
         assert_eq!(config.limits.max_queued_messages, 10_000);
         assert_eq!(config.limits.max_inflight, 64);
         assert_eq!(config.limits.connect_timeout_secs, 10);
@@ -713,6 +864,7 @@ log:
         let expected = Config {
             listeners: Listeners {
                 tcp: Some("127.0.0.1:18830".parse().unwrap()),
+                ..Listeners::default()
             },
             limits: Limits {
                 max_packet_size: 65_536,
@@ -731,6 +883,7 @@ log:
             log: Logging {
                 level: "mqttd=debug,warn".into(),
             },
+            ..Config::default()
         };
         assert_eq!(load(text).unwrap(), expected);
     }
@@ -867,7 +1020,7 @@ log:
         assert_error(
             "- limits\n",
             &[
-                "expected a mapping with the sections listeners, limits, session, log, \
+                "expected a mapping with the sections listeners, limits, session, log, tls, storage, quic, \
                found a sequence",
             ],
         );
@@ -1090,6 +1243,9 @@ log:
             fields_of::<Limits>(),
             fields_of::<SessionDefaults>(),
             fields_of::<Logging>(),
+            fields_of::<Tls>(),
+            fields_of::<Storage>(),
+            fields_of::<Quic>(),
         ];
         for ((name, keys), fields) in SCHEMA.iter().zip(sections) {
             assert_eq!(fields, key_names(keys).as_slice(), "section {name}");
@@ -1106,6 +1262,7 @@ log:
                     Kind::Bool => "false".into(),
                     Kind::Text => "x".into(),
                     Kind::OptionalSocketAddr => "\"[::1]:1\"".into(),
+                    Kind::OptionalPath => "/tmp/x.pem".into(),
                 };
                 let text = format!("{section}:\n  {key}: {valid}\n");
                 let document: Value = serde_yaml::from_str(&text).unwrap();
@@ -1123,4 +1280,18 @@ log:
             }
         }
     }
+    #[test]
+    fn quic_and_tls_sections() {
+        let config = load("listeners:\n  quic: 127.0.0.1:14567\ntls:\n  cert: c.pem\n  key: k.pem\nquic:\n  max_bidi_streams: 32\n").unwrap();
+        assert_eq!(config.listeners.quic, Some("127.0.0.1:14567".parse().unwrap()));
+        assert_eq!(config.tls.cert.as_deref(), Some(Path::new("c.pem")));
+        assert_eq!(config.quic.max_bidi_streams, 32);
+        let err = load("tls:\n  cert: c.pem\n").unwrap_err().to_string();
+        assert!(err.contains("tls.key"), "{err}");
+        let err = load("quic:\n  max_bidi_streams: 0\n").unwrap_err().to_string();
+        assert!(err.contains("quic.max_bidi_streams") && err.contains("1..=1024"), "{err}");
+        let err = load("storage:\n  data_dir: 3\n").unwrap_err().to_string();
+        assert!(err.contains("storage.data_dir"), "{err}");
+    }
+
 }

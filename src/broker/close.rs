@@ -110,8 +110,8 @@ impl Broker {
                 c.session = None;
             }
         }
-        for filter in session.subscriptions.keys() {
-            self.remove_from_trie(sid, filter);
+        for (filter, stream) in session.subscriptions.keys() {
+            self.remove_from_trie(sid, filter, *stream);
         }
         if self.client_ids.get(&session.client_id) == Some(&sid) {
             self.client_ids.remove(&session.client_id);

@@ -212,6 +212,7 @@ impl Broker {
         let connack = ConnAck { session_present, code: ReasonCode::SUCCESS, properties };
         self.send(conn, StreamId::CONTROL, Packet::ConnAck(connack));
         if session_present {
+            self.rebind_session_to_control(sid);
             self.resend_inflight(sid, conn, now);
         }
         self.pump_queue(sid, now);
@@ -246,7 +247,7 @@ impl Broker {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);
-        self.sessions.insert(sid, Session::new(sid, client_id, version));
+        self.sessions.insert(sid, Session::new(client_id, version));
         sid
     }
 
@@ -272,14 +273,19 @@ impl Broker {
         let pending: Vec<(u16, Inflight)> =
             session.inflight.iter().map(|(id, f)| (*id, f.clone())).collect();
         for (packet_id, inflight) in pending {
-            match inflight {
-                Inflight::Published(delivery) => {
-                    self.transmit_publish(sid, conn, &delivery, Some(packet_id), true, now);
-                }
-                Inflight::Released { stream } => {
-                    let stream = self.conns.get(&conn).map_or(StreamId::CONTROL, |c| c.route_stream(stream));
-                    self.send(conn, stream, Packet::PubRel(crate::codec::Ack::new(packet_id)));
-                }
+            self.retransmit(sid, conn, packet_id, inflight, now);
+        }
+    }
+
+    /// Sends one inflight entry again: the PUBLISH with DUP set, or the PUBREL.
+    pub(super) fn retransmit(&mut self, sid: SessionId, conn: ConnId, packet_id: u16, inflight: Inflight, now: Instant) {
+        match inflight {
+            Inflight::Published(delivery) => {
+                self.transmit_publish(sid, conn, &delivery, Some(packet_id), true, now);
+            }
+            Inflight::Released { stream } => {
+                let stream = self.conns.get(&conn).map_or(StreamId::CONTROL, |c| c.route_stream(stream));
+                self.send(conn, stream, Packet::PubRel(crate::codec::Ack::new(packet_id)));
             }
         }
     }

@@ -17,6 +17,7 @@ mod output;
 mod publish;
 mod route;
 mod session;
+mod streams;
 mod subscribe;
 mod timers;
 mod types;
@@ -42,12 +43,14 @@ use output::OutputQueue;
 use session::{SubEntry, Session};
 use timers::{Timer, Timers};
 
-/// Key of a subscription in the trie: one entry per session and filter, and a shared
-/// subscription (`$share/group/filter`) is a separate entry from a plain one (4.8.2).
+/// Key of a subscription in the trie: one entry per session, stream and filter. A shared
+/// subscription (`$share/group/filter`) is a separate entry from a plain one (4.8.2), and the
+/// same filter subscribed on two QUIC streams is two subscriptions, delivered on both.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct SubKey {
     pub session: SessionId,
     pub group: Option<ByteString>,
+    pub stream: StreamId,
 }
 
 /// Counters the broker keeps about itself.
@@ -163,8 +166,12 @@ impl Broker {
     }
 
     /// The network connection is gone (EOF, reset, I/O error) without a DISCONNECT packet.
+    /// A Close output follows, so the glue releases what it holds for the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
-        self.drop_connection(conn, now);
+        if self.conns.contains_key(&conn) {
+            self.out.close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
+            self.drop_connection(conn, now);
+        }
     }
 
     /// The transport could not decode what `conn` sent.
@@ -201,6 +208,11 @@ impl Broker {
     }
 
     fn handle_connected(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        if stream != StreamId::CONTROL && !Self::allowed_on_data_stream(&packet) {
+            // A CONNECT, DISCONNECT or AUTH on a data stream ends that stream only.
+            self.stream_violation(conn, stream, ReasonCode::PROTOCOL_ERROR, now);
+            return;
+        }
         match packet {
             Packet::Publish(p) => self.handle_publish(conn, stream, p, now),
             Packet::PubAck(a) => self.handle_puback(conn, a, now),
@@ -255,8 +267,20 @@ impl Broker {
     }
 
     /// Queues one packet for `conn` on `stream`.
+    ///
+    /// A control packet larger than the client's Maximum Packet Size cannot be sent
+    /// [MQTT-3.1.2-24] and the connection cannot go on without it: it is closed (PUBLISH packets
+    /// are checked, and dropped, before they get here).
     fn send(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.max_packet_size_out != u32::MAX
+            && !matches!(packet, Packet::Publish(_))
+            && crate::codec::encoded_len(&packet, c.version) > c.max_packet_size_out as usize
+        {
+            tracing::debug!(conn = conn.0, packet = packet.packet_type(), "packet exceeds the client's maximum packet size; closing");
+            self.out.close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
+            return;
+        }
         c.unwritten += accounted_size(&packet, c.version);
         self.out.packet(conn, stream, c.version, packet);
     }

@@ -36,6 +36,9 @@ pub enum Output {
     Transmit(Transmit),
     /// Write whatever was queued before this, then close the connection.
     Close { conn: ConnId, kind: CloseKind },
+    /// End one data stream of a connection gracefully (FIN) after what was queued for it; the
+    /// connection lives on. `code` says why, for logs.
+    CloseStream { conn: ConnId, stream: StreamId, code: ReasonCode },
     /// A message for an in-process handler.
     App { handler: HandlerId, message: SharedMessage },
 }
@@ -64,6 +67,11 @@ impl OutputQueue {
         self.outputs.push(Output::Close { conn, kind });
     }
 
+    pub fn close_stream(&mut self, conn: ConnId, stream: StreamId, code: ReasonCode) {
+        self.open.remove(&(conn, stream));
+        self.outputs.push(Output::CloseStream { conn, stream, code });
+    }
+
     pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {
         self.outputs.push(Output::App { handler, message });
     }
@@ -71,9 +79,5 @@ impl OutputQueue {
     pub fn take(&mut self) -> Vec<Output> {
         self.open.clear();
         std::mem::take(&mut self.outputs)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
     }
 }

@@ -13,6 +13,11 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let version = c.version;
         let Some(sid) = c.session else { return };
+        // [MQTT-3.3.4-6] a client's PUBLISH must not carry a Subscription Identifier.
+        if !p.properties.subscription_identifiers.is_empty() {
+            self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+            return;
+        }
 
         // Topic alias from the client (3.3.2.3.4).
         let mut topic = p.topic.clone();
@@ -54,7 +59,7 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else { return };
         let packet_id = p.packet_id.unwrap_or(0);
         if p.qos == QoS::ExactlyOnce {
-            if session.incoming_qos2.contains(&packet_id) {
+            if session.incoming_qos2.contains(&(stream, packet_id)) {
                 // A retransmission of a QoS 2 message already received: acknowledge, do not
                 // deliver again [MQTT-4.3.3-10].
                 self.send(conn, stream, Packet::PubRec(Ack::new(packet_id)));
@@ -79,7 +84,8 @@ impl Broker {
             self.metrics.messages_received += 1;
             let msg = message_from(p, topic, origin, now);
             let reached = self.publish_message(msg, Some(sid), now);
-            if reached == 0 && version.is_v5() {
+            // 0x10 only in PUBACK: a PUBREC promises the QoS 2 handshake, not a delivery.
+            if reached == 0 && version.is_v5() && qos == QoS::AtLeastOnce {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
             } else {
                 ReasonCode::SUCCESS
@@ -92,7 +98,7 @@ impl Broker {
             QoS::ExactlyOnce => {
                 if !code.is_error() {
                     if let Some(s) = self.sessions.get_mut(&sid) {
-                        s.incoming_qos2.insert(packet_id);
+                        s.incoming_qos2.insert((stream, packet_id));
                     }
                 }
                 self.send(conn, stream, Packet::PubRec(ack));
@@ -104,7 +110,7 @@ impl Broker {
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, stream: StreamId, a: Ack, _now: Instant) {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
         let Some(session) = self.sessions.get_mut(&sid) else { return };
-        let known = session.incoming_qos2.remove(&a.packet_id);
+        let known = session.incoming_qos2.remove(&(stream, a.packet_id));
         let mut comp = Ack::new(a.packet_id);
         if !known {
             // [MQTT-3.7.2-1] 0x92 for an unknown packet identifier.
@@ -113,15 +119,18 @@ impl Broker {
         self.send(conn, stream, Packet::PubComp(comp));
     }
 
-    /// PUBACK ends an outgoing QoS 1 flow [MQTT-4.3.2-...].
+    /// PUBACK ends an outgoing QoS 1 flow (4.3.2). A PUBACK for a QoS 2 message is a protocol
+    /// error; one for an unknown id is ignored (it may be a late duplicate).
     pub(super) fn handle_puback(&mut self, conn: ConnId, a: Ack, now: Instant) {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
         let Some(session) = self.sessions.get_mut(&sid) else { return };
-        if let Some(Inflight::Published(d)) = session.inflight.get(&a.packet_id) {
-            if d.qos == QoS::AtLeastOnce {
+        match session.inflight.get(&a.packet_id) {
+            Some(Inflight::Published(d)) if d.qos == QoS::AtLeastOnce => {
                 session.inflight.remove(&a.packet_id);
                 self.pump_queue(sid, now);
             }
+            Some(_) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+            None => {}
         }
     }
 
@@ -133,7 +142,7 @@ impl Broker {
         match session.inflight.get(&a.packet_id) {
             Some(Inflight::Published(d)) if d.qos == QoS::ExactlyOnce => {
                 if a.code.is_error() {
-                    // [MQTT-4.3.3-...] an error PUBREC ends the flow; no PUBREL.
+                    // 4.3.3: an error PUBREC ends the flow; no PUBREL.
                     session.inflight.remove(&a.packet_id);
                     self.pump_queue(sid, now);
                     return;
@@ -141,19 +150,31 @@ impl Broker {
                 session.inflight.insert(a.packet_id, Inflight::Released { stream });
             }
             Some(Inflight::Released { .. }) => {}
-            // [MQTT-3.6.2-1] PUBREL 0x92 for an unknown packet identifier.
-            _ => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            // PUBREC for a QoS 1 message: the wrong handshake.
+            Some(Inflight::Published(_)) => {
+                self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+                return;
+            }
+            // An error PUBREC for an unknown id ends nothing and needs no answer.
+            None if a.code.is_error() => return,
+            // 3.6.2.1: PUBREL 0x92 for an unknown packet identifier.
+            None => rel.code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
         }
         self.send(conn, stream, Packet::PubRel(rel));
     }
 
-    /// PUBCOMP ends an outgoing QoS 2 flow.
+    /// PUBCOMP ends an outgoing QoS 2 flow (4.3.3). A PUBCOMP before PUBREL was sent (or for a
+    /// QoS 1 message) is a protocol error; one for an unknown id is ignored.
     pub(super) fn handle_pubcomp(&mut self, conn: ConnId, a: Ack, now: Instant) {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
         let Some(session) = self.sessions.get_mut(&sid) else { return };
-        if let Some(Inflight::Released { .. }) = session.inflight.get(&a.packet_id) {
-            session.inflight.remove(&a.packet_id);
-            self.pump_queue(sid, now);
+        match session.inflight.get(&a.packet_id) {
+            Some(Inflight::Released { .. }) => {
+                session.inflight.remove(&a.packet_id);
+                self.pump_queue(sid, now);
+            }
+            Some(Inflight::Published(_)) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+            None => {}
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::codec::{Packet, Publish, QoS};
 /// Reused buffers, so routing a message does not allocate in the steady state.
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
-    direct: AHashMap<SessionId, Acc>,
+    direct: AHashMap<(SessionId, StreamId), Acc>,
     shared: Vec<(ByteString, Box<str>, SessionId, SubEntry)>,
     apps: Vec<HandlerId>,
 }
@@ -64,7 +64,7 @@ impl Broker {
                 if entry.options.no_local && Some(key.session) == publisher {
                     return;
                 }
-                let acc = scratch.direct.entry(key.session).or_insert(Acc {
+                let acc = scratch.direct.entry((key.session, key.stream)).or_insert(Acc {
                     qos: QoS::AtMostOnce,
                     retain_as_published: false,
                     sub_ids: Vec::new(),
@@ -81,7 +81,7 @@ impl Broker {
         self.app_subscriptions.for_each_match(&msg.topic, |_, handler, _| scratch.apps.push(*handler));
 
         let mut reached = scratch.direct.len() + scratch.apps.len();
-        for (sid, acc) in scratch.direct.drain() {
+        for ((sid, _), acc) in scratch.direct.drain() {
             let delivery = Delivery {
                 msg: msg.clone(),
                 qos: msg.qos.min(acc.qos),

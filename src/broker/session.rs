@@ -10,7 +10,7 @@ use std::time::Instant;
 use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 
-use super::types::{ConnId, SessionId, SharedMessage, StreamId};
+use super::types::{ConnId, SharedMessage, StreamId};
 use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 
 /// One subscription of a session, as stored in the session and in the trie.
@@ -54,15 +54,16 @@ pub struct PendingWill {
 
 #[derive(Debug)]
 pub struct Session {
-    pub id: SessionId,
     pub client_id: ByteString,
     pub conn: Option<ConnId>,
     pub version: ProtocolVersion,
-    /// Full filter strings (shared ones with their `$share/group/` prefix).
-    pub subscriptions: AHashMap<ByteString, SubEntry>,
+    /// By full filter string (shared ones with their `$share/group/` prefix) and the stream that
+    /// made the subscription.
+    pub subscriptions: AHashMap<(ByteString, StreamId), SubEntry>,
     pub inflight: BTreeMap<u16, Inflight>,
     pub queue: VecDeque<Delivery>,
-    pub incoming_qos2: AHashSet<u16>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL, per stream (ids are per stream on QUIC).
+    pub incoming_qos2: AHashSet<(StreamId, u16)>,
     next_packet_id: u16,
     /// Session Expiry Interval in seconds; u32::MAX never expires.
     pub expiry_secs: u32,
@@ -73,9 +74,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: SessionId, client_id: ByteString, version: ProtocolVersion) -> Session {
+    pub fn new(client_id: ByteString, version: ProtocolVersion) -> Session {
         Session {
-            id,
             client_id,
             conn: None,
             version,

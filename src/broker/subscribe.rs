@@ -23,6 +23,12 @@ impl Broker {
             self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
             return;
         }
+        // [MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed `$share/` filter is a protocol error, not
+        // a refused subscription.
+        if s.filters.iter().any(|(f, _)| matches!(topic::parse_shared(f), Some(Err(())))) {
+            self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
+            return;
+        }
         let sub_id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
@@ -49,18 +55,17 @@ impl Broker {
         if !topic::is_valid_filter(&filter) {
             return ReasonCode::TOPIC_FILTER_INVALID;
         }
-        let (trie_filter, group) = match topic::parse_shared(&filter) {
-            Some(Ok(shared)) => (shared.filter.to_owned(), Some(ByteString::from(shared.group))),
+        let (trie_filter, is_shared) = match topic::parse_shared(&filter) {
+            Some(Ok(shared)) => (shared.filter.to_owned(), true),
             Some(Err(())) => return ReasonCode::TOPIC_FILTER_INVALID,
-            None => (filter.to_string(), None),
+            None => (filter.to_string(), false),
         };
         let granted = cap_qos(options.qos, self.config.session.max_qos);
         let entry = SubEntry { options: SubscriptionOptions { qos: granted, ..options }, id: sub_id, stream };
         let Some(session) = self.sessions.get_mut(&sid) else { return ReasonCode::UNSPECIFIED_ERROR };
         // [MQTT-3.8.4-3] a subscription to an existing filter replaces it.
-        let existed = session.subscriptions.insert(filter.clone(), entry.clone()).is_some();
-        let is_shared = group.is_some();
-        self.subscriptions.insert(&trie_filter, SubKey { session: sid, group }, entry.clone());
+        let existed = session.subscriptions.insert((filter.clone(), stream), entry.clone()).is_some();
+        self.insert_into_trie(sid, &filter, entry);
 
         // Retain Handling (3.8.3.1): 0 always, 1 only for a new subscription, 2 never. Shared
         // subscriptions get no retained messages [MQTT-3.8.4-...] (4.8.2).
@@ -87,9 +92,10 @@ impl Broker {
         let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
-            let removed = self.sessions.get_mut(&sid).and_then(|s| s.subscriptions.remove(filter));
+            // On QUIC only the stream that made a subscription can remove it (0x11 elsewhere).
+            let removed = self.sessions.get_mut(&sid).and_then(|s| s.subscriptions.remove(&(filter.clone(), stream)));
             let code = if removed.is_some() {
-                self.remove_from_trie(sid, filter);
+                self.remove_from_trie(sid, filter, stream);
                 ReasonCode::SUCCESS
             } else if topic::is_valid_filter(filter) {
                 ReasonCode::NO_SUBSCRIPTION_EXISTED
@@ -103,12 +109,22 @@ impl Broker {
         self.send(conn, stream, Packet::UnsubAck(unsuback));
     }
 
-    pub(super) fn remove_from_trie(&mut self, sid: SessionId, filter: &str) {
+    /// Adds a session's subscription (keyed by `entry.stream`) to the trie.
+    pub(super) fn insert_into_trie(&mut self, sid: SessionId, filter: &str, entry: SubEntry) {
         let (trie_filter, group) = match topic::parse_shared(filter) {
             Some(Ok(shared)) => (shared.filter, Some(ByteString::from(shared.group))),
             _ => (filter, None),
         };
-        self.subscriptions.remove(trie_filter, &SubKey { session: sid, group });
+        let key = SubKey { session: sid, group, stream: entry.stream };
+        self.subscriptions.insert(trie_filter, key, entry);
+    }
+
+    pub(super) fn remove_from_trie(&mut self, sid: SessionId, filter: &str, stream: StreamId) {
+        let (trie_filter, group) = match topic::parse_shared(filter) {
+            Some(Ok(shared)) => (shared.filter, Some(ByteString::from(shared.group))),
+            _ => (filter, None),
+        };
+        self.subscriptions.remove(trie_filter, &SubKey { session: sid, group, stream });
     }
 
     /// Registers an in-process handler for `filter` (embedding API). Retained messages that

@@ -16,7 +16,10 @@ struct Harness {
     next_conn: u64,
     next_packet_id: u16,
     inbox: HashMap<ConnId, Vec<Packet>>,
+    /// The stream of each packet in `inbox`, in the same order.
+    streams: HashMap<ConnId, Vec<StreamId>>,
     closed: HashSet<ConnId>,
+    closed_streams: HashSet<(ConnId, StreamId)>,
     app: Vec<(HandlerId, SharedMessage)>,
 }
 
@@ -32,7 +35,9 @@ impl Harness {
             next_conn: 1,
             next_packet_id: 0,
             inbox: HashMap::new(),
+            streams: HashMap::new(),
             closed: HashSet::new(),
+            closed_streams: HashSet::new(),
             app: Vec::new(),
         }
     }
@@ -42,11 +47,15 @@ impl Harness {
             match output {
                 Output::Transmit(t) => {
                     let bytes: usize = t.packets.iter().map(|p| accounted_size(p, t.version)).sum();
+                    self.streams.entry(t.conn).or_default().extend(t.packets.iter().map(|_| t.stream));
                     self.inbox.entry(t.conn).or_default().extend(t.packets);
                     self.broker.handle_written(t.conn, bytes, self.now);
                 }
                 Output::Close { conn, .. } => {
                     self.closed.insert(conn);
+                }
+                Output::CloseStream { conn, stream, .. } => {
+                    self.closed_streams.insert((conn, stream));
                 }
                 Output::App { handler, message } => self.app.push((handler, message)),
             }
@@ -67,7 +76,20 @@ impl Harness {
 
     fn recv(&mut self, conn: ConnId) -> Vec<Packet> {
         self.pump();
+        self.streams.remove(&conn);
         self.inbox.remove(&conn).unwrap_or_default()
+    }
+
+    /// Everything received, with the stream each packet came on.
+    fn recv_streams(&mut self, conn: ConnId) -> Vec<(StreamId, Packet)> {
+        self.pump();
+        let streams = self.streams.remove(&conn).unwrap_or_default();
+        streams.into_iter().zip(self.inbox.remove(&conn).unwrap_or_default()).collect()
+    }
+
+    fn send_on(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
+        self.broker.handle_packet(conn, stream, packet, self.now);
+        self.pump();
     }
 
     fn advance(&mut self, d: Duration) {
@@ -85,12 +107,14 @@ impl Harness {
     fn connect_with(&mut self, connect: Connect) -> (ConnId, ConnAck) {
         let conn = self.open();
         self.send(conn, Packet::Connect(Box::new(connect)));
-        let mut packets = self.recv(conn);
+        let mut packets = self.recv_streams(conn);
         match packets.first() {
-            Some(Packet::ConnAck(ack)) => {
+            Some((_, Packet::ConnAck(ack))) => {
                 let ack = ack.clone();
                 // What follows the CONNACK (resent and queued messages) stays for recv().
                 packets.remove(0);
+                let (streams, packets) = packets.into_iter().unzip();
+                self.streams.insert(conn, streams);
                 self.inbox.insert(conn, packets);
                 (conn, ack)
             }
@@ -118,6 +142,7 @@ impl Harness {
                 let codes = ack.codes.clone();
                 // Retained messages follow the SUBACK; they stay for recv().
                 packets.remove(0);
+                self.streams.insert(conn, vec![StreamId::CONTROL; packets.len()]);
                 self.inbox.insert(conn, packets);
                 codes
             }
@@ -175,7 +200,7 @@ fn connack_announces_limits_for_v5() {
     assert_eq!(ack.code, ReasonCode::SUCCESS);
     assert!(!ack.session_present);
     assert_eq!(ack.properties.receive_maximum, Some(1024));
-    assert_eq!(ack.properties.topic_alias_maximum, Some(64));
+    assert_eq!(ack.properties.topic_alias_maximum, Some(10));
     assert_eq!(ack.properties.maximum_packet_size, Some(1024 * 1024));
 }
 
@@ -485,7 +510,7 @@ fn inbound_topic_alias_is_resolved_and_bad_alias_is_0x94() {
     assert_eq!(publishes(&got).iter().map(|p| &p.topic[..]).collect::<Vec<_>>(), ["alias/t", "alias/t"]);
 
     let mut p = publish("x", "3", QoS::AtMostOnce, false, None);
-    p.properties.topic_alias = Some(65);
+    p.properties.topic_alias = Some(11);
     h.send(c, Packet::Publish(p));
     assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::TOPIC_ALIAS_INVALID));
 }
@@ -744,4 +769,136 @@ fn request_response_information_is_answered() {
     c.properties.request_response_information = Some(1);
     let (_, ack) = h.connect_with(c);
     assert!(ack.properties.response_information.is_some());
+}
+
+// QUIC multi-stream rules (proto-ext/multi-stream.md), driven in memory.
+
+const S4: StreamId = StreamId(4);
+const S8: StreamId = StreamId(8);
+
+fn sub_on(h: &mut Harness, conn: ConnId, stream: StreamId, filter: &str, qos: QoS) {
+    let options = SubscriptionOptions { qos, ..Default::default() };
+    let sub = Subscribe { packet_id: 3, properties: Properties::default(), filters: vec![(filter.into(), options)] };
+    h.send_on(conn, stream, Packet::Subscribe(sub));
+}
+
+#[test]
+fn subscription_on_a_data_stream_answers_and_delivers_there() {
+    let mut h = Harness::new();
+    let c = h.connect("ms", V5);
+    h.broker.stream_opened(c, S4);
+    sub_on(&mut h, c, S4, "t", QoS::AtLeastOnce);
+    assert!(matches!(h.recv_streams(c).as_slice(), [(S4, Packet::SubAck(_))]));
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "x", QoS::AtLeastOnce, false);
+    let got = h.recv_streams(c);
+    assert!(matches!(got.as_slice(), [(S4, Packet::Publish(_))]), "{got:?}");
+    // PINGREQ on a data stream is answered on that stream.
+    h.send_on(c, S4, Packet::PingReq);
+    assert!(matches!(h.recv_streams(c).as_slice(), [(S4, Packet::PingResp)]));
+}
+
+#[test]
+fn the_same_filter_on_two_streams_is_delivered_on_both_and_unsubscribe_is_per_stream() {
+    let mut h = Harness::new();
+    let c = h.connect("ms", V5);
+    h.broker.stream_opened(c, S4);
+    h.broker.stream_opened(c, S8);
+    sub_on(&mut h, c, S4, "t", QoS::AtMostOnce);
+    sub_on(&mut h, c, S8, "t", QoS::AtMostOnce);
+    h.recv(c);
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "x", QoS::AtMostOnce, false);
+    let mut streams: Vec<StreamId> = h.recv_streams(c).into_iter().map(|(s, _)| s).collect();
+    streams.sort();
+    assert_eq!(streams, vec![S4, S8]);
+
+    let unsub = Unsubscribe { packet_id: 5, properties: Properties::default(), filters: vec!["t".into()] };
+    h.send_on(c, StreamId::CONTROL, Packet::Unsubscribe(unsub.clone()));
+    assert!(matches!(h.recv(c).as_slice(), [Packet::UnsubAck(a)] if a.codes == [ReasonCode::NO_SUBSCRIPTION_EXISTED]));
+    h.send_on(c, S4, Packet::Unsubscribe(unsub));
+    assert!(matches!(h.recv(c).as_slice(), [Packet::UnsubAck(a)] if a.codes == [ReasonCode::SUCCESS]));
+}
+
+#[test]
+fn a_connect_on_a_data_stream_ends_that_stream_only() {
+    let mut h = Harness::new();
+    let watcher = h.connect("watcher", V5);
+    h.subscribe(watcher, "will/#", QoS::AtMostOnce);
+    let (c, _) = h.connect_with(with_will("ms", V5, None, None));
+    h.broker.stream_opened(c, S4);
+    sub_on(&mut h, c, S4, "t", QoS::AtMostOnce);
+    h.send_on(c, S4, Packet::Connect(Box::new(connect_packet("x", V5))));
+    assert!(h.closed_streams.contains(&(c, S4)));
+    assert!(!h.closed.contains(&c));
+    assert!(publishes(&h.recv(watcher)).is_empty(), "a data stream error never publishes the will");
+    // Its subscription went with it; the connection still works.
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "x", QoS::AtMostOnce, false);
+    assert!(publishes(&h.recv(c)).is_empty());
+    h.send_on(c, StreamId::CONTROL, Packet::PingReq);
+    assert!(matches!(h.recv(c).as_slice(), [Packet::SubAck(_), Packet::PingResp] | [Packet::PingResp]));
+}
+
+#[test]
+fn a_decode_error_on_a_data_stream_ends_that_stream_only() {
+    let mut h = Harness::new();
+    let c = h.connect("ms", V5);
+    h.broker.stream_opened(c, S4);
+    h.broker.handle_stream_error(c, S4, &DecodeError::Malformed("test"), h.now);
+    h.pump();
+    assert!(h.closed_streams.contains(&(c, S4)));
+    assert!(!h.closed.contains(&c));
+}
+
+#[test]
+fn inflight_messages_of_a_closed_stream_continue_on_the_control_stream() {
+    let mut h = Harness::new();
+    let c = h.connect("ms", V5);
+    h.broker.stream_opened(c, S4);
+    sub_on(&mut h, c, S4, "t", QoS::AtLeastOnce);
+    h.recv(c);
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "x", QoS::AtLeastOnce, false);
+    let first = h.recv_streams(c);
+    let id = match first.as_slice() {
+        [(S4, Packet::Publish(p))] => p.packet_id.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    h.broker.stream_closed(c, S4, h.now);
+    let again = h.recv_streams(c);
+    assert!(matches!(again.as_slice(), [(StreamId::CONTROL, Packet::Publish(p))] if p.dup && p.packet_id == Some(id)));
+    h.send(c, Packet::PubAck(Ack::new(id)));
+}
+
+#[test]
+fn data_stream_subscriptions_survive_connection_loss_and_resume_on_the_control_stream() {
+    let mut h = Harness::new();
+    let mut connect = connect_packet("ms", V5);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(60);
+    let (c, _) = h.connect_with(connect.clone());
+    h.broker.stream_opened(c, S4);
+    sub_on(&mut h, c, S4, "t", QoS::AtLeastOnce);
+    h.lose(c);
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "offline", QoS::AtLeastOnce, false);
+    let (c, ack) = h.connect_with(connect);
+    assert!(ack.session_present);
+    let got = h.recv_streams(c);
+    assert!(matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]), "{got:?}");
+    h.publish(publ, "t", "online", QoS::AtLeastOnce, false);
+    let got = h.recv_streams(c);
+    assert!(matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]), "{got:?}");
+}
+
+#[test]
+fn a_connack_larger_than_the_clients_maximum_packet_size_is_not_sent() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    let mut c = connect_packet("tiny", V5);
+    c.properties.maximum_packet_size = Some(2);
+    h.send(conn, Packet::Connect(Box::new(c)));
+    assert!(h.recv(conn).is_empty()); // [MQTT-3.1.2-24]
+    assert!(h.closed.contains(&conn));
 }

@@ -44,11 +44,8 @@ impl Timers {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 }

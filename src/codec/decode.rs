@@ -100,7 +100,38 @@ fn topic_name(r: &mut Reader) -> Result<ByteString, DecodeError> {
     if topic.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(DecodeError::TopicNameInvalid);
     }
+    check_topic_chars(&topic)?;
     Ok(topic)
+}
+
+/// A topic filter in SUBSCRIBE / UNSUBSCRIBE: at least one character [MQTT-4.7.3-1] and no
+/// control characters. Wildcard placement is the broker's check (it answers 0x8F).
+fn topic_filter(r: &mut Reader) -> Result<ByteString, DecodeError> {
+    let filter = r.string()?;
+    if filter.is_empty() {
+        return Err(DecodeError::Malformed("empty topic filter"));
+    }
+    check_topic_chars(&filter)?;
+    Ok(filter)
+}
+
+/// A client identifier or user name: no control characters either, for the same reasons as
+/// topics (they end up in logs, ACL files and listings).
+fn identifier(r: &mut Reader) -> Result<ByteString, DecodeError> {
+    let s = r.string()?;
+    check_topic_chars(&s)?;
+    Ok(s)
+}
+
+/// Control characters U+0001..U+001F and U+007F..U+009F in a topic, client id or user name:
+/// 1.5.4 says a receiver MAY treat them as malformed. There they are never intended and break
+/// logs, ACL files and shells, so mqttd does (as mosquitto does). Free-form strings (user
+/// properties, content type, reason strings) may carry them.
+fn check_topic_chars(topic: &str) -> Result<(), DecodeError> {
+    if topic.chars().any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}')) {
+        return Err(DecodeError::Malformed("control character in a topic, client id or user name"));
+    }
+    Ok(())
 }
 
 /// CONNECT; `header_flags` are the fixed header's, checked once the version is known.
@@ -117,17 +148,16 @@ fn connect(header_flags: u8, r: &mut Reader) -> Result<Connect, DecodeError> {
         _ => return Err(DecodeError::Malformed("unknown protocol name")),
     };
     let v5 = protocol.is_v5();
-    // MQTT 3.1 leaves the fixed header flags and connect flag bit 0 unused; later versions
-    // reserve them.
-    let strict = protocol != ProtocolVersion::V3_1;
-    // [MQTT-2.1.3-1] (3.1.1: [MQTT-2.2.2-2]).
-    if strict && header_flags != 0 {
+    // [MQTT-2.1.3-1] (3.1.1: [MQTT-2.2.2-2]). MQTT 3.1 calls these bits unused, but every
+    // broker in the field (and the 3.1.1 rules that superseded it) rejects them set.
+    if header_flags != 0 {
         return Err(DecodeError::Malformed(header::RESERVED_FLAGS));
     }
 
     let flags = r.u8()?;
-    // [MQTT-3.1.2-3] the reserved flag must be 0.
-    if strict && flags & 0x01 != 0 {
+    // [MQTT-3.1.2-3] the reserved flag must be 0. MQTT 3.1 (MQIsdp) has no such rule and its
+    // clients are known to set the bit, so it is ignored there.
+    if flags & 0x01 != 0 && protocol != ProtocolVersion::V3_1 {
         return Err(DecodeError::Malformed("CONNECT reserved flag set"));
     }
     let clean_start = flags & 0x02 != 0;
@@ -161,7 +191,7 @@ fn connect(header_flags: u8, r: &mut Reader) -> Result<Connect, DecodeError> {
         ));
     }
     // [MQTT-3.1.3-3] the client identifier is present, possibly empty; the broker judges it.
-    let client_id = r.string()?;
+    let client_id = identifier(r)?;
     let will = if will_flag {
         // [MQTT-3.1.2-9] will properties (5.0), topic and payload are present.
         let properties = properties_for(protocol, r, PropContext::Will)?;
@@ -179,7 +209,7 @@ fn connect(header_flags: u8, r: &mut Reader) -> Result<Connect, DecodeError> {
     };
     // 3.1.2.8, 3.1.2.9: user name and password are present iff their flags are set.
     let username = if username_flag {
-        Some(r.string()?)
+        Some(identifier(r)?)
     } else {
         None
     };
@@ -224,7 +254,12 @@ fn connack(v: ProtocolVersion, r: &mut Reader) -> Result<ConnAck, DecodeError> {
 fn publish(flags: u8, v: ProtocolVersion, r: &mut Reader) -> Result<Publish, DecodeError> {
     // QoS 3 and DUP with QoS 0 were refused with the first byte.
     let qos = QoS::from_u8((flags >> 1) & 0b11).ok_or(DecodeError::Malformed("QoS 3"))?;
-    let topic = topic_name(r)?;
+    // [MQTT-3.3.2-2] a wildcard makes the topic name malformed (0x90 is for names that are well
+    // formed but not accepted).
+    let topic = topic_name(r).map_err(|e| match e {
+        DecodeError::TopicNameInvalid => DecodeError::Malformed("wildcard in topic name"),
+        e => e,
+    })?;
     // [MQTT-2.2.1-2] a packet identifier only for QoS 1 and 2.
     let packet_id = if qos == QoS::AtMostOnce {
         None
@@ -318,8 +353,7 @@ fn subscribe(v: ProtocolVersion, r: &mut Reader) -> Result<Subscribe, DecodeErro
     let properties = properties_for(v, r, PropContext::Subscribe)?;
     let mut filters = Vec::new();
     while !r.is_empty() {
-        // An empty filter decodes: the broker answers 0x8F (5.0) or closes (3.1.1).
-        let filter = r.string()?;
+        let filter = topic_filter(r)?;
         let options = subscription_options(r.u8()?, v)?;
         // [MQTT-3.8.3-4] (5.0): No Local on a shared subscription is a protocol error.
         if options.no_local && filter.starts_with("$share/") {
@@ -362,7 +396,7 @@ fn unsubscribe(v: ProtocolVersion, r: &mut Reader) -> Result<Unsubscribe, Decode
     let properties = properties_for(v, r, PropContext::Unsubscribe)?;
     let mut filters = Vec::new();
     while !r.is_empty() {
-        filters.push(r.string()?);
+        filters.push(topic_filter(r)?);
     }
     // [MQTT-3.10.3-2] at least one topic filter.
     if filters.is_empty() {

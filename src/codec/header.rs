@@ -59,12 +59,8 @@ pub(super) fn check_first_byte(
                 return Err(DecodeError::Malformed("PUBLISH with QoS 0 and DUP set"));
             }
         }
-        // Only the protocol name tells whether a CONNECT is MQTT 3.1, whose fixed header flags
-        // are unused rather than reserved: the CONNECT parser checks them.
+        // The CONNECT parser checks its flags once the protocol name is known.
         CONNECT => {}
-        // MQTT 3.1 leaves the flags of the other packets unused (DUP may be set on a resent
-        // SUBSCRIBE, for instance), so they are not checked.
-        _ if version == Some(ProtocolVersion::V3_1) => {}
         // [MQTT-2.1.3-1] (3.1.1: [MQTT-2.2.2-1], [MQTT-2.2.2-2]) reserved flags must match.
         PUBREL | SUBSCRIBE | UNSUBSCRIBE if flags != FLAGS_0010 => {
             return Err(DecodeError::Malformed(

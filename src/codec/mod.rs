@@ -40,6 +40,29 @@ pub fn decode(
     decode::decode(buf, version, max_packet_size)
 }
 
+/// [`decode`] for a server: the packet types only a server sends (CONNACK, SUBACK, UNSUBACK,
+/// PINGRESP) are a protocol error whatever their content, decided from the first byte alone
+/// (2.1.2: their direction is "Server to Client").
+pub fn decode_from_client(
+    buf: &mut BytesMut,
+    version: Option<ProtocolVersion>,
+    max_packet_size: u32,
+) -> Result<Option<Packet>, DecodeError> {
+    if let (Some(_), Some(first)) = (version, buf.first()) {
+        let kind = first >> 4;
+        if matches!(kind, 2 | 9 | 11 | 13) {
+            // The spec does not order the two checks; as the reference broker does, SUBACK and
+            // UNSUBACK with bad reserved flags [MQTT-2.1.3-1] are malformed, and otherwise a
+            // packet only a server sends is a protocol error.
+            if matches!(kind, 9 | 11) && first & 0x0F != 0 {
+                return Err(DecodeError::Malformed("reserved fixed header flags set"));
+            }
+            return Err(DecodeError::Protocol("server-to-client packet sent by a client"));
+        }
+    }
+    decode(buf, version, max_packet_size)
+}
+
 /// Appends the encoding of `packet` for `version` to `out`.
 ///
 /// Everything follows `version`, including a CONNECT's protocol name and level

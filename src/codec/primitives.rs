@@ -18,13 +18,16 @@ const TRUNCATED: DecodeError = DecodeError::Malformed("packet shorter than its c
 /// Parses a Variable Byte Integer from the front of `buf`, which may hold only part of it.
 ///
 /// Returns `Ok(None)` while the integer is incomplete, `Ok(Some((value, bytes_used)))` once it is
-/// whole. Non-minimal encodings are accepted: 5.0 [MQTT-1.5.5-1] obliges the sender to use the
-/// fewest bytes, and refusing a longer form would gain nothing.
+/// whole. A non-minimal encoding (a last byte of 0 after a continuation byte) is malformed
+/// [MQTT-1.5.5-1].
 pub(super) fn peek_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeError> {
     let mut value = 0u32;
     for (i, &byte) in buf.iter().take(4).enumerate() {
         value |= u32::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
+            if i > 0 && byte == 0 {
+                return Err(DecodeError::Malformed("variable byte integer not minimally encoded"));
+            }
             return Ok(Some((value, i + 1)));
         }
     }

@@ -1,7 +1,9 @@
 //! Which reason codes each MQTT 5.0 packet type may carry, and the MQTT 3.1.1 return codes.
 //!
-//! A reason code outside its packet's table is a Malformed Packet. The tables are spelled out
-//! per packet type so each can be checked against its section of the specification.
+//! A reason code outside its packet's table is a Protocol Error: the packet parses, but carries
+//! a value the protocol does not allow (4.13: "data that is not allowed by the protocol"); e.g.
+//! [MQTT-3.4.2-1] "MUST use one of the PUBACK Reason Codes". The tables are spelled out per
+//! packet type so each can be checked against its section of the specification.
 
 use super::{DecodeError, ReasonCode};
 
@@ -52,12 +54,12 @@ pub(super) fn auth(code: u8) -> bool {
     matches!(code, 0x00 | 0x18 | 0x19)
 }
 
-/// Reads a reason code through `allowed`; a code outside the table is malformed.
+/// Reads a reason code through `allowed`; a code outside the table is a protocol error.
 pub(super) fn check(code: u8, allowed: fn(u8) -> bool) -> Result<ReasonCode, DecodeError> {
     if allowed(code) {
         Ok(ReasonCode(code))
     } else {
-        Err(DecodeError::Malformed(
+        Err(DecodeError::Protocol(
             "reason code not allowed for this packet type",
         ))
     }

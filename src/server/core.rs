@@ -40,9 +40,12 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                             }
                         }
                         Event::DecodeError { conn, error } => broker.handle_decode_error(conn, &error, now),
-                        Event::Lost { conn } => {
-                            broker.connection_lost(conn, now);
-                            outboxes.remove(&conn);
+                        // The broker answers with a Close output, which releases the outbox.
+                        Event::Lost { conn } => broker.connection_lost(conn, now),
+                        Event::StreamOpened { conn, stream } => broker.stream_opened(conn, stream),
+                        Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
+                        Event::StreamError { conn, stream, error } => {
+                            broker.handle_stream_error(conn, stream, &error, now)
                         }
                         Event::Written { conn, bytes } => broker.handle_written(conn, bytes, now),
                         Event::AppSubscribe { handler, filter, qos, deliver, reply } => {
@@ -94,6 +97,12 @@ fn dispatch(
                 if let Some(outbox) = outboxes.remove(&conn) {
                     outbox.close(kind);
                     outbox.wake();
+                }
+            }
+            Output::CloseStream { conn, stream, .. } => {
+                if let Some(outbox) = outboxes.get(&conn) {
+                    outbox.close_stream(stream);
+                    dirty.push(conn);
                 }
             }
             Output::App { handler, message } => {

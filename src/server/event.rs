@@ -13,6 +13,12 @@ pub enum Event {
     Packets { conn: ConnId, stream: StreamId, packets: Vec<Packet> },
     DecodeError { conn: ConnId, error: DecodeError },
     Lost { conn: ConnId },
+    /// QUIC: the client opened a data stream.
+    StreamOpened { conn: ConnId, stream: StreamId },
+    /// QUIC: a data stream ended (FIN or reset).
+    StreamClosed { conn: ConnId, stream: StreamId },
+    /// QUIC: a data stream sent bytes that do not decode.
+    StreamError { conn: ConnId, stream: StreamId, error: DecodeError },
     Written { conn: ConnId, bytes: usize },
     AppSubscribe {
         handler: HandlerId,

@@ -23,6 +23,10 @@ use event::{Event, EVENT_QUEUE};
 pub enum ServerError {
     #[error("cannot listen for MQTT over TCP on {addr}: {source}")]
     BindTcp { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Certificate(#[from] crate::transport::cert::CertError),
+    #[error(transparent)]
+    Quic(#[from] crate::transport::quic::QuicSetupError),
     #[error("the broker has stopped")]
     Stopped,
 }
@@ -36,6 +40,10 @@ pub struct ServerOptions {
 /// A running broker.
 pub struct ServerHandle {
     tcp_addr: Option<SocketAddr>,
+    quic_addr: Option<SocketAddr>,
+    quic_endpoint: Option<quinn::Endpoint>,
+    /// The certificate the QUIC listener presents (PEM file), for clients to trust.
+    cert_path: Option<std::path::PathBuf>,
     pub(crate) events: mpsc::Sender<Event>,
     stop: watch::Sender<bool>,
     core: JoinHandle<()>,
@@ -80,18 +88,59 @@ pub(crate) async fn start_with_channel(
         )));
     }
 
+    let mut quic_addr = None;
+    let mut quic_endpoint = None;
+    let mut cert_path = None;
+    if let Some(addr) = config.listeners.quic {
+        let identity = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => crate::transport::cert::load_pem(cert, key)?,
+            _ => crate::transport::cert::load_or_generate(&config.storage.resolved_data_dir())?,
+        };
+        let fingerprint = crate::transport::cert::fingerprint(&identity.chain[0]);
+        let path = identity.cert_path.display().to_string();
+        if identity.generated {
+            tracing::info!(cert = %path, sha256 = %fingerprint, "generated a self-signed certificate for localhost, 127.0.0.1 and ::1");
+        } else {
+            tracing::info!(cert = %path, sha256 = %fingerprint, "TLS certificate");
+        }
+        cert_path = Some(identity.cert_path.clone());
+        let server_config = crate::transport::quic::server_config(&config, identity)?;
+        let endpoint = crate::transport::quic::bind(addr, server_config)?;
+        let local = endpoint.local_addr().map_err(|source| crate::transport::quic::QuicSetupError::Bind { addr, source })?;
+        tracing::info!(addr = %local, alpn = "mqtt", "listening for MQTT over QUIC");
+        quic_addr = Some(local);
+        listeners.push(tokio::spawn(crate::transport::quic::accept_loop(
+            endpoint.clone(),
+            events.clone(),
+            ids.clone(),
+            crate::transport::quic::QuicSettings::from_config(&config),
+            stop_rx.clone(),
+        )));
+        quic_endpoint = Some(endpoint);
+    }
+
     let mut broker = Broker::new(config);
     if let Some(auth) = options.enhanced_auth {
         broker.set_enhanced_auth(auth);
     }
     let core = tokio::spawn(core::run(broker, events_rx));
-    Ok(ServerHandle { tcp_addr, events, stop, core, listeners })
+    Ok(ServerHandle { tcp_addr, quic_addr, quic_endpoint, cert_path, events, stop, core, listeners })
 }
 
 impl ServerHandle {
     /// The bound TCP address (useful with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+
+    /// The bound QUIC (UDP) address.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic_addr
+    }
+
+    /// The PEM certificate the QUIC listener presents (generated or configured).
+    pub fn cert_path(&self) -> Option<&std::path::Path> {
+        self.cert_path.as_deref()
     }
 
     /// Stops accepting, disconnects every client (5.0: reason 0x8B) and waits for the broker
@@ -105,6 +154,10 @@ impl ServerHandle {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.core).await;
         // Let writers flush their last DISCONNECTs.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(endpoint) = self.quic_endpoint {
+            endpoint.close(quinn::VarInt::from_u32(crate::transport::quic::app_error::NORMAL), b"server shutting down");
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
     }
 
     /// Resolves when the broker task ends (it only does on shutdown).

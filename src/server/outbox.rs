@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::broker::{CloseKind, Transmit};
+use crate::broker::{CloseKind, StreamId, Transmit};
 
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -20,6 +20,7 @@ pub struct Outbox {
 #[derive(Debug, Default)]
 struct OutboxState {
     transmits: Vec<Transmit>,
+    closed_streams: Vec<StreamId>,
     close: Option<CloseKind>,
 }
 
@@ -27,6 +28,8 @@ struct OutboxState {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub transmits: Vec<Transmit>,
+    /// Data streams to finish after writing `transmits` (QUIC only).
+    pub closed_streams: Vec<StreamId>,
     /// Close after writing `transmits`.
     pub close: Option<CloseKind>,
 }
@@ -34,6 +37,10 @@ pub struct Batch {
 impl Outbox {
     pub fn push(&self, transmit: Transmit) {
         self.lock().transmits.push(transmit);
+    }
+
+    pub fn close_stream(&self, stream: StreamId) {
+        self.lock().closed_streams.push(stream);
     }
 
     pub fn close(&self, kind: CloseKind) {
@@ -51,11 +58,12 @@ impl Outbox {
         loop {
             {
                 let mut state = self.lock();
-                if !state.transmits.is_empty() || state.close.is_some() {
+                if !state.transmits.is_empty() || !state.closed_streams.is_empty() || state.close.is_some() {
                     let mut transmits = spare.take().unwrap_or_default();
                     transmits.clear();
                     std::mem::swap(&mut transmits, &mut state.transmits);
-                    return Batch { transmits, close: state.close };
+                    let closed_streams = std::mem::take(&mut state.closed_streams);
+                    return Batch { transmits, closed_streams, close: state.close };
                 }
             }
             self.notify.notified().await;

@@ -3,5 +3,7 @@
 //! [`stream`] serves any ordered byte stream (a TCP socket today; a TLS session or a QUIC stream
 //! use the same loop); [`tcp`] accepts sockets.
 
+pub mod cert;
+pub mod quic;
 pub mod stream;
 pub mod tcp;

@@ -1,9 +1,10 @@
 //! One MQTT connection over an ordered byte stream: a read loop that decodes packets and a
-//! write loop that encodes whole batches, both in one task.
+//! write loop that encodes whole batches. TCP serves a connection with one of each; QUIC runs
+//! the same loops on each of its streams.
 //!
 //! Reading: everything a read returns is decoded at once and sent to the broker as one event.
-//! Writing: the writer takes everything queued for the connection, encodes it into one buffer
-//! and writes it with one call (no flush per packet). Idle connections give their buffers back.
+//! Writing: the writer takes everything queued for the stream, encodes it into one buffer and
+//! writes it with one call (no flush per packet). Idle connections give their buffers back.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::broker::{accounted_size, ConnId, StreamId};
-use crate::codec::{self, Packet};
+use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::server::event::Event;
 use crate::server::outbox::Outbox;
 
@@ -21,7 +22,7 @@ const READ_CHUNK: usize = 4096;
 /// A write buffer above this size is released after use instead of kept for the next batch.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
 
-/// Serves one connection until either side ends it.
+/// Serves one connection over a single byte stream (TCP) until either side ends it.
 pub async fn serve<R, W>(
     conn: ConnId,
     peer: String,
@@ -37,8 +38,16 @@ pub async fn serve<R, W>(
     if events.send(Event::Opened { conn, peer, outbox: outbox.clone() }).await.is_err() {
         return;
     }
-    let read = read_loop(conn, &mut reader, &events, max_packet_size);
-    let write = write_loop(conn, &mut writer, &outbox, &events);
+    let read = async {
+        let mut version = None;
+        let end = read_packets(conn, StreamId::CONTROL, &mut reader, &events, max_packet_size, &mut version, |_| {}).await;
+        if let ReadEnd::Failed(error) = end {
+            let _ = events.send(Event::DecodeError { conn, error }).await;
+            // The broker answers and closes; stop reading and let the writer finish.
+            std::future::pending::<()>().await;
+        }
+    };
+    let write = write_packets(conn, &mut writer, &outbox, &events);
     tokio::select! {
         _ = read => {}
         _ = write => {}
@@ -47,28 +56,44 @@ pub async fn serve<R, W>(
     let _ = events.send(Event::Lost { conn }).await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
+/// How a read loop ended.
+pub enum ReadEnd {
+    /// End of stream, reset or I/O error.
+    Closed,
+    /// Bytes that do not decode; nothing after them was read.
+    Failed(DecodeError),
+    /// The broker is gone.
+    BrokerGone,
+}
+
+/// Reads and decodes packets from one stream, sending them to the broker tagged with `stream`.
+/// `version` is the connection's protocol version (`None` until CONNECT, which sets it and
+/// calls `on_connect`).
+pub async fn read_packets<R: AsyncRead + Unpin>(
     conn: ConnId,
+    stream: StreamId,
     reader: &mut R,
     events: &mpsc::Sender<Event>,
     max_packet_size: u32,
-) {
+    version: &mut Option<ProtocolVersion>,
+    mut on_connect: impl FnMut(ProtocolVersion),
+) -> ReadEnd {
     let mut buf = BytesMut::new();
-    let mut version = None;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return ReadEnd::Closed,
             Ok(_) => {}
         }
         let mut packets = Vec::new();
         let error = loop {
-            match codec::decode(&mut buf, version, max_packet_size) {
+            match codec::decode_from_client(&mut buf, *version, max_packet_size) {
                 Ok(Some(packet)) => {
                     if let Packet::Connect(c) = &packet {
-                        version = Some(c.protocol);
+                        *version = Some(c.protocol);
+                        on_connect(c.protocol);
                     }
                     packets.push(packet);
                 }
@@ -76,15 +101,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(e) => break Some(e),
             }
         };
-        if !packets.is_empty()
-            && events.send(Event::Packets { conn, stream: StreamId::CONTROL, packets }).await.is_err()
-        {
-            return;
+        if !packets.is_empty() && events.send(Event::Packets { conn, stream, packets }).await.is_err() {
+            return ReadEnd::BrokerGone;
         }
         if let Some(error) = error {
-            let _ = events.send(Event::DecodeError { conn, error }).await;
-            // The broker answers and closes; stop reading and let the writer finish.
-            std::future::pending::<()>().await;
+            return ReadEnd::Failed(error);
         }
         if buf.is_empty() && buf.capacity() > READ_CHUNK {
             buf = BytesMut::new();
@@ -92,7 +113,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
+/// Writes what the broker queues in `outbox` until it asks to close (then returns) or the
+/// stream fails. Reports written bytes back for backpressure accounting.
+pub async fn write_packets<W: AsyncWrite + Unpin>(
     conn: ConnId,
     writer: &mut W,
     outbox: &Outbox,

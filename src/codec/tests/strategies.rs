@@ -21,12 +21,17 @@ fn string() -> impl Strategy<Value = ByteString> {
     "[^\u{0}]{0,8}".prop_map(ByteString::from)
 }
 
+/// Client ids and user names: no control characters (the decoder rejects them).
+fn identifier() -> impl Strategy<Value = ByteString> {
+    "[^\u{0}-\u{1F}\u{7F}-\u{9F}]{0,8}".prop_map(ByteString::from)
+}
+
 fn topic_name() -> impl Strategy<Value = ByteString> {
-    "[^\u{0}+#]{1,8}".prop_map(ByteString::from)
+    "[^\u{0}-\u{1F}\u{7F}-\u{9F}+#]{1,8}".prop_map(ByteString::from)
 }
 
 fn topic_filter() -> impl Strategy<Value = ByteString> {
-    "[a-z0-9/+#]{0,8}".prop_map(ByteString::from)
+    "[a-z0-9/+#]{1,8}".prop_map(ByteString::from)
 }
 
 fn binary() -> impl Strategy<Value = Bytes> {
@@ -228,9 +233,9 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
         any::<bool>(),
         any::<u16>(),
         props(v, Kind::Connect),
-        string(),
+        identifier(),
         option::of(will(v)),
-        option::of(string()),
+        option::of(identifier()),
         option::of(binary()),
     )
         .prop_map(
@@ -285,7 +290,7 @@ fn connack(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let topic = if v.is_v5() {
-        "[^\u{0}+#]{0,8}".prop_map(ByteString::from).boxed()
+        "[^\u{0}-\u{1F}\u{7F}-\u{9F}+#]{0,8}".prop_map(ByteString::from).boxed()
     } else {
         topic_name().boxed()
     };

@@ -1,0 +1,382 @@
+//! MQTT over QUIC (UDP, default port 1884, ALPN `mqtt` or `mqttv5`, TLS 1.3 only).
+//!
+//! One QUIC connection is one MQTT connection. Its first client-initiated bidirectional stream
+//! is the control stream and carries MQTT exactly as TCP does (single-stream mode, as EMQX).
+//! Further bidirectional streams are data streams and further unidirectional streams carry
+//! PUBLISH/SUBSCRIBE whose answers go on the control stream (implicit multi-stream mode, see
+//! `proto-ext/multi-stream.md`). Every stream is read and written by the same loops as TCP; the
+//! broker state machine decides what goes where.
+//!
+//! Per connection: one task owns the connection and dispatches the broker's output to one writer
+//! task per stream, so a stream blocked by flow control never holds up another.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{Endpoint, RecvStream, SendStream, VarInt};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::cert::Identity;
+use super::stream::{read_packets, write_packets, ReadEnd};
+use crate::broker::{CloseKind, ConnId, StreamId};
+use crate::codec::{Packet, ProtocolVersion, ReasonCode};
+use crate::config::Config;
+use crate::server::event::Event;
+use crate::server::outbox::Outbox;
+
+/// ALPN protocol ids accepted on the listener.
+pub const ALPN: [&[u8]; 2] = [b"mqtt", b"mqttv5"];
+
+/// QUIC application error codes on CONNECTION_CLOSE (compatible with EMQX).
+pub mod app_error {
+    /// The MQTT connection ended normally (DISCONNECT, or the server shutting down cleanly).
+    pub const NORMAL: u32 = 0;
+    /// The MQTT connection ended abnormally (protocol error, keep alive, takeover, lost stream).
+    pub const ABNORMAL: u32 = 1;
+    /// The server refused the connection because it is overloaded.
+    pub const OVERLOAD: u32 = 2;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuicSetupError {
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("cannot listen for MQTT over QUIC on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Timeouts and limits the connection tasks need.
+#[derive(Debug, Clone)]
+pub struct QuicSettings {
+    pub max_packet_size: u32,
+    pub handshake_timeout: Duration,
+    /// How long the client has to open its control stream.
+    pub connect_timeout: Duration,
+}
+
+impl QuicSettings {
+    pub fn from_config(config: &Config) -> QuicSettings {
+        QuicSettings {
+            max_packet_size: config.limits.max_packet_size,
+            handshake_timeout: Duration::from_secs(config.quic.handshake_timeout_secs),
+            connect_timeout: Duration::from_secs(config.limits.connect_timeout_secs),
+        }
+    }
+}
+
+/// The quinn server configuration: TLS 1.3 on ring, our ALPNs, bounded windows and streams.
+pub fn server_config(config: &Config, identity: Identity) -> Result<quinn::ServerConfig, QuicSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| QuicSetupError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(|e| QuicSetupError::Tls(format!("{}: {e}", identity.cert_path.display())))?;
+    tls.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| QuicSetupError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+
+    let q = &config.quic;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(q.max_bidi_streams))
+        .max_concurrent_uni_streams(VarInt::from_u32(q.max_uni_streams))
+        .stream_receive_window(VarInt::from_u32(q.stream_receive_window))
+        .receive_window(VarInt::from_u32(q.receive_window))
+        .send_window(u64::from(q.send_window))
+        .max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(q.idle_timeout_secs)).ok())
+        // Datagrams are negotiated by a later extension; until then none are accepted.
+        .datagram_receive_buffer_size(None);
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+/// Binds the UDP socket.
+pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> Result<Endpoint, QuicSetupError> {
+    Endpoint::server(server, addr).map_err(|source| QuicSetupError::Bind { addr, source })
+}
+
+/// Accepts connections until `shutdown` turns true; each gets its own task, so a slow
+/// handshake never blocks the accept loop.
+pub async fn accept_loop(
+    endpoint: Endpoint,
+    events: mpsc::Sender<Event>,
+    ids: Arc<AtomicU64>,
+    settings: QuicSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = shutdown.changed() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
+        tokio::spawn(serve_incoming(conn, incoming, events.clone(), settings.clone()));
+    }
+}
+
+async fn serve_incoming(conn: ConnId, incoming: quinn::Incoming, events: mpsc::Sender<Event>, settings: QuicSettings) {
+    let remote = incoming.remote_address();
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "QUIC connection refused");
+            return;
+        }
+    };
+    let connection = match tokio::time::timeout(settings.handshake_timeout, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "QUIC handshake timed out");
+            return;
+        }
+    };
+    serve_connection(conn, connection, events, settings).await;
+}
+
+/// Serves one QUIC connection until the broker closes it.
+async fn serve_connection(conn: ConnId, connection: quinn::Connection, events: mpsc::Sender<Event>, settings: QuicSettings) {
+    let peer = format!("quic:{}", connection.remote_address());
+    let outbox = Arc::new(Outbox::default());
+    if events.send(Event::Opened { conn, peer, outbox: outbox.clone() }).await.is_err() {
+        return;
+    }
+    let control = tokio::select! {
+        s = connection.accept_bi() => s.ok(),
+        _ = tokio::time::sleep(settings.connect_timeout) => None,
+    };
+    let Some((control_send, mut control_recv)) = control else {
+        connection.close(VarInt::from_u32(app_error::ABNORMAL), b"no control stream");
+        let _ = events.send(Event::Lost { conn }).await;
+        return;
+    };
+    // The control stream goes first when streams compete for the congestion window.
+    let _ = control_send.set_priority(1);
+
+    let (version_tx, version_rx) = watch::channel(None::<ProtocolVersion>);
+    let (accepted_tx, accepted_rx) = watch::channel(false);
+    let (new_streams, mut new_streams_rx) = mpsc::channel::<(StreamId, SendStream)>(16);
+
+    let control_reader = async {
+        let mut version = None;
+        let end = read_packets(
+            conn,
+            StreamId::CONTROL,
+            &mut control_recv,
+            &events,
+            settings.max_packet_size,
+            &mut version,
+            |v| {
+                let _ = version_tx.send(Some(v));
+            },
+        )
+        .await;
+        match end {
+            ReadEnd::Failed(error) => {
+                let _ = events.send(Event::DecodeError { conn, error }).await;
+            }
+            // FIN or reset of the control stream ends the MQTT connection.
+            ReadEnd::Closed => {
+                let _ = events.send(Event::Lost { conn }).await;
+            }
+            ReadEnd::BrokerGone => {}
+        }
+        // The broker's Close output ends the connection (dispatcher below).
+        std::future::pending::<()>().await;
+    };
+
+    let bidi_acceptor = async {
+        while let Ok((send, recv)) = connection.accept_bi().await {
+            // Data streams are read only after a successful CONNACK; until then their bytes
+            // wait in QUIC flow control.
+            let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else { break };
+            let stream = StreamId(VarInt::from(recv.id()).into_inner());
+            let _ = send.set_priority(0);
+            if new_streams.send((stream, send)).await.is_err()
+                || events.send(Event::StreamOpened { conn, stream }).await.is_err()
+            {
+                break;
+            }
+            tokio::spawn(read_data_stream(conn, stream, recv, events.clone(), settings.max_packet_size, version));
+        }
+        std::future::pending::<()>().await;
+    };
+
+    let uni_acceptor = async {
+        while let Ok(recv) = connection.accept_uni().await {
+            let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else { break };
+            tokio::spawn(read_uni_stream(conn, recv, events.clone(), settings.max_packet_size, version));
+        }
+        std::future::pending::<()>().await;
+    };
+
+    let dispatcher = async {
+        let mut writers: HashMap<StreamId, StreamWriter> = HashMap::new();
+        writers.insert(StreamId::CONTROL, StreamWriter::spawn(conn, control_send, events.clone()));
+        let mut spare = Vec::new();
+        let mut accepted = false;
+        loop {
+            let batch = tokio::select! {
+                biased;
+                Some((stream, send)) = new_streams_rx.recv() => {
+                    writers.insert(stream, StreamWriter::spawn(conn, send, events.clone()));
+                    continue;
+                }
+                batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
+            };
+            for transmit in batch.transmits {
+                if !accepted && transmit.packets.iter().any(is_successful_connack) {
+                    accepted = true;
+                    let _ = accepted_tx.send(true);
+                }
+                if let Some(w) = writers.get(&transmit.stream) {
+                    w.outbox.push(transmit);
+                    w.outbox.wake();
+                }
+            }
+            for stream in batch.closed_streams {
+                if let Some(w) = writers.remove(&stream) {
+                    w.outbox.close(CloseKind::Normal);
+                    w.outbox.wake();
+                }
+            }
+            if let Some(kind) = batch.close {
+                for w in writers.values() {
+                    w.outbox.close(kind);
+                    w.outbox.wake();
+                }
+                // Let the control stream deliver its last packets (CONNACK refusal,
+                // DISCONNECT) before the connection closes.
+                if let Some(control) = writers.remove(&StreamId::CONTROL) {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), control.task).await;
+                }
+                let (code, reason) = match kind {
+                    CloseKind::Normal => (app_error::NORMAL, String::new()),
+                    CloseKind::Abnormal(code) => (app_error::ABNORMAL, format!("reason code {code}")),
+                };
+                connection.close(VarInt::from_u32(code), reason.as_bytes());
+                return;
+            }
+        }
+    };
+
+    tokio::select! {
+        _ = dispatcher => {}
+        _ = control_reader => {}
+        _ = bidi_acceptor => {}
+        _ = uni_acceptor => {}
+    }
+}
+
+fn is_successful_connack(packet: &Packet) -> bool {
+    matches!(packet, Packet::ConnAck(ack) if ack.code == ReasonCode::SUCCESS)
+}
+
+/// Waits for a successful CONNACK; returns the connection's protocol version, or `None` if the
+/// connection ended first.
+async fn wait_accepted(
+    mut accepted: watch::Receiver<bool>,
+    version: watch::Receiver<Option<ProtocolVersion>>,
+) -> Option<ProtocolVersion> {
+    accepted.wait_for(|a| *a).await.ok()?;
+    *version.borrow()
+}
+
+/// A data stream: its packets are the broker's to judge (it ends the stream on a violation).
+async fn read_data_stream(
+    conn: ConnId,
+    stream: StreamId,
+    mut recv: RecvStream,
+    events: mpsc::Sender<Event>,
+    max_packet_size: u32,
+    version: ProtocolVersion,
+) {
+    let mut version = Some(version);
+    match read_packets(conn, stream, &mut recv, &events, max_packet_size, &mut version, |_| {}).await {
+        ReadEnd::Closed => {
+            let _ = events.send(Event::StreamClosed { conn, stream }).await;
+        }
+        ReadEnd::Failed(error) => {
+            let _ = recv.stop(VarInt::from_u32(app_error::ABNORMAL));
+            let _ = events.send(Event::StreamError { conn, stream, error }).await;
+        }
+        ReadEnd::BrokerGone => {}
+    }
+}
+
+/// A unidirectional stream (the `mqtt5` crate publishes this way): PUBLISH, SUBSCRIBE and
+/// UNSUBSCRIBE whose answers and deliveries go on the control stream. Anything else, or bytes
+/// that do not decode, stop this stream only.
+async fn read_uni_stream(
+    conn: ConnId,
+    mut recv: RecvStream,
+    events: mpsc::Sender<Event>,
+    max_packet_size: u32,
+    version: ProtocolVersion,
+) {
+    let (filtered, rx) = mpsc::channel::<Event>(16);
+    let events = &events;
+    // Owns `rx`: when it stops forwarding, the reader's next send fails and it stops too.
+    let forward = async move {
+        let mut rx = rx;
+        while let Some(event) = rx.recv().await {
+            if let Event::Packets { packets, .. } = &event {
+                if !packets.iter().all(allowed_on_uni_stream) {
+                    return false;
+                }
+            }
+            if events.send(event).await.is_err() {
+                return true;
+            }
+        }
+        true
+    };
+    let read = async {
+        let mut version = Some(version);
+        let end = read_packets(conn, StreamId::CONTROL, &mut recv, &filtered, max_packet_size, &mut version, |_| {}).await;
+        drop(filtered);
+        end
+    };
+    let (end, clean) = tokio::join!(read, forward);
+    if !clean || matches!(end, ReadEnd::Failed(_)) {
+        tracing::debug!(conn = conn.0, "unidirectional stream stopped: packet not allowed or malformed");
+        let _ = recv.stop(VarInt::from_u32(app_error::ABNORMAL));
+    }
+}
+
+fn allowed_on_uni_stream(packet: &Packet) -> bool {
+    matches!(packet, Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PingReq)
+}
+
+/// The writer task of one stream and the outbox that feeds it.
+struct StreamWriter {
+    outbox: Arc<Outbox>,
+    task: JoinHandle<()>,
+}
+
+impl StreamWriter {
+    fn spawn(conn: ConnId, mut send: SendStream, events: mpsc::Sender<Event>) -> StreamWriter {
+        let outbox = Arc::new(Outbox::default());
+        let task = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                write_packets(conn, &mut send, &outbox, &events).await;
+                // A graceful FIN, then wait (bounded) until the peer has everything.
+                let _ = send.finish();
+                let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+            }
+        });
+        StreamWriter { outbox, task }
+    }
+}

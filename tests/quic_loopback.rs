@@ -1,0 +1,228 @@
+//! MQTT over QUIC against an in-process broker, driven with raw quinn streams and the crate's
+//! codec: the control stream behaves like TCP, data streams follow the multi-stream rules, and
+//! the QUIC connection closes with the documented application error codes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mqttd::codec::{self, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions};
+use quinn::{RecvStream, SendStream};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio::io::AsyncReadExt;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn start_broker(dir: &std::path::Path) -> mqttd::server::ServerHandle {
+    let mut config = mqttd::Config::default();
+    config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
+    config.listeners.quic = Some("127.0.0.1:0".parse().unwrap());
+    config.storage.data_dir = Some(dir.to_path_buf());
+    mqttd::server::start(config).await.expect("broker starts")
+}
+
+async fn connect_quic(server: &mqttd::server::ServerHandle, alpn: &[u8]) -> Result<quinn::Connection, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(server.cert_path().unwrap()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connecting = endpoint.connect(server.quic_addr().unwrap(), "localhost").map_err(|e| e.to_string())?;
+    timeout(WAIT, connecting).await.map_err(|_| "timeout".to_string())?.map_err(|e| e.to_string())
+}
+
+struct MqttStream {
+    send: SendStream,
+    recv: RecvStream,
+    buf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl MqttStream {
+    async fn open(conn: &quinn::Connection, version: ProtocolVersion) -> MqttStream {
+        let (send, recv) = conn.open_bi().await.unwrap();
+        MqttStream { send, recv, buf: BytesMut::new(), version }
+    }
+
+    async fn send(&mut self, packet: Packet) {
+        let mut out = BytesMut::new();
+        codec::encode(&packet, self.version, &mut out);
+        self.send.write_all(&out).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Ok(Some(p)) = codec::decode(&mut self.buf, Some(self.version), u32::MAX) {
+                return Some(p);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = timeout(WAIT, self.recv.read(&mut chunk)).await.expect("no packet in time").ok()??;
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn connect(client_id: &str, version: ProtocolVersion) -> Packet {
+    Packet::Connect(Box::new(Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive: 30,
+        properties: Properties::default(),
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+    }))
+}
+
+fn subscribe(filter: &str, qos: QoS) -> Packet {
+    let options = SubscriptionOptions { qos, ..Default::default() };
+    Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters: vec![(filter.into(), options)] })
+}
+
+fn publish(topic: &str, payload: &'static [u8], qos: QoS, id: Option<u16>) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id: id,
+        properties: Properties::default(),
+        payload: bytes::Bytes::from_static(payload),
+    })
+}
+
+#[tokio::test]
+async fn single_stream_pub_sub_for_both_versions_and_normal_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let conn = connect_quic(&server, b"mqtt").await.unwrap();
+        let mut control = MqttStream::open(&conn, version).await;
+        control.send(connect("q1", version)).await;
+        assert!(matches!(control.recv().await, Some(Packet::ConnAck(a)) if a.code.0 == 0));
+        control.send(subscribe("q/t", QoS::AtLeastOnce)).await;
+        assert!(matches!(control.recv().await, Some(Packet::SubAck(_))));
+        control.send(publish("q/t", b"hello", QoS::AtLeastOnce, Some(9))).await;
+        let mut got_ack = false;
+        let mut got_msg = false;
+        while !(got_ack && got_msg) {
+            match control.recv().await {
+                Some(Packet::PubAck(a)) if a.packet_id == 9 => got_ack = true,
+                Some(Packet::Publish(p)) if &p.payload[..] == b"hello" => got_msg = true,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        control.send(Packet::Disconnect(codec::Disconnect::new(codec::ReasonCode::NORMAL_DISCONNECTION))).await;
+        let closed = timeout(WAIT, conn.closed()).await.unwrap();
+        assert!(
+            matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(0)),
+            "{closed:?}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn data_streams_carry_their_own_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    let v = ProtocolVersion::V5;
+    let conn = connect_quic(&server, b"mqtt").await.unwrap();
+    let mut control = MqttStream::open(&conn, v).await;
+    control.send(connect("ms", v)).await;
+    assert!(matches!(control.recv().await, Some(Packet::ConnAck(_))));
+    let mut data = MqttStream::open(&conn, v).await;
+    data.send(subscribe("d/t", QoS::AtMostOnce)).await;
+    assert!(matches!(data.recv().await, Some(Packet::SubAck(_))), "SUBACK on the data stream");
+    control.send(publish("d/t", b"to-data", QoS::AtMostOnce, None)).await;
+    assert!(matches!(data.recv().await, Some(Packet::Publish(p)) if &p.payload[..] == b"to-data"));
+    data.send(Packet::PingReq).await;
+    assert!(matches!(data.recv().await, Some(Packet::PingResp)));
+    // A CONNECT on a data stream ends that stream only.
+    data.send(connect("again", v)).await;
+    assert_eq!(timeout(WAIT, data.recv()).await.unwrap(), None, "data stream finished");
+    control.send(Packet::PingReq).await;
+    assert!(matches!(control.recv().await, Some(Packet::PingResp)));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_stream_protocol_error_closes_with_application_error_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    let v = ProtocolVersion::V5;
+    let conn = connect_quic(&server, b"mqtt").await.unwrap();
+    let mut control = MqttStream::open(&conn, v).await;
+    control.send(connect("bad", v)).await;
+    assert!(matches!(control.recv().await, Some(Packet::ConnAck(_))));
+    control.send.write_all(&[0x36, 0x00]).await.unwrap(); // PUBLISH QoS 3
+    assert!(matches!(control.recv().await, Some(Packet::Disconnect(d)) if d.code.0 == 0x81));
+    let closed = timeout(WAIT, conn.closed()).await.unwrap();
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(1)),
+        "{closed:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_alpn_is_refused_and_tcp_and_quic_share_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    assert!(connect_quic(&server, b"h3").await.is_err());
+
+    // A TCP subscriber receives what a QUIC client publishes.
+    let mut tcp = tokio::net::TcpStream::connect(server.tcp_addr().unwrap()).await.unwrap();
+    let v = ProtocolVersion::V3_1_1;
+    let mut out = BytesMut::new();
+    codec::encode(&connect("tcp-sub", v), v, &mut out);
+    codec::encode(&subscribe("x/#", QoS::AtMostOnce), v, &mut out);
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &out).await.unwrap();
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let mut chunk = [0u8; 1024];
+        let n = timeout(WAIT, tcp.read(&mut chunk)).await.unwrap().unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some(p)) = codec::decode(&mut buf, Some(v), u32::MAX) {
+            got.push(p);
+        }
+    }
+    let conn = connect_quic(&server, b"mqttv5").await.unwrap();
+    let mut control = MqttStream::open(&conn, v).await;
+    control.send(connect("quic-pub", v)).await;
+    assert!(matches!(control.recv().await, Some(Packet::ConnAck(_))));
+    control.send(publish("x/y", b"over quic", QoS::AtMostOnce, None)).await;
+    loop {
+        if let Ok(Some(Packet::Publish(p))) = codec::decode(&mut buf, Some(v), u32::MAX) {
+            assert_eq!(&p.payload[..], b"over quic");
+            break;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = timeout(WAIT, tcp.read(&mut chunk)).await.unwrap().unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+    }
+
+    // Takeover across transports: the same client id over QUIC closes the TCP connection.
+    let conn2 = connect_quic(&server, b"mqtt").await.unwrap();
+    let mut control2 = MqttStream::open(&conn2, v).await;
+    control2.send(connect("tcp-sub", v)).await;
+    assert!(matches!(control2.recv().await, Some(Packet::ConnAck(_))));
+    let mut rest = Vec::new();
+    let n = timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap().unwrap_or(0);
+    let _ = n; // 3.1.1: the old connection is closed without a DISCONNECT
+    server.shutdown().await;
+}

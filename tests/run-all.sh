@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The one command that runs every test of mqttd, on a fresh Debian machine
+# or a developer's: `tests/run-all.sh [extra cargo test arguments]`.
+#
+# 1. Installs the Debian packages the tests need when they are missing:
+#    mosquitto-clients (mosquitto_pub/_sub), procps (kill), python3 with venv;
+#    plus the mosquitto broker when MQTTD_TEST_BROKER=mosquitto asks the
+#    harness to run against it instead of mqttd.
+# 2. Creates target/test-venv with the Python packages of
+#    tests/interop/requirements.txt (paho-mqtt 2.x), again whenever that
+#    file changes, and exports MQTTD_TEST_PYTHON for the tests.
+# 3. Runs `cargo test --all-targets --no-fail-fast` (every test binary runs
+#    even after a failure); its exit status is this script's.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+say() { printf '==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    else
+        sudo "$@"
+    fi
+}
+
+# --- 1. Debian packages ------------------------------------------------------
+missing=()
+type -P mosquitto_pub >/dev/null && type -P mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+type -P kill >/dev/null || missing+=(procps)
+type -P stdbuf >/dev/null || missing+=(coreutils)
+if ! type -P python3 >/dev/null; then
+    missing+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
+if [ "${MQTTD_TEST_BROKER:-}" = mosquitto ] && [ -z "${MQTTD_TEST_MOSQUITTO:-}" ] \
+    && ! type -P mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    missing+=(mosquitto)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    say "Debian packages present (mosquitto-clients, procps, python3 venv)"
+fi
+
+# --- 2. Python venv for the paho-mqtt interop scripts -------------------------
+VENV="$ROOT/target/test-venv"
+REQUIREMENTS="$ROOT/tests/interop/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+wanted=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null || true)" != "$wanted" ]; then
+    say "creating the Python test venv in target/test-venv from tests/interop/requirements.txt"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS"
+    printf '%s\n' "$wanted" >"$STAMP"
+else
+    say "Python test venv up to date (target/test-venv)"
+fi
+export MQTTD_TEST_PYTHON="$VENV/bin/python"
+say "paho-mqtt $("$MQTTD_TEST_PYTHON" -c 'import paho.mqtt; print(paho.mqtt.__version__)') via MQTTD_TEST_PYTHON=$MQTTD_TEST_PYTHON"
+
+# --- 3. The tests ---------------------------------------------------------------
+say "broker under test: ${MQTTD_TEST_BROKER:-mqttd}"
+say "running: cargo test --all-targets --no-fail-fast $*"
+exec cargo test --all-targets --no-fail-fast "$@"
