@@ -26,6 +26,8 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 async fn broker() -> (ServerHandle, SocketAddr) {
     let mut config = Config::default();
     config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
+    // QUIC has its own tests (client_quic.rs); here it would only write a certificate.
+    config.listeners.quic = None;
     config.log.level = "warn".into();
     let server = server::start(config).await.expect("broker starts");
     let addr = server.tcp_addr().expect("TCP listener");

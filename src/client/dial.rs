@@ -45,8 +45,7 @@ impl Dialer {
             match self {
                 Dialer::Tcp => tcp(server, &addrs).await,
                 Dialer::Quic(dialer) => {
-                    // Only the first address: UDP gives no quick "refused" to move on with.
-                    let q = dialer.connect(server, addrs[0]).await?;
+                    let q = dialer.connect_any(server, addrs).await?;
                     Ok(LinkParts {
                         reader: Box::new(q.recv),
                         writer: Box::new(q.send),

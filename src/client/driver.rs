@@ -33,6 +33,11 @@ const HIGH_WATER: usize = 1024 * 1024;
 /// How long a clean close waits for the server to close its side after DISCONNECT.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// QUIC application error codes closing a connection (proto-ext/transport-quic.md, section 3):
+/// after DISCONNECT, and without it.
+const QUIC_NORMAL: u32 = 0;
+const QUIC_ABNORMAL: u32 = 1;
+
 /// What the handles and the driver share.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -213,7 +218,7 @@ impl Driver {
             Ok(buffered) => buffered,
             Err(error) => {
                 if let Some((_, connection)) = quic {
-                    connection.close(0u32.into(), b"");
+                    connection.close(QUIC_ABNORMAL.into(), b"");
                 }
                 self.loss = error.to_string();
                 self.state.connection_lost();
@@ -544,7 +549,7 @@ impl Driver {
                 io.abort();
             }
             if let Some((_, connection)) = link.quic {
-                connection.close(0u32.into(), b"abort");
+                connection.close(QUIC_ABNORMAL.into(), b"abort");
             }
         }
         self.shared.set_quic(None);
@@ -585,7 +590,7 @@ fn close_soon(link: Link) {
                 let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
             }
             let _ = tokio::time::timeout(CLOSE_WAIT, connection.closed()).await;
-            connection.close(0u32.into(), b"");
+            connection.close(QUIC_ABNORMAL.into(), b"");
             drop(endpoint);
         });
     }
@@ -628,7 +633,7 @@ async fn close_gracefully(link: Link, link_rx: &mut mpsc::Receiver<LinkEvent>) {
         _ = tokio::time::sleep(CLOSE_WAIT) => {}
     }
     if let Some((endpoint, connection)) = link.quic {
-        connection.close(0u32.into(), b"");
+        connection.close(QUIC_NORMAL.into(), b"");
         drop(endpoint);
     }
 }

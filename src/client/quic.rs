@@ -30,6 +30,7 @@ const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 
 /// Builds QUIC connections to one server.
+#[derive(Clone)]
 pub(crate) struct QuicDialer {
     config: quinn::ClientConfig,
     server_name: Option<String>,
@@ -81,6 +82,36 @@ impl QuicDialer {
             config,
             server_name: options.server_name.clone(),
         })
+    }
+
+    /// Connects to the first of `addrs` that answers: IPv4 first (mqttd listens on 0.0.0.0 by
+    /// default), all at once, since UDP gives no quick "refused" to move on with. A TLS or
+    /// ALPN failure proves the server is there and is reported at once.
+    pub async fn connect_any(&self, server: &str, mut addrs: Vec<SocketAddr>) -> Result<QuicConnection, ClientError> {
+        addrs.sort_by_key(|a| a.is_ipv6());
+        addrs.dedup();
+        if let [addr] = addrs.as_slice() {
+            return self.connect(server, *addr).await;
+        }
+        let mut attempts = tokio::task::JoinSet::new();
+        for addr in addrs {
+            let (dialer, server) = (self.clone(), server.to_owned());
+            attempts.spawn(async move { dialer.connect(&server, addr).await });
+        }
+        let mut first_error = None;
+        while let Some(joined) = attempts.join_next().await {
+            match joined {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(e @ (ClientError::UntrustedCertificate { .. } | ClientError::AlpnMismatch { .. }))) => {
+                    return Err(e)
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {}
+            }
+        }
+        Err(first_error.unwrap_or_else(|| quic_error(server, "no address to connect to".into())))
     }
 
     /// Connects to `addr` (named `server` in messages) and opens the first stream.
