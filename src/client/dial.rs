@@ -57,21 +57,27 @@ impl Dialer {
                 )),
             }
         };
-        with_timeout(server, options.connect_timeout, attempt).await
+        match tokio::time::timeout(options.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out(server, options.connect_timeout)),
+        }
     }
-}
 
-async fn with_timeout<T>(
-    server: &str,
-    timeout: Duration,
-    attempt: impl std::future::Future<Output = Result<T, ClientError>>,
-) -> Result<T, ClientError> {
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(ClientError::Connect {
-            server: server.to_owned(),
-            source: std::io::ErrorKind::TimedOut.into(),
-        }),
+    fn timed_out(&self, server: &str, after: Duration) -> ClientError {
+        match self {
+            // UDP has no "connection refused": silence is all a wrong port gives.
+            Dialer::Quic(_) => ClientError::Quic {
+                server: server.to_owned(),
+                message: format!(
+                    "no answer to the QUIC handshake within {}s (is the broker listening for MQTT over QUIC on this UDP port?)",
+                    after.as_secs_f64()
+                ),
+            },
+            _ => ClientError::Connect {
+                server: server.to_owned(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            },
+        }
     }
 }
 

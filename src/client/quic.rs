@@ -87,7 +87,11 @@ impl QuicDialer {
     /// Connects to the first of `addrs` that answers: IPv4 first (mqttd listens on 0.0.0.0 by
     /// default), all at once, since UDP gives no quick "refused" to move on with. A TLS or
     /// ALPN failure proves the server is there and is reported at once.
-    pub async fn connect_any(&self, server: &str, mut addrs: Vec<SocketAddr>) -> Result<QuicConnection, ClientError> {
+    pub async fn connect_any(
+        &self,
+        server: &str,
+        mut addrs: Vec<SocketAddr>,
+    ) -> Result<QuicConnection, ClientError> {
         addrs.sort_by_key(|a| a.is_ipv6());
         addrs.dedup();
         if let [addr] = addrs.as_slice() {
@@ -102,9 +106,10 @@ impl QuicDialer {
         while let Some(joined) = attempts.join_next().await {
             match joined {
                 Ok(Ok(connection)) => return Ok(connection),
-                Ok(Err(e @ (ClientError::UntrustedCertificate { .. } | ClientError::AlpnMismatch { .. }))) => {
-                    return Err(e)
-                }
+                Ok(Err(
+                    e @ (ClientError::UntrustedCertificate { .. }
+                    | ClientError::AlpnMismatch { .. }),
+                )) => return Err(e),
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
                 }
@@ -232,11 +237,11 @@ fn connection_error(server: &str, e: quinn::ConnectionError) -> ClientError {
             }
         }
         TransportError(t) if t.code == no_alpn => alpn_mismatch(server),
-        // The server refused our ALPN or our certificate checks of it.
+        // The server refused our ALPN (alert no_application_protocol).
         ConnectionClosed(c) if c.error_code == no_alpn => alpn_mismatch(server),
         TimedOut => quic_error(
             server,
-            "no answer to the QUIC handshake (is the broker listening for QUIC on this UDP port?)"
+            "no answer to the QUIC handshake (is the broker listening for MQTT over QUIC on this UDP port?)"
                 .into(),
         ),
         other => quic_error(server, format!("QUIC handshake failed: {other}")),
