@@ -25,7 +25,8 @@ use crate::codec::{Properties, QoS, ReasonCode};
 
 /// An MQTT client connection.
 ///
-/// Clones share the connection. Requests resolve when the server has answered them (QoS 0
+/// Clones share the connection, and its receive queue (each message goes to one `recv`
+/// caller). Requests resolve when the server has answered them (QoS 0
 /// publishes when queued for writing). Keep alive runs by itself. Dropping every handle
 /// disconnects cleanly (with DISCONNECT); [`Client::abort`] drops the connection without it.
 ///
@@ -334,9 +335,16 @@ impl ClientStream {
 
 impl Drop for ClientStream {
     fn drop(&mut self) {
-        let _ = self.ops.commands.try_send(Command::DetachStream {
+        let command = Command::DetachStream {
             stream: self.ops.stream,
-        });
+        };
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.ops.commands.try_send(command) {
+            // The queue is busy: hand the request over to a task rather than wait here.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let commands = self.ops.commands.clone();
+                runtime.spawn(async move { commands.send(command).await });
+            }
+        }
     }
 }
 

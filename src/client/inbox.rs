@@ -34,7 +34,6 @@ struct Inbox {
     backlog: VecDeque<(Inbound, Option<AckToken>)>,
 }
 
-#[derive(Default)]
 pub(crate) struct Inboxes {
     map: AHashMap<StreamKey, Inbox>,
     capacity: usize,
