@@ -138,7 +138,9 @@ impl Client {
     /// Connects again, asking the server to resume the session (clean start 0). If it does
     /// (`session_present`), unacknowledged publishes are retransmitted with DUP and their
     /// PUBREL resent [MQTT-4.4.0-1]; else they are discarded. A live connection is closed first
-    /// (with DISCONNECT, so no will).
+    /// (with DISCONNECT, so no will). The server keeps a session only if it was asked to: a
+    /// Session Expiry Interval above 0 (5.0, [`ClientOptions::session_expiry`]), or clean start
+    /// 0 on the previous connection (3.1.1).
     pub async fn reconnect(&self) -> Result<Connected, ClientError> {
         let parts = self.dialer.dial(&self.options).await?;
         self.ops.reconnect(parts).await
