@@ -49,6 +49,12 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file and exit (0 if valid).
     CheckConfig { file: PathBuf },
+    /// Publish a message, like mosquitto_pub (-h is the host; use --help for help).
+    #[command(disable_help_flag = true)]
+    Pub(crate::client::args::PubArgs),
+    /// Subscribe and print messages, like mosquitto_sub (-h is the host; use --help for help).
+    #[command(disable_help_flag = true)]
+    Sub(crate::client::args::SubArgs),
 }
 
 impl Cli {

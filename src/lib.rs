@@ -6,11 +6,13 @@
 //! - [`broker`]: the sans-IO broker state machine (sessions, routing, QoS, wills, timers).
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
 //! - [`app`]: the embedding API (in-process topic handlers).
+//! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod broker;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod server;

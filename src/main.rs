@@ -1,4 +1,4 @@
-//! The `mqttd` binary: the broker, and (in later versions) client and benchmark subcommands.
+//! The `mqttd` binary: the broker, its `pub` / `sub` client subcommands, and (later) benchmarks.
 
 use std::process::ExitCode;
 
@@ -10,6 +10,11 @@ fn main() -> ExitCode {
     if cli.print_config {
         print!("{}", mqttd::config::example_yaml());
         return ExitCode::SUCCESS;
+    }
+    match &cli.command {
+        Some(Command::Pub(args)) => return mqttd::client::run_pub(args),
+        Some(Command::Sub(args)) => return mqttd::client::run_sub(args),
+        _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match mqttd::Config::from_file(file) {

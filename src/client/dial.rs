@@ -1,0 +1,120 @@
+//! Reaching the server: name resolution, then a TCP socket or a QUIC connection, each turned
+//! into the boxed reader/writer pair the rest of the glue works with.
+//!
+//! A client built over a caller's own stream (`Client::connect_over`) has no way to dial again:
+//! it reconnects over a stream the caller provides.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::error::ClientError;
+use super::link::{BoxRead, BoxWrite};
+use super::options::{ClientOptions, Transport};
+use super::quic::QuicDialer;
+
+/// The transport halves of a new connection.
+pub(crate) struct LinkParts {
+    pub reader: BoxRead,
+    pub writer: BoxWrite,
+    /// The QUIC connection under the first stream, for opening more.
+    pub quic: Option<(quinn::Endpoint, quinn::Connection)>,
+}
+
+pub(crate) enum Dialer {
+    Tcp,
+    Quic(Box<QuicDialer>),
+    /// The caller supplies each stream.
+    Given,
+}
+
+impl Dialer {
+    pub fn new(options: &ClientOptions) -> Result<Dialer, ClientError> {
+        Ok(match &options.transport {
+            Transport::Tcp => Dialer::Tcp,
+            Transport::Quic(quic) => Dialer::Quic(Box::new(QuicDialer::new(quic)?)),
+        })
+    }
+
+    /// Connects to `options.server` within `options.connect_timeout`.
+    pub async fn dial(&self, options: &ClientOptions) -> Result<LinkParts, ClientError> {
+        let server = options.server.as_str();
+        let attempt = async {
+            let addrs = resolve(server).await?;
+            match self {
+                Dialer::Tcp => tcp(server, &addrs).await,
+                Dialer::Quic(dialer) => {
+                    let q = dialer.connect_any(server, addrs).await?;
+                    Ok(LinkParts {
+                        reader: Box::new(q.recv),
+                        writer: Box::new(q.send),
+                        quic: Some((q.endpoint, q.connection)),
+                    })
+                }
+                Dialer::Given => Err(ClientError::Unsupported(
+                    "this client runs over a stream its caller provided: reconnect with reconnect_over".into(),
+                )),
+            }
+        };
+        match tokio::time::timeout(options.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out(server, options.connect_timeout)),
+        }
+    }
+
+    fn timed_out(&self, server: &str, after: Duration) -> ClientError {
+        match self {
+            // UDP has no "connection refused": silence is all a wrong port gives.
+            Dialer::Quic(_) => ClientError::Quic {
+                server: server.to_owned(),
+                message: format!(
+                    "no answer to the QUIC handshake within {}s (is the broker listening for MQTT over QUIC on this UDP port?)",
+                    after.as_secs_f64()
+                ),
+            },
+            _ => ClientError::Connect {
+                server: server.to_owned(),
+                source: std::io::ErrorKind::TimedOut.into(),
+            },
+        }
+    }
+}
+
+async fn resolve(server: &str) -> Result<Vec<SocketAddr>, ClientError> {
+    let fail = |message: String| ClientError::Resolve {
+        server: server.to_owned(),
+        message,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(fail("no address found".into()));
+    }
+    Ok(addrs)
+}
+
+/// Tries each address in turn; the last failure is reported.
+async fn tcp(server: &str, addrs: &[SocketAddr]) -> Result<LinkParts, ClientError> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(socket) => {
+                let _ = socket.set_nodelay(true);
+                let (reader, writer) = socket.into_split();
+                return Ok(LinkParts {
+                    reader: Box::new(reader),
+                    writer: Box::new(writer),
+                    quic: None,
+                });
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ClientError::Connect {
+        server: server.to_owned(),
+        source: last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
+    })
+}

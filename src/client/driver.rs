@@ -1,0 +1,653 @@
+//! The connection task: one per client, owning the [`ClientState`] and every stream's I/O.
+//!
+//! It waits on four things at once: requests from the handles, packets and stream ends from the
+//! stream tasks, the state machine's timer (keep alive), and room in a receive queue. After each
+//! it drains the state machine: packets to the stream writers, completed operations to the
+//! callers waiting for them, messages to the receive queues. It lives across reconnections, so a
+//! session (and its unacknowledged messages) carries over; it ends on `disconnect` or when every
+//! handle is dropped (which also disconnects cleanly).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use bytes::BytesMut;
+use bytestring::ByteString;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::dial::LinkParts;
+use super::error::{io_reason, ClientError};
+use super::inbox::{Inbound, Inboxes};
+use super::link::{self, BoxRead, BoxWrite, LinkEvent, ReadSetup, StreamIo, Unwritten};
+use super::options::ClientOptions;
+use super::state::{ClientState, Completion, Event, Failure, OpId, StreamKey};
+use super::types::{Acknowledged, Connected, Message, PublishOutcome, Subscription};
+use crate::codec::{self, Properties, ReasonCode};
+
+/// Requests queued from the handles before they wait.
+pub(crate) const COMMAND_QUEUE: usize = 64;
+/// Reports queued from the stream tasks before they wait.
+const LINK_QUEUE: usize = 64;
+/// Above this many bytes not yet written, new requests wait for the writers.
+const HIGH_WATER: usize = 1024 * 1024;
+/// How long a clean close waits for the server to close its side after DISCONNECT.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// QUIC application error codes closing a connection (proto-ext/transport-quic.md, section 3):
+/// after DISCONNECT, and without it.
+const QUIC_NORMAL: u32 = 0;
+const QUIC_ABNORMAL: u32 = 1;
+
+/// What the handles and the driver share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// The current QUIC connection, to open more streams on.
+    pub quic: Mutex<Option<quinn::Connection>>,
+    /// A `recv` took a message: waiting ones may move into the queue.
+    pub space: Notify,
+}
+
+impl Shared {
+    pub fn quic_connection(&self) -> Option<quinn::Connection> {
+        self.quic.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_quic(&self, connection: Option<quinn::Connection>) {
+        *self.quic.lock().unwrap_or_else(|p| p.into_inner()) = connection;
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+/// A request from a handle.
+pub(crate) enum Command {
+    Publish {
+        stream: StreamKey,
+        message: Message,
+        reply: Reply<PublishOutcome>,
+    },
+    Subscribe {
+        stream: StreamKey,
+        subscription: Subscription,
+        reply: Reply<Acknowledged>,
+    },
+    Unsubscribe {
+        stream: StreamKey,
+        filters: Vec<ByteString>,
+        properties: Properties,
+        reply: Reply<Acknowledged>,
+    },
+    /// A data stream the handle opened on the QUIC connection with this `stable_id`.
+    AttachStream {
+        connection: usize,
+        reader: BoxRead,
+        writer: BoxWrite,
+        inbox: mpsc::Sender<Inbound>,
+        reply: Reply<StreamKey>,
+    },
+    DetachStream {
+        stream: StreamKey,
+    },
+    Reconnect {
+        parts: LinkParts,
+        reply: Reply<Connected>,
+    },
+    Disconnect {
+        reply: Reply<()>,
+    },
+    Abort {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A caller waiting for an operation.
+enum Waiter {
+    Publish(Reply<PublishOutcome>),
+    Ack(Reply<Acknowledged>),
+}
+
+impl Waiter {
+    fn complete(self, result: Result<Completion, Failure>, loss: &str) {
+        let error = |f: Failure| match f {
+            Failure::ConnectionLost => ClientError::ConnectionLost(loss.to_owned()),
+            Failure::SessionLost => ClientError::SessionLost,
+            Failure::StreamClosed => ClientError::StreamClosed,
+        };
+        match (self, result) {
+            (Waiter::Publish(reply), Ok(Completion::Published(outcome))) => {
+                let result = if outcome.code.is_error() {
+                    Err(ClientError::Rejected {
+                        operation: "publish",
+                        code: outcome.code,
+                        reason_string: outcome.reason_string,
+                    })
+                } else {
+                    Ok(outcome)
+                };
+                let _ = reply.send(result);
+            }
+            (Waiter::Ack(reply), Ok(Completion::Subscribed(a) | Completion::Unsubscribed(a))) => {
+                let _ = reply.send(Ok(a));
+            }
+            (Waiter::Publish(reply), Err(f)) => {
+                let _ = reply.send(Err(error(f)));
+            }
+            (Waiter::Ack(reply), Err(f)) => {
+                let _ = reply.send(Err(error(f)));
+            }
+            // An operation completes with its own kind.
+            _ => {}
+        }
+    }
+}
+
+/// The streams of the current connection.
+struct Link {
+    epoch: u64,
+    streams: AHashMap<StreamKey, StreamIo>,
+    quic: Option<(quinn::Endpoint, quinn::Connection)>,
+    unwritten: Arc<Unwritten>,
+}
+
+pub(crate) struct Driver {
+    options: ClientOptions,
+    state: ClientState,
+    shared: Arc<Shared>,
+    link: Option<Link>,
+    /// Numbers connections, to recognise reports from an earlier one.
+    epoch: u64,
+    next_stream: u64,
+    link_tx: mpsc::Sender<LinkEvent>,
+    link_rx: mpsc::Receiver<LinkEvent>,
+    waiters: AHashMap<OpId, Waiter>,
+    inboxes: Inboxes,
+    /// The last CONNACK, taken by `establish`.
+    connected: Option<Connected>,
+    /// Why the last connection ended, for operations that fail because of it.
+    loss: String,
+}
+
+impl Driver {
+    pub fn new(
+        options: ClientOptions,
+        shared: Arc<Shared>,
+        control_inbox: mpsc::Sender<Inbound>,
+    ) -> Driver {
+        let state = ClientState::new(options.connect_packet(), Instant::now());
+        let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
+        let mut inboxes = Inboxes::new(options.inbox_capacity);
+        inboxes.insert(StreamKey::CONTROL, control_inbox);
+        Driver {
+            options,
+            state,
+            shared,
+            link: None,
+            epoch: 0,
+            next_stream: 0,
+            link_tx,
+            link_rx,
+            waiters: AHashMap::new(),
+            inboxes,
+            connected: None,
+            loss: "not connected".into(),
+        }
+    }
+
+    /// Runs CONNECT/CONNACK over `parts` and makes it the current connection.
+    pub async fn establish(
+        &mut self,
+        parts: LinkParts,
+        clean_start: bool,
+    ) -> Result<Connected, ClientError> {
+        let LinkParts {
+            mut reader,
+            mut writer,
+            quic,
+        } = parts;
+        let limit = self.options.decode_limit();
+        let timeout = self.options.connect_timeout;
+        let handshake = link::handshake(
+            &mut self.state,
+            &mut reader,
+            &mut writer,
+            clean_start,
+            limit,
+            timeout,
+        );
+        let buffered = match handshake.await {
+            Ok(buffered) => buffered,
+            Err(error) => {
+                if let Some((_, connection)) = quic {
+                    connection.close(QUIC_ABNORMAL.into(), b"");
+                }
+                self.loss = error.to_string();
+                self.state.connection_lost();
+                self.flush();
+                return Err(error);
+            }
+        };
+        self.epoch += 1;
+        let unwritten = Arc::new(Unwritten::default());
+        let setup = ReadSetup {
+            epoch: self.epoch,
+            stream: StreamKey::CONTROL,
+            version: self.state.version(),
+            max_packet_size: limit,
+            buffered,
+        };
+        let control = StreamIo::spawn(
+            setup,
+            reader,
+            writer,
+            self.link_tx.clone(),
+            unwritten.clone(),
+        );
+        self.shared.set_quic(quic.as_ref().map(|(_, c)| c.clone()));
+        let mut streams = AHashMap::new();
+        streams.insert(StreamKey::CONTROL, control);
+        self.link = Some(Link {
+            epoch: self.epoch,
+            streams,
+            quic,
+            unwritten,
+        });
+        self.flush();
+        self.connected.take().ok_or_else(|| ClientError::Protocol {
+            code: ReasonCode::PROTOCOL_ERROR,
+            message: "the handshake ended without CONNACK".into(),
+        })
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            self.flush();
+            let deadline = self.state.poll_timeout();
+            let unwritten = self.link.as_ref().map(|l| l.unwritten.clone());
+            let busy = unwritten.as_ref().is_some_and(|u| u.get() > HIGH_WATER);
+            let backlog = self.inboxes.has_backlog();
+            let shared = self.shared.clone();
+            tokio::select! {
+                command = commands.recv(), if !busy => match command {
+                    Some(command) => {
+                        if !self.command(command).await {
+                            return;
+                        }
+                    }
+                    // Every handle is gone: leave cleanly.
+                    None => {
+                        self.disconnect().await;
+                        return;
+                    }
+                },
+                Some(event) = self.link_rx.recv() => self.link_event(event),
+                _ = sleep_until(deadline) => {
+                    if let Err(error) = self.state.handle_timeout(Instant::now()) {
+                        self.lose(error);
+                    }
+                }
+                _ = shared.space.notified(), if backlog => {
+                    let now = Instant::now();
+                    for token in self.inboxes.drain() {
+                        self.state.acknowledge(token, now);
+                    }
+                }
+                _ = drained(unwritten), if busy => {}
+            }
+        }
+    }
+
+    /// Handles one request; false when the driver must stop.
+    async fn command(&mut self, command: Command) -> bool {
+        let now = Instant::now();
+        match command {
+            Command::Publish {
+                stream,
+                message,
+                reply,
+            } => match self.state.publish(stream, message, now) {
+                Ok(Some(op)) => {
+                    self.waiters.insert(op, Waiter::Publish(reply));
+                }
+                Ok(None) => {
+                    let _ = reply.send(Ok(PublishOutcome {
+                        packet_id: None,
+                        code: ReasonCode::SUCCESS,
+                        reason_string: None,
+                    }));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Subscribe {
+                stream,
+                subscription,
+                reply,
+            } => match self.state.subscribe(stream, subscription, now) {
+                Ok(op) => {
+                    self.waiters.insert(op, Waiter::Ack(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Unsubscribe {
+                stream,
+                filters,
+                properties,
+                reply,
+            } => match self.state.unsubscribe(stream, filters, properties, now) {
+                Ok(op) => {
+                    self.waiters.insert(op, Waiter::Ack(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::AttachStream {
+                connection,
+                reader,
+                writer,
+                inbox,
+                reply,
+            } => {
+                let _ = reply.send(self.attach(connection, reader, writer, inbox));
+            }
+            Command::DetachStream { stream } => self.detach(stream, now),
+            Command::Reconnect { parts, reply } => {
+                if self.link.is_some() {
+                    self.disconnect().await;
+                }
+                let _ = reply.send(self.establish(parts, false).await);
+            }
+            Command::Disconnect { reply } => {
+                self.disconnect().await;
+                let _ = reply.send(Ok(()));
+                return false;
+            }
+            Command::Abort { reply } => {
+                self.abort();
+                let _ = reply.send(());
+            }
+        }
+        true
+    }
+
+    fn attach(
+        &mut self,
+        connection: usize,
+        reader: BoxRead,
+        writer: BoxWrite,
+        inbox: mpsc::Sender<Inbound>,
+    ) -> Result<StreamKey, ClientError> {
+        let Some(link) = &mut self.link else {
+            return Err(ClientError::NotConnected);
+        };
+        if !matches!(&link.quic, Some((_, c)) if c.stable_id() == connection) {
+            // The connection the stream was opened on is gone.
+            return Err(ClientError::NotConnected);
+        }
+        self.next_stream += 1;
+        let key = StreamKey(self.next_stream);
+        self.state.open_stream(key)?;
+        let setup = ReadSetup {
+            epoch: link.epoch,
+            stream: key,
+            version: self.state.version(),
+            max_packet_size: self.options.decode_limit(),
+            buffered: BytesMut::new(),
+        };
+        let io = StreamIo::spawn(
+            setup,
+            reader,
+            writer,
+            self.link_tx.clone(),
+            link.unwritten.clone(),
+        );
+        link.streams.insert(key, io);
+        self.inboxes.insert(key, inbox);
+        Ok(key)
+    }
+
+    /// A stream handle was dropped: finish the stream.
+    fn detach(&mut self, stream: StreamKey, now: Instant) {
+        if stream == StreamKey::CONTROL {
+            return;
+        }
+        if let Some(io) = self.link.as_mut().and_then(|l| l.streams.remove(&stream)) {
+            let (_writer, reader) = io.finish();
+            reader.abort();
+        }
+        self.state.stream_closed(stream, now);
+        self.inboxes.close(stream, ClientError::StreamClosed);
+    }
+
+    fn link_event(&mut self, event: LinkEvent) {
+        let now = Instant::now();
+        let current = |epoch: u64| self.link.as_ref().is_some_and(|l| l.epoch == epoch);
+        match event {
+            LinkEvent::Packets {
+                epoch,
+                stream,
+                packets,
+            } if current(epoch) => {
+                for packet in packets {
+                    if let Err(error) = self.state.handle_packet(stream, packet, now) {
+                        self.lose(error);
+                        return;
+                    }
+                }
+            }
+            LinkEvent::Ended {
+                epoch,
+                stream,
+                error,
+            } if current(epoch) => {
+                let error = match error {
+                    // A malformed packet on any stream breaks the whole connection.
+                    Some(ClientError::Decode(e)) => self.state.decode_error(e, now),
+                    Some(ClientError::Io(e)) => ClientError::ConnectionLost(io_reason(&e)),
+                    Some(other) => other,
+                    None if stream == StreamKey::CONTROL => {
+                        ClientError::ConnectionLost("the server closed the connection".into())
+                    }
+                    None => {
+                        // The server finished a data stream.
+                        if let Some(io) = self.link.as_mut().and_then(|l| l.streams.remove(&stream))
+                        {
+                            io.abort();
+                        }
+                        self.state.stream_closed(stream, now);
+                        self.inboxes.close(stream, ClientError::StreamClosed);
+                        return;
+                    }
+                };
+                self.lose(error);
+            }
+            // From an earlier connection.
+            _ => {}
+        }
+    }
+
+    /// Drains the state machine: events to callers and queues, packets to writers.
+    fn flush(&mut self) {
+        loop {
+            let now = Instant::now();
+            let mut progress = false;
+            while let Some(event) = self.state.poll_event() {
+                progress = true;
+                match event {
+                    Event::Connected(connected) => self.connected = Some(connected),
+                    Event::Completed { op, result } => {
+                        if let Some(waiter) = self.waiters.remove(&op) {
+                            waiter.complete(result, &self.loss);
+                        }
+                    }
+                    Event::Message {
+                        stream,
+                        message,
+                        ack,
+                    } => {
+                        if let Some(token) = self.inboxes.deliver(stream, message, ack) {
+                            self.state.acknowledge(token, now);
+                        }
+                    }
+                }
+            }
+            let mut batches: Vec<(StreamKey, BytesMut)> = Vec::new();
+            while let Some((stream, packet)) = self.state.poll_transmit() {
+                progress = true;
+                let index = match batches.iter().position(|(s, _)| *s == stream) {
+                    Some(i) => i,
+                    None => {
+                        batches.push((stream, BytesMut::new()));
+                        batches.len() - 1
+                    }
+                };
+                codec::encode(&packet, self.state.version(), &mut batches[index].1);
+            }
+            if let Some(link) = &self.link {
+                for (stream, bytes) in batches {
+                    let io = link
+                        .streams
+                        .get(&stream)
+                        .or_else(|| link.streams.get(&StreamKey::CONTROL));
+                    if let Some(io) = io {
+                        io.write(bytes.freeze());
+                    }
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// The connection failed: write what is queued (a DISCONNECT with the reason), close it,
+    /// and fail what waited on it.
+    fn lose(&mut self, error: ClientError) {
+        tracing::debug!(%error, "connection lost");
+        self.flush();
+        if let Some(link) = self.link.take() {
+            close_soon(link);
+        }
+        self.shared.set_quic(None);
+        self.end_connection(error);
+    }
+
+    fn end_connection(&mut self, error: ClientError) {
+        self.loss = error.to_string();
+        self.state.connection_lost();
+        self.flush();
+        self.inboxes.connection_lost(error);
+    }
+
+    /// Drops the connection without DISCONNECT (the server publishes the will).
+    fn abort(&mut self) {
+        if let Some(link) = self.link.take() {
+            for (_, io) in link.streams {
+                io.abort();
+            }
+            if let Some((_, connection)) = link.quic {
+                connection.close(QUIC_ABNORMAL.into(), b"abort");
+            }
+        }
+        self.shared.set_quic(None);
+        self.end_connection(ClientError::ConnectionLost(
+            "the connection was aborted".into(),
+        ));
+    }
+
+    /// DISCONNECT, then wait (briefly) for the server to close its side, so that when this
+    /// returns the server has seen the DISCONNECT.
+    async fn disconnect(&mut self) {
+        let now = Instant::now();
+        if self.state.is_connected() {
+            self.state.disconnect(now);
+            self.flush();
+        }
+        if let Some(link) = self.link.take() {
+            self.shared.set_quic(None);
+            close_gracefully(link, &mut self.link_rx).await;
+        }
+        self.loss = "the client disconnected".into();
+        self.state.connection_lost();
+        self.flush();
+    }
+}
+
+/// Closes a failed connection in the background: queued bytes are written first.
+fn close_soon(link: Link) {
+    let mut writers = Vec::new();
+    for (_, io) in link.streams {
+        let (writer, reader) = io.finish();
+        reader.abort();
+        writers.push(writer);
+    }
+    if let Some((endpoint, connection)) = link.quic {
+        tokio::spawn(async move {
+            for writer in writers {
+                let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
+            }
+            let _ = tokio::time::timeout(CLOSE_WAIT, connection.closed()).await;
+            connection.close(QUIC_ABNORMAL.into(), b"");
+            drop(endpoint);
+        });
+    }
+}
+
+async fn close_gracefully(link: Link, link_rx: &mut mpsc::Receiver<LinkEvent>) {
+    let mut control_reader = None;
+    let mut writers = Vec::new();
+    for (stream, io) in link.streams {
+        let (writer, reader) = io.finish();
+        writers.push(writer);
+        if stream == StreamKey::CONTROL {
+            control_reader = Some(reader);
+        } else {
+            reader.abort();
+        }
+    }
+    let server_closed = async {
+        for writer in writers {
+            let _ = writer.await;
+        }
+        match (&link.quic, control_reader) {
+            (Some((_, connection)), reader) => {
+                if let Some(reader) = reader {
+                    reader.abort();
+                }
+                connection.closed().await;
+            }
+            (None, Some(reader)) => {
+                let _ = reader.await;
+            }
+            (None, None) => {}
+        }
+    };
+    // Keep reading reports meanwhile, so a reader is never stuck on a full channel.
+    let drain = async { while link_rx.recv().await.is_some() {} };
+    tokio::select! {
+        _ = server_closed => {}
+        _ = drain => {}
+        _ = tokio::time::sleep(CLOSE_WAIT) => {}
+    }
+    if let Some((endpoint, connection)) = link.quic {
+        connection.close(QUIC_NORMAL.into(), b"");
+        drop(endpoint);
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn drained(unwritten: Option<Arc<Unwritten>>) {
+    match unwritten {
+        Some(u) => u.drained().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,311 @@
+//! The byte-stream side of the glue: the CONNECT/CONNACK handshake, and per stream a reader
+//! task that decodes packets and a writer task that writes encoded batches.
+//!
+//! Streams are boxed `AsyncRead`/`AsyncWrite` halves, so a TCP socket, a TLS session and a
+//! QUIC stream are handled alike. Reader tasks report to the driver over one bounded channel
+//! (a slow driver slows the readers, and through them the server); writer tasks take already
+//! encoded bytes and count what they still have to write, which is the driver's backpressure
+//! signal.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use super::error::ClientError;
+use super::state::{ClientState, StreamKey};
+use crate::codec::{self, Packet, ProtocolVersion};
+
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Initial read buffer; it grows for large packets.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What stream tasks tell the driver. `epoch` names the connection, so reports from an
+/// earlier connection are recognised and ignored.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    Packets {
+        epoch: u64,
+        stream: StreamKey,
+        packets: Vec<Packet>,
+    },
+    /// The stream ended: the peer closed it (`None`) or it failed.
+    Ended {
+        epoch: u64,
+        stream: StreamKey,
+        error: Option<ClientError>,
+    },
+}
+
+/// Bytes handed to the writers of one connection and not yet written, with a wake-up for
+/// whoever waits for them to drain.
+#[derive(Debug, Default)]
+pub(crate) struct Unwritten {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+impl Unwritten {
+    pub fn get(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub async fn drained(&self) {
+        self.drained.notified().await
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+        self.drained.notify_one();
+    }
+}
+
+enum WriteCmd {
+    Data(Bytes),
+    /// Write what is queued, then shut the stream down (TCP FIN, QUIC FIN).
+    Finish,
+}
+
+/// The two tasks serving one stream.
+pub(crate) struct StreamIo {
+    tx: mpsc::UnboundedSender<WriteCmd>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    unwritten: Arc<Unwritten>,
+}
+
+/// How one stream is read.
+pub(crate) struct ReadSetup {
+    pub epoch: u64,
+    pub stream: StreamKey,
+    pub version: ProtocolVersion,
+    pub max_packet_size: u32,
+    /// Bytes already read past the last whole packet (after the handshake).
+    pub buffered: BytesMut,
+}
+
+impl StreamIo {
+    pub fn spawn(
+        setup: ReadSetup,
+        reader: BoxRead,
+        writer: BoxWrite,
+        events: mpsc::Sender<LinkEvent>,
+        unwritten: Arc<Unwritten>,
+    ) -> StreamIo {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (epoch, stream) = (setup.epoch, setup.stream);
+        let reader = tokio::spawn(read_loop(setup, reader, events.clone()));
+        let writer = tokio::spawn(write_loop(
+            epoch,
+            stream,
+            writer,
+            rx,
+            events,
+            unwritten.clone(),
+        ));
+        StreamIo {
+            tx,
+            reader,
+            writer,
+            unwritten,
+        }
+    }
+
+    /// Queues encoded packets; false if the writer is gone.
+    pub fn write(&self, bytes: Bytes) -> bool {
+        let n = bytes.len();
+        self.unwritten.add(n);
+        if self.tx.send(WriteCmd::Data(bytes)).is_err() {
+            self.unwritten.sub(n);
+            return false;
+        }
+        true
+    }
+
+    /// Ends the stream in order: what is queued is written, then the write side is shut down.
+    /// Returns the writer and reader tasks: the caller waits for them or aborts the reader.
+    pub fn finish(self) -> (JoinHandle<()>, JoinHandle<()>) {
+        let _ = self.tx.send(WriteCmd::Finish);
+        (self.writer, self.reader)
+    }
+
+    /// Ends the stream now, dropping anything unwritten.
+    pub fn abort(self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+async fn read_loop(setup: ReadSetup, mut reader: BoxRead, events: mpsc::Sender<LinkEvent>) {
+    let ReadSetup {
+        epoch,
+        stream,
+        version,
+        max_packet_size,
+        buffered: mut buf,
+    } = setup;
+    loop {
+        let mut packets = Vec::new();
+        let error = loop {
+            match codec::decode(&mut buf, Some(version), max_packet_size) {
+                Ok(Some(packet)) => packets.push(packet),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if !packets.is_empty()
+            && events
+                .send(LinkEvent::Packets {
+                    epoch,
+                    stream,
+                    packets,
+                })
+                .await
+                .is_err()
+        {
+            return;
+        }
+        if let Some(e) = error {
+            let error = Some(ClientError::Decode(e));
+            let _ = events
+                .send(LinkEvent::Ended {
+                    epoch,
+                    stream,
+                    error,
+                })
+                .await;
+            return;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let error = match reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => continue,
+            Err(e) => Some(ClientError::Io(e)),
+        };
+        let _ = events
+            .send(LinkEvent::Ended {
+                epoch,
+                stream,
+                error,
+            })
+            .await;
+        return;
+    }
+}
+
+async fn write_loop(
+    epoch: u64,
+    stream: StreamKey,
+    mut writer: BoxWrite,
+    mut rx: mpsc::UnboundedReceiver<WriteCmd>,
+    events: mpsc::Sender<LinkEvent>,
+    unwritten: Arc<Unwritten>,
+) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            WriteCmd::Data(bytes) => {
+                let result = match writer.write_all(&bytes).await {
+                    Ok(()) => writer.flush().await,
+                    Err(e) => Err(e),
+                };
+                unwritten.sub(bytes.len());
+                if let Err(e) = result {
+                    let error = Some(ClientError::Io(e));
+                    let _ = events
+                        .send(LinkEvent::Ended {
+                            epoch,
+                            stream,
+                            error,
+                        })
+                        .await;
+                    return;
+                }
+            }
+            WriteCmd::Finish => {
+                let _ = writer.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Sends what the state machine has queued (the CONNECT, or a DISCONNECT after a refusal)
+/// straight to `writer`, outside the writer task.
+async fn write_queued(state: &mut ClientState, writer: &mut BoxWrite) -> Result<(), ClientError> {
+    let mut buf = BytesMut::new();
+    while let Some((_, packet)) = state.poll_transmit() {
+        codec::encode(&packet, state.version(), &mut buf);
+    }
+    if !buf.is_empty() {
+        writer.write_all(&buf).await?;
+        writer.flush().await?;
+    }
+    Ok(())
+}
+
+/// Sends CONNECT and reads until the CONNACK is processed, within `timeout`. Packets that
+/// follow the CONNACK in the same read (a resumed session's messages) go to the state machine
+/// too; the bytes of an incomplete packet are returned for the reader task.
+pub(crate) async fn handshake(
+    state: &mut ClientState,
+    reader: &mut BoxRead,
+    writer: &mut BoxWrite,
+    clean_start: bool,
+    max_packet_size: u32,
+    timeout: Duration,
+) -> Result<BytesMut, ClientError> {
+    let exchange = async {
+        state.begin_connect(clean_start, Instant::now());
+        write_queued(state, writer).await?;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => {
+                    return Err(ClientError::ConnectionLost(
+                        "the server closed the connection before CONNACK".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::Io(e)),
+            }
+            loop {
+                let packet = match codec::decode(&mut buf, Some(state.version()), max_packet_size) {
+                    Ok(Some(packet)) => packet,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let error = state.decode_error(e, Instant::now());
+                        let _ = write_queued(state, writer).await;
+                        return Err(error);
+                    }
+                };
+                if let Err(error) = state.handle_packet(StreamKey::CONTROL, packet, Instant::now())
+                {
+                    let _ = write_queued(state, writer).await;
+                    return Err(error);
+                }
+            }
+            if state.is_connected() {
+                return Ok(buf);
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ClientError::Timeout {
+            what: "CONNACK",
+            after: timeout,
+        }),
+    }
+}

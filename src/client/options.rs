@@ -1,0 +1,239 @@
+//! How to reach the server and what to ask of it: [`ClientOptions`].
+//!
+//! Plain public fields with defaults (so a caller sets only what matters to it) and a few
+//! chaining setters for the common ones. [`ClientOptions::connect_packet`] turns them into the
+//! CONNECT the session state machine sends.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::codec::{Connect, Properties, ProtocolVersion, Will};
+
+/// The ALPN protocol of MQTT over QUIC.
+pub const MQTT_ALPN: &[u8] = b"mqtt";
+
+/// Default TCP port of MQTT.
+pub const DEFAULT_TCP_PORT: u16 = 1883;
+/// Default UDP port of mqttd's MQTT over QUIC.
+pub const DEFAULT_QUIC_PORT: u16 = 1884;
+
+/// The network under the MQTT connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// MQTT over TCP (no TLS).
+    #[default]
+    Tcp,
+    /// MQTT over QUIC (TLS 1.3, ALPN `mqtt`): one bidirectional stream carries the MQTT
+    /// connection, and more may be opened with `Client::open_stream`.
+    Quic(QuicOptions),
+}
+
+/// TLS settings of the QUIC transport.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuicOptions {
+    /// PEM file of the certificates to trust (for mqttd's self-signed certificate, the
+    /// `cert.pem` it wrote in its data directory). Without it nothing is trusted.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate: encryption without authentication. For tests and
+    /// first contact only.
+    pub insecure: bool,
+    /// The name to verify the certificate against; default: the host part of
+    /// [`ClientOptions::server`] (an IP address is verified against the certificate's IP
+    /// SANs).
+    pub server_name: Option<String>,
+}
+
+/// Everything [`Client::connect`](super::Client::connect) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// `host:port`; an IPv6 literal in brackets (`[::1]:1883`).
+    pub server: String,
+    pub transport: Transport,
+    /// Default MQTT 5.0.
+    pub version: ProtocolVersion,
+    /// Empty: the server assigns one (5.0; a 3.1.1 server only accepts that with clean
+    /// start).
+    pub client_id: String,
+    /// Start a new session (default), or resume the one the server kept for this client id.
+    pub clean_start: bool,
+    /// Longest silence before PINGREQ, whole seconds up to 65,535; zero turns keep alive off.
+    /// Default 60 s.
+    pub keep_alive: Duration,
+    /// Session Expiry Interval (5.0), seconds; `u32::MAX` never expires. Default 0: the
+    /// session ends with the connection. MQTT 3.1.1 keeps the session iff `clean_start` is
+    /// false.
+    pub session_expiry: u32,
+    pub username: Option<String>,
+    pub password: Option<Bytes>,
+    /// Published by the server if the connection ends without DISCONNECT.
+    pub will: Option<Will>,
+    /// QoS 1/2 messages the server may send before we acknowledge them (5.0). Default 128.
+    pub receive_maximum: u16,
+    /// Topic aliases the server may use toward us (5.0). Default 16.
+    pub topic_alias_maximum: u16,
+    /// Largest packet we accept (5.0 announces it). Default: no limit but the protocol's.
+    pub maximum_packet_size: Option<u32>,
+    /// More CONNECT properties (5.0): user properties, request problem/response
+    /// information, authentication method... The fields above take precedence.
+    pub properties: Properties,
+    /// Bound on reaching the server and getting its CONNACK. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Received messages queued for `recv` per stream. Default 1024; see `Client::recv`.
+    pub inbox_capacity: usize,
+}
+
+impl ClientOptions {
+    /// Options for `server` (`host:port`) with the defaults: TCP, MQTT 5.0, server-assigned
+    /// client id, clean start, keep alive 60 s.
+    pub fn new(server: impl Into<String>) -> ClientOptions {
+        ClientOptions {
+            server: server.into(),
+            transport: Transport::Tcp,
+            version: ProtocolVersion::V5,
+            client_id: String::new(),
+            clean_start: true,
+            keep_alive: Duration::from_secs(60),
+            session_expiry: 0,
+            username: None,
+            password: None,
+            will: None,
+            receive_maximum: 128,
+            topic_alias_maximum: 16,
+            maximum_packet_size: None,
+            properties: Properties::default(),
+            connect_timeout: Duration::from_secs(10),
+            inbox_capacity: 1024,
+        }
+    }
+
+    pub fn version(mut self, version: ProtocolVersion) -> ClientOptions {
+        self.version = version;
+        self
+    }
+
+    pub fn client_id(mut self, client_id: impl Into<String>) -> ClientOptions {
+        self.client_id = client_id.into();
+        self
+    }
+
+    pub fn clean_start(mut self, clean_start: bool) -> ClientOptions {
+        self.clean_start = clean_start;
+        self
+    }
+
+    pub fn keep_alive(mut self, keep_alive: Duration) -> ClientOptions {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    pub fn session_expiry(mut self, secs: u32) -> ClientOptions {
+        self.session_expiry = secs;
+        self
+    }
+
+    pub fn credentials(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<Bytes>,
+    ) -> ClientOptions {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    pub fn will(mut self, will: Will) -> ClientOptions {
+        self.will = Some(will);
+        self
+    }
+
+    pub fn transport(mut self, transport: Transport) -> ClientOptions {
+        self.transport = transport;
+        self
+    }
+
+    /// The CONNECT these options describe (clean start as configured).
+    pub fn connect_packet(&self) -> Connect {
+        let v5 = self.version.is_v5();
+        let mut properties = if v5 {
+            self.properties.clone()
+        } else {
+            Properties::default()
+        };
+        if v5 {
+            properties.session_expiry_interval = Some(self.session_expiry).filter(|&s| s > 0);
+            // 3.1.2.11.3: 65,535 is the default; 0 is a protocol error.
+            properties.receive_maximum =
+                Some(self.receive_maximum.max(1)).filter(|&r| r < u16::MAX);
+            properties.topic_alias_maximum = Some(self.topic_alias_maximum).filter(|&t| t > 0);
+            // 3.1.2.11.4: 0 is a protocol error.
+            properties.maximum_packet_size = self.maximum_packet_size.filter(|&m| m > 0);
+        }
+        let mut will = self.will.clone();
+        if let (Some(will), false) = (will.as_mut(), v5) {
+            will.properties = Properties::default();
+        }
+        Connect {
+            protocol: self.version,
+            clean_start: self.clean_start,
+            keep_alive: self.keep_alive.as_secs().min(u64::from(u16::MAX)) as u16,
+            properties,
+            client_id: ByteString::from(self.client_id.as_str()),
+            will,
+            username: self.username.as_deref().map(ByteString::from),
+            password: self.password.clone(),
+        }
+    }
+
+    /// Largest packet the decoder accepts from the server.
+    pub(crate) fn decode_limit(&self) -> u32 {
+        // 1 byte of header, 4 of remaining length, 268,435,455 of body.
+        const PROTOCOL_MAX: u32 = 1 + 4 + 268_435_455;
+        self.maximum_packet_size
+            .filter(|&m| self.version.is_v5() && m > 0)
+            .unwrap_or(PROTOCOL_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::QoS;
+
+    #[test]
+    fn connect_packet_follows_the_options() {
+        let will = Will {
+            topic: "status".into(),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties {
+                will_delay_interval: Some(5),
+                ..Properties::default()
+            },
+        };
+        let options = ClientOptions::new("localhost:1883")
+            .client_id("c1")
+            .clean_start(false)
+            .session_expiry(60)
+            .keep_alive(Duration::from_secs(100_000))
+            .credentials("user", "pw")
+            .will(will.clone());
+        let c = options.connect_packet();
+        assert_eq!(c.protocol, ProtocolVersion::V5);
+        assert!(!c.clean_start);
+        assert_eq!(c.keep_alive, u16::MAX);
+        assert_eq!(c.client_id, "c1");
+        assert_eq!(c.username.as_deref(), Some("user"));
+        assert_eq!(c.properties.session_expiry_interval, Some(60));
+        assert_eq!(c.properties.receive_maximum, Some(128));
+        assert_eq!(c.properties.topic_alias_maximum, Some(16));
+        assert_eq!(c.will, Some(will));
+
+        let v3 = options.version(ProtocolVersion::V3_1_1).connect_packet();
+        assert!(v3.properties.is_empty());
+        assert!(v3.will.unwrap().properties.is_empty());
+    }
+}

@@ -1,0 +1,339 @@
+//! MQTT over QUIC, client side: TLS 1.3 with ALPN `mqtt` (quinn on rustls/ring).
+//!
+//! The first bidirectional stream carries the MQTT connection exactly as a TCP socket would
+//! (single-stream mode); `Client::open_stream` opens more. Trust comes from `--cafile` (mqttd
+//! writes a self-signed certificate whose SANs are localhost, 127.0.0.1 and ::1, so `-h
+//! 127.0.0.1` verifies against its IP SAN) or is skipped with `--insecure`. Handshake failures
+//! are translated into what to do about them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::error::ClientError;
+use super::options::{QuicOptions, MQTT_ALPN};
+
+/// QUIC keeps the path alive on its own at this interval, so the connection does not hit
+/// the idle timeout when MQTT keep alive is long or off.
+const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// QUIC idle timeout: the connection is dead after this long without any packet.
+const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// TLS alert no_application_protocol (RFC 8446 6.2), as a QUIC CRYPTO_ERROR.
+const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
+
+/// Builds QUIC connections to one server.
+#[derive(Clone)]
+pub(crate) struct QuicDialer {
+    config: quinn::ClientConfig,
+    server_name: Option<String>,
+}
+
+/// A QUIC connection with its first bidirectional stream.
+pub(crate) struct QuicConnection {
+    /// Kept alive as long as the connection.
+    pub endpoint: quinn::Endpoint,
+    pub connection: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+impl QuicDialer {
+    pub fn new(options: &QuicOptions) -> Result<QuicDialer, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Unsupported(format!("TLS 1.3 setup failed: {e}")))?;
+        let mut tls = if options.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCert(provider)))
+                .with_no_client_auth()
+        } else {
+            let mut roots = RootCertStore::empty();
+            if let Some(path) = &options.ca_file {
+                for cert in read_certificates(path)? {
+                    roots.add(cert).map_err(|e| ClientError::CaFile {
+                        path: path.clone(),
+                        message: format!("not a usable CA certificate: {e}"),
+                    })?;
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        tls.alpn_protocols = vec![MQTT_ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ClientError::Unsupported(format!("QUIC TLS setup failed: {e}")))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(QUIC_KEEP_ALIVE));
+        let idle = quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT)
+            .map_err(|e| ClientError::Unsupported(format!("QUIC idle timeout: {e}")))?;
+        transport.max_idle_timeout(Some(idle));
+        config.transport_config(Arc::new(transport));
+        Ok(QuicDialer {
+            config,
+            server_name: options.server_name.clone(),
+        })
+    }
+
+    /// Connects to the first of `addrs` that answers: IPv4 first (mqttd listens on 0.0.0.0 by
+    /// default), all at once, since UDP gives no quick "refused" to move on with. A TLS or
+    /// ALPN failure proves the server is there and is reported at once.
+    pub async fn connect_any(
+        &self,
+        server: &str,
+        mut addrs: Vec<SocketAddr>,
+    ) -> Result<QuicConnection, ClientError> {
+        addrs.sort_by_key(|a| a.is_ipv6());
+        addrs.dedup();
+        if let [addr] = addrs.as_slice() {
+            return self.connect(server, *addr).await;
+        }
+        let mut attempts = tokio::task::JoinSet::new();
+        for addr in addrs {
+            let (dialer, server) = (self.clone(), server.to_owned());
+            attempts.spawn(async move { dialer.connect(&server, addr).await });
+        }
+        let mut first_error = None;
+        while let Some(joined) = attempts.join_next().await {
+            match joined {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(
+                    e @ (ClientError::UntrustedCertificate { .. }
+                    | ClientError::AlpnMismatch { .. }),
+                )) => return Err(e),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {}
+            }
+        }
+        Err(first_error.unwrap_or_else(|| quic_error(server, "no address to connect to".into())))
+    }
+
+    /// Connects to `addr` (named `server` in messages) and opens the first stream.
+    pub async fn connect(
+        &self,
+        server: &str,
+        addr: SocketAddr,
+    ) -> Result<QuicConnection, ClientError> {
+        let bind: SocketAddr = if addr.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(|source| ClientError::Connect {
+            server: server.to_owned(),
+            source,
+        })?;
+        let name = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| host_of(server).to_owned());
+        let connecting = endpoint
+            .connect_with(self.config.clone(), addr, &name)
+            .map_err(|e| {
+                quic_error(
+                    server,
+                    format!("cannot start the QUIC handshake with {name:?}: {e}"),
+                )
+            })?;
+        let connection = connecting.await.map_err(|e| connection_error(server, e))?;
+        let alpn = connection
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol);
+        if alpn.as_deref() != Some(MQTT_ALPN) {
+            // The server finished the handshake without choosing our protocol.
+            connection.close(0u32.into(), b"ALPN mqtt required");
+            return Err(alpn_mismatch(server));
+        }
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| connection_error(server, e))?;
+        Ok(QuicConnection {
+            endpoint,
+            connection,
+            send,
+            recv,
+        })
+    }
+}
+
+/// Opens another bidirectional stream on `connection`.
+pub(crate) async fn open_stream(
+    connection: &quinn::Connection,
+) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+    connection
+        .open_bi()
+        .await
+        .map_err(|e| ClientError::ConnectionLost(format!("cannot open a QUIC stream: {e}")))
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let fail = |message: String| ClientError::CaFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(pem_error(e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(pem_error(e)))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => super::error::io_reason(&io),
+        other => format!("not a PEM certificate file: {other}"),
+    }
+}
+
+/// The host part of `host:port` / `[v6]:port`, for the TLS server name.
+pub(crate) fn host_of(server: &str) -> &str {
+    let host = match server.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => server,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn quic_error(server: &str, message: String) -> ClientError {
+    ClientError::Quic {
+        server: server.to_owned(),
+        message,
+    }
+}
+
+fn alpn_mismatch(server: &str) -> ClientError {
+    ClientError::AlpnMismatch {
+        server: server.to_owned(),
+        alpn: String::from_utf8_lossy(MQTT_ALPN).into_owned(),
+    }
+}
+
+/// Words a failed handshake: untrusted certificate, ALPN refused, nobody answering.
+fn connection_error(server: &str, e: quinn::ConnectionError) -> ClientError {
+    use quinn::ConnectionError::*;
+    let no_alpn = quinn::TransportErrorCode::crypto(ALERT_NO_APPLICATION_PROTOCOL);
+    match e {
+        // Our own TLS stack refused the server's certificate.
+        TransportError(t) if t.reason.contains("certificate") => {
+            ClientError::UntrustedCertificate {
+                server: server.to_owned(),
+                detail: t.reason.clone(),
+            }
+        }
+        TransportError(t) if t.code == no_alpn => alpn_mismatch(server),
+        // The server refused our ALPN (alert no_application_protocol).
+        ConnectionClosed(c) if c.error_code == no_alpn => alpn_mismatch(server),
+        TimedOut => quic_error(
+            server,
+            "no answer to the QUIC handshake (is the broker listening for MQTT over QUIC on this UDP port?)"
+                .into(),
+        ),
+        other => quic_error(server, format!("QUIC handshake failed: {other}")),
+    }
+}
+
+/// Accepts any server certificate (`--insecure`): the connection is encrypted but the server
+/// is not authenticated. The handshake signature is still checked, so the server does hold
+/// the key of the certificate it presents.
+#[derive(Debug)]
+pub(crate) struct DangerousAcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for DangerousAcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_strips_port_and_brackets() {
+        assert_eq!(host_of("localhost:1884"), "localhost");
+        assert_eq!(host_of("127.0.0.1:1884"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:1884"), "::1");
+        assert_eq!(host_of("broker"), "broker");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_reported_with_its_path() {
+        let options = QuicOptions {
+            ca_file: Some("/nonexistent/cert.pem".into()),
+            ..QuicOptions::default()
+        };
+        let error = QuicDialer::new(&options).err().expect("an error");
+        assert_eq!(
+            error.to_string(),
+            "cannot use CA file /nonexistent/cert.pem: not found"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.pem");
+        std::fs::write(&path, "nothing here\n").unwrap();
+        let options = QuicOptions {
+            ca_file: Some(path),
+            ..QuicOptions::default()
+        };
+        let error = QuicDialer::new(&options).err().expect("an error");
+        assert!(error.to_string().contains("no PEM certificate"), "{error}");
+    }
+}

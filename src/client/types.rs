@@ -1,0 +1,264 @@
+//! The values the client API takes and returns: outgoing messages, received messages, and the
+//! outcome of each operation.
+//!
+//! They are plain data shared by the sans-IO state machine and the tokio glue, so both speak in
+//! the same terms and the state machine's tests read like uses of the API.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::codec::{Properties, QoS, ReasonCode, SubscriptionOptions};
+
+/// An application message to publish, with its MQTT 5.0 properties.
+///
+/// ```
+/// use mqttd::client::Message;
+/// use mqttd::codec::QoS;
+/// let request = Message::new("sensors/kitchen", "21.5")
+///     .qos(QoS::AtLeastOnce)
+///     .content_type("text/plain")
+///     .user_property("unit", "celsius");
+/// assert_eq!(request.properties.user_properties.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Sent with MQTT 5.0 only; ignored (not encoded) for 3.1.1.
+    pub properties: Properties,
+}
+
+impl Message {
+    /// A QoS 0, non-retained message without properties.
+    pub fn new(topic: impl Into<ByteString>, payload: impl Into<Bytes>) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+        }
+    }
+
+    pub fn qos(mut self, qos: QoS) -> Message {
+        self.qos = qos;
+        self
+    }
+
+    pub fn retain(mut self, retain: bool) -> Message {
+        self.retain = retain;
+        self
+    }
+
+    /// Replaces all properties.
+    pub fn properties(mut self, properties: Properties) -> Message {
+        self.properties = properties;
+        self
+    }
+
+    /// Payload Format Indicator 1: the payload is UTF-8 (the server checks it).
+    pub fn utf8_payload(mut self) -> Message {
+        self.properties.payload_format_indicator = Some(1);
+        self
+    }
+
+    pub fn content_type(mut self, content_type: impl Into<ByteString>) -> Message {
+        self.properties.content_type = Some(content_type.into());
+        self
+    }
+
+    pub fn response_topic(mut self, topic: impl Into<ByteString>) -> Message {
+        self.properties.response_topic = Some(topic.into());
+        self
+    }
+
+    pub fn correlation_data(mut self, data: impl Into<Bytes>) -> Message {
+        self.properties.correlation_data = Some(data.into());
+        self
+    }
+
+    /// Message Expiry Interval, whole seconds.
+    pub fn expiry(mut self, expiry: Duration) -> Message {
+        let secs = expiry.as_secs().min(u64::from(u32::MAX));
+        self.properties.message_expiry_interval = Some(secs as u32);
+        self
+    }
+
+    /// Appends a user property (they keep their order and may repeat).
+    pub fn user_property(
+        mut self,
+        key: impl Into<ByteString>,
+        value: impl Into<ByteString>,
+    ) -> Message {
+        self.properties
+            .user_properties
+            .push((key.into(), value.into()));
+        self
+    }
+}
+
+/// An application message received from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The topic name, already resolved when the server used a topic alias.
+    pub topic: ByteString,
+    pub payload: Bytes,
+    /// The QoS it was delivered with (at most the subscription's granted QoS).
+    pub qos: QoS,
+    /// Set on a retained message sent because of a new subscription, or when the subscription
+    /// asked for Retain As Published.
+    pub retain: bool,
+    /// The server says it may have sent this message before.
+    pub dup: bool,
+    /// MQTT 5.0 properties (user properties, content type, response topic, correlation data,
+    /// subscription identifiers, message expiry...). The Topic Alias is removed: it is per hop.
+    pub properties: Properties,
+}
+
+/// How a publish ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// The packet identifier it used (`None` for QoS 0).
+    pub packet_id: Option<u16>,
+    /// Success, or 0x10 No Matching Subscribers (5.0). Error codes become
+    /// [`ClientError::Rejected`](super::ClientError::Rejected) instead.
+    pub code: ReasonCode,
+    /// The Reason String of the PUBACK / PUBREC / PUBCOMP, if any.
+    pub reason_string: Option<ByteString>,
+}
+
+/// The server's answer to a SUBSCRIBE or an UNSUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// One code per filter, in order: the granted QoS (0x00 to 0x02) or a failure (0x80 and up)
+    /// for SUBACK; 0x00 or 0x11 No Subscription Existed, or a failure, for UNSUBACK. An MQTT
+    /// 3.1.1 UNSUBACK has no codes: it reads as 0x00 for every filter.
+    pub codes: Vec<ReasonCode>,
+    /// SUBACK / UNSUBACK properties (reason string, user properties); empty for 3.1.1.
+    pub properties: Properties,
+}
+
+/// A SUBSCRIBE with several filters, options and properties.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscription {
+    pub filters: Vec<(ByteString, SubscriptionOptions)>,
+    /// Subscription Identifier and user properties (5.0).
+    pub properties: Properties,
+}
+
+impl Subscription {
+    pub fn new() -> Subscription {
+        Subscription::default()
+    }
+
+    /// Adds a filter with the given maximum QoS and default options.
+    pub fn filter(self, filter: impl Into<ByteString>, qos: QoS) -> Subscription {
+        let options = SubscriptionOptions {
+            qos,
+            ..SubscriptionOptions::default()
+        };
+        self.filter_with(filter, options)
+    }
+
+    /// Adds a filter with full options (No Local, Retain As Published, Retain Handling: 5.0).
+    pub fn filter_with(
+        mut self,
+        filter: impl Into<ByteString>,
+        options: SubscriptionOptions,
+    ) -> Subscription {
+        self.filters.push((filter.into(), options));
+        self
+    }
+
+    /// Subscription Identifier (5.0): 1 to 268,435,455; returned with every matching message.
+    pub fn id(mut self, id: u32) -> Subscription {
+        self.properties.subscription_identifiers = vec![id];
+        self
+    }
+
+    pub fn user_property(
+        mut self,
+        key: impl Into<ByteString>,
+        value: impl Into<ByteString>,
+    ) -> Subscription {
+        self.properties
+            .user_properties
+            .push((key.into(), value.into()));
+        self
+    }
+}
+
+/// What the server announced in its CONNACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    /// The server resumed an existing session [MQTT-3.2.2-2].
+    pub session_present: bool,
+    /// The client identifier in use: ours, or the one the server assigned (5.0, when we sent
+    /// an empty one).
+    pub client_id: ByteString,
+    /// The server chose the client identifier.
+    pub assigned_client_id: bool,
+    /// The keep alive in force: ours, or the Server Keep Alive [MQTT-3.2.2-21]. Zero: none.
+    pub keep_alive: Duration,
+    pub limits: ServerLimits,
+    /// All CONNACK properties as received (5.0).
+    pub properties: Properties,
+}
+
+/// Limits the server announced (5.0; an MQTT 3.1.1 server announces none, so the defaults
+/// apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// QoS 1/2 publishes the client may have unacknowledged (3.2.2.3.3). Default 65,535.
+    pub receive_maximum: u16,
+    /// Highest QoS the server accepts (3.2.2.3.4). Default 2.
+    pub maximum_qos: QoS,
+    /// Whether retained messages are supported (3.2.2.3.5). Default true.
+    pub retain_available: bool,
+    /// Largest packet the server accepts (3.2.2.3.6). `None`: no limit beyond the protocol's.
+    pub maximum_packet_size: Option<u32>,
+    /// Topic aliases the client may use toward the server (3.2.2.3.8). Default 0.
+    pub topic_alias_maximum: u16,
+    pub wildcard_subscriptions: bool,
+    pub subscription_identifiers: bool,
+    pub shared_subscriptions: bool,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            receive_maximum: u16::MAX,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            maximum_packet_size: None,
+            topic_alias_maximum: 0,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+        }
+    }
+}
+
+impl ServerLimits {
+    /// The limits a CONNACK's properties announce.
+    pub fn from_properties(p: &Properties) -> ServerLimits {
+        let defaults = ServerLimits::default();
+        ServerLimits {
+            receive_maximum: p.receive_maximum.unwrap_or(defaults.receive_maximum),
+            maximum_qos: p
+                .maximum_qos
+                .and_then(QoS::from_u8)
+                .unwrap_or(defaults.maximum_qos),
+            retain_available: p.retain_available != Some(0),
+            maximum_packet_size: p.maximum_packet_size,
+            topic_alias_maximum: p.topic_alias_maximum.unwrap_or(0),
+            wildcard_subscriptions: p.wildcard_subscription_available != Some(0),
+            subscription_identifiers: p.subscription_identifier_available != Some(0),
+            shared_subscriptions: p.shared_subscription_available != Some(0),
+        }
+    }
+}
