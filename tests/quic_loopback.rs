@@ -151,6 +151,12 @@ async fn data_streams_carry_their_own_subscriptions() {
     assert!(matches!(data.recv().await, Some(Packet::Publish(p)) if &p.payload[..] == b"to-data"));
     data.send(Packet::PingReq).await;
     assert!(matches!(data.recv().await, Some(Packet::PingResp)));
+    // The client finishing a data stream: the server finishes its side too.
+    let mut other = MqttStream::open(&conn, v).await;
+    other.send(subscribe("e/t", QoS::AtMostOnce)).await;
+    assert!(matches!(other.recv().await, Some(Packet::SubAck(_))));
+    other.send.finish().unwrap();
+    assert_eq!(timeout(WAIT, other.recv()).await.unwrap(), None, "server side finished after the client's FIN");
     // A CONNECT on a data stream ends that stream only.
     data.send(connect("again", v)).await;
     assert_eq!(timeout(WAIT, data.recv()).await.unwrap(), None, "data stream finished");

@@ -23,8 +23,14 @@ impl Broker {
         }
     }
 
-    /// A data stream ended (FIN, reset, or an error we answered). The connection lives on.
+    /// The client ended a data stream (FIN or reset): we finish our side too. The connection
+    /// lives on.
     pub fn stream_closed(&mut self, conn: ConnId, stream: StreamId, now: Instant) {
+        self.end_stream(conn, stream, ReasonCode::SUCCESS, now);
+    }
+
+    /// Finishes our side of a data stream (FIN after what was queued) and drops what it owned.
+    fn end_stream(&mut self, conn: ConnId, stream: StreamId, code: ReasonCode, now: Instant) {
         if stream == StreamId::CONTROL {
             return;
         }
@@ -32,6 +38,7 @@ impl Broker {
         if !c.data_streams.remove(&stream) {
             return;
         }
+        self.out.close_stream(conn, stream, code);
         let Some(sid) = c.session else { return };
         let Some(session) = self.sessions.get_mut(&sid) else { return };
         let gone: Vec<_> = session.subscriptions.keys().filter(|(_, s)| *s == stream).cloned().collect();
@@ -61,8 +68,7 @@ impl Broker {
     /// Ends one data stream with a graceful FIN after what was queued for it.
     pub(super) fn stream_violation(&mut self, conn: ConnId, stream: StreamId, code: ReasonCode, now: Instant) {
         tracing::debug!(conn = conn.0, stream = stream.0, %code, "closing data stream");
-        self.out.close_stream(conn, stream, code);
-        self.stream_closed(conn, stream, now);
+        self.end_stream(conn, stream, code, now);
     }
 
     /// Packets a data stream may carry (EMQX multi-stream rules); PINGREQ is answered there too.

@@ -866,6 +866,7 @@ fn inflight_messages_of_a_closed_stream_continue_on_the_control_stream() {
         other => panic!("{other:?}"),
     };
     h.broker.stream_closed(c, S4, h.now);
+    assert!(h.closed_streams.contains(&(c, S4)) || { h.pump(); h.closed_streams.contains(&(c, S4)) }, "our side is finished too");
     let again = h.recv_streams(c);
     assert!(matches!(again.as_slice(), [(StreamId::CONTROL, Packet::Publish(p))] if p.dup && p.packet_id == Some(id)));
     h.send(c, Packet::PubAck(Ack::new(id)));
