@@ -46,7 +46,11 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Broker(Child);
@@ -64,14 +68,23 @@ async fn settle(pid: u32) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let count: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let count: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     let bin = std::env::var("MQTTD_BIN").unwrap_or_else(|_| "target/release/mqttd".into());
     let dir = tempfile::tempdir().unwrap();
     let (tcp_port, quic_port) = (free_port(), free_port());
     let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
     let quic: SocketAddr = format!("127.0.0.1:{quic_port}").parse().unwrap();
     let child = Command::new(&bin)
-        .args(["--tcp", &tcp.to_string(), "--quic", &quic.to_string(), "--data-dir"])
+        .args([
+            "--tcp",
+            &tcp.to_string(),
+            "--quic",
+            &quic.to_string(),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -116,7 +129,9 @@ async fn main() {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(20)));
-    let mut client = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap()));
+    let mut client = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
     client.transport_config(Arc::new(transport));
     endpoint.set_default_client_config(client);
     let base = settle(pid).await;

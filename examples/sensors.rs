@@ -29,7 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let alerts = alerts.clone();
         async move {
             let room = msg.topic.split('/').nth(1).unwrap_or("unknown").to_owned();
-            let Some(celsius) = std::str::from_utf8(&msg.payload).ok().and_then(|s| s.trim().parse::<f64>().ok()) else {
+            let Some(celsius) = std::str::from_utf8(&msg.payload)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+            else {
                 tracing::warn!(topic = %msg.topic, "not a number");
                 return;
             };
@@ -37,7 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!(%room, celsius, from, "reading");
             if celsius > 30.0 {
                 let text = format!("{room} is at {celsius} °C");
-                let _ = alerts.publish(format!("alerts/heat/{room}"), text, QoS::AtLeastOnce, false).await;
+                let _ = alerts
+                    .publish(format!("alerts/heat/{room}"), text, QoS::AtLeastOnce, false)
+                    .await;
             }
         }
     })?;
@@ -52,9 +57,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let text = {
                 let mut latest = latest.lock().unwrap_or_else(|p| p.into_inner());
                 latest.insert(room, value);
-                latest.iter().map(|(r, v)| format!("{r}={v}")).collect::<Vec<_>>().join(" ")
+                latest
+                    .iter()
+                    .map(|(r, v)| format!("{r}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             };
-            let _ = summary.publish("sensors/summary", text, QoS::AtMostOnce, true).await;
+            let _ = summary
+                .publish("sensors/summary", text, QoS::AtMostOnce, true)
+                .await;
         }
     })?;
 

@@ -105,7 +105,13 @@ pub struct Publisher {
 impl App {
     pub fn new(config: Config) -> App {
         let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
-        App { config, options: ServerOptions::default(), registrations: Vec::new(), events, events_rx }
+        App {
+            config,
+            options: ServerOptions::default(),
+            registrations: Vec::new(),
+            events,
+            events_rx,
+        }
     }
 
     /// Code-level options (e.g. an enhanced authentication hook).
@@ -121,18 +127,33 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         check_filter(filter)?;
-        self.registrations.push(Registration { filter: filter.into(), qos: QoS::ExactlyOnce, handler: boxed(handler) });
+        self.registrations.push(Registration {
+            filter: filter.into(),
+            qos: QoS::ExactlyOnce,
+            handler: boxed(handler),
+        });
         Ok(self)
     }
 
     pub fn publisher(&self) -> Publisher {
-        Publisher { events: self.events.clone() }
+        Publisher {
+            events: self.events.clone(),
+        }
     }
 
     /// Starts the broker and the handlers.
     pub async fn start(self) -> Result<AppHandle, AppError> {
-        let server = crate::server::start_with_channel(self.config, self.options, self.events, self.events_rx).await?;
-        let handle = AppHandle { server, next_handler: Arc::new(std::sync::atomic::AtomicU64::new(1)) };
+        let server = crate::server::start_with_channel(
+            self.config,
+            self.options,
+            self.events,
+            self.events_rx,
+        )
+        .await?;
+        let handle = AppHandle {
+            server,
+            next_handler: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        };
         for r in self.registrations {
             handle.register(&r.filter, r.qos, r.handler).await?;
         }
@@ -157,7 +178,9 @@ pub struct AppHandle {
 
 impl AppHandle {
     pub fn publisher(&self) -> Publisher {
-        Publisher { events: self.server.events.clone() }
+        Publisher {
+            events: self.server.events.clone(),
+        }
     }
 
     pub fn server(&self) -> &ServerHandle {
@@ -179,16 +202,33 @@ impl AppHandle {
         Fut: Future<Output = ()> + Send + 'static,
     {
         check_filter(filter)?;
-        self.register(filter, QoS::ExactlyOnce, boxed(handler)).await
+        self.register(filter, QoS::ExactlyOnce, boxed(handler))
+            .await
     }
 
     async fn register(&self, filter: &str, qos: QoS, handler: Handler) -> Result<(), AppError> {
-        let id = HandlerId(self.next_handler.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let id = HandlerId(
+            self.next_handler
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
         let (deliver, mut rx) = mpsc::channel::<SharedMessage>(HANDLER_QUEUE);
         let (reply, answer) = oneshot::channel();
-        let event = Event::AppSubscribe { handler: id, filter: filter.into(), qos, deliver, reply };
-        self.server.events.send(event).await.map_err(|_| AppError::Stopped)?;
-        answer.await.map_err(|_| AppError::Stopped)?.map_err(|_| AppError::InvalidFilter(filter.into()))?;
+        let event = Event::AppSubscribe {
+            handler: id,
+            filter: filter.into(),
+            qos,
+            deliver,
+            reply,
+        };
+        self.server
+            .events
+            .send(event)
+            .await
+            .map_err(|_| AppError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| AppError::Stopped)?
+            .map_err(|_| AppError::InvalidFilter(filter.into()))?;
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 handler(AppMessage::from_shared(&msg)).await;
@@ -211,7 +251,8 @@ impl Publisher {
         qos: QoS,
         retain: bool,
     ) -> Result<usize, AppError> {
-        self.publish_with(topic, payload, qos, retain, Properties::default(), None).await
+        self.publish_with(topic, payload, qos, retain, Properties::default(), None)
+            .await
     }
 
     /// Publishes with MQTT 5 properties and an optional expiry.
@@ -234,8 +275,14 @@ impl Publisher {
             origin: None,
         };
         let (reply, answer) = oneshot::channel();
-        self.events.send(Event::AppPublish { message, reply }).await.map_err(|_| AppError::Stopped)?;
-        answer.await.map_err(|_| AppError::Stopped)?.map_err(AppError::Refused)
+        self.events
+            .send(Event::AppPublish { message, reply })
+            .await
+            .map_err(|_| AppError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| AppError::Stopped)?
+            .map_err(AppError::Refused)
     }
 }
 

@@ -169,7 +169,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("broker.yaml")));
-        assert_eq!(cli.tcp, Some(Listen(Some("127.0.0.1:1884".parse().unwrap()))));
+        assert_eq!(
+            cli.tcp,
+            Some(Listen(Some("127.0.0.1:1884".parse().unwrap())))
+        );
         assert!(cli.print_config);
         let cli = parse(&["--config=other.yaml", "--tcp=[::1]:1883"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("other.yaml")));
@@ -292,10 +295,25 @@ mod tests {
         assert_eq!(config.listeners.quic, None);
         assert_eq!(config.listeners.tcp, Some("127.0.0.1:1".parse().unwrap()));
         assert!(Cli::try_parse_from(["mqttd", "--cert", "c.pem"]).is_err());
-        let cli = Cli::try_parse_from(["mqttd", "--cert", "c.pem", "--key", "k.pem", "--data-dir", "/d"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "mqttd",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--data-dir",
+            "/d",
+        ])
+        .unwrap();
         let config = cli.load_config().unwrap();
-        assert_eq!(config.tls.key.as_deref(), Some(std::path::Path::new("k.pem")));
-        assert_eq!(config.storage.data_dir.as_deref(), Some(std::path::Path::new("/d")));
+        assert_eq!(
+            config.tls.key.as_deref(),
+            Some(std::path::Path::new("k.pem"))
+        );
+        assert_eq!(
+            config.storage.data_dir.as_deref(),
+            Some(std::path::Path::new("/d"))
+        );
         assert!(Cli::try_parse_from(["mqttd", "--quic", "1884"]).is_err());
     }
 }

@@ -245,13 +245,37 @@ impl Config {
         };
         let quic = &self.quic;
         let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 7] = [
-            ("quic.handshake_timeout_secs", quic.handshake_timeout_secs, 1..=3600),
+            (
+                "quic.handshake_timeout_secs",
+                quic.handshake_timeout_secs,
+                1..=3600,
+            ),
             ("quic.idle_timeout_secs", quic.idle_timeout_secs, 1..=86_400),
-            ("quic.max_bidi_streams", quic.max_bidi_streams.into(), 1..=1024),
-            ("quic.max_uni_streams", quic.max_uni_streams.into(), 0..=1024),
-            ("quic.stream_receive_window", quic.stream_receive_window.into(), 1024..=u32::MAX.into()),
-            ("quic.receive_window", quic.receive_window.into(), 1024..=u32::MAX.into()),
-            ("quic.send_window", quic.send_window.into(), 1024..=u32::MAX.into()),
+            (
+                "quic.max_bidi_streams",
+                quic.max_bidi_streams.into(),
+                1..=1024,
+            ),
+            (
+                "quic.max_uni_streams",
+                quic.max_uni_streams.into(),
+                0..=1024,
+            ),
+            (
+                "quic.stream_receive_window",
+                quic.stream_receive_window.into(),
+                1024..=u32::MAX.into(),
+            ),
+            (
+                "quic.receive_window",
+                quic.receive_window.into(),
+                1024..=u32::MAX.into(),
+            ),
+            (
+                "quic.send_window",
+                quic.send_window.into(),
+                1024..=u32::MAX.into(),
+            ),
         ];
         for (key, value, range) in ranges {
             if !range.contains(&value) {
@@ -261,8 +285,16 @@ impl Config {
         // Both or neither: half a certificate configuration is a mistake, not a request for
         // a generated one.
         match (&self.tls.cert, &self.tls.key) {
-            (Some(_), None) => return fail("tls.key", &"null", "a key file, since tls.cert is set"),
-            (None, Some(_)) => return fail("tls.cert", &"null", "a certificate file, since tls.key is set"),
+            (Some(_), None) => {
+                return fail("tls.key", &"null", "a key file, since tls.cert is set")
+            }
+            (None, Some(_)) => {
+                return fail(
+                    "tls.cert",
+                    &"null",
+                    "a certificate file, since tls.key is set",
+                )
+            }
             _ => {}
         }
         let limits = &self.limits;
@@ -472,7 +504,13 @@ const USIZE: Kind = Kind::Unsigned("usize", usize::MAX as u64);
 
 /// Every section and key the file may hold, in the order of the struct fields.
 const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
-    ("listeners", &[("tcp", Kind::OptionalSocketAddr), ("quic", Kind::OptionalSocketAddr)]),
+    (
+        "listeners",
+        &[
+            ("tcp", Kind::OptionalSocketAddr),
+            ("quic", Kind::OptionalSocketAddr),
+        ],
+    ),
     (
         "limits",
         &[
@@ -494,7 +532,10 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("log", &[("level", Kind::Text)]),
-    ("tls", &[("cert", Kind::OptionalPath), ("key", Kind::OptionalPath)]),
+    (
+        "tls",
+        &[("cert", Kind::OptionalPath), ("key", Kind::OptionalPath)],
+    ),
     ("storage", &[("data_dir", Kind::OptionalPath)]),
     (
         "quic",
@@ -1283,15 +1324,22 @@ log:
     #[test]
     fn quic_and_tls_sections() {
         let config = load("listeners:\n  quic: 127.0.0.1:14567\ntls:\n  cert: c.pem\n  key: k.pem\nquic:\n  max_bidi_streams: 32\n").unwrap();
-        assert_eq!(config.listeners.quic, Some("127.0.0.1:14567".parse().unwrap()));
+        assert_eq!(
+            config.listeners.quic,
+            Some("127.0.0.1:14567".parse().unwrap())
+        );
         assert_eq!(config.tls.cert.as_deref(), Some(Path::new("c.pem")));
         assert_eq!(config.quic.max_bidi_streams, 32);
         let err = load("tls:\n  cert: c.pem\n").unwrap_err().to_string();
         assert!(err.contains("tls.key"), "{err}");
-        let err = load("quic:\n  max_bidi_streams: 0\n").unwrap_err().to_string();
-        assert!(err.contains("quic.max_bidi_streams") && err.contains("1..=1024"), "{err}");
+        let err = load("quic:\n  max_bidi_streams: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("quic.max_bidi_streams") && err.contains("1..=1024"),
+            "{err}"
+        );
         let err = load("storage:\n  data_dir: 3\n").unwrap_err().to_string();
         assert!(err.contains("storage.data_dir"), "{err}");
     }
-
 }

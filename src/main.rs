@@ -36,7 +36,10 @@ fn main() -> ExitCode {
         }
     };
     mqttd::cli::init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mqttd: cannot start the runtime: {e}");

@@ -782,7 +782,13 @@ fn load_deviations() -> BTreeMap<String, Deviation> {
             !reason.is_empty() && reason.contains("MQTT"),
             "{path}: deviation {name:?} needs a reason with its spec clause"
         );
-        deviations.insert(name.to_string(), Deviation { answer, reason: reason.to_string() });
+        deviations.insert(
+            name.to_string(),
+            Deviation {
+                answer,
+                reason: reason.to_string(),
+            },
+        );
     }
     deviations
 }
@@ -927,7 +933,8 @@ async fn corpus_runs_clean() {
             }
             // Documented only while the broker still gives the documented answer.
             Outcome::Failed(failure)
-                if deviation.is_some_and(|d| failure.actual.trim_start().starts_with(&d.answer)) =>
+                if deviation
+                    .is_some_and(|d| failure.actual.trim_start().starts_with(&d.answer)) =>
             {
                 documented.push((case, failure))
             }
@@ -949,7 +956,11 @@ async fn corpus_runs_clean() {
     if !documented.is_empty() {
         println!("documented deviations (tests/corpus_deviations.md):");
         for (case, failure) in &documented {
-            println!("{}\n      why:      {}", line(case, failure), deviations[&case.full_name].reason);
+            println!(
+                "{}\n      why:      {}",
+                line(case, failure),
+                deviations[&case.full_name].reason
+            );
         }
     }
     for case in &now_passing {

@@ -6,7 +6,10 @@ use mqttd::codec::{self, Packet, ProtocolVersion, QoS, ReasonCode};
 
 fn bytes(hex: &str) -> BytesMut {
     let clean: String = hex.split_whitespace().collect();
-    let v: Vec<u8> = (0..clean.len()).step_by(2).map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap()).collect();
+    let v: Vec<u8> = (0..clean.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&clean[i..i + 2], 16).unwrap())
+        .collect();
     BytesMut::from(&v[..])
 }
 
@@ -17,7 +20,10 @@ fn doc(name: &str) -> String {
 
 /// Decodes `hex`, checks it round-trips, and that the document shows it.
 fn example(document: &str, hex: &str, version: Option<ProtocolVersion>) -> Packet {
-    assert!(doc(document).contains(hex), "{document} does not show the example {hex}");
+    assert!(
+        doc(document).contains(hex),
+        "{document} does not show the example {hex}"
+    );
     let mut buf = bytes(hex);
     let packet = codec::decode(&mut buf, version, u32::MAX).unwrap().unwrap();
     assert!(buf.is_empty(), "{hex}: trailing bytes");
@@ -31,19 +37,39 @@ const V5: Option<ProtocolVersion> = Some(ProtocolVersion::V5);
 
 #[test]
 fn transport_quic_examples() {
-    match example("transport-quic.md", "10 0E 00 04 4D 51 54 54 05 02 00 1E 00 00 01 61", None) {
+    match example(
+        "transport-quic.md",
+        "10 0E 00 04 4D 51 54 54 05 02 00 1E 00 00 01 61",
+        None,
+    ) {
         Packet::Connect(c) => {
-            assert_eq!((c.protocol, &c.client_id[..], c.keep_alive, c.clean_start), (ProtocolVersion::V5, "a", 30, true));
+            assert_eq!(
+                (c.protocol, &c.client_id[..], c.keep_alive, c.clean_start),
+                (ProtocolVersion::V5, "a", 30, true)
+            );
         }
         other => panic!("{other:?}"),
     }
-    match example("transport-quic.md", "20 0E 00 00 0B 21 04 00 22 00 0A 27 00 10 00 00", V5) {
+    match example(
+        "transport-quic.md",
+        "20 0E 00 00 0B 21 04 00 22 00 0A 27 00 10 00 00",
+        V5,
+    ) {
         Packet::ConnAck(a) => {
             let defaults = mqttd::Config::default();
             assert_eq!(a.code, ReasonCode::SUCCESS);
-            assert_eq!(a.properties.receive_maximum, Some(defaults.limits.receive_maximum));
-            assert_eq!(a.properties.topic_alias_maximum, Some(defaults.limits.topic_alias_maximum));
-            assert_eq!(a.properties.maximum_packet_size, Some(defaults.limits.max_packet_size));
+            assert_eq!(
+                a.properties.receive_maximum,
+                Some(defaults.limits.receive_maximum)
+            );
+            assert_eq!(
+                a.properties.topic_alias_maximum,
+                Some(defaults.limits.topic_alias_maximum)
+            );
+            assert_eq!(
+                a.properties.maximum_packet_size,
+                Some(defaults.limits.max_packet_size)
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -53,16 +79,30 @@ fn transport_quic_examples() {
 fn multi_stream_examples() {
     match example("multi-stream.md", "82 09 00 01 00 00 03 64 2F 74 01", V5) {
         Packet::Subscribe(s) => {
-            assert_eq!((s.packet_id, &s.filters[0].0[..], s.filters[0].1.qos), (1, "d/t", QoS::AtLeastOnce))
+            assert_eq!(
+                (s.packet_id, &s.filters[0].0[..], s.filters[0].1.qos),
+                (1, "d/t", QoS::AtLeastOnce)
+            )
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(example("multi-stream.md", "90 04 00 01 00 01", V5), Packet::SubAck(a) if a.codes == [ReasonCode::GRANTED_QOS_1]));
+    assert!(
+        matches!(example("multi-stream.md", "90 04 00 01 00 01", V5), Packet::SubAck(a) if a.codes == [ReasonCode::GRANTED_QOS_1])
+    );
     match example("multi-stream.md", "32 0A 00 03 64 2F 74 00 01 00 68 69", V5) {
-        Packet::Publish(p) => assert_eq!((&p.topic[..], p.packet_id, &p.payload[..]), ("d/t", Some(1), &b"hi"[..])),
+        Packet::Publish(p) => assert_eq!(
+            (&p.topic[..], p.packet_id, &p.payload[..]),
+            ("d/t", Some(1), &b"hi"[..])
+        ),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(example("multi-stream.md", "40 02 00 01", V5), Packet::PubAck(a) if a.packet_id == 1));
-    assert!(matches!(example("multi-stream.md", "A2 08 00 02 00 00 03 64 2F 74", V5), Packet::Unsubscribe(u) if u.filters == ["d/t"]));
-    assert!(matches!(example("multi-stream.md", "B0 04 00 02 00 11", V5), Packet::UnsubAck(a) if a.codes == [ReasonCode::NO_SUBSCRIPTION_EXISTED]));
+    assert!(
+        matches!(example("multi-stream.md", "40 02 00 01", V5), Packet::PubAck(a) if a.packet_id == 1)
+    );
+    assert!(
+        matches!(example("multi-stream.md", "A2 08 00 02 00 00 03 64 2F 74", V5), Packet::Unsubscribe(u) if u.filters == ["d/t"])
+    );
+    assert!(
+        matches!(example("multi-stream.md", "B0 04 00 02 00 11", V5), Packet::UnsubAck(a) if a.codes == [ReasonCode::NO_SUBSCRIPTION_EXISTED])
+    );
 }

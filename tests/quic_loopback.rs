@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mqttd::codec::{self, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions};
+use mqttd::codec::{
+    self, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Subscribe,
+    SubscriptionOptions,
+};
 use quinn::{RecvStream, SendStream};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -24,7 +27,10 @@ async fn start_broker(dir: &std::path::Path) -> mqttd::server::ServerHandle {
     mqttd::server::start(config).await.expect("broker starts")
 }
 
-async fn connect_quic(server: &mqttd::server::ServerHandle, alpn: &[u8]) -> Result<quinn::Connection, String> {
+async fn connect_quic(
+    server: &mqttd::server::ServerHandle,
+    alpn: &[u8],
+) -> Result<quinn::Connection, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(server.cert_path().unwrap()).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -37,10 +43,16 @@ async fn connect_quic(server: &mqttd::server::ServerHandle, alpn: &[u8]) -> Resu
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let connecting = endpoint.connect(server.quic_addr().unwrap(), "localhost").map_err(|e| e.to_string())?;
-    timeout(WAIT, connecting).await.map_err(|_| "timeout".to_string())?.map_err(|e| e.to_string())
+    let connecting = endpoint
+        .connect(server.quic_addr().unwrap(), "localhost")
+        .map_err(|e| e.to_string())?;
+    timeout(WAIT, connecting)
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())
 }
 
 struct MqttStream {
@@ -53,7 +65,12 @@ struct MqttStream {
 impl MqttStream {
     async fn open(conn: &quinn::Connection, version: ProtocolVersion) -> MqttStream {
         let (send, recv) = conn.open_bi().await.unwrap();
-        MqttStream { send, recv, buf: BytesMut::new(), version }
+        MqttStream {
+            send,
+            recv,
+            buf: BytesMut::new(),
+            version,
+        }
     }
 
     async fn send(&mut self, packet: Packet) {
@@ -68,7 +85,10 @@ impl MqttStream {
                 return Some(p);
             }
             let mut chunk = [0u8; 4096];
-            let n = timeout(WAIT, self.recv.read(&mut chunk)).await.expect("no packet in time").ok()??;
+            let n = timeout(WAIT, self.recv.read(&mut chunk))
+                .await
+                .expect("no packet in time")
+                .ok()??;
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -88,8 +108,15 @@ fn connect(client_id: &str, version: ProtocolVersion) -> Packet {
 }
 
 fn subscribe(filter: &str, qos: QoS) -> Packet {
-    let options = SubscriptionOptions { qos, ..Default::default() };
-    Packet::Subscribe(Subscribe { packet_id: 1, properties: Properties::default(), filters: vec![(filter.into(), options)] })
+    let options = SubscriptionOptions {
+        qos,
+        ..Default::default()
+    };
+    Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        filters: vec![(filter.into(), options)],
+    })
 }
 
 fn publish(topic: &str, payload: &'static [u8], qos: QoS, id: Option<u16>) -> Packet {
@@ -115,7 +142,9 @@ async fn single_stream_pub_sub_for_both_versions_and_normal_close() {
         assert!(matches!(control.recv().await, Some(Packet::ConnAck(a)) if a.code.0 == 0));
         control.send(subscribe("q/t", QoS::AtLeastOnce)).await;
         assert!(matches!(control.recv().await, Some(Packet::SubAck(_))));
-        control.send(publish("q/t", b"hello", QoS::AtLeastOnce, Some(9))).await;
+        control
+            .send(publish("q/t", b"hello", QoS::AtLeastOnce, Some(9)))
+            .await;
         let mut got_ack = false;
         let mut got_msg = false;
         while !(got_ack && got_msg) {
@@ -125,7 +154,11 @@ async fn single_stream_pub_sub_for_both_versions_and_normal_close() {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        control.send(Packet::Disconnect(codec::Disconnect::new(codec::ReasonCode::NORMAL_DISCONNECTION))).await;
+        control
+            .send(Packet::Disconnect(codec::Disconnect::new(
+                codec::ReasonCode::NORMAL_DISCONNECTION,
+            )))
+            .await;
         let closed = timeout(WAIT, conn.closed()).await.unwrap();
         assert!(
             matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(0)),
@@ -146,8 +179,13 @@ async fn data_streams_carry_their_own_subscriptions() {
     assert!(matches!(control.recv().await, Some(Packet::ConnAck(_))));
     let mut data = MqttStream::open(&conn, v).await;
     data.send(subscribe("d/t", QoS::AtMostOnce)).await;
-    assert!(matches!(data.recv().await, Some(Packet::SubAck(_))), "SUBACK on the data stream");
-    control.send(publish("d/t", b"to-data", QoS::AtMostOnce, None)).await;
+    assert!(
+        matches!(data.recv().await, Some(Packet::SubAck(_))),
+        "SUBACK on the data stream"
+    );
+    control
+        .send(publish("d/t", b"to-data", QoS::AtMostOnce, None))
+        .await;
     assert!(matches!(data.recv().await, Some(Packet::Publish(p)) if &p.payload[..] == b"to-data"));
     data.send(Packet::PingReq).await;
     assert!(matches!(data.recv().await, Some(Packet::PingResp)));
@@ -156,10 +194,18 @@ async fn data_streams_carry_their_own_subscriptions() {
     other.send(subscribe("e/t", QoS::AtMostOnce)).await;
     assert!(matches!(other.recv().await, Some(Packet::SubAck(_))));
     other.send.finish().unwrap();
-    assert_eq!(timeout(WAIT, other.recv()).await.unwrap(), None, "server side finished after the client's FIN");
+    assert_eq!(
+        timeout(WAIT, other.recv()).await.unwrap(),
+        None,
+        "server side finished after the client's FIN"
+    );
     // A CONNECT on a data stream ends that stream only.
     data.send(connect("again", v)).await;
-    assert_eq!(timeout(WAIT, data.recv()).await.unwrap(), None, "data stream finished");
+    assert_eq!(
+        timeout(WAIT, data.recv()).await.unwrap(),
+        None,
+        "data stream finished"
+    );
     control.send(Packet::PingReq).await;
     assert!(matches!(control.recv().await, Some(Packet::PingResp)));
     server.shutdown().await;
@@ -191,12 +237,16 @@ async fn wrong_alpn_is_refused_and_tcp_and_quic_share_sessions() {
     assert!(connect_quic(&server, b"h3").await.is_err());
 
     // A TCP subscriber receives what a QUIC client publishes.
-    let mut tcp = tokio::net::TcpStream::connect(server.tcp_addr().unwrap()).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.tcp_addr().unwrap())
+        .await
+        .unwrap();
     let v = ProtocolVersion::V3_1_1;
     let mut out = BytesMut::new();
     codec::encode(&connect("tcp-sub", v), v, &mut out);
     codec::encode(&subscribe("x/#", QoS::AtMostOnce), v, &mut out);
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, &out).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &out)
+        .await
+        .unwrap();
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
     while got.len() < 2 {
@@ -211,7 +261,9 @@ async fn wrong_alpn_is_refused_and_tcp_and_quic_share_sessions() {
     let mut control = MqttStream::open(&conn, v).await;
     control.send(connect("quic-pub", v)).await;
     assert!(matches!(control.recv().await, Some(Packet::ConnAck(_))));
-    control.send(publish("x/y", b"over quic", QoS::AtMostOnce, None)).await;
+    control
+        .send(publish("x/y", b"over quic", QoS::AtMostOnce, None))
+        .await;
     loop {
         if let Ok(Some(Packet::Publish(p))) = codec::decode(&mut buf, Some(v), u32::MAX) {
             assert_eq!(&p.payload[..], b"over quic");
@@ -228,7 +280,10 @@ async fn wrong_alpn_is_refused_and_tcp_and_quic_share_sessions() {
     control2.send(connect("tcp-sub", v)).await;
     assert!(matches!(control2.recv().await, Some(Packet::ConnAck(_))));
     let mut rest = Vec::new();
-    let n = timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap().unwrap_or(0);
+    let n = timeout(WAIT, tcp.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     let _ = n; // 3.1.1: the old connection is closed without a DISCONNECT
     server.shutdown().await;
 }

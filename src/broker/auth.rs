@@ -27,7 +27,13 @@ pub enum AuthOutcome {
 /// An enhanced authentication method (SASL-style challenge/response) plugged into the broker.
 pub trait EnhancedAuth: Send {
     /// Starts an exchange for `client_id` with `method` and the client's initial data.
-    fn start(&mut self, conn: ConnId, client_id: &str, method: &str, data: Option<&Bytes>) -> AuthOutcome;
+    fn start(
+        &mut self,
+        conn: ConnId,
+        client_id: &str,
+        method: &str,
+        data: Option<&Bytes>,
+    ) -> AuthOutcome;
     /// Continues an exchange with the data of the client's AUTH packet.
     fn continue_auth(&mut self, conn: ConnId, method: &str, data: Option<&Bytes>) -> AuthOutcome;
 }
@@ -50,7 +56,9 @@ impl Broker {
 
     /// AUTH from a client whose CONNECT is waiting on enhanced authentication.
     pub(super) fn handle_auth_continue(&mut self, conn: ConnId, auth: Auth, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let method = c.auth_method.clone().unwrap_or_default();
         // [MQTT-4.12.0-2]: the client answers with AUTH 0x18 and the same method.
         if auth.code != ReasonCode::CONTINUE_AUTHENTICATION
@@ -60,10 +68,14 @@ impl Broker {
             return;
         }
         let outcome = match self.auth.as_mut() {
-            Some(hook) => hook.continue_auth(conn, &method, auth.properties.authentication_data.as_ref()),
+            Some(hook) => {
+                hook.continue_auth(conn, &method, auth.properties.authentication_data.as_ref())
+            }
             None => AuthOutcome::Fail(ReasonCode::PROTOCOL_ERROR),
         };
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         match outcome {
             AuthOutcome::Continue(data) => self.send_auth_challenge(conn, &method, data),
             AuthOutcome::Success(data) => {
@@ -84,7 +96,9 @@ impl Broker {
     /// AUTH after CONNACK: re-authentication (4.12.1), or a protocol error when the connection
     /// did not authenticate with a method [MQTT-4.12.0-7]... or changes it [MQTT-4.12.1-1].
     pub(super) fn handle_reauth(&mut self, conn: ConnId, auth: Auth, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let method = match &c.auth_method {
             Some(m) if auth.properties.authentication_method.as_ref() == Some(m) => m.clone(),
             _ => {
@@ -95,8 +109,12 @@ impl Broker {
         let data = auth.properties.authentication_data.as_ref();
         let client_id = self.client_id_of(conn).unwrap_or_default();
         let outcome = match (auth.code, self.auth.as_mut()) {
-            (ReasonCode::RE_AUTHENTICATE, Some(hook)) => hook.start(conn, &client_id, &method, data),
-            (ReasonCode::CONTINUE_AUTHENTICATION, Some(hook)) => hook.continue_auth(conn, &method, data),
+            (ReasonCode::RE_AUTHENTICATE, Some(hook)) => {
+                hook.start(conn, &client_id, &method, data)
+            }
+            (ReasonCode::CONTINUE_AUTHENTICATION, Some(hook)) => {
+                hook.continue_auth(conn, &method, data)
+            }
             _ => AuthOutcome::Fail(ReasonCode::PROTOCOL_ERROR),
         };
         match outcome {
@@ -107,7 +125,14 @@ impl Broker {
                     authentication_data: data,
                     ..Properties::default()
                 };
-                self.send(conn, super::StreamId::CONTROL, Packet::Auth(Auth { code: ReasonCode::SUCCESS, properties }));
+                self.send(
+                    conn,
+                    super::StreamId::CONTROL,
+                    Packet::Auth(Auth {
+                        code: ReasonCode::SUCCESS,
+                        properties,
+                    }),
+                );
             }
             // [MQTT-4.12.1-2]: a failed re-authentication ends the connection.
             AuthOutcome::Fail(code) => self.close_with(conn, code, now),
@@ -120,7 +145,10 @@ impl Broker {
             authentication_data: Some(data),
             ..Properties::default()
         };
-        let packet = Packet::Auth(Auth { code: ReasonCode::CONTINUE_AUTHENTICATION, properties });
+        let packet = Packet::Auth(Auth {
+            code: ReasonCode::CONTINUE_AUTHENTICATION,
+            properties,
+        });
         self.send(conn, super::StreamId::CONTROL, packet);
     }
 

@@ -20,12 +20,18 @@ impl Broker {
 
     /// Server-initiated close: DISCONNECT with `code` for 5.0 clients past CONNECT, then close.
     pub(super) fn close_with(&mut self, conn: ConnId, code: ReasonCode, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let connected = !matches!(c.state, super::connection::ConnState::AwaitingConnect);
         if connected && c.version.is_v5() {
             // [MQTT-3.14.0-1] only after CONNACK... or during AUTH; reason string only if the
             // client did not turn problem information off [MQTT-3.1.2-29] (DISCONNECT may).
-            self.send(conn, StreamId::CONTROL, Packet::Disconnect(Disconnect::new(code)));
+            self.send(
+                conn,
+                StreamId::CONTROL,
+                Packet::Disconnect(Disconnect::new(code)),
+            );
         }
         self.out.close(conn, CloseKind::Abnormal(code));
         self.drop_connection(conn, now);
@@ -33,7 +39,9 @@ impl Broker {
 
     /// DISCONNECT from the client (3.14.4).
     pub(super) fn handle_disconnect(&mut self, conn: ConnId, d: Disconnect, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if let Some(expiry) = d.properties.session_expiry_interval {
             // [MQTT-3.14.2-2] a zero interval from CONNECT cannot be raised at DISCONNECT.
             if c.connect_expiry_was_zero && expiry != 0 {
@@ -64,9 +72,13 @@ impl Broker {
     /// The connection is gone: detach its session, trigger the will unless the client ended
     /// cleanly [MQTT-3.1.2-8], and start the session expiry clock.
     pub(super) fn drop_connection(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         let Some(sid) = c.session else { return };
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         if session.conn != Some(conn) {
             return;
         }
@@ -104,7 +116,9 @@ impl Broker {
         if self.sessions.get(&sid).is_some_and(|s| s.will.is_some()) {
             self.publish_will(sid, now);
         }
-        let Some(session) = self.sessions.remove(&sid) else { return };
+        let Some(session) = self.sessions.remove(&sid) else {
+            return;
+        };
         if let Some(conn) = session.conn {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.session = None;
@@ -120,7 +134,9 @@ impl Broker {
     }
 
     fn publish_will(&mut self, sid: SessionId, now: Instant) {
-        let Some(will) = self.sessions.get_mut(&sid).and_then(|s| s.will.take()) else { return };
+        let Some(will) = self.sessions.get_mut(&sid).and_then(|s| s.will.take()) else {
+            return;
+        };
         tracing::debug!(topic = %will.message.topic, "publishing will");
         self.publish_message(will.message, Some(sid), now);
     }

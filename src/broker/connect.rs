@@ -12,9 +12,7 @@ use super::output::CloseKind;
 use super::session::{Inflight, PendingWill, Session};
 use super::timers::Timer;
 use super::{Broker, ConnId, Message, SessionId, StreamId};
-use crate::codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Will,
-};
+use crate::codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use crate::topic;
 
 impl Broker {
@@ -93,7 +91,11 @@ impl Broker {
             c.version = version;
             tracing::info!(conn = conn.0, peer = %c.peer, %code, "CONNECT refused");
         }
-        let connack = ConnAck { session_present: false, code, properties: Properties::default() };
+        let connack = ConnAck {
+            session_present: false,
+            code,
+            properties: Properties::default(),
+        };
         self.send(conn, StreamId::CONTROL, Packet::ConnAck(connack));
         self.out.close(conn, CloseKind::Abnormal(code));
         self.forget_connection(conn, now);
@@ -119,7 +121,12 @@ impl Broker {
         };
 
         // Session takeover [MQTT-3.1.4-3]: close the existing connection of this client id.
-        if let Some(old_conn) = self.client_ids.get(&client_id).and_then(|sid| self.sessions.get(sid)).and_then(|s| s.conn) {
+        if let Some(old_conn) = self
+            .client_ids
+            .get(&client_id)
+            .and_then(|sid| self.sessions.get(sid))
+            .and_then(|s| s.conn)
+        {
             tracing::info!(client = %client_id, old = old_conn.0, new = conn.0, "session taken over");
             self.close_with(old_conn, ReasonCode::SESSION_TAKEN_OVER, now);
         }
@@ -166,9 +173,14 @@ impl Broker {
             usize::from(limits.max_inflight)
         };
 
-        let will = connect.will.as_ref().map(|w| self.will_message(w, &client_id, now));
+        let will = connect
+            .will
+            .as_ref()
+            .map(|w| self.will_message(w, &client_id, now));
         let connect_timeout = self.connect_timeout();
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.state = ConnState::Connected;
         c.version = version;
         c.session = Some(sid);
@@ -184,7 +196,9 @@ impl Broker {
             self.timers.schedule(deadline, Timer::Connection(conn));
         }
 
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         session.conn = Some(conn);
         session.version = version;
         session.expiry_secs = expiry;
@@ -209,7 +223,11 @@ impl Broker {
                 properties.authentication_data = auth_data;
             }
         }
-        let connack = ConnAck { session_present, code: ReasonCode::SUCCESS, properties };
+        let connack = ConnAck {
+            session_present,
+            code: ReasonCode::SUCCESS,
+            properties,
+        };
         self.send(conn, StreamId::CONTROL, Packet::ConnAck(connack));
         if session_present {
             self.rebind_session_to_control(sid);
@@ -238,7 +256,8 @@ impl Broker {
             p.session_expiry_interval = Some(expiry);
         }
         if connect.properties.request_response_information == Some(1) {
-            p.response_information = Some(ByteString::from(format!("$response/{}", connect.client_id)));
+            p.response_information =
+                Some(ByteString::from(format!("$response/{}", connect.client_id)));
         }
         p
     }
@@ -264,28 +283,51 @@ impl Broker {
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             origin: Some(client_id.clone()),
         };
-        PendingWill { message: Arc::new(message), delay_secs, publish_at: None }
+        PendingWill {
+            message: Arc::new(message),
+            delay_secs,
+            publish_at: None,
+        }
     }
 
     /// On resume: retransmit unacknowledged PUBLISH with DUP and PUBREL [MQTT-4.4.0-1].
     fn resend_inflight(&mut self, sid: SessionId, conn: ConnId, now: Instant) {
-        let Some(session) = self.sessions.get(&sid) else { return };
-        let pending: Vec<(u16, Inflight)> =
-            session.inflight.iter().map(|(id, f)| (*id, f.clone())).collect();
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
+        let pending: Vec<(u16, Inflight)> = session
+            .inflight
+            .iter()
+            .map(|(id, f)| (*id, f.clone()))
+            .collect();
         for (packet_id, inflight) in pending {
             self.retransmit(sid, conn, packet_id, inflight, now);
         }
     }
 
     /// Sends one inflight entry again: the PUBLISH with DUP set, or the PUBREL.
-    pub(super) fn retransmit(&mut self, sid: SessionId, conn: ConnId, packet_id: u16, inflight: Inflight, now: Instant) {
+    pub(super) fn retransmit(
+        &mut self,
+        sid: SessionId,
+        conn: ConnId,
+        packet_id: u16,
+        inflight: Inflight,
+        now: Instant,
+    ) {
         match inflight {
             Inflight::Published(delivery) => {
                 self.transmit_publish(sid, conn, &delivery, Some(packet_id), true, now);
             }
             Inflight::Released { stream } => {
-                let stream = self.conns.get(&conn).map_or(StreamId::CONTROL, |c| c.route_stream(stream));
-                self.send(conn, stream, Packet::PubRel(crate::codec::Ack::new(packet_id)));
+                let stream = self
+                    .conns
+                    .get(&conn)
+                    .map_or(StreamId::CONTROL, |c| c.route_stream(stream));
+                self.send(
+                    conn,
+                    stream,
+                    Packet::PubRel(crate::codec::Ack::new(packet_id)),
+                );
             }
         }
     }

@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::topic::{RetainedStore, SubscriptionTrie};
 use connection::{ConnState, Connection};
 use output::OutputQueue;
-use session::{SubEntry, Session};
+use session::{Session, SubEntry};
 use timers::{Timer, Timers};
 
 /// Key of a subscription in the trie: one entry per session, stream and filter. A shared
@@ -155,7 +155,9 @@ impl Broker {
 
     /// The transport wrote `bytes` of what it was given for `conn`.
     pub fn handle_written(&mut self, conn: ConnId, bytes: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let was_slow = c.unwritten >= self.outbound_soft_limit;
         c.unwritten = c.unwritten.saturating_sub(bytes);
         if was_slow && c.unwritten < self.outbound_soft_limit {
@@ -169,21 +171,29 @@ impl Broker {
     /// A Close output follows, so the glue releases what it holds for the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
         if self.conns.contains_key(&conn) {
-            self.out.close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
+            self.out
+                .close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
             self.drop_connection(conn, now);
         }
     }
 
     /// The transport could not decode what `conn` sent.
     pub fn handle_decode_error(&mut self, conn: ConnId, err: &DecodeError, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         tracing::debug!(conn = conn.0, peer = %c.peer, error = %err, "bad packet");
         if let (DecodeError::UnsupportedProtocolVersion(_), ConnState::AwaitingConnect) =
             (err, &c.state)
         {
             // [MQTT-3.1.2-2]: CONNACK 0x84 (3.1.1: return code 1), then close. The level is
             // unknown, so the answer uses the 3.1.1 encoding every client version understands.
-            self.refuse_connect(conn, crate::codec::ProtocolVersion::V3_1_1, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, now);
+            self.refuse_connect(
+                conn,
+                crate::codec::ProtocolVersion::V3_1_1,
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                now,
+            );
             return;
         }
         self.protocol_violation(conn, err.reason_code(), now);
@@ -191,7 +201,9 @@ impl Broker {
 
     /// A decoded packet from `conn`, received on `stream`.
     pub fn handle_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         c.last_activity = now;
         match (&c.state, packet) {
             (ConnState::AwaitingConnect, Packet::Connect(connect)) => {
@@ -245,8 +257,12 @@ impl Broker {
     }
 
     fn check_connection_deadline(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else { return };
-        let Some(deadline) = c.deadline(self.connect_timeout()) else { return };
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(deadline) = c.deadline(self.connect_timeout()) else {
+            return;
+        };
         if deadline > now {
             self.timers.schedule(deadline, Timer::Connection(conn));
             return;
@@ -257,7 +273,8 @@ impl Broker {
             self.close_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, now);
         } else {
             tracing::debug!(conn = conn.0, peer = %c.peer, "no CONNECT in time");
-            self.out.close(conn, CloseKind::Abnormal(ReasonCode::MAXIMUM_CONNECT_TIME));
+            self.out
+                .close(conn, CloseKind::Abnormal(ReasonCode::MAXIMUM_CONNECT_TIME));
             self.drop_connection(conn, now);
         }
     }
@@ -272,13 +289,20 @@ impl Broker {
     /// [MQTT-3.1.2-24] and the connection cannot go on without it: it is closed (PUBLISH packets
     /// are checked, and dropped, before they get here).
     fn send(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if c.max_packet_size_out != u32::MAX
             && !matches!(packet, Packet::Publish(_))
             && crate::codec::encoded_len(&packet, c.version) > c.max_packet_size_out as usize
         {
-            tracing::debug!(conn = conn.0, packet = packet.packet_type(), "packet exceeds the client's maximum packet size; closing");
-            self.out.close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
+            tracing::debug!(
+                conn = conn.0,
+                packet = packet.packet_type(),
+                "packet exceeds the client's maximum packet size; closing"
+            );
+            self.out
+                .close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
             return;
         }
         c.unwritten += accounted_size(&packet, c.version);

@@ -35,12 +35,22 @@ pub struct HandlerId(pub u64);
 pub enum Output {
     Transmit(Transmit),
     /// Write whatever was queued before this, then close the connection.
-    Close { conn: ConnId, kind: CloseKind },
+    Close {
+        conn: ConnId,
+        kind: CloseKind,
+    },
     /// End one data stream of a connection gracefully (FIN) after what was queued for it; the
     /// connection lives on. `code` says why, for logs.
-    CloseStream { conn: ConnId, stream: StreamId, code: ReasonCode },
+    CloseStream {
+        conn: ConnId,
+        stream: StreamId,
+        code: ReasonCode,
+    },
     /// A message for an in-process handler.
-    App { handler: HandlerId, message: SharedMessage },
+    App {
+        handler: HandlerId,
+        message: SharedMessage,
+    },
 }
 
 /// Outputs accumulated while handling events, drained by the glue after each batch.
@@ -59,7 +69,12 @@ impl OutputQueue {
             }
         }
         self.open.insert((conn, stream), self.outputs.len());
-        self.outputs.push(Output::Transmit(Transmit { conn, stream, version, packets: vec![p] }));
+        self.outputs.push(Output::Transmit(Transmit {
+            conn,
+            stream,
+            version,
+            packets: vec![p],
+        }));
     }
 
     pub fn close(&mut self, conn: ConnId, kind: CloseKind) {
@@ -69,7 +84,8 @@ impl OutputQueue {
 
     pub fn close_stream(&mut self, conn: ConnId, stream: StreamId, code: ReasonCode) {
         self.open.remove(&(conn, stream));
-        self.outputs.push(Output::CloseStream { conn, stream, code });
+        self.outputs
+            .push(Output::CloseStream { conn, stream, code });
     }
 
     pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {

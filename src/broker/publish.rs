@@ -9,8 +9,16 @@ use super::{Broker, ConnId, StreamId};
 use crate::codec::{Ack, Packet, Publish, QoS, ReasonCode};
 
 impl Broker {
-    pub(super) fn handle_publish(&mut self, conn: ConnId, stream: StreamId, p: Publish, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    pub(super) fn handle_publish(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        p: Publish,
+        now: Instant,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let version = c.version;
         let Some(sid) = c.session else { return };
         // [MQTT-3.3.4-6] a client's PUBLISH must not carry a Subscription Identifier.
@@ -42,7 +50,11 @@ impl Broker {
         }
         if !crate::topic::is_valid_topic_name(&topic) {
             // [MQTT-3.3.2-1] [MQTT-3.3.2-2]
-            let code = if topic.is_empty() { ReasonCode::PROTOCOL_ERROR } else { ReasonCode::TOPIC_NAME_INVALID };
+            let code = if topic.is_empty() {
+                ReasonCode::PROTOCOL_ERROR
+            } else {
+                ReasonCode::TOPIC_NAME_INVALID
+            };
             self.protocol_violation(conn, code, now);
             return;
         }
@@ -56,7 +68,9 @@ impl Broker {
             self.protocol_violation(conn, ReasonCode::RETAIN_NOT_SUPPORTED, now);
             return;
         }
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         let packet_id = p.packet_id.unwrap_or(0);
         if p.qos == QoS::ExactlyOnce {
             if session.incoming_qos2.contains(&(stream, packet_id)) {
@@ -91,7 +105,11 @@ impl Broker {
                 ReasonCode::SUCCESS
             }
         };
-        let ack = Ack { packet_id, code, properties: Default::default() };
+        let ack = Ack {
+            packet_id,
+            code,
+            properties: Default::default(),
+        };
         match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(conn, stream, Packet::PubAck(ack)),
@@ -108,8 +126,12 @@ impl Broker {
 
     /// PUBREL from the client completes an incoming QoS 2 flow (4.3.3).
     pub(super) fn handle_pubrel(&mut self, conn: ConnId, stream: StreamId, a: Ack, _now: Instant) {
-        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         let known = session.incoming_qos2.remove(&(stream, a.packet_id));
         let mut comp = Ack::new(a.packet_id);
         if !known {
@@ -122,8 +144,12 @@ impl Broker {
     /// PUBACK ends an outgoing QoS 1 flow (4.3.2). A PUBACK for a QoS 2 message is a protocol
     /// error; one for an unknown id is ignored (it may be a late duplicate).
     pub(super) fn handle_puback(&mut self, conn: ConnId, a: Ack, now: Instant) {
-        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         match session.inflight.get(&a.packet_id) {
             Some(Inflight::Published(d)) if d.qos == QoS::AtLeastOnce => {
                 session.inflight.remove(&a.packet_id);
@@ -136,8 +162,12 @@ impl Broker {
 
     /// PUBREC moves an outgoing QoS 2 flow to PUBREL (4.3.3); an error code ends it.
     pub(super) fn handle_pubrec(&mut self, conn: ConnId, stream: StreamId, a: Ack, now: Instant) {
-        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         let mut rel = Ack::new(a.packet_id);
         match session.inflight.get(&a.packet_id) {
             Some(Inflight::Published(d)) if d.qos == QoS::ExactlyOnce => {
@@ -147,7 +177,9 @@ impl Broker {
                     self.pump_queue(sid, now);
                     return;
                 }
-                session.inflight.insert(a.packet_id, Inflight::Released { stream });
+                session
+                    .inflight
+                    .insert(a.packet_id, Inflight::Released { stream });
             }
             Some(Inflight::Released { .. }) => {}
             // PUBREC for a QoS 1 message: the wrong handshake.
@@ -166,14 +198,20 @@ impl Broker {
     /// PUBCOMP ends an outgoing QoS 2 flow (4.3.3). A PUBCOMP before PUBREL was sent (or for a
     /// QoS 1 message) is a protocol error; one for an unknown id is ignored.
     pub(super) fn handle_pubcomp(&mut self, conn: ConnId, a: Ack, now: Instant) {
-        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         match session.inflight.get(&a.packet_id) {
             Some(Inflight::Released { .. }) => {
                 session.inflight.remove(&a.packet_id);
                 self.pump_queue(sid, now);
             }
-            Some(Inflight::Published(_)) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+            Some(Inflight::Published(_)) => {
+                self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now)
+            }
             None => {}
         }
     }

@@ -58,27 +58,34 @@ impl Broker {
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
-        self.subscriptions.for_each_match(&msg.topic, |filter, key: &SubKey, entry| match &key.group {
-            None => {
-                // [MQTT-3.8.3-3] No Local: not to the publisher's own subscription.
-                if entry.options.no_local && Some(key.session) == publisher {
-                    return;
+        self.subscriptions
+            .for_each_match(&msg.topic, |filter, key: &SubKey, entry| match &key.group {
+                None => {
+                    // [MQTT-3.8.3-3] No Local: not to the publisher's own subscription.
+                    if entry.options.no_local && Some(key.session) == publisher {
+                        return;
+                    }
+                    let acc = scratch
+                        .direct
+                        .entry((key.session, key.stream))
+                        .or_insert(Acc {
+                            qos: QoS::AtMostOnce,
+                            retain_as_published: false,
+                            sub_ids: Vec::new(),
+                            stream: entry.stream,
+                        });
+                    acc.qos = acc.qos.max(entry.options.qos);
+                    acc.retain_as_published |= entry.options.retain_as_published;
+                    acc.sub_ids.extend(entry.id);
                 }
-                let acc = scratch.direct.entry((key.session, key.stream)).or_insert(Acc {
-                    qos: QoS::AtMostOnce,
-                    retain_as_published: false,
-                    sub_ids: Vec::new(),
-                    stream: entry.stream,
-                });
-                acc.qos = acc.qos.max(entry.options.qos);
-                acc.retain_as_published |= entry.options.retain_as_published;
-                acc.sub_ids.extend(entry.id);
-            }
-            Some(group) => {
-                scratch.shared.push((group.clone(), filter.into(), key.session, entry.clone()))
-            }
-        });
-        self.app_subscriptions.for_each_match(&msg.topic, |_, handler, _| scratch.apps.push(*handler));
+                Some(group) => {
+                    scratch
+                        .shared
+                        .push((group.clone(), filter.into(), key.session, entry.clone()))
+                }
+            });
+        self.app_subscriptions
+            .for_each_match(&msg.topic, |_, handler, _| scratch.apps.push(*handler));
 
         let mut reached = scratch.direct.len() + scratch.apps.len();
         for ((sid, _), acc) in scratch.direct.drain() {
@@ -92,10 +99,15 @@ impl Broker {
             };
             self.deliver(sid, delivery, now);
         }
-        scratch.shared.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        scratch
+            .shared
+            .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let mut rest = &scratch.shared[..];
         while let Some(first) = rest.first() {
-            let n = rest.iter().take_while(|e| e.0 == first.0 && e.1 == first.1).count();
+            let n = rest
+                .iter()
+                .take_while(|e| e.0 == first.0 && e.1 == first.1)
+                .count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
             if let Some((sid, entry)) = self.pick_shared(group) {
@@ -125,7 +137,11 @@ impl Broker {
     ) -> Option<(SessionId, SubEntry)> {
         let (group, filter) = (&members[0].0, &members[0].1);
         let online: Vec<usize> = (0..members.len())
-            .filter(|&i| self.sessions.get(&members[i].2).is_some_and(|s| s.conn.is_some()))
+            .filter(|&i| {
+                self.sessions
+                    .get(&members[i].2)
+                    .is_some_and(|s| s.conn.is_some())
+            })
             .collect();
         let cursor = self
             .shared_cursor
@@ -143,8 +159,12 @@ impl Broker {
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
     pub(super) fn deliver(&mut self, sid: SessionId, delivery: Delivery, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
-        let conn = session.conn.and_then(|c| self.conns.get(&c).map(|state| (c, state)));
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let conn = session
+            .conn
+            .and_then(|c| self.conns.get(&c).map(|state| (c, state)));
         let Some((conn, c)) = conn else {
             // Offline: QoS 1/2 wait in the session [MQTT-3.1.2-5]; QoS 0 is not kept.
             if delivery.qos != QoS::AtMostOnce {
@@ -164,7 +184,9 @@ impl Broker {
         let window_open = session.inflight.len() < c.send_window;
         if session.queue.is_empty() && window_open && !slow {
             if let Some(packet_id) = session.allocate_packet_id() {
-                session.inflight.insert(packet_id, Inflight::Published(delivery.clone()));
+                session
+                    .inflight
+                    .insert(packet_id, Inflight::Published(delivery.clone()));
                 self.transmit_publish(sid, conn, &delivery, Some(packet_id), false, now);
                 return;
             }
@@ -176,7 +198,9 @@ impl Broker {
     /// it would wait); when it is full the oldest queued message is dropped and counted, so a
     /// subscriber that comes back gets the most recent data.
     fn enqueue(&mut self, sid: SessionId, delivery: Delivery) {
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         if session.queue.len() >= self.config.limits.max_queued_messages {
             session.queue.pop_front();
             self.metrics.dropped_queue_full += 1;
@@ -188,16 +212,22 @@ impl Broker {
     /// Moves queued messages to the connection while the window and buffer allow.
     pub(super) fn pump_queue(&mut self, sid: SessionId, now: Instant) {
         loop {
-            let Some(session) = self.sessions.get_mut(&sid) else { return };
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                return;
+            };
             let Some(conn) = session.conn else { return };
-            let Some(c) = self.conns.get(&conn) else { return };
+            let Some(c) = self.conns.get(&conn) else {
+                return;
+            };
             if session.queue.is_empty()
                 || session.inflight.len() >= c.send_window
                 || c.unwritten >= self.outbound_soft_limit
             {
                 return;
             }
-            let Some(delivery) = session.queue.pop_front() else { return };
+            let Some(delivery) = session.queue.pop_front() else {
+                return;
+            };
             let packet_id = if delivery.qos == QoS::AtMostOnce {
                 None
             } else {
@@ -205,7 +235,9 @@ impl Broker {
                     session.queue.push_front(delivery);
                     return;
                 };
-                session.inflight.insert(id, Inflight::Published(delivery.clone()));
+                session
+                    .inflight
+                    .insert(id, Inflight::Published(delivery.clone()));
                 Some(id)
             };
             self.transmit_publish(sid, conn, &delivery, packet_id, false, now);
@@ -226,7 +258,9 @@ impl Broker {
     ) -> bool {
         let msg = &delivery.msg;
         let remaining = msg.remaining_expiry(now);
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         let version = c.version;
         let mut publish = Publish {
             dup,
@@ -288,7 +322,12 @@ fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
 }
 
 /// Creates the shared message for a PUBLISH received from a client.
-pub(super) fn message_from(p: Publish, topic: ByteString, origin: ByteString, now: Instant) -> SharedMessage {
+pub(super) fn message_from(
+    p: Publish,
+    topic: ByteString,
+    origin: ByteString,
+    now: Instant,
+) -> SharedMessage {
     let mut properties = p.properties;
     let expires_at = properties
         .message_expiry_interval

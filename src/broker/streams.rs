@@ -34,14 +34,23 @@ impl Broker {
         if stream == StreamId::CONTROL {
             return;
         }
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if !c.data_streams.remove(&stream) {
             return;
         }
         self.out.close_stream(conn, stream, code);
         let Some(sid) = c.session else { return };
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
-        let gone: Vec<_> = session.subscriptions.keys().filter(|(_, s)| *s == stream).cloned().collect();
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let gone: Vec<_> = session
+            .subscriptions
+            .keys()
+            .filter(|(_, s)| *s == stream)
+            .cloned()
+            .collect();
         for key in &gone {
             session.subscriptions.remove(key);
         }
@@ -57,7 +66,13 @@ impl Broker {
     }
 
     /// A data stream sent something that cannot be decoded: that stream ends, nothing else.
-    pub fn handle_stream_error(&mut self, conn: ConnId, stream: StreamId, err: &DecodeError, now: Instant) {
+    pub fn handle_stream_error(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        err: &DecodeError,
+        now: Instant,
+    ) {
         if stream == StreamId::CONTROL {
             self.handle_decode_error(conn, err, now);
         } else {
@@ -66,7 +81,13 @@ impl Broker {
     }
 
     /// Ends one data stream with a graceful FIN after what was queued for it.
-    pub(super) fn stream_violation(&mut self, conn: ConnId, stream: StreamId, code: ReasonCode, now: Instant) {
+    pub(super) fn stream_violation(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        code: ReasonCode,
+        now: Instant,
+    ) {
         tracing::debug!(conn = conn.0, stream = stream.0, %code, "closing data stream");
         self.end_stream(conn, stream, code, now);
     }
@@ -89,12 +110,20 @@ impl Broker {
     /// On resume: streams of the old connection mean nothing on the new one, so everything
     /// bound to a data stream moves to the control stream.
     pub(super) fn rebind_session_to_control(&mut self, sid: SessionId) {
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
-        let data_keys: Vec<_> =
-            session.subscriptions.keys().filter(|(_, s)| *s != StreamId::CONTROL).cloned().collect();
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let data_keys: Vec<_> = session
+            .subscriptions
+            .keys()
+            .filter(|(_, s)| *s != StreamId::CONTROL)
+            .cloned()
+            .collect();
         let mut to_insert = Vec::new();
         for key in &data_keys {
-            let Some(mut entry) = session.subscriptions.remove(key) else { continue };
+            let Some(mut entry) = session.subscriptions.remove(key) else {
+                continue;
+            };
             let control_key = (key.0.clone(), StreamId::CONTROL);
             if !session.subscriptions.contains_key(&control_key) {
                 entry.stream = StreamId::CONTROL;
@@ -102,7 +131,11 @@ impl Broker {
                 to_insert.push((key.0.clone(), entry));
             }
         }
-        session.incoming_qos2 = session.incoming_qos2.iter().map(|(_, id)| (StreamId::CONTROL, *id)).collect();
+        session.incoming_qos2 = session
+            .incoming_qos2
+            .iter()
+            .map(|(_, id)| (StreamId::CONTROL, *id))
+            .collect();
         for delivery in session.queue.iter_mut() {
             delivery.stream = StreamId::CONTROL;
         }
@@ -116,8 +149,14 @@ impl Broker {
     }
 
     /// Moves inflight entries whose stream matches `which` to the control stream; returns them.
-    fn rebind_inflight(&mut self, sid: SessionId, which: impl Fn(StreamId) -> bool) -> Vec<(u16, Inflight)> {
-        let Some(session) = self.sessions.get_mut(&sid) else { return Vec::new() };
+    fn rebind_inflight(
+        &mut self,
+        sid: SessionId,
+        which: impl Fn(StreamId) -> bool,
+    ) -> Vec<(u16, Inflight)> {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return Vec::new();
+        };
         let mut moved = Vec::new();
         for (id, inflight) in session.inflight.iter_mut() {
             match inflight {

@@ -8,12 +8,22 @@ use bytestring::ByteString;
 use super::connect::cap_qos;
 use super::session::{Delivery, SubEntry};
 use super::{Broker, ConnId, HandlerId, Message, SessionId, SharedMessage, StreamId, SubKey};
-use crate::codec::{Packet, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe};
+use crate::codec::{
+    Packet, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe,
+};
 use crate::topic;
 
 impl Broker {
-    pub(super) fn handle_subscribe(&mut self, conn: ConnId, stream: StreamId, s: Subscribe, now: Instant) {
-        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+    pub(super) fn handle_subscribe(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        s: Subscribe,
+        now: Instant,
+    ) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
         // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
         let shared_no_local = s
             .filters
@@ -25,7 +35,10 @@ impl Broker {
         }
         // [MQTT-4.8.2-1] [MQTT-4.8.2-2] a malformed `$share/` filter is a protocol error, not
         // a refused subscription.
-        if s.filters.iter().any(|(f, _)| matches!(topic::parse_shared(f), Some(Err(())))) {
+        if s.filters
+            .iter()
+            .any(|(f, _)| matches!(topic::parse_shared(f), Some(Err(()))))
+        {
             self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
             return;
         }
@@ -36,7 +49,11 @@ impl Broker {
             codes.push(self.subscribe_one(sid, stream, filter, options, sub_id, &mut retained));
         }
         // [MQTT-3.8.4-1] SUBACK, then the retained messages [MQTT-3.3.1-9].
-        let suback = SubAck { packet_id: s.packet_id, properties: Default::default(), codes };
+        let suback = SubAck {
+            packet_id: s.packet_id,
+            properties: Default::default(),
+            codes,
+        };
         self.send(conn, stream, Packet::SubAck(suback));
         for delivery in retained {
             self.deliver(sid, delivery, now);
@@ -61,10 +78,22 @@ impl Broker {
             None => (filter.to_string(), false),
         };
         let granted = cap_qos(options.qos, self.config.session.max_qos);
-        let entry = SubEntry { options: SubscriptionOptions { qos: granted, ..options }, id: sub_id, stream };
-        let Some(session) = self.sessions.get_mut(&sid) else { return ReasonCode::UNSPECIFIED_ERROR };
+        let entry = SubEntry {
+            options: SubscriptionOptions {
+                qos: granted,
+                ..options
+            },
+            id: sub_id,
+            stream,
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return ReasonCode::UNSPECIFIED_ERROR;
+        };
         // [MQTT-3.8.4-3] a subscription to an existing filter replaces it.
-        let existed = session.subscriptions.insert((filter.clone(), stream), entry.clone()).is_some();
+        let existed = session
+            .subscriptions
+            .insert((filter.clone(), stream), entry.clone())
+            .is_some();
         self.insert_into_trie(sid, &filter, entry);
 
         // Retain Handling (3.8.3.1): 0 always, 1 only for a new subscription, 2 never. Shared
@@ -73,27 +102,39 @@ impl Broker {
             && self.config.session.retain_available
             && (options.retain_handling == 0 || (options.retain_handling == 1 && !existed));
         if send_retained {
-            self.retained.for_each_match(&trie_filter, |_, msg: &SharedMessage| {
-                retained.push(Delivery {
-                    msg: msg.clone(),
-                    qos: msg.qos.min(granted),
-                    // [MQTT-3.3.1-8] retained messages sent on subscribe keep RETAIN = 1.
-                    retain: true,
-                    sub_ids: sub_id.into_iter().collect(),
-                    stream,
+            self.retained
+                .for_each_match(&trie_filter, |_, msg: &SharedMessage| {
+                    retained.push(Delivery {
+                        msg: msg.clone(),
+                        qos: msg.qos.min(granted),
+                        // [MQTT-3.3.1-8] retained messages sent on subscribe keep RETAIN = 1.
+                        retain: true,
+                        sub_ids: sub_id.into_iter().collect(),
+                        stream,
+                    });
+                    true
                 });
-                true
-            });
         }
         ReasonCode(granted as u8)
     }
 
-    pub(super) fn handle_unsubscribe(&mut self, conn: ConnId, stream: StreamId, u: Unsubscribe, _now: Instant) {
-        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+    pub(super) fn handle_unsubscribe(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        u: Unsubscribe,
+        _now: Instant,
+    ) {
+        let Some(sid) = self.conns.get(&conn).and_then(|c| c.session) else {
+            return;
+        };
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
             // On QUIC only the stream that made a subscription can remove it (0x11 elsewhere).
-            let removed = self.sessions.get_mut(&sid).and_then(|s| s.subscriptions.remove(&(filter.clone(), stream)));
+            let removed = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.subscriptions.remove(&(filter.clone(), stream)));
             let code = if removed.is_some() {
                 self.remove_from_trie(sid, filter, stream);
                 ReasonCode::SUCCESS
@@ -105,7 +146,11 @@ impl Broker {
             codes.push(code);
         }
         // [MQTT-3.10.4-4] UNSUBACK even when nothing was removed.
-        let unsuback = UnsubAck { packet_id: u.packet_id, properties: Default::default(), codes };
+        let unsuback = UnsubAck {
+            packet_id: u.packet_id,
+            properties: Default::default(),
+            codes,
+        };
         self.send(conn, stream, Packet::UnsubAck(unsuback));
     }
 
@@ -115,7 +160,11 @@ impl Broker {
             Some(Ok(shared)) => (shared.filter, Some(ByteString::from(shared.group))),
             _ => (filter, None),
         };
-        let key = SubKey { session: sid, group, stream: entry.stream };
+        let key = SubKey {
+            session: sid,
+            group,
+            stream: entry.stream,
+        };
         self.subscriptions.insert(trie_filter, key, entry);
     }
 
@@ -124,21 +173,34 @@ impl Broker {
             Some(Ok(shared)) => (shared.filter, Some(ByteString::from(shared.group))),
             _ => (filter, None),
         };
-        self.subscriptions.remove(trie_filter, &SubKey { session: sid, group, stream });
+        self.subscriptions.remove(
+            trie_filter,
+            &SubKey {
+                session: sid,
+                group,
+                stream,
+            },
+        );
     }
 
     /// Registers an in-process handler for `filter` (embedding API). Retained messages that
     /// match are handed to it at once, like to a new subscriber.
-    pub fn app_subscribe(&mut self, handler: HandlerId, filter: &str, qos: QoS) -> Result<(), ReasonCode> {
+    pub fn app_subscribe(
+        &mut self,
+        handler: HandlerId,
+        filter: &str,
+        qos: QoS,
+    ) -> Result<(), ReasonCode> {
         if !topic::is_valid_filter(filter) || topic::parse_shared(filter).is_some() {
             return Err(ReasonCode::TOPIC_FILTER_INVALID);
         }
         self.app_subscriptions.insert(filter, handler, qos);
         let mut retained = Vec::new();
-        self.retained.for_each_match(filter, |_, msg: &SharedMessage| {
-            retained.push(msg.clone());
-            true
-        });
+        self.retained
+            .for_each_match(filter, |_, msg: &SharedMessage| {
+                retained.push(msg.clone());
+                true
+            });
         for msg in retained {
             self.out.app(handler, msg);
         }

@@ -47,7 +47,10 @@ impl Harness {
             match output {
                 Output::Transmit(t) => {
                     let bytes: usize = t.packets.iter().map(|p| accounted_size(p, t.version)).sum();
-                    self.streams.entry(t.conn).or_default().extend(t.packets.iter().map(|_| t.stream));
+                    self.streams
+                        .entry(t.conn)
+                        .or_default()
+                        .extend(t.packets.iter().map(|_| t.stream));
                     self.inbox.entry(t.conn).or_default().extend(t.packets);
                     self.broker.handle_written(t.conn, bytes, self.now);
                 }
@@ -65,12 +68,14 @@ impl Harness {
     fn open(&mut self) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        self.broker.connection_opened(conn, format!("test:{}", conn.0), self.now);
+        self.broker
+            .connection_opened(conn, format!("test:{}", conn.0), self.now);
         conn
     }
 
     fn send(&mut self, conn: ConnId, packet: Packet) {
-        self.broker.handle_packet(conn, StreamId::CONTROL, packet, self.now);
+        self.broker
+            .handle_packet(conn, StreamId::CONTROL, packet, self.now);
         self.pump();
     }
 
@@ -84,7 +89,10 @@ impl Harness {
     fn recv_streams(&mut self, conn: ConnId) -> Vec<(StreamId, Packet)> {
         self.pump();
         let streams = self.streams.remove(&conn).unwrap_or_default();
-        streams.into_iter().zip(self.inbox.remove(&conn).unwrap_or_default()).collect()
+        streams
+            .into_iter()
+            .zip(self.inbox.remove(&conn).unwrap_or_default())
+            .collect()
     }
 
     fn send_on(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
@@ -129,12 +137,25 @@ impl Harness {
     }
 
     fn subscribe(&mut self, conn: ConnId, filter: &str, qos: QoS) -> Vec<ReasonCode> {
-        let options = SubscriptionOptions { qos, ..Default::default() };
+        let options = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
         self.subscribe_with(conn, filter, options, Properties::default())
     }
 
-    fn subscribe_with(&mut self, conn: ConnId, filter: &str, options: SubscriptionOptions, properties: Properties) -> Vec<ReasonCode> {
-        let sub = Subscribe { packet_id: 7, properties, filters: vec![(filter.into(), options)] };
+    fn subscribe_with(
+        &mut self,
+        conn: ConnId,
+        filter: &str,
+        options: SubscriptionOptions,
+        properties: Properties,
+    ) -> Vec<ReasonCode> {
+        let sub = Subscribe {
+            packet_id: 7,
+            properties,
+            filters: vec![(filter.into(), options)],
+        };
         self.send(conn, Packet::Subscribe(sub));
         let mut packets = self.recv(conn);
         match packets.first() {
@@ -142,7 +163,8 @@ impl Harness {
                 let codes = ack.codes.clone();
                 // Retained messages follow the SUBACK; they stay for recv().
                 packets.remove(0);
-                self.streams.insert(conn, vec![StreamId::CONTROL; packets.len()]);
+                self.streams
+                    .insert(conn, vec![StreamId::CONTROL; packets.len()]);
                 self.inbox.insert(conn, packets);
                 codes
             }
@@ -153,7 +175,10 @@ impl Harness {
     fn publish(&mut self, conn: ConnId, topic: &str, payload: &str, qos: QoS, retain: bool) {
         self.next_packet_id = self.next_packet_id % 60_000 + 1;
         let packet_id = (qos != QoS::AtMostOnce).then_some(self.next_packet_id);
-        self.send(conn, Packet::Publish(publish(topic, payload, qos, retain, packet_id)));
+        self.send(
+            conn,
+            Packet::Publish(publish(topic, payload, qos, retain, packet_id)),
+        );
     }
 }
 
@@ -183,11 +208,26 @@ fn publish(topic: &str, payload: &str, qos: QoS, retain: bool, packet_id: Option
 }
 
 fn publishes(packets: &[Packet]) -> Vec<&Publish> {
-    packets.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p) } else { None }).collect()
+    packets
+        .iter()
+        .filter_map(|p| {
+            if let Packet::Publish(p) = p {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn disconnect_code(packets: &[Packet]) -> Option<ReasonCode> {
-    packets.iter().find_map(|p| if let Packet::Disconnect(d) = p { Some(d.code) } else { None })
+    packets.iter().find_map(|p| {
+        if let Packet::Disconnect(d) = p {
+            Some(d.code)
+        } else {
+            None
+        }
+    })
 }
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -208,7 +248,10 @@ fn connack_announces_limits_for_v5() {
 fn empty_client_id_is_assigned_for_v5_and_refused_for_persistent_v311() {
     let mut h = Harness::new();
     let (_, ack) = h.connect_with(connect_packet("", V5));
-    assert!(ack.properties.assigned_client_identifier.is_some_and(|id| !id.is_empty()));
+    assert!(ack
+        .properties
+        .assigned_client_identifier
+        .is_some_and(|id| !id.is_empty()));
 
     let mut c = connect_packet("", V4);
     c.clean_start = false;
@@ -222,15 +265,24 @@ fn qos0_qos1_qos2_are_delivered_at_the_lower_of_published_and_granted_qos() {
     let mut h = Harness::new();
     let sub = h.connect("sub", V5);
     let publ = h.connect("pub", V5);
-    assert_eq!(h.subscribe(sub, "a/+", QoS::AtLeastOnce), vec![ReasonCode::GRANTED_QOS_1]);
+    assert_eq!(
+        h.subscribe(sub, "a/+", QoS::AtLeastOnce),
+        vec![ReasonCode::GRANTED_QOS_1]
+    );
 
     h.publish(publ, "a/b", "zero", QoS::AtMostOnce, false);
     h.publish(publ, "a/b", "two", QoS::ExactlyOnce, false);
     let got = h.recv(sub);
     let got = publishes(&got);
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].qos, &got[0].payload[..]), (QoS::AtMostOnce, &b"zero"[..]));
-    assert_eq!((got[1].qos, &got[1].payload[..]), (QoS::AtLeastOnce, &b"two"[..]));
+    assert_eq!(
+        (got[0].qos, &got[0].payload[..]),
+        (QoS::AtMostOnce, &b"zero"[..])
+    );
+    assert_eq!(
+        (got[1].qos, &got[1].payload[..]),
+        (QoS::AtLeastOnce, &b"two"[..])
+    );
     assert!(got[1].packet_id.is_some());
     // The publisher got PUBREC for its QoS 2 message.
     assert!(matches!(h.recv(publ).as_slice(), [Packet::PubRec(_)]));
@@ -242,18 +294,30 @@ fn qos2_inbound_is_delivered_once_even_when_retransmitted() {
     let sub = h.connect("sub", V4);
     let publ = h.connect("pub", V4);
     h.subscribe(sub, "t", QoS::ExactlyOnce);
-    h.send(publ, Packet::Publish(publish("t", "x", QoS::ExactlyOnce, false, Some(11))));
+    h.send(
+        publ,
+        Packet::Publish(publish("t", "x", QoS::ExactlyOnce, false, Some(11))),
+    );
     let mut dup = publish("t", "x", QoS::ExactlyOnce, false, Some(11));
     dup.dup = true;
     h.send(publ, Packet::Publish(dup));
     assert_eq!(publishes(&h.recv(sub)).len(), 1); // [MQTT-4.3.3-10]
     let acks = h.recv(publ);
-    assert_eq!(acks.iter().filter(|p| matches!(p, Packet::PubRec(_))).count(), 2);
+    assert_eq!(
+        acks.iter()
+            .filter(|p| matches!(p, Packet::PubRec(_)))
+            .count(),
+        2
+    );
     h.send(publ, Packet::PubRel(Ack::new(11)));
-    assert!(matches!(h.recv(publ).as_slice(), [Packet::PubComp(a)] if a.code == ReasonCode::SUCCESS));
+    assert!(
+        matches!(h.recv(publ).as_slice(), [Packet::PubComp(a)] if a.code == ReasonCode::SUCCESS)
+    );
     // Unknown id: PUBCOMP 0x92 [MQTT-3.7.2-1] (encoded only for 5.0).
     h.send(publ, Packet::PubRel(Ack::new(11)));
-    assert!(matches!(h.recv(publ).as_slice(), [Packet::PubComp(a)] if a.code == ReasonCode::PACKET_IDENTIFIER_NOT_FOUND));
+    assert!(
+        matches!(h.recv(publ).as_slice(), [Packet::PubComp(a)] if a.code == ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)
+    );
 }
 
 #[test]
@@ -268,7 +332,11 @@ fn qos2_outbound_flow_completes_and_frees_the_window() {
     h.publish(publ, "t", "2", QoS::ExactlyOnce, false);
     let first = h.recv(sub);
     let first = publishes(&first);
-    assert_eq!(first.len(), 1, "receive maximum 1 allows one message inflight");
+    assert_eq!(
+        first.len(),
+        1,
+        "receive maximum 1 allows one message inflight"
+    );
     let id = first[0].packet_id.unwrap();
     h.send(sub, Packet::PubRec(Ack::new(id)));
     assert!(matches!(h.recv(sub).as_slice(), [Packet::PubRel(a)] if a.packet_id == id));
@@ -283,9 +351,28 @@ fn overlapping_subscriptions_give_one_delivery_with_every_identifier_at_the_high
     let mut h = Harness::new();
     let sub = h.connect("sub", V5);
     let publ = h.connect("pub", V5);
-    let with_id = |id| Properties { subscription_identifiers: vec![id], ..Default::default() };
-    h.subscribe_with(sub, "a/#", SubscriptionOptions { qos: QoS::AtMostOnce, ..Default::default() }, with_id(1));
-    h.subscribe_with(sub, "a/+", SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() }, with_id(2));
+    let with_id = |id| Properties {
+        subscription_identifiers: vec![id],
+        ..Default::default()
+    };
+    h.subscribe_with(
+        sub,
+        "a/#",
+        SubscriptionOptions {
+            qos: QoS::AtMostOnce,
+            ..Default::default()
+        },
+        with_id(1),
+    );
+    h.subscribe_with(
+        sub,
+        "a/+",
+        SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        },
+        with_id(2),
+    );
     h.publish(publ, "a/b", "x", QoS::ExactlyOnce, false);
     let got = h.recv(sub);
     let got = publishes(&got);
@@ -300,7 +387,15 @@ fn overlapping_subscriptions_give_one_delivery_with_every_identifier_at_the_high
 fn no_local_skips_the_publishers_own_subscription() {
     let mut h = Harness::new();
     let c = h.connect("c", V5);
-    h.subscribe_with(c, "t", SubscriptionOptions { no_local: true, ..Default::default() }, Properties::default());
+    h.subscribe_with(
+        c,
+        "t",
+        SubscriptionOptions {
+            no_local: true,
+            ..Default::default()
+        },
+        Properties::default(),
+    );
     h.publish(c, "t", "x", QoS::AtMostOnce, false);
     assert!(publishes(&h.recv(c)).is_empty());
 }
@@ -317,14 +412,24 @@ fn retained_messages_follow_retain_handling_and_are_cleared_by_empty_payload() {
     let got = h.recv(sub);
     let got = publishes(&got);
     assert_eq!(got.len(), 1);
-    assert!(got[0].retain, "[MQTT-3.3.1-8] retained on subscribe keeps RETAIN");
+    assert!(
+        got[0].retain,
+        "[MQTT-3.3.1-8] retained on subscribe keeps RETAIN"
+    );
 
     // Retain handling 1: not again for an existing subscription.
-    let rh1 = SubscriptionOptions { qos: QoS::AtLeastOnce, retain_handling: 1, ..Default::default() };
+    let rh1 = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        retain_handling: 1,
+        ..Default::default()
+    };
     h.subscribe_with(sub, "r/#", rh1, Properties::default());
     assert!(publishes(&h.recv(sub)).is_empty());
     // Retain handling 2: never.
-    let rh2 = SubscriptionOptions { retain_handling: 2, ..Default::default() };
+    let rh2 = SubscriptionOptions {
+        retain_handling: 2,
+        ..Default::default()
+    };
     h.subscribe_with(sub, "r/+", rh2, Properties::default());
     assert!(publishes(&h.recv(sub)).is_empty());
 
@@ -341,13 +446,21 @@ fn retain_as_published_keeps_the_flag() {
     let mut h = Harness::new();
     let sub = h.connect("sub", V5);
     let publ = h.connect("pub", V5);
-    let rap = SubscriptionOptions { retain_as_published: true, ..Default::default() };
+    let rap = SubscriptionOptions {
+        retain_as_published: true,
+        ..Default::default()
+    };
     h.subscribe_with(sub, "t", rap, Properties::default());
     h.publish(publ, "t", "x", QoS::AtMostOnce, true);
     assert!(publishes(&h.recv(sub))[0].retain);
 }
 
-fn with_will(client_id: &str, version: ProtocolVersion, delay: Option<u32>, expiry: Option<u32>) -> Connect {
+fn with_will(
+    client_id: &str,
+    version: ProtocolVersion,
+    delay: Option<u32>,
+    expiry: Option<u32>,
+) -> Connect {
     let mut c = connect_packet(client_id, version);
     c.properties.session_expiry_interval = expiry;
     c.will = Some(Will {
@@ -355,7 +468,10 @@ fn with_will(client_id: &str, version: ProtocolVersion, delay: Option<u32>, expi
         payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: Properties { will_delay_interval: delay, ..Default::default() },
+        properties: Properties {
+            will_delay_interval: delay,
+            ..Default::default()
+        },
     });
     c
 }
@@ -371,11 +487,17 @@ fn will_is_published_on_connection_loss_but_not_after_disconnect() {
     assert_eq!(publishes(&h.recv(watcher)).len(), 1);
 
     let (c, _) = h.connect_with(with_will("w2", V4, None, None));
-    h.send(c, Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)));
+    h.send(
+        c,
+        Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)),
+    );
     assert!(publishes(&h.recv(watcher)).is_empty()); // [MQTT-3.1.2-10]
 
     let (c, _) = h.connect_with(with_will("w3", V5, None, None));
-    h.send(c, Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL)));
+    h.send(
+        c,
+        Packet::Disconnect(Disconnect::new(ReasonCode::DISCONNECT_WITH_WILL)),
+    );
     assert_eq!(publishes(&h.recv(watcher)).len(), 1);
 }
 
@@ -456,7 +578,10 @@ fn keep_alive_closes_after_one_and_a_half_intervals() {
     assert!(!h.closed.contains(&conn));
     h.advance(Duration::from_secs(2));
     assert!(h.closed.contains(&conn));
-    assert_eq!(disconnect_code(&h.recv(conn)), Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+    assert_eq!(
+        disconnect_code(&h.recv(conn)),
+        Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
 }
 
 #[test]
@@ -478,7 +603,10 @@ fn takeover_disconnects_the_old_connection_with_0x8e() {
     let new = h.connect("same", V5);
     assert!(h.closed.contains(&old));
     assert!(!h.closed.contains(&new));
-    assert_eq!(disconnect_code(&h.recv(old)), Some(ReasonCode::SESSION_TAKEN_OVER));
+    assert_eq!(
+        disconnect_code(&h.recv(old)),
+        Some(ReasonCode::SESSION_TAKEN_OVER)
+    );
 }
 
 #[test]
@@ -488,10 +616,16 @@ fn exceeding_our_receive_maximum_is_0x93() {
     let mut h = Harness::with_config(config);
     let c = h.connect("c", V5);
     for id in 1..=3 {
-        h.send(c, Packet::Publish(publish("t", "x", QoS::ExactlyOnce, false, Some(id))));
+        h.send(
+            c,
+            Packet::Publish(publish("t", "x", QoS::ExactlyOnce, false, Some(id))),
+        );
     }
     assert!(h.closed.contains(&c));
-    assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+    assert_eq!(
+        disconnect_code(&h.recv(c)),
+        Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED)
+    );
 }
 
 #[test]
@@ -507,12 +641,21 @@ fn inbound_topic_alias_is_resolved_and_bad_alias_is_0x94() {
     p.properties.topic_alias = Some(3);
     h.send(c, Packet::Publish(p));
     let got = h.recv(sub);
-    assert_eq!(publishes(&got).iter().map(|p| &p.topic[..]).collect::<Vec<_>>(), ["alias/t", "alias/t"]);
+    assert_eq!(
+        publishes(&got)
+            .iter()
+            .map(|p| &p.topic[..])
+            .collect::<Vec<_>>(),
+        ["alias/t", "alias/t"]
+    );
 
     let mut p = publish("x", "3", QoS::AtMostOnce, false, None);
     p.properties.topic_alias = Some(11);
     h.send(c, Packet::Publish(p));
-    assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::TOPIC_ALIAS_INVALID));
+    assert_eq!(
+        disconnect_code(&h.recv(c)),
+        Some(ReasonCode::TOPIC_ALIAS_INVALID)
+    );
 }
 
 #[test]
@@ -528,9 +671,18 @@ fn outbound_topic_alias_is_assigned_when_the_client_allows() {
     }
     let got = h.recv(sub);
     let got = publishes(&got);
-    assert_eq!((&got[0].topic[..], got[0].properties.topic_alias), ("a", Some(1)));
-    assert_eq!((&got[1].topic[..], got[1].properties.topic_alias), ("", Some(1)));
-    assert_eq!((&got[2].topic[..], got[2].properties.topic_alias), ("b", None));
+    assert_eq!(
+        (&got[0].topic[..], got[0].properties.topic_alias),
+        ("a", Some(1))
+    );
+    assert_eq!(
+        (&got[1].topic[..], got[1].properties.topic_alias),
+        ("", Some(1))
+    );
+    assert_eq!(
+        (&got[2].topic[..], got[2].properties.topic_alias),
+        ("b", None)
+    );
 }
 
 #[test]
@@ -612,15 +764,27 @@ fn slow_connection_drops_qos0_and_queues_qos1_until_written() {
     let p = |qos, id| Packet::Publish(publish("t", &big, qos, false, id));
     let now = h.now;
     for i in 0..8 {
-        h.broker.handle_packet(publ, StreamId::CONTROL, p(QoS::AtLeastOnce, Some(i + 1)), now);
+        h.broker.handle_packet(
+            publ,
+            StreamId::CONTROL,
+            p(QoS::AtLeastOnce, Some(i + 1)),
+            now,
+        );
     }
-    h.broker.handle_packet(publ, StreamId::CONTROL, p(QoS::AtMostOnce, None), now);
+    h.broker
+        .handle_packet(publ, StreamId::CONTROL, p(QoS::AtMostOnce, None), now);
     let outputs = h.broker.take_outputs();
     let sent: usize = outputs
         .iter()
-        .filter_map(|o| match o { Output::Transmit(t) if t.conn == sub => Some(publishes(&t.packets).len()), _ => None })
+        .filter_map(|o| match o {
+            Output::Transmit(t) if t.conn == sub => Some(publishes(&t.packets).len()),
+            _ => None,
+        })
         .sum();
-    assert!(sent < 8, "a slow connection gets no more than its buffer allows, got {sent}");
+    assert!(
+        sent < 8,
+        "a slow connection gets no more than its buffer allows, got {sent}"
+    );
     assert_eq!(h.broker.metrics().dropped_qos0, 1);
     // Report everything written: the queue drains.
     h.broker.handle_written(sub, usize::MAX / 2, now);
@@ -628,7 +792,10 @@ fn slow_connection_drops_qos0_and_queues_qos1_until_written() {
         .broker
         .take_outputs()
         .iter()
-        .filter_map(|o| match o { Output::Transmit(t) if t.conn == sub => Some(publishes(&t.packets).len()), _ => None })
+        .filter_map(|o| match o {
+            Output::Transmit(t) if t.conn == sub => Some(publishes(&t.packets).len()),
+            _ => None,
+        })
         .sum();
     assert!(more > 0);
 }
@@ -693,7 +860,9 @@ fn enhanced_authentication_challenge_then_connack() {
     let mut c = connect_packet("c", V5);
     c.properties.authentication_method = Some("toy".into());
     h.send(conn, Packet::Connect(Box::new(c)));
-    assert!(matches!(h.recv(conn).as_slice(), [Packet::Auth(a)] if a.code == ReasonCode::CONTINUE_AUTHENTICATION));
+    assert!(
+        matches!(h.recv(conn).as_slice(), [Packet::Auth(a)] if a.code == ReasonCode::CONTINUE_AUTHENTICATION)
+    );
     let answer = Auth {
         code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: Properties {
@@ -706,7 +875,10 @@ fn enhanced_authentication_challenge_then_connack() {
     match h.recv(conn).as_slice() {
         [Packet::ConnAck(ack)] => {
             assert_eq!(ack.code, ReasonCode::SUCCESS);
-            assert_eq!(ack.properties.authentication_data.as_deref(), Some(&b"welcome"[..]));
+            assert_eq!(
+                ack.properties.authentication_data.as_deref(),
+                Some(&b"welcome"[..])
+            );
         }
         other => panic!("expected CONNACK, got {other:?}"),
     }
@@ -717,7 +889,10 @@ fn packets_from_the_server_side_are_protocol_errors() {
     let mut h = Harness::new();
     let c = h.connect("c", V5);
     h.send(c, Packet::PingResp);
-    assert_eq!(disconnect_code(&h.recv(c)), Some(ReasonCode::PROTOCOL_ERROR));
+    assert_eq!(
+        disconnect_code(&h.recv(c)),
+        Some(ReasonCode::PROTOCOL_ERROR)
+    );
     assert!(h.closed.contains(&c));
 }
 
@@ -727,9 +902,13 @@ fn a_bad_client_never_affects_another() {
     let good = h.connect("good", V5);
     h.subscribe(good, "t", QoS::AtMostOnce);
     let bad = h.connect("bad", V5);
-    h.broker.handle_decode_error(bad, &DecodeError::Malformed("test"), h.now);
+    h.broker
+        .handle_decode_error(bad, &DecodeError::Malformed("test"), h.now);
     h.pump();
-    assert_eq!(disconnect_code(&h.recv(bad)), Some(ReasonCode::MALFORMED_PACKET));
+    assert_eq!(
+        disconnect_code(&h.recv(bad)),
+        Some(ReasonCode::MALFORMED_PACKET)
+    );
     let publ = h.connect("pub", V5);
     h.publish(publ, "t", "still here", QoS::AtMostOnce, false);
     assert_eq!(publishes(&h.recv(good)).len(), 1);
@@ -738,7 +917,9 @@ fn a_bad_client_never_affects_another() {
 #[test]
 fn app_handlers_receive_matching_messages_with_the_publisher_id() {
     let mut h = Harness::new();
-    h.broker.app_subscribe(HandlerId(1), "sensors/#", QoS::AtLeastOnce).unwrap();
+    h.broker
+        .app_subscribe(HandlerId(1), "sensors/#", QoS::AtLeastOnce)
+        .unwrap();
     let publ = h.connect("thermo", V5);
     h.publish(publ, "sensors/kitchen", "21.5", QoS::AtLeastOnce, false);
     h.publish(publ, "other", "x", QoS::AtLeastOnce, false);
@@ -777,8 +958,15 @@ const S4: StreamId = StreamId(4);
 const S8: StreamId = StreamId(8);
 
 fn sub_on(h: &mut Harness, conn: ConnId, stream: StreamId, filter: &str, qos: QoS) {
-    let options = SubscriptionOptions { qos, ..Default::default() };
-    let sub = Subscribe { packet_id: 3, properties: Properties::default(), filters: vec![(filter.into(), options)] };
+    let options = SubscriptionOptions {
+        qos,
+        ..Default::default()
+    };
+    let sub = Subscribe {
+        packet_id: 3,
+        properties: Properties::default(),
+        filters: vec![(filter.into(), options)],
+    };
     h.send_on(conn, stream, Packet::Subscribe(sub));
 }
 
@@ -788,14 +976,23 @@ fn subscription_on_a_data_stream_answers_and_delivers_there() {
     let c = h.connect("ms", V5);
     h.broker.stream_opened(c, S4);
     sub_on(&mut h, c, S4, "t", QoS::AtLeastOnce);
-    assert!(matches!(h.recv_streams(c).as_slice(), [(S4, Packet::SubAck(_))]));
+    assert!(matches!(
+        h.recv_streams(c).as_slice(),
+        [(S4, Packet::SubAck(_))]
+    ));
     let publ = h.connect("pub", V5);
     h.publish(publ, "t", "x", QoS::AtLeastOnce, false);
     let got = h.recv_streams(c);
-    assert!(matches!(got.as_slice(), [(S4, Packet::Publish(_))]), "{got:?}");
+    assert!(
+        matches!(got.as_slice(), [(S4, Packet::Publish(_))]),
+        "{got:?}"
+    );
     // PINGREQ on a data stream is answered on that stream.
     h.send_on(c, S4, Packet::PingReq);
-    assert!(matches!(h.recv_streams(c).as_slice(), [(S4, Packet::PingResp)]));
+    assert!(matches!(
+        h.recv_streams(c).as_slice(),
+        [(S4, Packet::PingResp)]
+    ));
 }
 
 #[test]
@@ -813,11 +1010,19 @@ fn the_same_filter_on_two_streams_is_delivered_on_both_and_unsubscribe_is_per_st
     streams.sort();
     assert_eq!(streams, vec![S4, S8]);
 
-    let unsub = Unsubscribe { packet_id: 5, properties: Properties::default(), filters: vec!["t".into()] };
+    let unsub = Unsubscribe {
+        packet_id: 5,
+        properties: Properties::default(),
+        filters: vec!["t".into()],
+    };
     h.send_on(c, StreamId::CONTROL, Packet::Unsubscribe(unsub.clone()));
-    assert!(matches!(h.recv(c).as_slice(), [Packet::UnsubAck(a)] if a.codes == [ReasonCode::NO_SUBSCRIPTION_EXISTED]));
+    assert!(
+        matches!(h.recv(c).as_slice(), [Packet::UnsubAck(a)] if a.codes == [ReasonCode::NO_SUBSCRIPTION_EXISTED])
+    );
     h.send_on(c, S4, Packet::Unsubscribe(unsub));
-    assert!(matches!(h.recv(c).as_slice(), [Packet::UnsubAck(a)] if a.codes == [ReasonCode::SUCCESS]));
+    assert!(
+        matches!(h.recv(c).as_slice(), [Packet::UnsubAck(a)] if a.codes == [ReasonCode::SUCCESS])
+    );
 }
 
 #[test]
@@ -831,13 +1036,19 @@ fn a_connect_on_a_data_stream_ends_that_stream_only() {
     h.send_on(c, S4, Packet::Connect(Box::new(connect_packet("x", V5))));
     assert!(h.closed_streams.contains(&(c, S4)));
     assert!(!h.closed.contains(&c));
-    assert!(publishes(&h.recv(watcher)).is_empty(), "a data stream error never publishes the will");
+    assert!(
+        publishes(&h.recv(watcher)).is_empty(),
+        "a data stream error never publishes the will"
+    );
     // Its subscription went with it; the connection still works.
     let publ = h.connect("pub", V5);
     h.publish(publ, "t", "x", QoS::AtMostOnce, false);
     assert!(publishes(&h.recv(c)).is_empty());
     h.send_on(c, StreamId::CONTROL, Packet::PingReq);
-    assert!(matches!(h.recv(c).as_slice(), [Packet::SubAck(_), Packet::PingResp] | [Packet::PingResp]));
+    assert!(matches!(
+        h.recv(c).as_slice(),
+        [Packet::SubAck(_), Packet::PingResp] | [Packet::PingResp]
+    ));
 }
 
 #[test]
@@ -845,7 +1056,8 @@ fn a_decode_error_on_a_data_stream_ends_that_stream_only() {
     let mut h = Harness::new();
     let c = h.connect("ms", V5);
     h.broker.stream_opened(c, S4);
-    h.broker.handle_stream_error(c, S4, &DecodeError::Malformed("test"), h.now);
+    h.broker
+        .handle_stream_error(c, S4, &DecodeError::Malformed("test"), h.now);
     h.pump();
     assert!(h.closed_streams.contains(&(c, S4)));
     assert!(!h.closed.contains(&c));
@@ -866,9 +1078,17 @@ fn inflight_messages_of_a_closed_stream_continue_on_the_control_stream() {
         other => panic!("{other:?}"),
     };
     h.broker.stream_closed(c, S4, h.now);
-    assert!(h.closed_streams.contains(&(c, S4)) || { h.pump(); h.closed_streams.contains(&(c, S4)) }, "our side is finished too");
+    assert!(
+        h.closed_streams.contains(&(c, S4)) || {
+            h.pump();
+            h.closed_streams.contains(&(c, S4))
+        },
+        "our side is finished too"
+    );
     let again = h.recv_streams(c);
-    assert!(matches!(again.as_slice(), [(StreamId::CONTROL, Packet::Publish(p))] if p.dup && p.packet_id == Some(id)));
+    assert!(
+        matches!(again.as_slice(), [(StreamId::CONTROL, Packet::Publish(p))] if p.dup && p.packet_id == Some(id))
+    );
     h.send(c, Packet::PubAck(Ack::new(id)));
 }
 
@@ -887,10 +1107,16 @@ fn data_stream_subscriptions_survive_connection_loss_and_resume_on_the_control_s
     let (c, ack) = h.connect_with(connect);
     assert!(ack.session_present);
     let got = h.recv_streams(c);
-    assert!(matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]), "{got:?}");
+    assert!(
+        matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]),
+        "{got:?}"
+    );
     h.publish(publ, "t", "online", QoS::AtLeastOnce, false);
     let got = h.recv_streams(c);
-    assert!(matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]), "{got:?}");
+    assert!(
+        matches!(got.as_slice(), [(StreamId::CONTROL, Packet::Publish(_))]),
+        "{got:?}"
+    );
 }
 
 #[test]

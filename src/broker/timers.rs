@@ -63,7 +63,10 @@ mod tests {
         timers.schedule(t0 + Duration::from_secs(1), Timer::Will(SessionId(1)));
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(timers.pop_due(t0), None);
-        assert_eq!(timers.pop_due(t0 + Duration::from_secs(3)), Some(Timer::Will(SessionId(1))));
+        assert_eq!(
+            timers.pop_due(t0 + Duration::from_secs(3)),
+            Some(Timer::Will(SessionId(1)))
+        );
         assert_eq!(timers.pop_due(t0 + Duration::from_secs(3)), None);
         assert_eq!(
             timers.pop_due(t0 + Duration::from_secs(5)),

@@ -128,8 +128,13 @@ fn identifier(r: &mut Reader) -> Result<ByteString, DecodeError> {
 /// logs, ACL files and shells, so mqttd does (as mosquitto does). Free-form strings (user
 /// properties, content type, reason strings) may carry them.
 fn check_topic_chars(topic: &str) -> Result<(), DecodeError> {
-    if topic.chars().any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}')) {
-        return Err(DecodeError::Malformed("control character in a topic, client id or user name"));
+    if topic
+        .chars()
+        .any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}'))
+    {
+        return Err(DecodeError::Malformed(
+            "control character in a topic, client id or user name",
+        ));
     }
     Ok(())
 }

@@ -57,7 +57,9 @@ pub fn decode_from_client(
             if matches!(kind, 9 | 11) && first & 0x0F != 0 {
                 return Err(DecodeError::Malformed("reserved fixed header flags set"));
             }
-            return Err(DecodeError::Protocol("server-to-client packet sent by a client"));
+            return Err(DecodeError::Protocol(
+                "server-to-client packet sent by a client",
+            ));
         }
     }
     decode(buf, version, max_packet_size)

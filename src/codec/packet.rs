@@ -110,7 +110,11 @@ pub struct Ack {
 
 impl Ack {
     pub fn new(packet_id: u16) -> Ack {
-        Ack { packet_id, code: ReasonCode::SUCCESS, properties: Properties::default() }
+        Ack {
+            packet_id,
+            code: ReasonCode::SUCCESS,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -165,7 +169,10 @@ pub struct Disconnect {
 
 impl Disconnect {
     pub fn new(code: ReasonCode) -> Disconnect {
-        Disconnect { code, properties: Properties::default() }
+        Disconnect {
+            code,
+            properties: Properties::default(),
+        }
     }
 }
 

@@ -26,7 +26,9 @@ pub(super) fn peek_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeErro
         value |= u32::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
             if i > 0 && byte == 0 {
-                return Err(DecodeError::Malformed("variable byte integer not minimally encoded"));
+                return Err(DecodeError::Malformed(
+                    "variable byte integer not minimally encoded",
+                ));
             }
             return Ok(Some((value, i + 1)));
         }

@@ -109,7 +109,10 @@ fn dispatch(
                 if let Some(tx) = handlers.get(&handler) {
                     // Bounded: a handler that cannot keep up loses messages, counted in logs.
                     if tx.try_send(message).is_err() {
-                        tracing::warn!(handler = handler.0, "in-process handler queue full, message dropped");
+                        tracing::warn!(
+                            handler = handler.0,
+                            "in-process handler queue full, message dropped"
+                        );
                     }
                 }
             }

@@ -9,17 +9,43 @@ use crate::broker::{ConnId, HandlerId, Message, SharedMessage, StreamId};
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
 
 pub enum Event {
-    Opened { conn: ConnId, peer: String, outbox: Arc<Outbox> },
-    Packets { conn: ConnId, stream: StreamId, packets: Vec<Packet> },
-    DecodeError { conn: ConnId, error: DecodeError },
-    Lost { conn: ConnId },
+    Opened {
+        conn: ConnId,
+        peer: String,
+        outbox: Arc<Outbox>,
+    },
+    Packets {
+        conn: ConnId,
+        stream: StreamId,
+        packets: Vec<Packet>,
+    },
+    DecodeError {
+        conn: ConnId,
+        error: DecodeError,
+    },
+    Lost {
+        conn: ConnId,
+    },
     /// QUIC: the client opened a data stream.
-    StreamOpened { conn: ConnId, stream: StreamId },
+    StreamOpened {
+        conn: ConnId,
+        stream: StreamId,
+    },
     /// QUIC: a data stream ended (FIN or reset).
-    StreamClosed { conn: ConnId, stream: StreamId },
+    StreamClosed {
+        conn: ConnId,
+        stream: StreamId,
+    },
     /// QUIC: a data stream sent bytes that do not decode.
-    StreamError { conn: ConnId, stream: StreamId, error: DecodeError },
-    Written { conn: ConnId, bytes: usize },
+    StreamError {
+        conn: ConnId,
+        stream: StreamId,
+        error: DecodeError,
+    },
+    Written {
+        conn: ConnId,
+        bytes: usize,
+    },
     AppSubscribe {
         handler: HandlerId,
         filter: String,
@@ -27,7 +53,10 @@ pub enum Event {
         deliver: mpsc::Sender<SharedMessage>,
         reply: oneshot::Sender<Result<(), ReasonCode>>,
     },
-    AppPublish { message: Message, reply: oneshot::Sender<Result<usize, ReasonCode>> },
+    AppPublish {
+        message: Message,
+        reply: oneshot::Sender<Result<usize, ReasonCode>>,
+    },
     Shutdown,
 }
 

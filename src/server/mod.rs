@@ -22,7 +22,10 @@ use event::{Event, EVENT_QUEUE};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen for MQTT over TCP on {addr}: {source}")]
-    BindTcp { addr: SocketAddr, source: std::io::Error },
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Certificate(#[from] crate::transport::cert::CertError),
     #[error(transparent)]
@@ -55,7 +58,10 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     start_with(config, ServerOptions::default()).await
 }
 
-pub async fn start_with(config: Config, options: ServerOptions) -> Result<ServerHandle, ServerError> {
+pub async fn start_with(
+    config: Config,
+    options: ServerOptions,
+) -> Result<ServerHandle, ServerError> {
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     start_with_channel(config, options, events, events_rx).await
 }
@@ -75,8 +81,12 @@ pub(crate) async fn start_with_channel(
     let mut listeners = Vec::new();
     let mut tcp_addr = None;
     if let Some(addr) = config.listeners.tcp {
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::BindTcp { addr, source })?;
-        let local = listener.local_addr().map_err(|source| ServerError::BindTcp { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::BindTcp { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::BindTcp { addr, source })?;
         tracing::info!(addr = %local, "listening for MQTT over TCP");
         tcp_addr = Some(local);
         listeners.push(tokio::spawn(crate::transport::tcp::accept_loop(
@@ -106,7 +116,9 @@ pub(crate) async fn start_with_channel(
         cert_path = Some(identity.cert_path.clone());
         let server_config = crate::transport::quic::server_config(&config, identity)?;
         let endpoint = crate::transport::quic::bind(addr, server_config)?;
-        let local = endpoint.local_addr().map_err(|source| crate::transport::quic::QuicSetupError::Bind { addr, source })?;
+        let local = endpoint
+            .local_addr()
+            .map_err(|source| crate::transport::quic::QuicSetupError::Bind { addr, source })?;
         tracing::info!(addr = %local, alpn = "mqtt", "listening for MQTT over QUIC");
         quic_addr = Some(local);
         listeners.push(tokio::spawn(crate::transport::quic::accept_loop(
@@ -124,7 +136,16 @@ pub(crate) async fn start_with_channel(
         broker.set_enhanced_auth(auth);
     }
     let core = tokio::spawn(core::run(broker, events_rx));
-    Ok(ServerHandle { tcp_addr, quic_addr, quic_endpoint, cert_path, events, stop, core, listeners })
+    Ok(ServerHandle {
+        tcp_addr,
+        quic_addr,
+        quic_endpoint,
+        cert_path,
+        events,
+        stop,
+        core,
+        listeners,
+    })
 }
 
 impl ServerHandle {
@@ -155,7 +176,10 @@ impl ServerHandle {
         // Let writers flush their last DISCONNECTs.
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Some(endpoint) = self.quic_endpoint {
-            endpoint.close(quinn::VarInt::from_u32(crate::transport::quic::app_error::NORMAL), b"server shutting down");
+            endpoint.close(
+                quinn::VarInt::from_u32(crate::transport::quic::app_error::NORMAL),
+                b"server shutting down",
+            );
             let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         }
     }

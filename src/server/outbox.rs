@@ -58,12 +58,19 @@ impl Outbox {
         loop {
             {
                 let mut state = self.lock();
-                if !state.transmits.is_empty() || !state.closed_streams.is_empty() || state.close.is_some() {
+                if !state.transmits.is_empty()
+                    || !state.closed_streams.is_empty()
+                    || state.close.is_some()
+                {
                     let mut transmits = spare.take().unwrap_or_default();
                     transmits.clear();
                     std::mem::swap(&mut transmits, &mut state.transmits);
                     let closed_streams = std::mem::take(&mut state.closed_streams);
-                    return Batch { transmits, closed_streams, close: state.close };
+                    return Batch {
+                        transmits,
+                        closed_streams,
+                        close: state.close,
+                    };
                 }
             }
             self.notify.notified().await;

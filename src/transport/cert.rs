@@ -33,9 +33,15 @@ pub enum CertError {
     #[error("{path}: no certificate found in the file (expected PEM \"BEGIN CERTIFICATE\")")]
     NoCert { path: PathBuf },
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot generate a certificate: {0}")]
     Generate(String),
 }
@@ -43,15 +49,28 @@ pub enum CertError {
 /// Loads a PEM chain and key.
 pub fn load_pem(cert: &Path, key: &Path) -> Result<Identity, CertError> {
     let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| CertError::Cert { path: cert.into(), reason: e.to_string() })?
+        .map_err(|e| CertError::Cert {
+            path: cert.into(),
+            reason: e.to_string(),
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::Cert { path: cert.into(), reason: e.to_string() })?;
+        .map_err(|e| CertError::Cert {
+            path: cert.into(),
+            reason: e.to_string(),
+        })?;
     if chain.is_empty() {
         return Err(CertError::NoCert { path: cert.into() });
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| CertError::Key { path: key.into(), reason: e.to_string() })?;
-    Ok(Identity { chain, key, cert_path: cert.into(), generated: false })
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| CertError::Key {
+        path: key.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(Identity {
+        chain,
+        key,
+        cert_path: cert.into(),
+        generated: false,
+    })
 }
 
 /// The certificate in `data_dir` (`cert.pem`, `key.pem`), generated there if missing.
@@ -66,12 +85,18 @@ pub fn load_or_generate(data_dir: &Path) -> Result<Identity, CertError> {
     if cert_path.exists() && key_path.exists() {
         return load_pem(&cert_path, &key_path);
     }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|source| CertError::DataDir { path: data_dir.into(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| CertError::DataDir {
+        path: data_dir.into(),
+        source,
+    })?;
     let lock_path = data_dir.join("cert.lock");
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock_path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock_path)
+        {
             Ok(_) => {
                 let result = generate_unless_present(&cert_path, &key_path);
                 let _ = std::fs::remove_file(&lock_path);
@@ -85,7 +110,12 @@ pub fn load_or_generate(data_dir: &Path) -> Result<Identity, CertError> {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(source) => return Err(CertError::Write { path: lock_path, source }),
+            Err(source) => {
+                return Err(CertError::Write {
+                    path: lock_path,
+                    source,
+                })
+            }
         }
         if cert_path.exists() && key_path.exists() && !lock_path.exists() {
             return load_pem(&cert_path, &key_path);
@@ -102,8 +132,8 @@ fn generate_unless_present(cert_path: &Path, key_path: &Path) -> Result<Identity
         return load_pem(cert_path, key_path);
     }
     let names: Vec<String> = GENERATED_NAMES.iter().map(|s| s.to_string()).collect();
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| CertError::Generate(e.to_string()))?;
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| CertError::Generate(e.to_string()))?;
     write_private(key_path, generated.signing_key.serialize_pem().as_bytes())?;
     write_file(cert_path, generated.cert.pem().as_bytes())?;
     let mut identity = load_pem(cert_path, key_path)?;
@@ -115,7 +145,12 @@ fn generate_unless_present(cert_path: &Path, key_path: &Path) -> Result<Identity
 /// `openssl x509 -fingerprint -sha256` print).
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
@@ -131,7 +166,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertError> {
     use std::io::Write;
     let tmp = path.with_extension("pem.tmp");
-    let err = |source| CertError::Write { path: path.into(), source };
+    let err = |source| CertError::Write {
+        path: path.into(),
+        source,
+    };
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -163,7 +201,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("key.pem")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -202,6 +243,9 @@ mod tests {
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not pem").unwrap();
         let err = load_pem(&empty, &empty).unwrap_err().to_string();
-        assert!(err.contains("empty.pem") && err.contains("no certificate"), "{err}");
+        assert!(
+            err.contains("empty.pem") && err.contains("no certificate"),
+            "{err}"
+        );
     }
 }

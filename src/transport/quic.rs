@@ -46,7 +46,10 @@ pub enum QuicSetupError {
     #[error("TLS configuration: {0}")]
     Tls(String),
     #[error("cannot listen for MQTT over QUIC on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Timeouts and limits the connection tasks need.
@@ -69,7 +72,10 @@ impl QuicSettings {
 }
 
 /// The quinn server configuration: TLS 1.3 on ring, our ALPNs, bounded windows and streams.
-pub fn server_config(config: &Config, identity: Identity) -> Result<quinn::ServerConfig, QuicSetupError> {
+pub fn server_config(
+    config: &Config,
+    identity: Identity,
+) -> Result<quinn::ServerConfig, QuicSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -90,7 +96,9 @@ pub fn server_config(config: &Config, identity: Identity) -> Result<quinn::Serve
         .stream_receive_window(VarInt::from_u32(q.stream_receive_window))
         .receive_window(VarInt::from_u32(q.receive_window))
         .send_window(u64::from(q.send_window))
-        .max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(q.idle_timeout_secs)).ok())
+        .max_idle_timeout(
+            quinn::IdleTimeout::try_from(Duration::from_secs(q.idle_timeout_secs)).ok(),
+        )
         // Datagrams are negotiated by a later extension; until then none are accepted.
         .datagram_receive_buffer_size(None);
     server.transport_config(Arc::new(transport));
@@ -118,11 +126,21 @@ pub async fn accept_loop(
         };
         let Some(incoming) = incoming else { return };
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
-        tokio::spawn(serve_incoming(conn, incoming, events.clone(), settings.clone()));
+        tokio::spawn(serve_incoming(
+            conn,
+            incoming,
+            events.clone(),
+            settings.clone(),
+        ));
     }
 }
 
-async fn serve_incoming(conn: ConnId, incoming: quinn::Incoming, events: mpsc::Sender<Event>, settings: QuicSettings) {
+async fn serve_incoming(
+    conn: ConnId,
+    incoming: quinn::Incoming,
+    events: mpsc::Sender<Event>,
+    settings: QuicSettings,
+) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(c) => c,
@@ -146,10 +164,23 @@ async fn serve_incoming(conn: ConnId, incoming: quinn::Incoming, events: mpsc::S
 }
 
 /// Serves one QUIC connection until the broker closes it.
-async fn serve_connection(conn: ConnId, connection: quinn::Connection, events: mpsc::Sender<Event>, settings: QuicSettings) {
+async fn serve_connection(
+    conn: ConnId,
+    connection: quinn::Connection,
+    events: mpsc::Sender<Event>,
+    settings: QuicSettings,
+) {
     let peer = format!("quic:{}", connection.remote_address());
     let outbox = Arc::new(Outbox::default());
-    if events.send(Event::Opened { conn, peer, outbox: outbox.clone() }).await.is_err() {
+    if events
+        .send(Event::Opened {
+            conn,
+            peer,
+            outbox: outbox.clone(),
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let control = tokio::select! {
@@ -200,46 +231,76 @@ async fn serve_connection(conn: ConnId, connection: quinn::Connection, events: m
         while let Ok((send, recv)) = connection.accept_bi().await {
             // Data streams are read only after a successful CONNACK; until then their bytes
             // wait in QUIC flow control.
-            let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else { break };
+            let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else {
+                break;
+            };
             let stream = StreamId(VarInt::from(recv.id()).into_inner());
             let _ = send.set_priority(0);
             if new_streams.send((stream, send)).await.is_err()
-                || events.send(Event::StreamOpened { conn, stream }).await.is_err()
+                || events
+                    .send(Event::StreamOpened { conn, stream })
+                    .await
+                    .is_err()
             {
                 break;
             }
-            tokio::spawn(read_data_stream(conn, stream, recv, events.clone(), settings.max_packet_size, version));
+            tokio::spawn(read_data_stream(
+                conn,
+                stream,
+                recv,
+                events.clone(),
+                settings.max_packet_size,
+                version,
+            ));
         }
         std::future::pending::<()>().await;
     };
 
     let uni_acceptor = async {
         while let Ok(recv) = connection.accept_uni().await {
-            let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else { break };
-            tokio::spawn(read_uni_stream(conn, recv, events.clone(), settings.max_packet_size, version));
+            let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else {
+                break;
+            };
+            tokio::spawn(read_uni_stream(
+                conn,
+                recv,
+                events.clone(),
+                settings.max_packet_size,
+                version,
+            ));
         }
         std::future::pending::<()>().await;
     };
 
     let dispatcher = async {
         let mut writers: HashMap<StreamId, StreamWriter> = HashMap::new();
-        writers.insert(StreamId::CONTROL, StreamWriter::spawn(conn, control_send, events.clone()));
+        // Data streams are opened for reading once the control stream's writer has handed a
+        // successful CONNACK to QUIC: with the control stream's higher priority, nothing sent on
+        // a data stream can then overtake the CONNACK.
+        let on_control_written = move |transmits: &[crate::broker::Transmit]| {
+            if transmits
+                .iter()
+                .flat_map(|t| &t.packets)
+                .any(is_successful_connack)
+            {
+                let _ = accepted_tx.send(true);
+            }
+        };
+        writers.insert(
+            StreamId::CONTROL,
+            StreamWriter::spawn(conn, control_send, events.clone(), on_control_written),
+        );
         let mut spare = Vec::new();
-        let mut accepted = false;
         loop {
             let batch = tokio::select! {
                 biased;
                 Some((stream, send)) = new_streams_rx.recv() => {
-                    writers.insert(stream, StreamWriter::spawn(conn, send, events.clone()));
+                    writers.insert(stream, StreamWriter::spawn(conn, send, events.clone(), |_| {}));
                     continue;
                 }
                 batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
             };
             for transmit in batch.transmits {
-                if !accepted && transmit.packets.iter().any(is_successful_connack) {
-                    accepted = true;
-                    let _ = accepted_tx.send(true);
-                }
                 if let Some(w) = writers.get(&transmit.stream) {
                     w.outbox.push(transmit);
                     w.outbox.wake();
@@ -263,7 +324,9 @@ async fn serve_connection(conn: ConnId, connection: quinn::Connection, events: m
                 }
                 let (code, reason) = match kind {
                     CloseKind::Normal => (app_error::NORMAL, String::new()),
-                    CloseKind::Abnormal(code) => (app_error::ABNORMAL, format!("reason code {code}")),
+                    CloseKind::Abnormal(code) => {
+                        (app_error::ABNORMAL, format!("reason code {code}"))
+                    }
                 };
                 connection.close(VarInt::from_u32(code), reason.as_bytes());
                 return;
@@ -303,13 +366,29 @@ async fn read_data_stream(
     version: ProtocolVersion,
 ) {
     let mut version = Some(version);
-    match read_packets(conn, stream, &mut recv, &events, max_packet_size, &mut version, |_| {}).await {
+    match read_packets(
+        conn,
+        stream,
+        &mut recv,
+        &events,
+        max_packet_size,
+        &mut version,
+        |_| {},
+    )
+    .await
+    {
         ReadEnd::Closed => {
             let _ = events.send(Event::StreamClosed { conn, stream }).await;
         }
         ReadEnd::Failed(error) => {
             let _ = recv.stop(VarInt::from_u32(app_error::ABNORMAL));
-            let _ = events.send(Event::StreamError { conn, stream, error }).await;
+            let _ = events
+                .send(Event::StreamError {
+                    conn,
+                    stream,
+                    error,
+                })
+                .await;
         }
         ReadEnd::BrokerGone => {}
     }
@@ -344,19 +423,34 @@ async fn read_uni_stream(
     };
     let read = async {
         let mut version = Some(version);
-        let end = read_packets(conn, StreamId::CONTROL, &mut recv, &filtered, max_packet_size, &mut version, |_| {}).await;
+        let end = read_packets(
+            conn,
+            StreamId::CONTROL,
+            &mut recv,
+            &filtered,
+            max_packet_size,
+            &mut version,
+            |_| {},
+        )
+        .await;
         drop(filtered);
         end
     };
     let (end, clean) = tokio::join!(read, forward);
     if !clean || matches!(end, ReadEnd::Failed(_)) {
-        tracing::debug!(conn = conn.0, "unidirectional stream stopped: packet not allowed or malformed");
+        tracing::debug!(
+            conn = conn.0,
+            "unidirectional stream stopped: packet not allowed or malformed"
+        );
         let _ = recv.stop(VarInt::from_u32(app_error::ABNORMAL));
     }
 }
 
 fn allowed_on_uni_stream(packet: &Packet) -> bool {
-    matches!(packet, Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PingReq)
+    matches!(
+        packet,
+        Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PingReq
+    )
 }
 
 /// The writer task of one stream and the outbox that feeds it.
@@ -366,12 +460,17 @@ struct StreamWriter {
 }
 
 impl StreamWriter {
-    fn spawn(conn: ConnId, mut send: SendStream, events: mpsc::Sender<Event>) -> StreamWriter {
+    fn spawn(
+        conn: ConnId,
+        mut send: SendStream,
+        events: mpsc::Sender<Event>,
+        written: impl FnMut(&[crate::broker::Transmit]) + Send + 'static,
+    ) -> StreamWriter {
         let outbox = Arc::new(Outbox::default());
         let task = tokio::spawn({
             let outbox = outbox.clone();
             async move {
-                write_packets(conn, &mut send, &outbox, &events).await;
+                write_packets(conn, &mut send, &outbox, &events, written).await;
                 // A graceful FIN, then wait (bounded) until the peer has everything.
                 let _ = send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;

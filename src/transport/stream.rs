@@ -35,19 +35,36 @@ pub async fn serve<R, W>(
     W: AsyncWrite + Unpin,
 {
     let outbox = Arc::new(Outbox::default());
-    if events.send(Event::Opened { conn, peer, outbox: outbox.clone() }).await.is_err() {
+    if events
+        .send(Event::Opened {
+            conn,
+            peer,
+            outbox: outbox.clone(),
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let read = async {
         let mut version = None;
-        let end = read_packets(conn, StreamId::CONTROL, &mut reader, &events, max_packet_size, &mut version, |_| {}).await;
+        let end = read_packets(
+            conn,
+            StreamId::CONTROL,
+            &mut reader,
+            &events,
+            max_packet_size,
+            &mut version,
+            |_| {},
+        )
+        .await;
         if let ReadEnd::Failed(error) = end {
             let _ = events.send(Event::DecodeError { conn, error }).await;
             // The broker answers and closes; stop reading and let the writer finish.
             std::future::pending::<()>().await;
         }
     };
-    let write = write_packets(conn, &mut writer, &outbox, &events);
+    let write = write_packets(conn, &mut writer, &outbox, &events, |_| {});
     tokio::select! {
         _ = read => {}
         _ = write => {}
@@ -101,7 +118,16 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
                 Err(e) => break Some(e),
             }
         };
-        if !packets.is_empty() && events.send(Event::Packets { conn, stream, packets }).await.is_err() {
+        if !packets.is_empty()
+            && events
+                .send(Event::Packets {
+                    conn,
+                    stream,
+                    packets,
+                })
+                .await
+                .is_err()
+        {
             return ReadEnd::BrokerGone;
         }
         if let Some(error) = error {
@@ -114,12 +140,14 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
 }
 
 /// Writes what the broker queues in `outbox` until it asks to close (then returns) or the
-/// stream fails. Reports written bytes back for backpressure accounting.
+/// stream fails. Reports written bytes back for backpressure accounting, and calls `written`
+/// with each batch once it is written.
 pub async fn write_packets<W: AsyncWrite + Unpin>(
     conn: ConnId,
     writer: &mut W,
     outbox: &Outbox,
     events: &mpsc::Sender<Event>,
+    mut written: impl FnMut(&[crate::broker::Transmit]),
 ) {
     let mut buf = BytesMut::new();
     let mut spare = Vec::new();
@@ -140,10 +168,18 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
             if buf.capacity() > KEEP_WRITE_BUFFER {
                 buf = BytesMut::new();
             }
-            if events.send(Event::Written { conn, bytes: accounted }).await.is_err() {
+            if events
+                .send(Event::Written {
+                    conn,
+                    bytes: accounted,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
         }
+        written(&batch.transmits);
         if batch.close.is_some() {
             return;
         }

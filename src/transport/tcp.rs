@@ -39,7 +39,15 @@ pub async fn accept_loop(
         let events = events.clone();
         tokio::spawn(async move {
             let (reader, writer) = socket.into_split();
-            super::stream::serve(conn, peer_label(peer), reader, writer, events, max_packet_size).await;
+            super::stream::serve(
+                conn,
+                peer_label(peer),
+                reader,
+                writer,
+                events,
+                max_packet_size,
+            )
+            .await;
         });
     }
 }

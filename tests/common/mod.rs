@@ -270,7 +270,9 @@ pub fn free_loopback_addr() -> SocketAddr {
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_loopback_udp_addr() -> SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port on 127.0.0.1");
-    socket.local_addr().expect("local address of a bound UDP socket")
+    socket
+        .local_addr()
+        .expect("local address of a bound UDP socket")
 }
 
 /// The mosquitto executable: `MQTTD_TEST_MOSQUITTO` if set (to try another

@@ -290,7 +290,9 @@ fn connack(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let topic = if v.is_v5() {
-        "[^\u{0}-\u{1F}\u{7F}-\u{9F}+#]{0,8}".prop_map(ByteString::from).boxed()
+        "[^\u{0}-\u{1F}\u{7F}-\u{9F}+#]{0,8}"
+            .prop_map(ByteString::from)
+            .boxed()
     } else {
         topic_name().boxed()
     };

@@ -81,7 +81,10 @@ fn reserved_flags_must_be_zero() {
 #[test]
 fn mqtt_3_1_flags_are_checked_like_3_1_1() {
     // 3.1 calls these flags "not used"; like every broker in the field we reject them set.
-    assert!(malformed(decode_err("14 0F 0006 4D5149736470 03 02 000A 0001 70", None)));
+    assert!(malformed(decode_err(
+        "14 0F 0006 4D5149736470 03 02 000A 0001 70",
+        None
+    )));
     // Connect flag bit 0 is the exception: 3.1 clients set it and brokers accept it.
     assert!(decode_one("10 0F 0006 4D5149736470 03 03 000A 0001 70", None).is_ok());
     assert!(malformed(decode_err("8A 06 0001 0001 23 00", Some(V3_1))));
@@ -141,7 +144,10 @@ fn non_minimal_variable_byte_integers_are_malformed() {
     assert!(malformed(decode_err("C0 80 00", Some(V5))));
     assert!(malformed(decode_err("D0 80 80 80 00", Some(V3_1_1))));
     // A subscription identifier of 0x80 0x00 in a property.
-    assert!(malformed(decode_err("82 0A 0001 03 0B8000 0001 70 00", Some(V5))));
+    assert!(malformed(decode_err(
+        "82 0A 0001 03 0B8000 0001 70 00",
+        Some(V5)
+    )));
 }
 
 #[test]
@@ -335,8 +341,14 @@ fn connack_reserved_flags_are_malformed() {
 #[test]
 fn connack_reserved_return_codes_are_rejected() {
     assert!(malformed(decode_err("20 02 00 06", Some(V3_1_1))));
-    assert!(matches!(decode_err("20 03 00 01 00", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("20 03 00 8B 00", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(
+        decode_err("20 03 00 01 00", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("20 03 00 8B 00", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
 }
 
 // ---- Packet identifiers -----------------------------------------------------------------------
@@ -606,11 +618,26 @@ fn property_overrunning_the_property_length_is_malformed() {
 #[test]
 fn ack_reason_codes_outside_their_table_are_protocol_errors() {
     // 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1; [MQTT-3.4.2-1]: parsed but not allowed (4.13).
-    assert!(matches!(decode_err("40 03 0001 92", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("50 03 0001 01", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("62 03 0001 10", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("62 03 0001 80", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("70 03 0001 87", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(
+        decode_err("40 03 0001 92", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("50 03 0001 01", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("62 03 0001 10", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("62 03 0001 80", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("70 03 0001 87", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
     assert!(decode_one("62 03 0001 92", Some(V5)).is_ok());
     assert!(decode_one("50 03 0001 99", Some(V5)).is_ok());
 }
@@ -618,18 +645,36 @@ fn ack_reason_codes_outside_their_table_are_protocol_errors() {
 #[test]
 fn disconnect_and_auth_reason_codes_outside_their_table_are_protocol_errors() {
     // 3.14.2.1, 3.15.2.1
-    assert!(matches!(decode_err("E0 01 05", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("E0 01 91", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("F0 01 01", Some(V5)), DecodeError::Protocol(_)));
-    assert!(matches!(decode_err("F0 02 80 00", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(
+        decode_err("E0 01 05", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("E0 01 91", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("F0 01 01", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
+    assert!(matches!(
+        decode_err("F0 02 80 00", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
     assert!(decode_one("E0 01 8E", Some(V5)).is_ok());
 }
 
 #[test]
 fn suback_and_unsuback_reason_codes_outside_their_table_are_rejected() {
     // 3.9.3, 3.11.3 (5.0: protocol error, 4.13); 3.1.1 [MQTT-3.9.3-2] (malformed).
-    assert!(matches!(decode_err("90 04 0001 00 03", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(
+        decode_err("90 04 0001 00 03", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
     assert!(malformed(decode_err("90 03 0001 03", Some(V3_1_1))));
     assert!(malformed(decode_err("90 03 0001 87", Some(V3_1_1))));
-    assert!(matches!(decode_err("B0 04 0001 00 10", Some(V5)), DecodeError::Protocol(_)));
+    assert!(matches!(
+        decode_err("B0 04 0001 00 10", Some(V5)),
+        DecodeError::Protocol(_)
+    ));
 }
