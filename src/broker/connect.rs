@@ -222,6 +222,8 @@ impl Broker {
                 properties.authentication_method = Some(method);
                 properties.authentication_data = auth_data;
             }
+            let wants = super::datagram::wants_datagrams(&connect.properties);
+            self.negotiate_datagrams(conn, wants, &mut properties);
         }
         let connack = ConnAck {
             session_present,

@@ -51,6 +51,11 @@ pub struct Connection {
     pub connect_expiry_was_zero: bool,
     /// Open data streams besides the control stream (QUIC multi-stream); empty for TCP.
     pub data_streams: AHashSet<StreamId>,
+    /// Largest QUIC datagram the peer accepts; `None` when datagrams are unavailable (TCP, or
+    /// the peer did not enable them).
+    pub datagram_max: Option<usize>,
+    /// The client opted in to QoS 0 deliveries in datagrams (CONNECT user property).
+    pub datagrams_out: bool,
 }
 
 impl Connection {
@@ -74,6 +79,8 @@ impl Connection {
             clean_disconnect: false,
             connect_expiry_was_zero: true,
             data_streams: AHashSet::new(),
+            datagram_max: None,
+            datagrams_out: false,
         }
     }
 

@@ -13,6 +13,7 @@ mod auth;
 mod close;
 mod connect;
 mod connection;
+mod datagram;
 mod output;
 mod publish;
 mod route;
@@ -67,6 +68,12 @@ pub struct Metrics {
     /// Messages dropped because they exceeded the subscriber's Maximum Packet Size.
     pub dropped_too_large: u64,
     pub dropped_expired: u64,
+    /// QoS 0 deliveries sent in QUIC datagrams.
+    pub datagrams_sent: u64,
+    /// QoS 0 PUBLISH packets received in QUIC datagrams and routed.
+    pub datagrams_received: u64,
+    /// Datagrams dropped: malformed, not a QoS 0 PUBLISH, or with a topic alias.
+    pub datagrams_dropped: u64,
 }
 
 /// The sans-IO broker.
@@ -204,6 +211,11 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if stream == StreamId::DATAGRAM && !c.is_connected() {
+            // Never fatal: a datagram before CONNACK is dropped.
+            self.metrics.datagrams_dropped += 1;
+            return;
+        }
         c.last_activity = now;
         match (&c.state, packet) {
             (ConnState::AwaitingConnect, Packet::Connect(connect)) => {
@@ -220,6 +232,10 @@ impl Broker {
     }
 
     fn handle_connected(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        if stream == StreamId::DATAGRAM {
+            self.handle_datagram(conn, packet, now);
+            return;
+        }
         if stream != StreamId::CONTROL && !Self::allowed_on_data_stream(&packet) {
             // A CONNECT, DISCONNECT or AUTH on a data stream ends that stream only.
             self.stream_violation(conn, stream, ReasonCode::PROTOCOL_ERROR, now);

@@ -30,6 +30,7 @@ struct Acc {
     retain_as_published: bool,
     sub_ids: Vec<u32>,
     stream: StreamId,
+    datagram: bool,
 }
 
 impl Broker {
@@ -73,7 +74,9 @@ impl Broker {
                             retain_as_published: false,
                             sub_ids: Vec::new(),
                             stream: entry.stream,
+                            datagram: true,
                         });
+                    acc.datagram &= entry.datagram;
                     acc.qos = acc.qos.max(entry.options.qos);
                     acc.retain_as_published |= entry.options.retain_as_published;
                     acc.sub_ids.extend(entry.id);
@@ -96,6 +99,7 @@ impl Broker {
                 retain: msg.retain && acc.retain_as_published,
                 sub_ids: acc.sub_ids,
                 stream: acc.stream,
+                datagram: acc.datagram,
             };
             self.deliver(sid, delivery, now);
         }
@@ -118,6 +122,7 @@ impl Broker {
                     retain: msg.retain && entry.options.retain_as_published,
                     sub_ids: entry.id.into_iter().collect(),
                     stream: entry.stream,
+                    datagram: entry.datagram,
                 };
                 self.deliver(sid, delivery, now);
             }
@@ -295,12 +300,22 @@ impl Broker {
             }
             return false;
         }
-        if let Packet::Publish(p) = &mut packet {
-            if c.topic_alias_max_out > 0 {
+        // QoS 0 goes in a datagram when the client asked and it fits; never with a topic alias
+        // (datagrams are unordered: an alias could arrive before the packet establishing it).
+        let datagram = delivery.qos == QoS::AtMostOnce
+            && (c.datagrams_out || delivery.datagram)
+            && c.datagram_max.is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
+        if !datagram && c.topic_alias_max_out > 0 {
+            if let Packet::Publish(p) = &mut packet {
                 assign_alias(c, p);
             }
         }
-        let stream = c.route_stream(delivery.stream);
+        let stream = if datagram {
+            self.metrics.datagrams_sent += 1;
+            StreamId::DATAGRAM
+        } else {
+            c.route_stream(delivery.stream)
+        };
         self.metrics.messages_sent += 1;
         self.send(conn, stream, packet);
         true

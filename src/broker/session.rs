@@ -21,6 +21,9 @@ pub struct SubEntry {
     pub id: Option<u32>,
     /// The stream the subscription was made on: deliveries go there.
     pub stream: StreamId,
+    /// QoS 0 deliveries of this subscription may go in QUIC datagrams (SUBSCRIBE user
+    /// property `quic-datagrams: on`, see `proto-ext/datagrams.md`).
+    pub datagram: bool,
 }
 
 /// A message on its way to one subscriber: the shared message plus what is particular to this
@@ -32,6 +35,8 @@ pub struct Delivery {
     pub retain: bool,
     pub sub_ids: Vec<u32>,
     pub stream: StreamId,
+    /// Every matching subscription asked for datagrams.
+    pub datagram: bool,
 }
 
 /// Outgoing QoS 1/2 state per packet identifier (4.3.2, 4.3.3).

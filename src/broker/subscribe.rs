@@ -43,10 +43,11 @@ impl Broker {
             return;
         }
         let sub_id = s.properties.subscription_identifiers.first().copied();
+        let datagram = super::datagram::wants_datagrams(&s.properties);
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, options) in s.filters {
-            codes.push(self.subscribe_one(sid, stream, filter, options, sub_id, &mut retained));
+            codes.push(self.subscribe_one(sid, stream, filter, options, sub_id, datagram, &mut retained));
         }
         // [MQTT-3.8.4-1] SUBACK, then the retained messages [MQTT-3.3.1-9].
         let suback = SubAck {
@@ -60,6 +61,7 @@ impl Broker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn subscribe_one(
         &mut self,
         sid: SessionId,
@@ -67,6 +69,7 @@ impl Broker {
         filter: ByteString,
         options: SubscriptionOptions,
         sub_id: Option<u32>,
+        datagram: bool,
         retained: &mut Vec<Delivery>,
     ) -> ReasonCode {
         if !topic::is_valid_filter(&filter) {
@@ -85,6 +88,7 @@ impl Broker {
             },
             id: sub_id,
             stream,
+            datagram,
         };
         let Some(session) = self.sessions.get_mut(&sid) else {
             return ReasonCode::UNSPECIFIED_ERROR;
@@ -111,6 +115,7 @@ impl Broker {
                         retain: true,
                         sub_ids: sub_id.into_iter().collect(),
                         stream,
+                        datagram,
                     });
                     true
                 });

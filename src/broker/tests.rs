@@ -1129,3 +1129,98 @@ fn a_connack_larger_than_the_clients_maximum_packet_size_is_not_sent() {
     assert!(h.recv(conn).is_empty()); // [MQTT-3.1.2-24]
     assert!(h.closed.contains(&conn));
 }
+
+// QUIC datagrams (proto-ext/datagrams.md).
+
+fn datagram_prop() -> (ByteString, ByteString) {
+    ("quic-datagrams".into(), "on".into())
+}
+
+fn user_prop<'a>(p: &'a Properties, key: &str) -> Option<&'a str> {
+    p.user_properties.iter().find(|(k, _)| k == key).map(|(_, v)| &v[..])
+}
+
+#[test]
+fn datagram_opt_in_is_confirmed_in_connack_and_qos0_goes_in_datagrams() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    h.broker.set_datagram_limit(conn, Some(200));
+    let mut c = connect_packet("dg", V5);
+    c.properties.user_properties.push(datagram_prop());
+    c.properties.topic_alias_maximum = Some(5);
+    h.send(conn, Packet::Connect(Box::new(c)));
+    let ack = match h.recv(conn).first() {
+        Some(Packet::ConnAck(a)) => a.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(user_prop(&ack.properties, "quic-datagrams"), Some("on"));
+    assert_eq!(user_prop(&ack.properties, "quic-datagram-max-size"), Some("200"));
+    h.subscribe(conn, "t", QoS::AtLeastOnce);
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "t", "small", QoS::AtMostOnce, false);
+    h.publish(publ, "t", "small again", QoS::AtMostOnce, false);
+    h.publish(publ, "t", &"x".repeat(300), QoS::AtMostOnce, false);
+    h.publish(publ, "t", "reliable", QoS::AtLeastOnce, false);
+    let got = h.recv_streams(conn);
+    let streams: Vec<StreamId> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(streams, [StreamId::DATAGRAM, StreamId::DATAGRAM, StreamId::CONTROL, StreamId::CONTROL]);
+    for (stream, p) in &got {
+        if let (&StreamId::DATAGRAM, Packet::Publish(p)) = (stream, p) {
+            assert_eq!((&p.topic[..], p.properties.topic_alias), ("t", None), "no alias in datagrams");
+        }
+    }
+    assert_eq!(h.broker.metrics().datagrams_sent, 2);
+}
+
+#[test]
+fn datagrams_requested_without_quic_support_are_reported_off() {
+    let mut h = Harness::new();
+    let mut c = connect_packet("tcp", V5);
+    c.properties.user_properties.push(datagram_prop());
+    let (_, ack) = h.connect_with(c);
+    assert_eq!(user_prop(&ack.properties, "quic-datagrams"), Some("off"));
+}
+
+#[test]
+fn a_subscription_can_ask_for_datagrams_on_its_own() {
+    let mut h = Harness::new();
+    let conn = h.open();
+    h.broker.set_datagram_limit(conn, Some(1200));
+    h.send(conn, Packet::Connect(Box::new(connect_packet("dg", V5))));
+    h.recv(conn);
+    let props = Properties { user_properties: vec![datagram_prop()], ..Default::default() };
+    h.subscribe_with(conn, "fast/#", SubscriptionOptions::default(), props);
+    h.subscribe(conn, "slow/#", QoS::AtMostOnce);
+    let publ = h.connect("pub", V5);
+    h.publish(publ, "fast/1", "x", QoS::AtMostOnce, false);
+    h.publish(publ, "slow/1", "x", QoS::AtMostOnce, false);
+    let streams: Vec<StreamId> = h.recv_streams(conn).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(streams, [StreamId::DATAGRAM, StreamId::CONTROL]);
+}
+
+#[test]
+fn datagrams_from_clients_are_qos0_publish_only_and_never_fatal() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "d", QoS::AtMostOnce);
+    let early = h.open();
+    h.broker.handle_packet(early, StreamId::DATAGRAM, Packet::Publish(publish("d", "early", QoS::AtMostOnce, false, None)), h.now);
+    let c = h.connect("dg", V5);
+    let dg = |h: &mut Harness, p: Packet| {
+        h.broker.handle_packet(c, StreamId::DATAGRAM, p, h.now);
+        h.pump();
+    };
+    dg(&mut h, Packet::Publish(publish("d", "ok", QoS::AtMostOnce, false, None)));
+    dg(&mut h, Packet::Publish(publish("d", "qos1", QoS::AtLeastOnce, false, Some(1))));
+    let mut aliased = publish("d", "alias", QoS::AtMostOnce, false, None);
+    aliased.properties.topic_alias = Some(1);
+    dg(&mut h, Packet::Publish(aliased));
+    dg(&mut h, Packet::PingReq);
+    h.broker.datagram_malformed(c);
+    assert!(!h.closed.contains(&c) && !h.closed.contains(&early));
+    let got = h.recv(sub);
+    assert_eq!(publishes(&got).iter().map(|p| &p.payload[..]).collect::<Vec<_>>(), [&b"ok"[..]]);
+    let m = h.broker.metrics();
+    assert_eq!((m.datagrams_received, m.datagrams_dropped), (1, 5));
+    assert!(h.recv(c).is_empty(), "nothing answers a datagram");
+}

@@ -24,6 +24,8 @@ pub struct StreamId(pub u64);
 impl StreamId {
     /// The stream that carried CONNECT: for TCP the socket itself.
     pub const CONTROL: StreamId = StreamId(0);
+    /// QUIC DATAGRAM frames (RFC 9221): unordered, unreliable, one MQTT packet each.
+    pub const DATAGRAM: StreamId = StreamId(u64::MAX);
 }
 
 /// An application message as published, shared (behind an `Arc`) by every queue it sits in.
