@@ -43,6 +43,9 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                         // The broker answers with a Close output, which releases the outbox.
                         Event::Lost { conn } => broker.connection_lost(conn, now),
                         Event::StreamOpened { conn, stream } => broker.stream_opened(conn, stream),
+                        Event::DatagramLimit { conn, max } => broker.set_datagram_limit(conn, max),
+                        Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
+                        Event::DatagramMalformed { conn } => broker.datagram_malformed(conn),
                         Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
                         Event::StreamError { conn, stream, error } => {
                             broker.handle_stream_error(conn, stream, &error, now)

@@ -26,6 +26,12 @@ pub enum Event {
     Lost {
         conn: ConnId,
     },
+    /// QUIC: the largest datagram the peer accepts (`None`: datagrams unavailable).
+    DatagramLimit { conn: ConnId, max: Option<usize> },
+    /// QUIC: a zero-length datagram (liveness probe).
+    DatagramProbe { conn: ConnId },
+    /// QUIC: a datagram that is not exactly one decodable MQTT packet.
+    DatagramMalformed { conn: ConnId },
     /// QUIC: the client opened a data stream.
     StreamOpened {
         conn: ConnId,

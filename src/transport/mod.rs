@@ -6,5 +6,7 @@
 pub mod cert;
 pub mod flow;
 pub mod quic;
+pub mod quic_datagrams;
+pub mod quic_streams;
 pub mod stream;
 pub mod tcp;

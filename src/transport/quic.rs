@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::cert::Identity;
+use super::quic_datagrams;
+use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
 use crate::broker::{CloseKind, ConnId, StreamId};
 use crate::codec::{Packet, ProtocolVersion, ReasonCode};
@@ -28,8 +30,10 @@ use crate::config::Config;
 use crate::server::event::Event;
 use crate::server::outbox::Outbox;
 
-/// ALPN protocol ids accepted on the listener.
-pub const ALPN: [&[u8]; 2] = [b"mqtt", b"mqttv5"];
+/// ALPN protocol ids accepted on the listener: plain MQTT over QUIC (EMQX style) and the
+/// MQTT-next draft (flow headers).
+pub const ALPN: [&[u8]; 3] = [b"mqtt", b"mqttv5", MQTT_NEXT];
+pub const MQTT_NEXT: &[u8] = b"MQTT-next";
 
 /// QUIC application error codes on CONNECTION_CLOSE (compatible with EMQX).
 pub mod app_error {
@@ -39,6 +43,8 @@ pub mod app_error {
     pub const ABNORMAL: u32 = 1;
     /// The server refused the connection because it is overloaded.
     pub const OVERLOAD: u32 = 2;
+    /// On ALPN `MQTT-next`, an abnormal end is the draft's ERROR_UNSPECIFIED.
+    pub const MQTT_NEXT_UNSPECIFIED: u32 = 0xB2;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +105,8 @@ pub fn server_config(
         .max_idle_timeout(
             quinn::IdleTimeout::try_from(Duration::from_secs(q.idle_timeout_secs)).ok(),
         )
-        // Datagrams are negotiated by a later extension; until then none are accepted.
-        .datagram_receive_buffer_size(None);
+        // QoS 0 in DATAGRAM frames (proto-ext/datagrams.md).
+        .datagram_receive_buffer_size(Some(super::quic_datagrams::RECEIVE_BUFFER));
     server.transport_config(Arc::new(transport));
     Ok(server)
 }
@@ -183,12 +189,30 @@ async fn serve_connection(
     {
         return;
     }
+    let mqtt_next = negotiated_mqtt_next(&connection);
+    let abnormal = if mqtt_next { app_error::MQTT_NEXT_UNSPECIFIED } else { app_error::ABNORMAL };
+    let max = connection.max_datagram_size();
+    if events.send(Event::DatagramLimit { conn, max }).await.is_err() {
+        return;
+    }
     let control = tokio::select! {
         s = connection.accept_bi() => s.ok(),
         _ = tokio::time::sleep(settings.connect_timeout) => None,
     };
+    // The control stream may open with a control flow header (0x11).
+    let control = match control {
+        Some((send, recv)) => match quic_streams::open(recv, StreamKind::Control).await {
+            Opening::Mqtt { reader, .. } => Some((send, reader)),
+            Opening::Refused { recv, code, why } => {
+                quic_streams::refuse(recv, code, why);
+                None
+            }
+            Opening::Failed => None,
+        },
+        None => None,
+    };
     let Some((control_send, mut control_recv)) = control else {
-        connection.close(VarInt::from_u32(app_error::ABNORMAL), b"no control stream");
+        connection.close(VarInt::from_u32(abnormal), b"no control stream");
         let _ = events.send(Event::Lost { conn }).await;
         return;
     };
@@ -235,6 +259,16 @@ async fn serve_connection(
                 break;
             };
             let stream = StreamId(VarInt::from(recv.id()).into_inner());
+            let reader = match quic_streams::open(recv, StreamKind::Data).await {
+                Opening::Mqtt { reader, .. } => reader,
+                Opening::Refused { recv, code, why } => {
+                    quic_streams::refuse(recv, code, why);
+                    let mut send = send;
+                    let _ = send.reset(VarInt::from_u32(code));
+                    continue;
+                }
+                Opening::Failed => continue,
+            };
             let _ = send.set_priority(0);
             if new_streams.send((stream, send)).await.is_err()
                 || events
@@ -247,7 +281,7 @@ async fn serve_connection(
             tokio::spawn(read_data_stream(
                 conn,
                 stream,
-                recv,
+                reader,
                 events.clone(),
                 settings.max_packet_size,
                 version,
@@ -261,13 +295,28 @@ async fn serve_connection(
             let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else {
                 break;
             };
+            let reader = match quic_streams::open(recv, StreamKind::Data).await {
+                Opening::Mqtt { reader, .. } => reader,
+                Opening::Refused { recv, code, why } => {
+                    quic_streams::refuse(recv, code, why);
+                    continue;
+                }
+                Opening::Failed => continue,
+            };
             tokio::spawn(read_uni_stream(
                 conn,
-                recv,
+                reader,
                 events.clone(),
                 settings.max_packet_size,
                 version,
             ));
+        }
+        std::future::pending::<()>().await;
+    };
+
+    let datagram_reader = async {
+        if let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await {
+            quic_datagrams::read(conn, connection.clone(), events.clone(), version, settings.max_packet_size).await;
         }
         std::future::pending::<()>().await;
     };
@@ -301,6 +350,16 @@ async fn serve_connection(
                 batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
             };
             for transmit in batch.transmits {
+                if transmit.stream == StreamId::DATAGRAM {
+                    // What does not fit a datagram after all (the path MTU shrank, the buffer
+                    // is full) goes on the control stream instead.
+                    let fallback = send_datagrams(conn, &connection, transmit, &events).await;
+                    if let (Some(t), Some(w)) = (fallback, writers.get(&StreamId::CONTROL)) {
+                        w.outbox.push(t);
+                        w.outbox.wake();
+                    }
+                    continue;
+                }
                 if let Some(w) = writers.get(&transmit.stream) {
                     w.outbox.push(transmit);
                     w.outbox.wake();
@@ -324,9 +383,7 @@ async fn serve_connection(
                 }
                 let (code, reason) = match kind {
                     CloseKind::Normal => (app_error::NORMAL, String::new()),
-                    CloseKind::Abnormal(code) => {
-                        (app_error::ABNORMAL, format!("reason code {code}"))
-                    }
+                    CloseKind::Abnormal(code) => (abnormal, format!("reason code {code}")),
                 };
                 connection.close(VarInt::from_u32(code), reason.as_bytes());
                 return;
@@ -339,7 +396,42 @@ async fn serve_connection(
         _ = control_reader => {}
         _ = bidi_acceptor => {}
         _ = uni_acceptor => {}
+        _ = datagram_reader => {}
     }
+}
+
+/// True when the handshake chose the MQTT-next ALPN.
+fn negotiated_mqtt_next(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|p| p == MQTT_NEXT)
+}
+
+/// Sends each packet of `transmit` as one datagram; returns those that could not be sent.
+async fn send_datagrams(
+    conn: ConnId,
+    connection: &quinn::Connection,
+    transmit: crate::broker::Transmit,
+    events: &mpsc::Sender<Event>,
+) -> Option<crate::broker::Transmit> {
+    let version = transmit.version;
+    let mut sent = 0;
+    let mut fallback = Vec::new();
+    for packet in transmit.packets {
+        let mut buf = bytes::BytesMut::new();
+        crate::codec::encode(&packet, version, &mut buf);
+        let size = crate::broker::accounted_size(&packet, version);
+        match connection.send_datagram(buf.freeze()) {
+            Ok(()) => sent += size,
+            Err(_) => fallback.push(packet),
+        }
+    }
+    if sent > 0 {
+        let _ = events.send(Event::Written { conn, bytes: sent }).await;
+    }
+    (!fallback.is_empty()).then(|| crate::broker::Transmit { conn, stream: StreamId::CONTROL, version, packets: fallback })
 }
 
 fn is_successful_connack(packet: &Packet) -> bool {
@@ -360,7 +452,7 @@ async fn wait_accepted(
 async fn read_data_stream(
     conn: ConnId,
     stream: StreamId,
-    mut recv: RecvStream,
+    mut recv: Prefixed<RecvStream>,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
@@ -381,7 +473,7 @@ async fn read_data_stream(
             let _ = events.send(Event::StreamClosed { conn, stream }).await;
         }
         ReadEnd::Failed(error) => {
-            let _ = recv.stop(VarInt::from_u32(app_error::ABNORMAL));
+            let _ = recv.inner_mut().stop(VarInt::from_u32(app_error::ABNORMAL));
             let _ = events
                 .send(Event::StreamError {
                     conn,
@@ -399,7 +491,7 @@ async fn read_data_stream(
 /// that do not decode, stop this stream only.
 async fn read_uni_stream(
     conn: ConnId,
-    mut recv: RecvStream,
+    mut recv: Prefixed<RecvStream>,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
@@ -442,7 +534,7 @@ async fn read_uni_stream(
             conn = conn.0,
             "unidirectional stream stopped: packet not allowed or malformed"
         );
-        let _ = recv.stop(VarInt::from_u32(app_error::ABNORMAL));
+        let _ = recv.inner_mut().stop(VarInt::from_u32(app_error::ABNORMAL));
     }
 }
 
