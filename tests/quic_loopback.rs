@@ -31,6 +31,14 @@ async fn connect_quic(
     server: &mqttd::server::ServerHandle,
     alpn: &[u8],
 ) -> Result<quinn::Connection, String> {
+    connect_quic_with(server, alpn, false).await
+}
+
+async fn connect_quic_with(
+    server: &mqttd::server::ServerHandle,
+    alpn: &[u8],
+    datagrams: bool,
+) -> Result<quinn::Connection, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(server.cert_path().unwrap()).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -45,7 +53,11 @@ async fn connect_quic(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint =
         quinn::Endpoint::client("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.datagram_receive_buffer_size(datagrams.then_some(65536));
+    client.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(client);
     let connecting = endpoint
         .connect(server.quic_addr().unwrap(), "localhost")
         .map_err(|e| e.to_string())?;
@@ -285,5 +297,122 @@ async fn wrong_alpn_is_refused_and_tcp_and_quic_share_sessions() {
         .unwrap()
         .unwrap_or(0);
     let _ = n; // 3.1.1: the old connection is closed without a DISCONNECT
+    server.shutdown().await;
+}
+
+fn user_prop<'a>(p: &'a Properties, key: &str) -> Option<&'a str> {
+    p.user_properties
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| &v[..])
+}
+
+#[tokio::test]
+async fn qos0_deliveries_and_publishes_travel_in_datagrams_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    let v = ProtocolVersion::V5;
+    let conn = connect_quic_with(&server, b"MQTT-next", true)
+        .await
+        .unwrap();
+    let mut control = MqttStream::open(&conn, v).await;
+    let mut c = match connect("dg", v) {
+        Packet::Connect(c) => c,
+        _ => unreachable!(),
+    };
+    c.properties
+        .user_properties
+        .push(("quic-datagrams".into(), "on".into()));
+    control.send(Packet::Connect(c)).await;
+    match control.recv().await {
+        Some(Packet::ConnAck(a)) => {
+            assert_eq!(user_prop(&a.properties, "quic-datagrams"), Some("on"));
+            let max: usize = user_prop(&a.properties, "quic-datagram-max-size")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(max >= 1000, "{max}");
+        }
+        other => panic!("{other:?}"),
+    }
+    control.send(subscribe("dg/#", QoS::AtLeastOnce)).await;
+    assert!(matches!(control.recv().await, Some(Packet::SubAck(_))));
+    // A QoS 0 PUBLISH sent as a datagram comes back as a datagram.
+    let mut out = BytesMut::new();
+    codec::encode(
+        &publish("dg/x", b"via datagram", QoS::AtMostOnce, None),
+        v,
+        &mut out,
+    );
+    conn.send_datagram(out.freeze()).unwrap();
+    let datagram = timeout(WAIT, conn.read_datagram()).await.unwrap().unwrap();
+    let mut buf = BytesMut::from(&datagram[..]);
+    match codec::decode(&mut buf, Some(v), u32::MAX).unwrap() {
+        Some(Packet::Publish(p)) => assert_eq!(
+            (&p.topic[..], &p.payload[..]),
+            ("dg/x", &b"via datagram"[..])
+        ),
+        other => panic!("{other:?}"),
+    }
+    // QoS 1 stays on the stream; a zero-length probe and a malformed datagram change nothing.
+    conn.send_datagram(bytes::Bytes::new()).unwrap();
+    conn.send_datagram(bytes::Bytes::from_static(&[0x36, 0x00]))
+        .unwrap();
+    control
+        .send(publish("dg/y", b"reliable", QoS::AtLeastOnce, Some(3)))
+        .await;
+    let mut got_publish = false;
+    while !got_publish {
+        match control.recv().await {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(&p.payload[..], b"reliable");
+                got_publish = true;
+            }
+            Some(Packet::PubAck(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let m = server.metrics().await.unwrap();
+    assert_eq!(
+        (m.datagrams_received, m.datagrams_sent, m.datagrams_dropped),
+        (1, 1, 1)
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn flow_headers_are_accepted_or_refused_with_the_draft_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    let v = ProtocolVersion::V5;
+    let conn = connect_quic(&server, b"MQTT-next").await.unwrap();
+    let mut control = MqttStream::open(&conn, v).await;
+    // A control flow header (0x11, id 0, flags 0) before CONNECT.
+    control.send.write_all(&[0x11, 0x00, 0x00]).await.unwrap();
+    control.send(connect("flows", v)).await;
+    assert!(matches!(control.recv().await, Some(Packet::ConnAck(_))));
+    // A client data flow (0x12, id 2, expiry 300, flags 0x50) carrying a SUBSCRIBE.
+    let mut data = MqttStream::open(&conn, v).await;
+    data.send
+        .write_all(&[0x12, 0x02, 0x41, 0x2C, 0x50])
+        .await
+        .unwrap();
+    data.send(subscribe("f/t", QoS::AtMostOnce)).await;
+    assert!(matches!(data.recv().await, Some(Packet::SubAck(_))));
+    // A user-defined flow is refused with FLOW_REFUSED (0xBE); so is a server data flow (0xB5).
+    for (header, code) in [
+        (&[0x14u8, 0x02, b'h', b'i'][..], 0xBEu32),
+        (&[0x13, 0x03, 0x00, 0x00][..], 0xB5),
+    ] {
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(header).await.unwrap();
+        let stopped = timeout(WAIT, send.stopped()).await.unwrap();
+        assert_eq!(stopped.unwrap(), Some(quinn::VarInt::from_u32(code)));
+    }
+    control.send(Packet::PingReq).await;
+    assert!(
+        matches!(control.recv().await, Some(Packet::PingResp)),
+        "the connection lives on"
+    );
     server.shutdown().await;
 }

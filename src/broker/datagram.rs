@@ -19,7 +19,10 @@ pub const DATAGRAM_MAX_PROPERTY: &str = "quic-datagram-max-size";
 
 /// True if the properties carry `quic-datagrams: on`.
 pub fn wants_datagrams(properties: &Properties) -> bool {
-    properties.user_properties.iter().any(|(k, v)| k == DATAGRAMS_PROPERTY && v.eq_ignore_ascii_case("on"))
+    properties
+        .user_properties
+        .iter()
+        .any(|(k, v)| k == DATAGRAMS_PROPERTY && v.eq_ignore_ascii_case("on"))
 }
 
 impl Broker {
@@ -47,29 +50,47 @@ impl Broker {
 
     pub(super) fn handle_datagram(&mut self, conn: ConnId, packet: Packet, now: Instant) {
         match packet {
-            Packet::Publish(p) if p.qos == QoS::AtMostOnce && p.properties.topic_alias.is_none() => {
+            Packet::Publish(p)
+                if p.qos == QoS::AtMostOnce && p.properties.topic_alias.is_none() =>
+            {
                 self.metrics.datagrams_received += 1;
                 self.handle_publish(conn, super::StreamId::CONTROL, p, now);
             }
             _ => {
                 self.metrics.datagrams_dropped += 1;
-                tracing::debug!(conn = conn.0, "datagram dropped: only a QoS 0 PUBLISH without topic alias may be a datagram");
+                tracing::debug!(
+                    conn = conn.0,
+                    "datagram dropped: only a QoS 0 PUBLISH without topic alias may be a datagram"
+                );
             }
         }
     }
 
     /// CONNACK user properties answering a datagram request, and whether datagrams are on.
-    pub(super) fn negotiate_datagrams(&mut self, conn: ConnId, requested: bool, properties: &mut Properties) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    pub(super) fn negotiate_datagrams(
+        &mut self,
+        conn: ConnId,
+        requested: bool,
+        properties: &mut Properties,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if !requested {
             return;
         }
         let on = c.datagram_max.is_some();
         c.datagrams_out = on;
         let state = if on { "on" } else { "off" };
-        properties.user_properties.push((ByteString::from_static(DATAGRAMS_PROPERTY), ByteString::from_static(state)));
+        properties.user_properties.push((
+            ByteString::from_static(DATAGRAMS_PROPERTY),
+            ByteString::from_static(state),
+        ));
         if let Some(max) = c.datagram_max {
-            properties.user_properties.push((ByteString::from_static(DATAGRAM_MAX_PROPERTY), ByteString::from(max.to_string())));
+            properties.user_properties.push((
+                ByteString::from_static(DATAGRAM_MAX_PROPERTY),
+                ByteString::from(max.to_string()),
+            ));
         }
     }
 }

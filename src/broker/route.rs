@@ -304,7 +304,8 @@ impl Broker {
         // (datagrams are unordered: an alias could arrive before the packet establishing it).
         let datagram = delivery.qos == QoS::AtMostOnce
             && (c.datagrams_out || delivery.datagram)
-            && c.datagram_max.is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
+            && c.datagram_max
+                .is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
         if !datagram && c.topic_alias_max_out > 0 {
             if let Packet::Publish(p) = &mut packet {
                 assign_alias(c, p);

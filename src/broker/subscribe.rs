@@ -47,7 +47,15 @@ impl Broker {
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, options) in s.filters {
-            codes.push(self.subscribe_one(sid, stream, filter, options, sub_id, datagram, &mut retained));
+            codes.push(self.subscribe_one(
+                sid,
+                stream,
+                filter,
+                options,
+                sub_id,
+                datagram,
+                &mut retained,
+            ));
         }
         // [MQTT-3.8.4-1] SUBACK, then the retained messages [MQTT-3.3.1-9].
         let suback = SubAck {

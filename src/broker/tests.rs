@@ -1137,7 +1137,10 @@ fn datagram_prop() -> (ByteString, ByteString) {
 }
 
 fn user_prop<'a>(p: &'a Properties, key: &str) -> Option<&'a str> {
-    p.user_properties.iter().find(|(k, _)| k == key).map(|(_, v)| &v[..])
+    p.user_properties
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| &v[..])
 }
 
 #[test]
@@ -1154,7 +1157,10 @@ fn datagram_opt_in_is_confirmed_in_connack_and_qos0_goes_in_datagrams() {
         other => panic!("{other:?}"),
     };
     assert_eq!(user_prop(&ack.properties, "quic-datagrams"), Some("on"));
-    assert_eq!(user_prop(&ack.properties, "quic-datagram-max-size"), Some("200"));
+    assert_eq!(
+        user_prop(&ack.properties, "quic-datagram-max-size"),
+        Some("200")
+    );
     h.subscribe(conn, "t", QoS::AtLeastOnce);
     let publ = h.connect("pub", V5);
     h.publish(publ, "t", "small", QoS::AtMostOnce, false);
@@ -1163,10 +1169,22 @@ fn datagram_opt_in_is_confirmed_in_connack_and_qos0_goes_in_datagrams() {
     h.publish(publ, "t", "reliable", QoS::AtLeastOnce, false);
     let got = h.recv_streams(conn);
     let streams: Vec<StreamId> = got.iter().map(|(s, _)| *s).collect();
-    assert_eq!(streams, [StreamId::DATAGRAM, StreamId::DATAGRAM, StreamId::CONTROL, StreamId::CONTROL]);
+    assert_eq!(
+        streams,
+        [
+            StreamId::DATAGRAM,
+            StreamId::DATAGRAM,
+            StreamId::CONTROL,
+            StreamId::CONTROL
+        ]
+    );
     for (stream, p) in &got {
         if let (&StreamId::DATAGRAM, Packet::Publish(p)) = (stream, p) {
-            assert_eq!((&p.topic[..], p.properties.topic_alias), ("t", None), "no alias in datagrams");
+            assert_eq!(
+                (&p.topic[..], p.properties.topic_alias),
+                ("t", None),
+                "no alias in datagrams"
+            );
         }
     }
     assert_eq!(h.broker.metrics().datagrams_sent, 2);
@@ -1188,7 +1206,10 @@ fn a_subscription_can_ask_for_datagrams_on_its_own() {
     h.broker.set_datagram_limit(conn, Some(1200));
     h.send(conn, Packet::Connect(Box::new(connect_packet("dg", V5))));
     h.recv(conn);
-    let props = Properties { user_properties: vec![datagram_prop()], ..Default::default() };
+    let props = Properties {
+        user_properties: vec![datagram_prop()],
+        ..Default::default()
+    };
     h.subscribe_with(conn, "fast/#", SubscriptionOptions::default(), props);
     h.subscribe(conn, "slow/#", QoS::AtMostOnce);
     let publ = h.connect("pub", V5);
@@ -1204,14 +1225,25 @@ fn datagrams_from_clients_are_qos0_publish_only_and_never_fatal() {
     let sub = h.connect("sub", V5);
     h.subscribe(sub, "d", QoS::AtMostOnce);
     let early = h.open();
-    h.broker.handle_packet(early, StreamId::DATAGRAM, Packet::Publish(publish("d", "early", QoS::AtMostOnce, false, None)), h.now);
+    h.broker.handle_packet(
+        early,
+        StreamId::DATAGRAM,
+        Packet::Publish(publish("d", "early", QoS::AtMostOnce, false, None)),
+        h.now,
+    );
     let c = h.connect("dg", V5);
     let dg = |h: &mut Harness, p: Packet| {
         h.broker.handle_packet(c, StreamId::DATAGRAM, p, h.now);
         h.pump();
     };
-    dg(&mut h, Packet::Publish(publish("d", "ok", QoS::AtMostOnce, false, None)));
-    dg(&mut h, Packet::Publish(publish("d", "qos1", QoS::AtLeastOnce, false, Some(1))));
+    dg(
+        &mut h,
+        Packet::Publish(publish("d", "ok", QoS::AtMostOnce, false, None)),
+    );
+    dg(
+        &mut h,
+        Packet::Publish(publish("d", "qos1", QoS::AtLeastOnce, false, Some(1))),
+    );
     let mut aliased = publish("d", "alias", QoS::AtMostOnce, false, None);
     aliased.properties.topic_alias = Some(1);
     dg(&mut h, Packet::Publish(aliased));
@@ -1219,7 +1251,13 @@ fn datagrams_from_clients_are_qos0_publish_only_and_never_fatal() {
     h.broker.datagram_malformed(c);
     assert!(!h.closed.contains(&c) && !h.closed.contains(&early));
     let got = h.recv(sub);
-    assert_eq!(publishes(&got).iter().map(|p| &p.payload[..]).collect::<Vec<_>>(), [&b"ok"[..]]);
+    assert_eq!(
+        publishes(&got)
+            .iter()
+            .map(|p| &p.payload[..])
+            .collect::<Vec<_>>(),
+        [&b"ok"[..]]
+    );
     let m = h.broker.metrics();
     assert_eq!((m.datagrams_received, m.datagrams_dropped), (1, 5));
     assert!(h.recv(c).is_empty(), "nothing answers a datagram");

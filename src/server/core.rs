@@ -58,6 +58,9 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                         Event::AppPublish { message, reply } => {
                             let _ = reply.send(broker.app_publish(message, now));
                         }
+                        Event::Metrics { reply } => {
+                            let _ = reply.send(broker.metrics());
+                        }
                         Event::Shutdown => {
                             broker.shutdown(now);
                             shutting_down = true;

@@ -27,11 +27,18 @@ pub enum Event {
         conn: ConnId,
     },
     /// QUIC: the largest datagram the peer accepts (`None`: datagrams unavailable).
-    DatagramLimit { conn: ConnId, max: Option<usize> },
+    DatagramLimit {
+        conn: ConnId,
+        max: Option<usize>,
+    },
     /// QUIC: a zero-length datagram (liveness probe).
-    DatagramProbe { conn: ConnId },
+    DatagramProbe {
+        conn: ConnId,
+    },
     /// QUIC: a datagram that is not exactly one decodable MQTT packet.
-    DatagramMalformed { conn: ConnId },
+    DatagramMalformed {
+        conn: ConnId,
+    },
     /// QUIC: the client opened a data stream.
     StreamOpened {
         conn: ConnId,
@@ -62,6 +69,10 @@ pub enum Event {
     AppPublish {
         message: Message,
         reply: oneshot::Sender<Result<usize, ReasonCode>>,
+    },
+    /// A snapshot of the broker's counters.
+    Metrics {
+        reply: oneshot::Sender<crate::broker::Metrics>,
     },
     Shutdown,
 }

@@ -154,6 +154,16 @@ impl ServerHandle {
         self.tcp_addr
     }
 
+    /// The broker's counters (messages, drops, datagrams...).
+    pub async fn metrics(&self) -> Result<crate::broker::Metrics, ServerError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.events
+            .send(Event::Metrics { reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)
+    }
+
     /// The bound QUIC (UDP) address.
     pub fn quic_addr(&self) -> Option<SocketAddr> {
         self.quic_addr

@@ -59,7 +59,10 @@ impl FlowFlags {
     }
     /// Clean with nothing persistent: the client asks to discard the flow's state.
     pub fn is_discard(self) -> bool {
-        self.clean() && !self.persistent_qos() && !self.persistent_subscriptions() && !self.persistent_topic_alias()
+        self.clean()
+            && !self.persistent_qos()
+            && !self.persistent_subscriptions()
+            && !self.persistent_topic_alias()
     }
 }
 
@@ -68,7 +71,12 @@ pub enum FlowHeader {
     /// 0x11: on the control stream; the flow id is 0.
     Control { id: FlowId, flags: FlowFlags },
     /// 0x12 (client data) or 0x13 (server data).
-    Data { kind: u8, id: FlowId, expire_secs: u64, flags: FlowFlags },
+    Data {
+        kind: u8,
+        id: FlowId,
+        expire_secs: u64,
+        flags: FlowFlags,
+    },
     /// 0x14: user-defined content follows; mqttd refuses these flows.
     UserDefined,
 }
@@ -90,18 +98,41 @@ pub fn starts_flow(first: u8) -> bool {
 /// its length in bytes.
 pub fn parse(buf: &[u8]) -> Result<Option<(FlowHeader, usize)>, FlowError> {
     let mut at = 0;
-    let Some(kind) = varint(buf, &mut at)? else { return incomplete(buf) };
+    let Some(kind) = varint(buf, &mut at)? else {
+        return incomplete(buf);
+    };
     match kind {
         0x11 => {
-            let Some(id) = varint(buf, &mut at)? else { return incomplete(buf) };
-            let Some(&flags) = buf.get(at) else { return incomplete(buf) };
-            Ok(Some((FlowHeader::Control { id: FlowId(id), flags: FlowFlags(flags) }, at + 1)))
+            let Some(id) = varint(buf, &mut at)? else {
+                return incomplete(buf);
+            };
+            let Some(&flags) = buf.get(at) else {
+                return incomplete(buf);
+            };
+            Ok(Some((
+                FlowHeader::Control {
+                    id: FlowId(id),
+                    flags: FlowFlags(flags),
+                },
+                at + 1,
+            )))
         }
         0x12 | 0x13 => {
-            let Some(id) = varint(buf, &mut at)? else { return incomplete(buf) };
-            let Some(expire_secs) = varint(buf, &mut at)? else { return incomplete(buf) };
-            let Some(&flags) = buf.get(at) else { return incomplete(buf) };
-            let header = FlowHeader::Data { kind: kind as u8, id: FlowId(id), expire_secs, flags: FlowFlags(flags) };
+            let Some(id) = varint(buf, &mut at)? else {
+                return incomplete(buf);
+            };
+            let Some(expire_secs) = varint(buf, &mut at)? else {
+                return incomplete(buf);
+            };
+            let Some(&flags) = buf.get(at) else {
+                return incomplete(buf);
+            };
+            let header = FlowHeader::Data {
+                kind: kind as u8,
+                id: FlowId(id),
+                expire_secs,
+                flags: FlowFlags(flags),
+            };
             Ok(Some((header, at + 1)))
         }
         0x14 => Ok(Some((FlowHeader::UserDefined, at))),
@@ -127,9 +158,13 @@ pub fn encode_server_data(id: FlowId, expire_secs: u64, flags: FlowFlags, out: &
 
 /// A QUIC variable-length integer (RFC 9000 16): `Ok(None)` if `buf` ends inside it.
 fn varint(buf: &[u8], at: &mut usize) -> Result<Option<u64>, FlowError> {
-    let Some(&first) = buf.get(*at) else { return Ok(None) };
+    let Some(&first) = buf.get(*at) else {
+        return Ok(None);
+    };
     let len = 1usize << (first >> 6);
-    let Some(bytes) = buf.get(*at..*at + len) else { return Ok(None) };
+    let Some(bytes) = buf.get(*at..*at + len) else {
+        return Ok(None);
+    };
     let mut value = u64::from(first & 0x3F);
     for &b in &bytes[1..] {
         value = (value << 8) | u64::from(b);
@@ -153,7 +188,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -161,10 +199,22 @@ mod tests {
         let control = hex("11 00 50");
         let data = hex("12 02 41 2C 50 30 00 01 70");
         for (bytes, expected, len) in [
-            (control.clone(), FlowHeader::Control { id: FlowId(0), flags: FlowFlags(0x50) }, 3),
+            (
+                control.clone(),
+                FlowHeader::Control {
+                    id: FlowId(0),
+                    flags: FlowFlags(0x50),
+                },
+                3,
+            ),
             (
                 data.clone(),
-                FlowHeader::Data { kind: 0x12, id: FlowId(2), expire_secs: 300, flags: FlowFlags(0x50) },
+                FlowHeader::Data {
+                    kind: 0x12,
+                    id: FlowId(2),
+                    expire_secs: 300,
+                    flags: FlowFlags(0x50),
+                },
                 5,
             ),
         ] {
@@ -194,10 +244,20 @@ mod tests {
         assert_eq!(&out[..], &hex("13 03 00 00")[..]);
         assert_eq!(
             parse(&out),
-            Ok(Some((FlowHeader::Data { kind: 0x13, id: FlowId(3), expire_secs: 0, flags: FlowFlags(0) }, 4)))
+            Ok(Some((
+                FlowHeader::Data {
+                    kind: 0x13,
+                    id: FlowId(3),
+                    expire_secs: 0,
+                    flags: FlowFlags(0)
+                },
+                4
+            )))
         );
         let mut big = BytesMut::new();
         encode_server_data(FlowId(1 << 40), 70_000, FlowFlags(0x01), &mut big);
-        assert!(matches!(parse(&big), Ok(Some((FlowHeader::Data { id: FlowId(v), expire_secs: 70_000, .. }, _))) if v == 1 << 40));
+        assert!(
+            matches!(parse(&big), Ok(Some((FlowHeader::Data { id: FlowId(v), expire_secs: 70_000, .. }, _))) if v == 1 << 40)
+        );
     }
 }

@@ -190,9 +190,17 @@ async fn serve_connection(
         return;
     }
     let mqtt_next = negotiated_mqtt_next(&connection);
-    let abnormal = if mqtt_next { app_error::MQTT_NEXT_UNSPECIFIED } else { app_error::ABNORMAL };
+    let abnormal = if mqtt_next {
+        app_error::MQTT_NEXT_UNSPECIFIED
+    } else {
+        app_error::ABNORMAL
+    };
     let max = connection.max_datagram_size();
-    if events.send(Event::DatagramLimit { conn, max }).await.is_err() {
+    if events
+        .send(Event::DatagramLimit { conn, max })
+        .await
+        .is_err()
+    {
         return;
     }
     let control = tokio::select! {
@@ -316,7 +324,14 @@ async fn serve_connection(
 
     let datagram_reader = async {
         if let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await {
-            quic_datagrams::read(conn, connection.clone(), events.clone(), version, settings.max_packet_size).await;
+            quic_datagrams::read(
+                conn,
+                connection.clone(),
+                events.clone(),
+                version,
+                settings.max_packet_size,
+            )
+            .await;
         }
         std::future::pending::<()>().await;
     };
@@ -431,7 +446,12 @@ async fn send_datagrams(
     if sent > 0 {
         let _ = events.send(Event::Written { conn, bytes: sent }).await;
     }
-    (!fallback.is_empty()).then(|| crate::broker::Transmit { conn, stream: StreamId::CONTROL, version, packets: fallback })
+    (!fallback.is_empty()).then(|| crate::broker::Transmit {
+        conn,
+        stream: StreamId::CONTROL,
+        version,
+        packets: fallback,
+    })
 }
 
 fn is_successful_connack(packet: &Packet) -> bool {

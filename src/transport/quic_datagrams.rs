@@ -13,7 +13,12 @@ use crate::server::event::Event;
 pub const RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// What one datagram from a client means to the broker.
-pub fn classify(conn: ConnId, datagram: Bytes, version: ProtocolVersion, max_packet_size: u32) -> Option<Event> {
+pub fn classify(
+    conn: ConnId,
+    datagram: Bytes,
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) -> Option<Event> {
     match datagram.first() {
         // A zero-length datagram is a liveness probe (EMQX 6.1).
         None => Some(Event::DatagramProbe { conn }),
@@ -23,9 +28,11 @@ pub fn classify(conn: ConnId, datagram: Bytes, version: ProtocolVersion, max_pac
             let mut buf = BytesMut::from(&datagram[..]);
             match codec::decode_from_client(&mut buf, Some(version), max_packet_size) {
                 // Exactly one whole packet per datagram.
-                Ok(Some(packet)) if buf.is_empty() => {
-                    Some(Event::Packets { conn, stream: StreamId::DATAGRAM, packets: vec![packet] })
-                }
+                Ok(Some(packet)) if buf.is_empty() => Some(Event::Packets {
+                    conn,
+                    stream: StreamId::DATAGRAM,
+                    packets: vec![packet],
+                }),
                 _ => Some(Event::DatagramMalformed { conn }),
             }
         }
@@ -33,7 +40,13 @@ pub fn classify(conn: ConnId, datagram: Bytes, version: ProtocolVersion, max_pac
 }
 
 /// Reads the client's datagrams until the connection ends.
-pub async fn read(conn: ConnId, connection: Connection, events: mpsc::Sender<Event>, version: ProtocolVersion, max_packet_size: u32) {
+pub async fn read(
+    conn: ConnId,
+    connection: Connection,
+    events: mpsc::Sender<Event>,
+    version: ProtocolVersion,
+    max_packet_size: u32,
+) {
     while let Ok(datagram) = connection.read_datagram().await {
         if let Some(event) = classify(conn, datagram, version, max_packet_size) {
             if events.send(event).await.is_err() {
@@ -48,11 +61,19 @@ mod tests {
     use super::*;
 
     fn kind(d: &[u8]) -> &'static str {
-        match classify(ConnId(1), Bytes::copy_from_slice(d), ProtocolVersion::V5, 1024) {
+        match classify(
+            ConnId(1),
+            Bytes::copy_from_slice(d),
+            ProtocolVersion::V5,
+            1024,
+        ) {
             None => "ignored",
             Some(Event::DatagramProbe { .. }) => "probe",
             Some(Event::DatagramMalformed { .. }) => "malformed",
-            Some(Event::Packets { stream: StreamId::DATAGRAM, .. }) => "packet",
+            Some(Event::Packets {
+                stream: StreamId::DATAGRAM,
+                ..
+            }) => "packet",
             Some(_) => "other",
         }
     }
@@ -62,7 +83,11 @@ mod tests {
         assert_eq!(kind(b""), "probe");
         assert_eq!(kind(&[0x00, 1, 2]), "ignored");
         assert_eq!(kind(&[0x30, 0x04, 0x00, 0x01, b't', 0x00]), "packet");
-        assert_eq!(kind(&[0x30, 0x04, 0x00, 0x01, b't', 0x00, 0xC0, 0x00]), "malformed", "two packets");
+        assert_eq!(
+            kind(&[0x30, 0x04, 0x00, 0x01, b't', 0x00, 0xC0, 0x00]),
+            "malformed",
+            "two packets"
+        );
         assert_eq!(kind(&[0x30, 0x09]), "malformed", "truncated");
         assert_eq!(kind(&[0x20, 0x02, 0, 0]), "malformed", "server-only packet");
     }
