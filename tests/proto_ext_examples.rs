@@ -106,3 +106,26 @@ fn multi_stream_examples() {
         matches!(example("multi-stream.md", "B0 04 00 02 00 11", V5), Packet::UnsubAck(a) if a.codes == [ReasonCode::NO_SUBSCRIPTION_EXISTED])
     );
 }
+
+#[test]
+fn flows_and_datagrams_examples() {
+    // Flow headers are checked by the transport's own parser in src/transport/flow.rs; here
+    // the document must show the bytes the tests of that parser use.
+    let flows = doc("flows.md");
+    for hex in ["12 02 41 2C 50", "11 00 00", "12 02 00 01", "14 02 68 69"] {
+        assert!(flows.contains(hex), "flows.md lacks {hex}");
+    }
+    match example("datagrams.md", "30 09 00 04 64 67 2F 78 00 68 69", V5) {
+        Packet::Publish(p) => {
+            assert_eq!((&p.topic[..], p.qos, &p.payload[..]), ("dg/x", QoS::AtMostOnce, &b"hi"[..]))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The user property, as it sits in a CONNECT's property list.
+    let property = "26 00 0E 71 75 69 63 2D 64 61 74 61 67 72 61 6D 73 00 02 6F 6E";
+    assert!(doc("datagrams.md").contains(property));
+    let b = bytes(property);
+    assert_eq!(b[0], 0x26);
+    assert_eq!(&b[3..17], b"quic-datagrams");
+    assert_eq!(&b[19..], b"on");
+}
