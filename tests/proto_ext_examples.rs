@@ -117,7 +117,10 @@ fn flows_and_datagrams_examples() {
     }
     match example("datagrams.md", "30 09 00 04 64 67 2F 78 00 68 69", V5) {
         Packet::Publish(p) => {
-            assert_eq!((&p.topic[..], p.qos, &p.payload[..]), ("dg/x", QoS::AtMostOnce, &b"hi"[..]))
+            assert_eq!(
+                (&p.topic[..], p.qos, &p.payload[..]),
+                ("dg/x", QoS::AtMostOnce, &b"hi"[..])
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -416,3 +416,64 @@ async fn flow_headers_are_accepted_or_refused_with_the_draft_codes() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn mqtt_next_deliveries_arrive_on_server_streams_one_per_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_broker(dir.path()).await;
+    let v = ProtocolVersion::V5;
+    let conn = connect_quic(&server, b"MQTT-next").await.unwrap();
+    let mut control = MqttStream::open(&conn, v).await;
+    control.send(connect("mapped", v)).await;
+    match control.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(
+            user_prop(&a.properties, "quic-stream-mapping"),
+            Some("subscription")
+        ),
+        other => panic!("{other:?}"),
+    }
+    control.send(subscribe("m/a", QoS::AtLeastOnce)).await;
+    assert!(matches!(control.recv().await, Some(Packet::SubAck(_))));
+    control.send(subscribe("m/b", QoS::AtMostOnce)).await;
+    assert!(matches!(control.recv().await, Some(Packet::SubAck(_))));
+    control
+        .send(publish("m/a", b"one", QoS::AtMostOnce, None))
+        .await;
+    control
+        .send(publish("m/b", b"two", QoS::AtMostOnce, None))
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let mut recv = timeout(WAIT, conn.accept_uni()).await.unwrap().unwrap();
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 256];
+        // Header 0x13, a server flow id (odd), expiry, flags; then the PUBLISH.
+        loop {
+            let n = timeout(WAIT, recv.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            bytes.extend_from_slice(&chunk[..n]);
+            if let Some((mqttd::transport::flow::FlowHeader::Data { kind: 0x13, id, .. }, len)) =
+                mqttd::transport::flow::parse(&bytes).unwrap()
+            {
+                assert!(id.is_server_initiated());
+                let mut rest = BytesMut::from(&bytes[len..]);
+                if let Some(Packet::Publish(p)) =
+                    codec::decode(&mut rest, Some(v), u32::MAX).unwrap()
+                {
+                    seen.push((id.0, String::from_utf8(p.payload.to_vec()).unwrap()));
+                    break;
+                }
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert_ne!(seen[0].0, seen[1].0, "one flow per subscription");
+    server.shutdown().await;
+}

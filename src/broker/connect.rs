@@ -225,6 +225,7 @@ impl Broker {
             let wants = super::datagram::wants_datagrams(&connect.properties);
             self.negotiate_datagrams(conn, wants, &mut properties);
         }
+        self.negotiate_stream_mapping(conn, &connect.properties, &mut properties);
         let connack = ConnAck {
             session_present,
             code: ReasonCode::SUCCESS,

@@ -56,6 +56,12 @@ pub struct Connection {
     pub datagram_max: Option<usize>,
     /// The client opted in to QoS 0 deliveries in datagrams (CONNECT user property).
     pub datagrams_out: bool,
+    /// The connection is QUIC (server streams and datagrams are possible).
+    pub quic: bool,
+    /// The connection is QUIC and negotiated ALPN MQTT-next.
+    pub mqtt_next: bool,
+    /// Server-initiated streams for deliveries (topic-to-stream mapping).
+    pub flows: super::server_flows::ServerFlows,
 }
 
 impl Connection {
@@ -81,6 +87,9 @@ impl Connection {
             data_streams: AHashSet::new(),
             datagram_max: None,
             datagrams_out: false,
+            quic: false,
+            mqtt_next: false,
+            flows: Default::default(),
         }
     }
 

@@ -25,11 +25,22 @@ pub fn wants_datagrams(properties: &Properties) -> bool {
         .any(|(k, v)| k == DATAGRAMS_PROPERTY && v.eq_ignore_ascii_case("on"))
 }
 
+/// What a QUIC connection can do, as the transport learnt it in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuicCaps {
+    /// Largest datagram the peer accepts; `None` when it did not enable datagrams.
+    pub datagram_max: Option<usize>,
+    /// ALPN MQTT-next was negotiated.
+    pub mqtt_next: bool,
+}
+
 impl Broker {
-    /// The transport tells what datagram size the peer accepts (QUIC only; `None` = none).
-    pub fn set_datagram_limit(&mut self, conn: ConnId, max: Option<usize>) {
+    /// Marks `conn` as a QUIC connection with these capabilities (before its CONNECT).
+    pub fn set_quic_caps(&mut self, conn: ConnId, caps: QuicCaps) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.datagram_max = max;
+            c.quic = true;
+            c.datagram_max = caps.datagram_max;
+            c.mqtt_next = caps.mqtt_next;
         }
     }
 

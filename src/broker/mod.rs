@@ -17,6 +17,7 @@ mod datagram;
 mod output;
 mod publish;
 mod route;
+mod server_flows;
 mod session;
 mod streams;
 mod subscribe;
@@ -33,7 +34,9 @@ use bytestring::ByteString;
 
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use connect::forwardable as forwardable_properties;
+pub use datagram::QuicCaps;
 pub use output::{CloseKind, HandlerId, Output, Transmit};
+pub use server_flows::{FlowEvent, StreamMapping};
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};

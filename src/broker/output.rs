@@ -46,6 +46,11 @@ pub enum Output {
         stream: StreamId,
         code: ReasonCode,
     },
+    /// Open or finish a server-initiated stream (topic-to-stream mapping).
+    ServerFlow {
+        conn: ConnId,
+        event: super::server_flows::FlowEvent,
+    },
     /// A message for an in-process handler.
     App {
         handler: HandlerId,
@@ -86,6 +91,13 @@ impl OutputQueue {
         self.open.remove(&(conn, stream));
         self.outputs
             .push(Output::CloseStream { conn, stream, code });
+    }
+
+    pub fn server_flow(&mut self, conn: ConnId, event: super::server_flows::FlowEvent) {
+        if let super::server_flows::FlowEvent::Close { stream } = &event {
+            self.open.remove(&(conn, *stream));
+        }
+        self.outputs.push(Output::ServerFlow { conn, event });
     }
 
     pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {

@@ -26,6 +26,8 @@ pub(super) struct Scratch {
 
 #[derive(Debug)]
 struct Acc {
+    flow: bytestring::ByteString,
+    priority: i32,
     qos: QoS,
     retain_as_published: bool,
     sub_ids: Vec<u32>,
@@ -75,8 +77,11 @@ impl Broker {
                             sub_ids: Vec::new(),
                             stream: entry.stream,
                             datagram: true,
+                            flow: bytestring::ByteString::from(filter),
+                            priority: entry.priority,
                         });
                     acc.datagram &= entry.datagram;
+                    acc.priority = acc.priority.max(entry.priority);
                     acc.qos = acc.qos.max(entry.options.qos);
                     acc.retain_as_published |= entry.options.retain_as_published;
                     acc.sub_ids.extend(entry.id);
@@ -100,6 +105,8 @@ impl Broker {
                 sub_ids: acc.sub_ids,
                 stream: acc.stream,
                 datagram: acc.datagram,
+                flow: Some(acc.flow),
+                priority: acc.priority,
             };
             self.deliver(sid, delivery, now);
         }
@@ -114,6 +121,7 @@ impl Broker {
                 .count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
+            let first_filter = group[0].1.clone();
             if let Some((sid, entry)) = self.pick_shared(group) {
                 reached += 1;
                 let delivery = Delivery {
@@ -123,6 +131,8 @@ impl Broker {
                     sub_ids: entry.id.into_iter().collect(),
                     stream: entry.stream,
                     datagram: entry.datagram,
+                    flow: Some(ByteString::from(&*first_filter)),
+                    priority: entry.priority,
                 };
                 self.deliver(sid, delivery, now);
             }
@@ -306,17 +316,37 @@ impl Broker {
             && (c.datagrams_out || delivery.datagram)
             && c.datagram_max
                 .is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
-        if !datagram && c.topic_alias_max_out > 0 {
-            if let Packet::Publish(p) = &mut packet {
-                assign_alias(c, p);
-            }
-        }
         let stream = if datagram {
             self.metrics.datagrams_sent += 1;
             StreamId::DATAGRAM
         } else {
-            c.route_stream(delivery.stream)
+            let stream = c.route_stream(delivery.stream);
+            // Topic-to-stream mapping: deliveries of control-stream subscriptions go on
+            // server streams when the client asked (data-stream bindings take precedence).
+            let key = match c.flows.mapping {
+                _ if stream != StreamId::CONTROL => None,
+                super::server_flows::StreamMapping::Off => None,
+                super::server_flows::StreamMapping::PerSubscription => delivery.flow.clone(),
+                super::server_flows::StreamMapping::PerTopic => Some(msg.topic.clone()),
+            };
+            match key {
+                Some(key) => {
+                    let (stream, opened) = c.flows.stream_for(key, delivery.priority, now);
+                    for event in opened {
+                        self.out.server_flow(conn, event);
+                    }
+                    stream
+                }
+                None => stream,
+            }
         };
+        // Topic aliases only on the control stream: an alias established on one stream could
+        // be used on another before it arrives.
+        if stream == StreamId::CONTROL && c.topic_alias_max_out > 0 {
+            if let Packet::Publish(p) = &mut packet {
+                assign_alias(c, p);
+            }
+        }
         self.metrics.messages_sent += 1;
         self.send(conn, stream, packet);
         true

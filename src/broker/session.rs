@@ -24,6 +24,9 @@ pub struct SubEntry {
     /// QoS 0 deliveries of this subscription may go in QUIC datagrams (SUBSCRIBE user
     /// property `quic-datagrams: on`, see `proto-ext/datagrams.md`).
     pub datagram: bool,
+    /// Send priority of this subscription's server stream (SUBSCRIBE user property
+    /// `quic-priority`), see `proto-ext/flows.md`.
+    pub priority: i32,
 }
 
 /// A message on its way to one subscriber: the shared message plus what is particular to this
@@ -37,6 +40,10 @@ pub struct Delivery {
     pub stream: StreamId,
     /// Every matching subscription asked for datagrams.
     pub datagram: bool,
+    /// The filter of a matching subscription (the flow key of per-subscription streams) and
+    /// the highest priority among the matching subscriptions.
+    pub flow: Option<bytestring::ByteString>,
+    pub priority: i32,
 }
 
 /// Outgoing QoS 1/2 state per packet identifier (4.3.2, 4.3.3).

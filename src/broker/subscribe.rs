@@ -44,6 +44,7 @@ impl Broker {
         }
         let sub_id = s.properties.subscription_identifiers.first().copied();
         let datagram = super::datagram::wants_datagrams(&s.properties);
+        let priority = super::server_flows::priority(&s.properties);
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, options) in s.filters {
@@ -53,7 +54,7 @@ impl Broker {
                 filter,
                 options,
                 sub_id,
-                datagram,
+                (datagram, priority),
                 &mut retained,
             ));
         }
@@ -77,7 +78,7 @@ impl Broker {
         filter: ByteString,
         options: SubscriptionOptions,
         sub_id: Option<u32>,
-        datagram: bool,
+        (datagram, priority): (bool, i32),
         retained: &mut Vec<Delivery>,
     ) -> ReasonCode {
         if !topic::is_valid_filter(&filter) {
@@ -97,6 +98,7 @@ impl Broker {
             id: sub_id,
             stream,
             datagram,
+            priority,
         };
         let Some(session) = self.sessions.get_mut(&sid) else {
             return ReasonCode::UNSPECIFIED_ERROR;
@@ -124,6 +126,8 @@ impl Broker {
                         sub_ids: sub_id.into_iter().collect(),
                         stream,
                         datagram,
+                        flow: Some(filter.clone()),
+                        priority,
                     });
                     true
                 });

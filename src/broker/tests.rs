@@ -20,6 +20,7 @@ struct Harness {
     streams: HashMap<ConnId, Vec<StreamId>>,
     closed: HashSet<ConnId>,
     closed_streams: HashSet<(ConnId, StreamId)>,
+    flows: Vec<(ConnId, FlowEvent)>,
     app: Vec<(HandlerId, SharedMessage)>,
 }
 
@@ -38,6 +39,7 @@ impl Harness {
             streams: HashMap::new(),
             closed: HashSet::new(),
             closed_streams: HashSet::new(),
+            flows: Vec::new(),
             app: Vec::new(),
         }
     }
@@ -61,6 +63,7 @@ impl Harness {
                     self.closed_streams.insert((conn, stream));
                 }
                 Output::App { handler, message } => self.app.push((handler, message)),
+                Output::ServerFlow { conn, event } => self.flows.push((conn, event)),
             }
         }
     }
@@ -1147,7 +1150,13 @@ fn user_prop<'a>(p: &'a Properties, key: &str) -> Option<&'a str> {
 fn datagram_opt_in_is_confirmed_in_connack_and_qos0_goes_in_datagrams() {
     let mut h = Harness::new();
     let conn = h.open();
-    h.broker.set_datagram_limit(conn, Some(200));
+    h.broker.set_quic_caps(
+        conn,
+        QuicCaps {
+            datagram_max: Some(200),
+            mqtt_next: false,
+        },
+    );
     let mut c = connect_packet("dg", V5);
     c.properties.user_properties.push(datagram_prop());
     c.properties.topic_alias_maximum = Some(5);
@@ -1203,7 +1212,13 @@ fn datagrams_requested_without_quic_support_are_reported_off() {
 fn a_subscription_can_ask_for_datagrams_on_its_own() {
     let mut h = Harness::new();
     let conn = h.open();
-    h.broker.set_datagram_limit(conn, Some(1200));
+    h.broker.set_quic_caps(
+        conn,
+        QuicCaps {
+            datagram_max: Some(1200),
+            mqtt_next: false,
+        },
+    );
     h.send(conn, Packet::Connect(Box::new(connect_packet("dg", V5))));
     h.recv(conn);
     let props = Properties {
@@ -1261,4 +1276,154 @@ fn datagrams_from_clients_are_qos0_publish_only_and_never_fatal() {
     let m = h.broker.metrics();
     assert_eq!((m.datagrams_received, m.datagrams_dropped), (1, 5));
     assert!(h.recv(c).is_empty(), "nothing answers a datagram");
+}
+
+// Topic-to-stream mapping (proto-ext/flows.md).
+
+fn quic_connect(
+    h: &mut Harness,
+    id: &str,
+    caps: QuicCaps,
+    mapping: Option<&str>,
+) -> (ConnId, ConnAck) {
+    let conn = h.open();
+    h.broker.set_quic_caps(conn, caps);
+    let mut c = connect_packet(id, V5);
+    c.properties.topic_alias_maximum = Some(10);
+    if let Some(m) = mapping {
+        c.properties
+            .user_properties
+            .push(("quic-stream-mapping".into(), m.into()));
+    }
+    h.send(conn, Packet::Connect(Box::new(c)));
+    match h.recv(conn).first() {
+        Some(Packet::ConnAck(a)) => (conn, a.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mqtt_next_clients_get_one_server_stream_per_subscription() {
+    let mut h = Harness::new();
+    let next = QuicCaps {
+        datagram_max: None,
+        mqtt_next: true,
+    };
+    let (c, ack) = quic_connect(&mut h, "flows", next, None);
+    assert_eq!(
+        user_prop(&ack.properties, "quic-stream-mapping"),
+        Some("subscription")
+    );
+    let prio = |p: &str| Properties {
+        user_properties: vec![("quic-priority".into(), p.into())],
+        ..Default::default()
+    };
+    h.subscribe_with(
+        c,
+        "a/#",
+        SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        },
+        prio("7"),
+    );
+    h.subscribe(c, "b/#", QoS::AtMostOnce);
+    let publ = h.connect("pub", V5);
+    for topic in ["a/1", "b/1", "a/2", "a/1"] {
+        h.publish(publ, topic, "x", QoS::AtLeastOnce, false);
+    }
+    let got = h.recv_streams(c);
+    let streams: Vec<StreamId> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(streams.len(), 4);
+    assert!(streams.iter().all(|s| *s != StreamId::CONTROL));
+    assert_eq!(streams[0], streams[2]);
+    assert_eq!(streams[0], streams[3]);
+    assert_ne!(streams[0], streams[1]);
+    for (_, p) in &got {
+        if let Packet::Publish(p) = p {
+            assert_eq!(p.properties.topic_alias, None, "no aliases across streams");
+            assert!(!p.topic.is_empty());
+        }
+    }
+    let opens: Vec<_> = h
+        .flows
+        .iter()
+        .filter(|(conn, _)| *conn == c)
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert!(matches!(
+        &opens[..],
+        [
+            FlowEvent::Open {
+                flow_id: 1,
+                priority: 7,
+                ..
+            },
+            FlowEvent::Open {
+                flow_id: 3,
+                priority: 0,
+                ..
+            }
+        ]
+    ));
+    // Acknowledgements come back on the control stream.
+    for (_, p) in got {
+        if let Packet::Publish(Publish {
+            packet_id: Some(id),
+            ..
+        }) = p
+        {
+            h.send(c, Packet::PubAck(Ack::new(id)));
+        }
+    }
+    assert!(!h.closed.contains(&c));
+}
+
+#[test]
+fn per_topic_mapping_and_opt_out() {
+    let mut h = Harness::new();
+    let plain = QuicCaps {
+        datagram_max: None,
+        mqtt_next: false,
+    };
+    let (c, ack) = quic_connect(&mut h, "topics", plain, Some("topic"));
+    assert_eq!(
+        user_prop(&ack.properties, "quic-stream-mapping"),
+        Some("topic")
+    );
+    h.subscribe(c, "t/#", QoS::AtMostOnce);
+    let publ = h.connect("pub", V5);
+    for topic in ["t/1", "t/2", "t/1"] {
+        h.publish(publ, topic, "x", QoS::AtMostOnce, false);
+    }
+    let streams: Vec<StreamId> = h.recv_streams(c).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(streams[0], streams[2]);
+    assert_ne!(streams[0], streams[1]);
+
+    let next = QuicCaps {
+        datagram_max: None,
+        mqtt_next: true,
+    };
+    let (off, ack) = quic_connect(&mut h, "off", next, Some("off"));
+    assert_eq!(
+        user_prop(&ack.properties, "quic-stream-mapping"),
+        Some("off")
+    );
+    h.subscribe(off, "t/#", QoS::AtMostOnce);
+    h.publish(publ, "t/3", "x", QoS::AtMostOnce, false);
+    assert!(h
+        .recv_streams(off)
+        .iter()
+        .all(|(s, _)| *s == StreamId::CONTROL));
+
+    // Over TCP the property is answered with off and changes nothing.
+    let mut tcp = connect_packet("tcp", V5);
+    tcp.properties
+        .user_properties
+        .push(("quic-stream-mapping".into(), "topic".into()));
+    let (_, ack) = h.connect_with(tcp);
+    assert_eq!(
+        user_prop(&ack.properties, "quic-stream-mapping"),
+        Some("off")
+    );
 }

@@ -43,7 +43,7 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                         // The broker answers with a Close output, which releases the outbox.
                         Event::Lost { conn } => broker.connection_lost(conn, now),
                         Event::StreamOpened { conn, stream } => broker.stream_opened(conn, stream),
-                        Event::DatagramLimit { conn, max } => broker.set_datagram_limit(conn, max),
+                        Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
                         Event::DatagramMalformed { conn } => broker.datagram_malformed(conn),
                         Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
@@ -108,6 +108,12 @@ fn dispatch(
             Output::CloseStream { conn, stream, .. } => {
                 if let Some(outbox) = outboxes.get(&conn) {
                     outbox.close_stream(stream);
+                    dirty.push(conn);
+                }
+            }
+            Output::ServerFlow { conn, event } => {
+                if let Some(outbox) = outboxes.get(&conn) {
+                    outbox.server_flow(event);
                     dirty.push(conn);
                 }
             }

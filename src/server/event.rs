@@ -26,10 +26,10 @@ pub enum Event {
     Lost {
         conn: ConnId,
     },
-    /// QUIC: the largest datagram the peer accepts (`None`: datagrams unavailable).
-    DatagramLimit {
+    /// QUIC: what the connection can do (datagram size, ALPN MQTT-next).
+    QuicCaps {
         conn: ConnId,
-        max: Option<usize>,
+        caps: crate::broker::QuicCaps,
     },
     /// QUIC: a zero-length datagram (liveness probe).
     DatagramProbe {

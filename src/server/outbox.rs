@@ -19,6 +19,7 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct OutboxState {
+    server_flows: Vec<crate::broker::FlowEvent>,
     transmits: Vec<Transmit>,
     closed_streams: Vec<StreamId>,
     close: Option<CloseKind>,
@@ -27,6 +28,8 @@ struct OutboxState {
 /// What the writer takes in one go.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Server streams to open (before `transmits`) or finish (after them). QUIC only.
+    pub server_flows: Vec<crate::broker::FlowEvent>,
     pub transmits: Vec<Transmit>,
     /// Data streams to finish after writing `transmits` (QUIC only).
     pub closed_streams: Vec<StreamId>,
@@ -37,6 +40,10 @@ pub struct Batch {
 impl Outbox {
     pub fn push(&self, transmit: Transmit) {
         self.lock().transmits.push(transmit);
+    }
+
+    pub fn server_flow(&self, event: crate::broker::FlowEvent) {
+        self.lock().server_flows.push(event);
     }
 
     pub fn close_stream(&self, stream: StreamId) {
@@ -60,13 +67,16 @@ impl Outbox {
                 let mut state = self.lock();
                 if !state.transmits.is_empty()
                     || !state.closed_streams.is_empty()
+                    || !state.server_flows.is_empty()
                     || state.close.is_some()
                 {
                     let mut transmits = spare.take().unwrap_or_default();
                     transmits.clear();
                     std::mem::swap(&mut transmits, &mut state.transmits);
                     let closed_streams = std::mem::take(&mut state.closed_streams);
+                    let server_flows = std::mem::take(&mut state.server_flows);
                     return Batch {
+                        server_flows,
                         transmits,
                         closed_streams,
                         close: state.close,

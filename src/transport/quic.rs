@@ -24,7 +24,7 @@ use super::cert::Identity;
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
-use crate::broker::{CloseKind, ConnId, StreamId};
+use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId};
 use crate::codec::{Packet, ProtocolVersion, ReasonCode};
 use crate::config::Config;
 use crate::server::event::Event;
@@ -195,12 +195,11 @@ async fn serve_connection(
     } else {
         app_error::ABNORMAL
     };
-    let max = connection.max_datagram_size();
-    if events
-        .send(Event::DatagramLimit { conn, max })
-        .await
-        .is_err()
-    {
+    let caps = crate::broker::QuicCaps {
+        datagram_max: connection.max_datagram_size(),
+        mqtt_next,
+    };
+    if events.send(Event::QuicCaps { conn, caps }).await.is_err() {
         return;
     }
     let control = tokio::select! {
@@ -225,7 +224,7 @@ async fn serve_connection(
         return;
     };
     // The control stream goes first when streams compete for the congestion window.
-    let _ = control_send.set_priority(1);
+    let _ = control_send.set_priority(i32::MAX);
 
     let (version_tx, version_rx) = watch::channel(None::<ProtocolVersion>);
     let (accepted_tx, accepted_rx) = watch::channel(false);
@@ -355,6 +354,7 @@ async fn serve_connection(
             StreamWriter::spawn(conn, control_send, events.clone(), on_control_written),
         );
         let mut spare = Vec::new();
+        let mut pending_closes = Vec::new();
         loop {
             let batch = tokio::select! {
                 biased;
@@ -364,6 +364,35 @@ async fn serve_connection(
                 }
                 batch = outbox.next_batch(std::mem::take(&mut spare)) => batch,
             };
+            let (opens, closes): (Vec<_>, Vec<_>) = batch
+                .server_flows
+                .into_iter()
+                .partition(|e| matches!(e, FlowEvent::Open { .. }));
+            for event in opens {
+                if let FlowEvent::Open {
+                    stream,
+                    flow_id,
+                    priority,
+                } = event
+                {
+                    let writer = StreamWriter::spawn_server(
+                        conn,
+                        connection.clone(),
+                        flow_id,
+                        priority,
+                        events.clone(),
+                    );
+                    writers.insert(stream, writer);
+                }
+            }
+            for event in closes {
+                if let FlowEvent::Close { stream } = event {
+                    if let Some(w) = writers.remove(&stream) {
+                        // Finished after what is queued: transmits of this batch come first.
+                        pending_closes.push(w);
+                    }
+                }
+            }
             for transmit in batch.transmits {
                 if transmit.stream == StreamId::DATAGRAM {
                     // What does not fit a datagram after all (the path MTU shrank, the buffer
@@ -379,6 +408,10 @@ async fn serve_connection(
                     w.outbox.push(transmit);
                     w.outbox.wake();
                 }
+            }
+            for w in pending_closes.drain(..) {
+                w.outbox.close(CloseKind::Normal);
+                w.outbox.wake();
             }
             for stream in batch.closed_streams {
                 if let Some(w) = writers.remove(&stream) {
@@ -572,6 +605,40 @@ struct StreamWriter {
 }
 
 impl StreamWriter {
+    /// A server-initiated unidirectional stream for a flow: its header (0x13), then packets.
+    fn spawn_server(
+        conn: ConnId,
+        connection: quinn::Connection,
+        flow_id: u64,
+        priority: i32,
+        events: mpsc::Sender<Event>,
+    ) -> StreamWriter {
+        let outbox = Arc::new(Outbox::default());
+        let task = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                let Ok(mut send) = connection.open_uni().await else {
+                    return;
+                };
+                let _ = send.set_priority(priority);
+                let mut header = bytes::BytesMut::new();
+                super::flow::encode_server_data(
+                    super::flow::FlowId(flow_id),
+                    0,
+                    super::flow::FlowFlags::default(),
+                    &mut header,
+                );
+                if send.write_all(&header).await.is_err() {
+                    return;
+                }
+                write_packets(conn, &mut send, &outbox, &events, |_| {}).await;
+                let _ = send.finish();
+                let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+            }
+        });
+        StreamWriter { outbox, task }
+    }
+
     fn spawn(
         conn: ConnId,
         mut send: SendStream,
