@@ -312,9 +312,7 @@ async fn qos0_deliveries_and_publishes_travel_in_datagrams_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_broker(dir.path()).await;
     let v = ProtocolVersion::V5;
-    let conn = connect_quic_with(&server, b"MQTT-next", true)
-        .await
-        .unwrap();
+    let conn = connect_quic_with(&server, b"mqtt", true).await.unwrap();
     let mut control = MqttStream::open(&conn, v).await;
     let mut c = match connect("dg", v) {
         Packet::Connect(c) => c,
