@@ -112,7 +112,7 @@ fn flows_and_datagrams_examples() {
     // Flow headers are checked by the transport's own parser in src/transport/flow.rs; here
     // the document must show the bytes the tests of that parser use.
     let flows = doc("flows.md");
-    for hex in ["12 02 41 2C 50", "11 00 00", "12 02 00 01", "14 02 68 69"] {
+    for hex in ["12 02 41 2C 50", "11 00 00", "12 02 00 01", "14 02 68 69", "13 01 00 00"] {
         assert!(flows.contains(hex), "flows.md lacks {hex}");
     }
     match example("datagrams.md", "30 09 00 04 64 67 2F 78 00 68 69", V5) {
