@@ -53,8 +53,10 @@ impl Broker {
                 s.expiry_secs = expiry.min(max);
             }
         }
-        // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 asks for it.
-        c.clean_disconnect = d.code != ReasonCode::DISCONNECT_WITH_WILL;
+        // [MQTT-3.14.4-3] only 0x00 (normal disconnection) discards the will; 0x04 asks for it
+        // and an error code (the client ending on a failure) leaves it to be published
+        // [MQTT-3.1.2-8].
+        c.clean_disconnect = d.code == ReasonCode::NORMAL_DISCONNECTION;
         if c.clean_disconnect {
             if let Some(s) = c.session.and_then(|sid| self.sessions.get_mut(&sid)) {
                 s.will = None;
