@@ -8,6 +8,13 @@
 //! another documented choice (README, "Behaviour where the spec leaves a choice"), the check here
 //! asserts what the specification requires and the comment names the choice.
 //!
+//! Checks of that suite which `mqttd` answers differently, each a choice the specification
+//! leaves open (README): a refused unknown protocol level gets the 3.1.1 CONNACK `20 02 00 01`,
+//! not a 5.0 CONNACK 0x84 [MQTT-3.1.2-2]; overlapping subscriptions get one copy carrying every
+//! Subscription Identifier, not one copy per subscription [MQTT-3.3.4-2] [MQTT-3.3.4-4]; an
+//! incoming QoS 2 message is delivered before PUBREL (4.3.3, Method B); a malformed `$share/`
+//! filter closes the connection (0x82) instead of getting SUBACK 0x8F (4.8.2).
+//!
 //! Valid packets are built with the crate's codec (`mqttd::codec::encode`) and everything the
 //! broker sends is parsed with `mqttd::codec::decode`, which also enforces the fixed header flags
 //! of server packets [MQTT-2.1.3-1]. Malformed packets are written byte by byte. Every wait is
