@@ -1,6 +1,19 @@
 //! Runs the mqtt-seq byte corpus (`shared/mqtt-seq`, see its README.md)
-//! against one broker: every case sends raw bytes on a fresh TCP connection
+//! against one broker: every case sends raw bytes on a fresh connection
 //! and checks the exact bytes the broker answers and whether it closes.
+//!
+//! Two tests run the whole corpus, each against its own broker:
+//! * `corpus_runs_clean` over TCP;
+//! * `corpus_runs_clean_over_quic` over MQTT over QUIC in single-stream mode
+//!   (mqttd only; skipped with a note for `MQTTD_TEST_BROKER=mosquitto`):
+//!   every case, and every `publish` helper, on a fresh QUIC connection
+//!   (one shared client endpoint, ALPN `mqtt`, the broker's generated
+//!   certificate) whose first bidirectional stream carries exactly the bytes
+//!   a TCP connection would. There "closed" means the stream read ends
+//!   (FIN or reset) or the connection is closed; when a case expects the
+//!   broker to close, the QUIC connection must then also be closed with
+//!   application error 0 or 1. Same cases, checks, deviation list and
+//!   accounting as over TCP.
 //!
 //! * Corpus location: `$MQTT_SEQ_DIR`, default `../shared/mqtt-seq` next to
 //!   the repository.
@@ -18,12 +31,14 @@
 //!   reason code 0); so is an expected MQTT 5.0 CONNACK with properties in a
 //!   `recv` step (flags and reason code), since CONNACK properties are the
 //!   broker's own choice; every other `recv` step must match byte for byte;
-//! * `expect_disconnect`: the broker must close within 2 s. For MQTT 5.0 one
+//! * `expect_disconnect`: the broker must close within 2 s (over QUIC, then
+//!   also the QUIC connection, with application error 0 or 1). For MQTT 5.0 one
 //!   unlisted goodbye packet may come first: a DISCONNECT, or a CONNACK with
 //!   a reason code >= 0x80 refusing the case's own CONNECT;
 //! * otherwise PINGREQ (`C0 00`) must be answered by exactly `D0 00`;
 //! * a `publish` step connects client id `helper` at the case's protocol
-//!   level and completes the QoS flow with packet id 1;
+//!   level, over the case's transport, and completes the QoS flow with
+//!   packet id 1;
 //! * after all cases the broker process must still run and serve a client.
 //!
 //! Scheduling: most cases touch no shared broker state and run 8 at a time.
@@ -38,22 +53,28 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use common::TestBroker;
+use common::{note, BrokerKind, TestBroker};
 
 /// Longest wait for any single read (and for a close or PINGRESP).
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default number of cases in flight at once during the concurrent phase.
 const DEFAULT_CONCURRENCY: usize = 8;
+/// How long mqttd may take, after accepting TCP, to accept QUIC connections.
+const BROKER_QUIC_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on the whole corpus run.
 const DEFAULT_BUDGET: Duration = Duration::from_secs(240);
 
@@ -356,7 +377,9 @@ fn default_connect(ver: u8, client_id: &str) -> Vec<u8> {
 #[derive(Debug)]
 enum ReadEnd {
     Closed,
-    Reset(std::io::ErrorKind),
+    /// Any other error ending the connection (a TCP reset, a QUIC stream reset or a QUIC
+    /// connection error other than an application close), described.
+    Reset(String),
     Timeout,
 }
 
@@ -364,7 +387,7 @@ impl ReadEnd {
     fn describe(&self) -> String {
         match self {
             ReadEnd::Closed => "<connection closed>".into(),
-            ReadEnd::Reset(kind) => format!("<connection error: {kind}>"),
+            ReadEnd::Reset(what) => format!("<connection error: {what}>"),
             ReadEnd::Timeout => format!("<timeout after {READ_TIMEOUT:?}>"),
         }
     }
@@ -372,7 +395,7 @@ impl ReadEnd {
 
 /// Reads exactly `n` bytes within `READ_TIMEOUT`; on failure returns what
 /// arrived and why it stopped.
-async fn read_exact(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, (Vec<u8>, ReadEnd)> {
+async fn read_exact(stream: &mut Wire, n: usize) -> Result<Vec<u8>, (Vec<u8>, ReadEnd)> {
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
     let mut buf = vec![0u8; n];
     let mut filled = 0;
@@ -381,23 +404,20 @@ async fn read_exact(stream: &mut TcpStream, n: usize) -> Result<Vec<u8>, (Vec<u8
             Err(_) => return Err((buf[..filled].to_vec(), ReadEnd::Timeout)),
             Ok(Ok(0)) => return Err((buf[..filled].to_vec(), ReadEnd::Closed)),
             Ok(Ok(read)) => filled += read,
-            Ok(Err(e)) => return Err((buf[..filled].to_vec(), ReadEnd::Reset(e.kind()))),
+            Ok(Err(e)) => return Err((buf[..filled].to_vec(), read_error_end(&e))),
         }
     }
     Ok(buf)
 }
 
 /// Reads one whole MQTT packet (fixed header included).
-async fn read_packet(stream: &mut TcpStream) -> Result<Vec<u8>, (Vec<u8>, ReadEnd)> {
+async fn read_packet(stream: &mut Wire) -> Result<Vec<u8>, (Vec<u8>, ReadEnd)> {
     let first = read_exact(stream, 1).await?;
     read_packet_after(stream, first[0]).await
 }
 
 /// Reads the rest of a packet whose first byte was `first`.
-async fn read_packet_after(
-    stream: &mut TcpStream,
-    first: u8,
-) -> Result<Vec<u8>, (Vec<u8>, ReadEnd)> {
+async fn read_packet_after(stream: &mut Wire, first: u8) -> Result<Vec<u8>, (Vec<u8>, ReadEnd)> {
     let mut packet = vec![first];
     loop {
         let byte = match read_exact(stream, 1).await {
@@ -443,7 +463,7 @@ fn is_connack_with_properties(expected: &[u8]) -> bool {
 }
 
 /// Whatever else arrives within a short moment (for failure messages).
-async fn drain_briefly(stream: &mut TcpStream, mut got: Vec<u8>) -> Vec<u8> {
+async fn drain_briefly(stream: &mut Wire, mut got: Vec<u8>) -> Vec<u8> {
     let mut buf = [0u8; 256];
     while got.len() < 256 {
         match timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
@@ -491,19 +511,185 @@ impl Failure {
     }
 }
 
-async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream, String> {
-    let stream = timeout(READ_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("TCP connect to {addr} timed out"))?
-        .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+// --------------------------------------------------------------- transports
+
+/// How a case reaches the broker; every client (the case's and a `publish` helper's) gets a
+/// fresh connection over it.
+#[derive(Clone)]
+enum Transport {
+    /// MQTT over TCP.
+    Tcp(SocketAddr),
+    /// MQTT over QUIC in single-stream mode: a fresh QUIC connection per client, MQTT bytes on
+    /// its first bidirectional stream exactly as on TCP. One client endpoint serves all cases.
+    Quic {
+        addr: SocketAddr,
+        endpoint: quinn::Endpoint,
+    },
 }
 
-async fn run_case(addr: SocketAddr, case: &Case) -> Result<(), Failure> {
-    let mut stream = connect_tcp(addr)
+impl Transport {
+    fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp(_) => "TCP",
+            Transport::Quic { .. } => "QUIC",
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Transport::Tcp(addr) | Transport::Quic { addr, .. } => *addr,
+        }
+    }
+
+    /// Opens a fresh connection (and, over QUIC, its first bidirectional stream).
+    async fn connect(&self) -> Result<Wire, String> {
+        match self {
+            Transport::Tcp(addr) => {
+                let stream = timeout(READ_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| format!("TCP connect to {addr} timed out"))?
+                    .map_err(|e| format!("TCP connect to {addr}: {e}"))?;
+                let _ = stream.set_nodelay(true);
+                Ok(Wire {
+                    io: Box::new(stream),
+                    quic: None,
+                })
+            }
+            Transport::Quic { addr, endpoint } => {
+                let connecting = endpoint
+                    .connect(*addr, "localhost")
+                    .map_err(|e| format!("QUIC connect to {addr}: {e}"))?;
+                let connection = timeout(READ_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| format!("QUIC handshake with {addr} timed out"))?
+                    .map_err(|e| format!("QUIC handshake with {addr}: {e}"))?;
+                // quinn opens the stream lazily: the broker sees it with the first bytes written.
+                let (send, recv) = timeout(READ_TIMEOUT, connection.open_bi())
+                    .await
+                    .map_err(|_| format!("QUIC open_bi to {addr} timed out"))?
+                    .map_err(|e| format!("QUIC open_bi to {addr}: {e}"))?;
+                Ok(Wire {
+                    io: Box::new(tokio::io::join(recv, send)),
+                    quic: Some(connection),
+                })
+            }
+        }
+    }
+}
+
+/// A quinn client endpoint trusting the certificate mqttd generated (server name `localhost`,
+/// ALPN `mqtt`, TLS 1.3 on the ring provider).
+fn quic_client_endpoint(cert_path: &Path) -> quinn::Endpoint {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert_path)
+        .unwrap_or_else(|e| panic!("read the broker certificate {}: {e}", cert_path.display()))
+    {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a usable root certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 with the ring provider")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"mqtt".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS config");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap())
+        .expect("bind the QUIC client endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+/// A bidirectional byte stream.
+trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// One client's byte stream to the broker: a TCP connection, or a QUIC connection's first
+/// bidirectional stream (quinn's `RecvStream`/`SendStream` implement tokio's
+/// `AsyncRead`/`AsyncWrite`; `tokio::io::join` pairs them).
+struct Wire {
+    io: Box<dyn ByteStream>,
+    /// QUIC only: the connection the stream belongs to.
+    quic: Option<quinn::Connection>,
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
+}
+
+/// How a failed read ended. Over QUIC the broker closing the connection (an application
+/// close, after it finished the stream) is a close, like a TCP FIN; a stream reset or any
+/// other connection error is described.
+fn read_error_end(error: &std::io::Error) -> ReadEnd {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<quinn::ReadError>())
+    {
+        Some(quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(_))) => {
+            ReadEnd::Closed
+        }
+        Some(quic) => ReadEnd::Reset(format!("QUIC {quic}")),
+        None => ReadEnd::Reset(error.kind().to_string()),
+    }
+}
+
+/// Over QUIC, once the MQTT connection is over, the broker must also close the QUIC
+/// connection, with application error 0 (normal) or 1 (protocol error).
+async fn expect_quic_connection_closed(quic: Option<&quinn::Connection>) -> Result<(), Failure> {
+    const STEP: &str = "final check (QUIC connection closed)";
+    const EXPECTED: &str = "QUIC connection closed with application error 0 or 1";
+    let Some(connection) = quic else {
+        return Ok(());
+    };
+    match timeout(READ_TIMEOUT, connection.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code.into_inner() <= 1 =>
+        {
+            Ok(())
+        }
+        Ok(other) => Err(Failure::new(STEP, EXPECTED, format!("<{other}>"))),
+        Err(_) => Err(Failure::new(
+            STEP,
+            EXPECTED,
+            format!(
+                "MQTT stream ended but the QUIC connection is still open after {READ_TIMEOUT:?}"
+            ),
+        )),
+    }
+}
+
+async fn run_case(transport: &Transport, case: &Case) -> Result<(), Failure> {
+    let mut stream = transport
+        .connect()
         .await
-        .map_err(|e| Failure::new("tcp connect", "a TCP connection", e))?;
+        .map_err(|e| Failure::new("connect", format!("a {} connection", transport.name()), e))?;
 
     if case.connect {
         let connect = default_connect(case.ver, &case.full_name);
@@ -557,14 +743,15 @@ async fn run_case(addr: SocketAddr, case: &Case) -> Result<(), Failure> {
                 topic,
                 qos,
                 payload,
-            } => helper_publish(addr, case.ver, topic, *qos, payload)
+            } => helper_publish(transport, case.ver, topic, *qos, payload)
                 .await
                 .map_err(|e| Failure::new(label, "helper publish completes", e))?,
         }
     }
 
     if case.expect_disconnect {
-        expect_closed(&mut stream, protocol_level(case), !case.connect).await
+        expect_closed(&mut stream, protocol_level(case), !case.connect).await?;
+        expect_quic_connection_closed(stream.quic.as_ref()).await
     } else {
         expect_pingresp(&mut stream).await
     }
@@ -574,7 +761,7 @@ async fn run_case(addr: SocketAddr, case: &Case) -> Result<(), Failure> {
 /// first with one packet the case does not list: a DISCONNECT with a reason
 /// code, or, when the case sent its own CONNECT, a CONNACK refusing it with a
 /// reason code of 0x80 or more ([MQTT-3.2.2-7], [MQTT-4.13.1-1]).
-async fn expect_closed(stream: &mut TcpStream, ver: u8, own_connect: bool) -> Result<(), Failure> {
+async fn expect_closed(stream: &mut Wire, ver: u8, own_connect: bool) -> Result<(), Failure> {
     const STEP: &str = "final check (connection closed)";
     let still_open = || format!("still open after {READ_TIMEOUT:?}");
     let first = match read_exact(stream, 1).await {
@@ -635,7 +822,7 @@ async fn expect_closed(stream: &mut TcpStream, ver: u8, own_connect: bool) -> Re
 }
 
 /// The connection must still be up: PINGREQ gets PINGRESP.
-async fn expect_pingresp(stream: &mut TcpStream) -> Result<(), Failure> {
+async fn expect_pingresp(stream: &mut Wire) -> Result<(), Failure> {
     const STEP: &str = "final check (PINGREQ -> PINGRESP)";
     if let Err(e) = stream.write_all(&[0xC0, 0x00]).await {
         return Err(Failure::new(STEP, "D0 00", format!("<write failed: {e}>")));
@@ -655,15 +842,19 @@ async fn expect_pingresp(stream: &mut TcpStream) -> Result<(), Failure> {
 }
 
 /// The `publish` step: client id `helper` connects at the case's protocol
-/// level, publishes with packet id 1, completes the QoS flow and disconnects.
+/// level over the case's transport, publishes with packet id 1, completes the QoS flow and
+/// disconnects.
 async fn helper_publish(
-    addr: SocketAddr,
+    transport: &Transport,
     ver: u8,
     topic: &str,
     qos: u8,
     payload: &[u8],
 ) -> Result<(), String> {
-    let mut stream = connect_tcp(addr).await?;
+    let mut stream = transport
+        .connect()
+        .await
+        .map_err(|e| format!("helper: {e}"))?;
     let describe = |what: &str, (got, end): (Vec<u8>, ReadEnd)| {
         format!(
             "helper: waiting for {what}: got {} {}",
@@ -739,6 +930,15 @@ async fn helper_publish(
         .await
         .map_err(|e| format!("helper: write: {e}"))?;
     let _ = stream.shutdown().await;
+    if let Some(connection) = &stream.quic {
+        // Dropping the last handle closes a QUIC connection at once, discarding stream data
+        // not yet delivered: wait for the broker to close it after the DISCONNECT instead.
+        timeout(READ_TIMEOUT, connection.closed())
+            .await
+            .map_err(|_| {
+                format!("helper: QUIC connection still open {READ_TIMEOUT:?} after DISCONNECT")
+            })?;
+    }
     Ok(())
 }
 
@@ -798,7 +998,7 @@ enum Outcome {
     Failed(Failure),
 }
 
-async fn run_one(addr: SocketAddr, case: &Case, deadline: Instant) -> Outcome {
+async fn run_one(transport: &Transport, case: &Case, deadline: Instant) -> Outcome {
     if Instant::now() >= deadline {
         return Outcome::Failed(Failure::new(
             "not run",
@@ -807,8 +1007,14 @@ async fn run_one(addr: SocketAddr, case: &Case, deadline: Instant) -> Outcome {
         ));
     }
     // Belt and braces: every read is bounded, but cap the case as a whole too.
-    let reads = case.steps.len() as u32 + 4;
-    match timeout(READ_TIMEOUT * reads, run_case(addr, case)).await {
+    // A QUIC client also waits for its handshake and for the broker's QUIC close.
+    let quic_factor = if matches!(transport, Transport::Quic { .. }) {
+        2
+    } else {
+        1
+    };
+    let reads = (case.steps.len() as u32 + 4) * quic_factor;
+    match timeout(READ_TIMEOUT * reads, run_case(transport, case)).await {
         Ok(Ok(())) => Outcome::Passed,
         Ok(Err(failure)) => Outcome::Failed(failure),
         Err(_) => Outcome::Failed(Failure::new(
@@ -820,8 +1026,8 @@ async fn run_one(addr: SocketAddr, case: &Case, deadline: Instant) -> Outcome {
 }
 
 /// Broker still serving after the corpus: a fresh client connects and pings.
-async fn broker_still_serves(addr: SocketAddr) -> Result<(), String> {
-    let mut stream = connect_tcp(addr).await?;
+async fn broker_still_serves(transport: &Transport) -> Result<(), String> {
+    let mut stream = transport.connect().await?;
     stream
         .write_all(&default_connect(4, "corpus-final-liveness-check"))
         .await
@@ -837,6 +1043,72 @@ async fn broker_still_serves(addr: SocketAddr) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_runs_clean() {
+    let broker = TestBroker::start();
+    let transport = Transport::Tcp(broker.addr);
+    run_corpus(broker, transport).await;
+}
+
+/// The same corpus, cases, deviations and accounting over QUIC single-stream mode: every case
+/// (and every `publish` helper) on a fresh QUIC connection's first bidirectional stream. On
+/// top of the TCP checks, a case that expects the broker to close must also see the QUIC
+/// connection closed with application error 0 or 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_runs_clean_over_quic() {
+    let kind = BrokerKind::from_env();
+    if kind != BrokerKind::Mqttd {
+        note(format!(
+            "corpus over QUIC: skipped, MQTT over QUIC is an mqttd feature and the broker under test is {kind:?}"
+        ));
+        return;
+    }
+    let broker = TestBroker::start();
+    let addr = broker
+        .quic_addr
+        .expect("mqttd is started with a QUIC listener");
+    let cert_path = broker
+        .cert_path
+        .clone()
+        .expect("mqttd has a certificate path");
+    // `TestBroker::start` waits for TCP only; mqttd generates its certificate and binds the
+    // QUIC listener a moment later.
+    let cert_deadline = Instant::now() + BROKER_QUIC_START_TIMEOUT;
+    while !cert_path.exists() {
+        assert!(
+            Instant::now() < cert_deadline,
+            "mqttd did not write its certificate {} within {BROKER_QUIC_START_TIMEOUT:?}",
+            cert_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let endpoint = quic_client_endpoint(&cert_path);
+    let transport = Transport::Quic {
+        addr,
+        endpoint: endpoint.clone(),
+    };
+    let mut last_error = String::new();
+    while Instant::now() < cert_deadline + READ_TIMEOUT {
+        match transport.connect().await {
+            Ok(_probe) => {
+                last_error.clear();
+                break;
+            }
+            Err(e) => {
+                last_error = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(
+        last_error.is_empty(),
+        "mqttd does not accept QUIC connections on {addr}: {last_error}"
+    );
+    run_corpus(broker, transport).await;
+    endpoint.close(0u32.into(), b"done");
+}
+
+/// Runs the corpus against `broker` over `transport` and reports; panics on failures.
+async fn run_corpus(mut broker: TestBroker, transport: Transport) {
+    let over = transport.name();
     let dir = corpus_dir();
     let mut cases = load_corpus(&dir);
     let total_in_corpus = cases.len();
@@ -855,8 +1127,7 @@ async fn corpus_runs_clean() {
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_BUDGET);
 
-    let mut broker = TestBroker::start();
-    let addr = broker.addr;
+    let addr = transport.addr();
     let started = Instant::now();
     let deadline = started + budget;
 
@@ -871,7 +1142,7 @@ async fn corpus_runs_clean() {
         .cloned()
         .partition(|c| c.isolated && concurrency > 1);
     println!(
-        "corpus: {} of {} cases from {} against {:?} at {addr}: {} concurrently ({concurrency} at a time), then {} one at a time",
+        "corpus over {over}: {} of {} cases from {} against {:?} at {addr}: {} concurrently ({concurrency} at a time), then {} one at a time",
         cases.len(),
         total_in_corpus,
         dir.display(),
@@ -887,9 +1158,10 @@ async fn corpus_runs_clean() {
     let mut tasks = JoinSet::new();
     for case in isolated {
         let permits = Arc::clone(&permits);
+        let transport = transport.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore");
-            (case.order, run_one(addr, &case, deadline).await)
+            (case.order, run_one(&transport, &case, deadline).await)
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -900,16 +1172,16 @@ async fn corpus_runs_clean() {
 
     // Phase 2: cases that share broker state, one at a time in corpus order.
     for case in &shared {
-        outcomes.insert(case.order, run_one(addr, case, deadline).await);
+        outcomes.insert(case.order, run_one(&transport, case, deadline).await);
     }
     println!(
-        "corpus: ran in {:.1?} (concurrent phase {:.1?})",
+        "corpus over {over}: ran in {:.1?} (concurrent phase {:.1?})",
         started.elapsed(),
         phase1
     );
 
     let liveness = match broker.check_running() {
-        Ok(()) => broker_still_serves(addr).await,
+        Ok(()) => broker_still_serves(&transport).await,
         Err(e) => Err(e),
     };
 
@@ -954,7 +1226,7 @@ async fn corpus_runs_clean() {
         )
     };
     if !documented.is_empty() {
-        println!("documented deviations (tests/corpus_deviations.md):");
+        println!("documented deviations over {over} (tests/corpus_deviations.md):");
         for (case, failure) in &documented {
             println!(
                 "{}\n      why:      {}",
@@ -980,24 +1252,24 @@ async fn corpus_runs_clean() {
         }
     }
     if !failed.is_empty() {
-        println!("FAILURES:");
+        println!("FAILURES over {over}:");
         for (case, failure) in &failed {
             println!("{}", line(case, failure));
         }
     }
     println!(
-        "corpus: {} passed, {} failed, {} documented deviations",
+        "corpus over {over}: {} passed, {} failed, {} documented deviations",
         passed,
         failed.len(),
         documented.len()
     );
 
     if let Err(e) = &liveness {
-        println!("broker liveness check after the corpus FAILED: {e}");
+        println!("broker liveness check over {over} after the corpus FAILED: {e}");
     }
     assert!(
         failed.is_empty() && liveness.is_ok(),
-        "{} corpus case(s) failed{} (details above; rerun one with CORPUS_FILTER=<name>)",
+        "{} corpus case(s) failed over {over}{} (details above; rerun one with CORPUS_FILTER=<name>)",
         failed.len(),
         if liveness.is_ok() {
             ""
