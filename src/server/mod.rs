@@ -79,25 +79,8 @@ pub(crate) async fn start_with_channel(
     let max_packet_size = config.limits.max_packet_size;
 
     let mut listeners = Vec::new();
-    let mut tcp_addr = None;
-    if let Some(addr) = config.listeners.tcp {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::BindTcp { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::BindTcp { addr, source })?;
-        tracing::info!(addr = %local, "listening for MQTT over TCP");
-        tcp_addr = Some(local);
-        listeners.push(tokio::spawn(crate::transport::tcp::accept_loop(
-            listener,
-            events.clone(),
-            ids.clone(),
-            max_packet_size,
-            stop_rx.clone(),
-        )));
-    }
-
+    // QUIC first: once TCP accepts, every listener is up (the certificate may take a moment
+    // to generate on first start).
     let mut quic_addr = None;
     let mut quic_endpoint = None;
     let mut cert_path = None;
@@ -129,6 +112,25 @@ pub(crate) async fn start_with_channel(
             stop_rx.clone(),
         )));
         quic_endpoint = Some(endpoint);
+    }
+
+    let mut tcp_addr = None;
+    if let Some(addr) = config.listeners.tcp {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::BindTcp { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::BindTcp { addr, source })?;
+        tracing::info!(addr = %local, "listening for MQTT over TCP");
+        tcp_addr = Some(local);
+        listeners.push(tokio::spawn(crate::transport::tcp::accept_loop(
+            listener,
+            events.clone(),
+            ids.clone(),
+            max_packet_size,
+            stop_rx.clone(),
+        )));
     }
 
     let mut broker = Broker::new(config);
