@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 
+use super::session::PendingWill;
 use super::types::{SessionId, StreamId};
 use crate::codec::{Connect, ProtocolVersion};
 
@@ -51,6 +52,10 @@ pub struct Connection {
     pub connect_expiry_was_zero: bool,
     /// Open data streams besides the control stream (QUIC multi-stream); empty for TCP.
     pub data_streams: AHashSet<StreamId>,
+    /// QUIC 0-RTT (`safe`): the CONNECT came before the handshake was confirmed, so its will
+    /// waits in `held_will` until `Broker::handshake_confirmed`.
+    pub will_on_hold: bool,
+    pub held_will: Option<PendingWill>,
 }
 
 impl Connection {
@@ -74,6 +79,8 @@ impl Connection {
             clean_disconnect: false,
             connect_expiry_was_zero: true,
             data_streams: AHashSet::new(),
+            will_on_hold: false,
+            held_will: None,
         }
     }
 

@@ -20,6 +20,7 @@ mod session;
 mod streams;
 mod subscribe;
 mod timers;
+mod transport_events;
 mod types;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ use bytestring::ByteString;
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use connect::forwardable as forwardable_properties;
 pub use output::{CloseKind, HandlerId, Output, Transmit};
+pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
@@ -67,6 +69,8 @@ pub struct Metrics {
     /// Messages dropped because they exceeded the subscriber's Maximum Packet Size.
     pub dropped_too_large: u64,
     pub dropped_expired: u64,
+    /// QUIC connections whose client changed address (connection migration).
+    pub migrations: u64,
 }
 
 /// The sans-IO broker.

@@ -1129,3 +1129,6 @@ fn a_connack_larger_than_the_clients_maximum_packet_size_is_not_sent() {
     assert!(h.recv(conn).is_empty()); // [MQTT-3.1.2-24]
     assert!(h.closed.contains(&conn));
 }
+
+#[path = "tests_transport_events.rs"]
+mod transport_events;

@@ -4,6 +4,7 @@
 //! use the same loop); [`tcp`] accepts sockets.
 
 pub mod cert;
+pub mod cid;
 pub mod quic;
 pub mod stream;
 pub mod tcp;
