@@ -133,7 +133,9 @@ pub const MAX_SERVER_ID_LEN: usize = 11;
 impl Quic {
     /// `server_id` as bytes (validated by [`Config::validate`]).
     pub fn server_id_bytes(&self) -> Option<Vec<u8>> {
-        self.server_id.as_deref().and_then(|hex| parse_hex(hex).ok())
+        self.server_id
+            .as_deref()
+            .and_then(|hex| parse_hex(hex).ok())
     }
 }
 
@@ -390,9 +392,7 @@ impl Config {
                         &expected,
                     )
                 }
-                Err(why) => {
-                    return fail("quic.server_id", &format!("{id:?} ({why})"), &expected)
-                }
+                Err(why) => return fail("quic.server_id", &format!("{id:?} ({why})"), &expected),
             }
         }
         // Both or neither: half a certificate configuration is a mistake, not a request for
@@ -1500,11 +1500,17 @@ log:
              session_cache_size: 10\n  server_id: \"0a:01\"\n  cid_config_id: 6\n  migration: false\n",
         )
         .unwrap();
-        assert_eq!(config.listeners.mqtts, Some("127.0.0.1:8883".parse().unwrap()));
+        assert_eq!(
+            config.listeners.mqtts,
+            Some("127.0.0.1:8883".parse().unwrap())
+        );
         assert_eq!(config.quic.zero_rtt, ZeroRtt::Full);
         assert!(!config.quic.session_tickets && !config.quic.migration);
         assert_eq!(config.quic.server_id_bytes(), Some(vec![0x0a, 0x01]));
-        assert_eq!(load("quic:\n  zero_rtt: off\n").unwrap().quic.zero_rtt, ZeroRtt::Off);
+        assert_eq!(
+            load("quic:\n  zero_rtt: off\n").unwrap().quic.zero_rtt,
+            ZeroRtt::Off
+        );
         assert_error(
             "quic:\n  zero_rtt: sometimes\n",
             &["quic.zero_rtt: invalid value \"sometimes\": expected one of off, safe, full"],
@@ -1515,7 +1521,11 @@ log:
         );
         assert_error(
             "quic:\n  server_id: \"000102030405060708090a0b\"\n",
-            &["quic.server_id: invalid value", "(12 bytes)", "1 to 11 bytes"],
+            &[
+                "quic.server_id: invalid value",
+                "(12 bytes)",
+                "1 to 11 bytes",
+            ],
         );
         assert_error(
             "quic:\n  server_id: 12\n",

@@ -49,15 +49,23 @@ fn a_held_will_counts_only_after_the_handshake_is_confirmed() {
     // Lost before confirmation: the will of the early CONNECT never existed.
     let conn = h.open();
     h.broker.hold_will(conn);
-    h.send(conn, Packet::Connect(Box::new(with_will("early", V5, None, None))));
-    assert!(matches!(h.recv(conn).first(), Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS));
+    h.send(
+        conn,
+        Packet::Connect(Box::new(with_will("early", V5, None, None))),
+    );
+    assert!(
+        matches!(h.recv(conn).first(), Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS)
+    );
     h.lose(conn);
     assert!(publishes(&h.recv(watcher)).is_empty());
 
     // Confirmed: the will is registered and published on loss.
     let conn = h.open();
     h.broker.hold_will(conn);
-    h.send(conn, Packet::Connect(Box::new(with_will("early", V5, None, None))));
+    h.send(
+        conn,
+        Packet::Connect(Box::new(with_will("early", V5, None, None))),
+    );
     h.recv(conn);
     h.broker.handshake_confirmed(conn, h.now);
     h.lose(conn);
@@ -66,7 +74,10 @@ fn a_held_will_counts_only_after_the_handshake_is_confirmed() {
     // Confirmation after a normal DISCONNECT changes nothing.
     let conn = h.open();
     h.broker.hold_will(conn);
-    h.send(conn, Packet::Connect(Box::new(with_will("early", V5, None, None))));
+    h.send(
+        conn,
+        Packet::Connect(Box::new(with_will("early", V5, None, None))),
+    );
     h.send(
         conn,
         Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION)),

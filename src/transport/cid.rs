@@ -163,7 +163,10 @@ mod tests {
         let decoded = CidLayout::decode(&cid, 2).unwrap();
         assert_eq!(decoded.config_id, 1);
         assert_eq!(decoded.server_id, [0x01, 0x02]);
-        assert_eq!(decoded.nonce, [0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8]);
+        assert_eq!(
+            decoded.nonce,
+            [0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8]
+        );
         // A CID whose length octet lies is not ours.
         assert_eq!(CidLayout::decode(&cid[..10], 2), None);
     }

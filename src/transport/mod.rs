@@ -5,6 +5,10 @@
 
 pub mod cert;
 pub mod cid;
+pub mod early;
+pub mod migration;
 pub mod quic;
+pub mod quic_tls;
 pub mod stream;
 pub mod tcp;
+pub mod tls_tcp;
