@@ -83,7 +83,9 @@ async fn mqtts_serves_mqtt_over_tls13_with_the_quic_certificate() {
     }
     let clients = server.clients().await.unwrap();
     assert!(
-        clients.iter().all(|c| c.peer.starts_with("mqtts:127.0.0.1:")),
+        clients
+            .iter()
+            .all(|c| c.peer.starts_with("mqtts:127.0.0.1:")),
         "{clients:?}"
     );
 
@@ -93,7 +95,10 @@ async fn mqtts_serves_mqtt_over_tls13_with_the_quic_certificate() {
         Client::connect(ClientOptions::new(mqtts.to_string()).client_id("plain")),
     )
     .await;
-    assert!(!matches!(plain, Ok(Ok(_))), "plain MQTT accepted on the TLS port");
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "plain MQTT accepted on the TLS port"
+    );
 
     // mosquitto (OpenSSL) as an independent TLS client, when installed.
     if Command::new("mosquitto_pub").arg("--help").output().is_ok() {

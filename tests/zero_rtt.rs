@@ -400,3 +400,41 @@ async fn raw_quinn_early_connect_qos1_publish_and_will() {
     watcher.disconnect().await.unwrap();
     b.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqttd_pub_reconnect_shows_0rtt() {
+    let b = broker(Policy::Safe).await;
+    let port = b.quic.port().to_string();
+    let cert = b.cert.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mqttd"))
+            .args([
+                "pub",
+                "--quic",
+                "--cafile",
+                &cert,
+                "-h",
+                "localhost",
+                "-p",
+                &port,
+            ])
+            .args(["-t", "cli/0rtt", "-m", "hi", "-C", "3", "--reconnect", "-v"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("connected to"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].ends_with("0-RTT: not attempted)"), "{stderr}");
+    assert!(lines[1].ends_with("0-RTT: accepted)"), "{stderr}");
+    assert!(lines[2].ends_with("0-RTT: accepted)"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
+    assert!(b.server.quic_stats().zero_rtt_connects >= 2);
+    b.server.shutdown().await;
+}
