@@ -48,9 +48,10 @@ pub struct QuicStats {
 /// A copy of [`QuicStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuicStatsSnapshot {
-    /// CONNECT packets that arrived as 0-RTT early data (before the handshake was confirmed).
+    /// CONNECT packets that arrived as 0-RTT early data: on a control stream the client opened
+    /// in 0-RTT (a stream whose early data the server refused does not exist for it).
     pub zero_rtt_connects: u64,
-    /// MQTT packets that arrived as early data.
+    /// MQTT packets read from such streams before the handshake was confirmed.
     pub early_packets: u64,
     /// Early packets held until the handshake was confirmed (`safe`).
     pub held_packets: u64,
@@ -101,17 +102,16 @@ impl EarlyData {
     }
 
     /// The sender a stream's reader hands its events to: `events` itself, or a gate in front
-    /// of it for a stream opened in 0-RTT while the handshake is not confirmed yet. Every event
-    /// of the stream (its end too) must go through the returned sender, so the broker sees
-    /// them in order.
+    /// of it for a stream opened in 0-RTT (the gate passes everything at once when the
+    /// handshake is already confirmed, and counts). Every event of the stream (its end too)
+    /// must go through the returned sender, so the broker sees them in order.
     pub fn stream_events(
         &self,
         conn: ConnId,
         is_0rtt: bool,
         events: &mpsc::Sender<Event>,
     ) -> mpsc::Sender<Event> {
-        if !is_0rtt || self.policy == ZeroRtt::Off || *self.handshake.borrow() != Handshake::Pending
-        {
+        if !is_0rtt || self.policy == ZeroRtt::Off {
             return events.clone();
         }
         // Capacity 1: while the gate holds packets it stops reading, so the reader stops, and
@@ -188,8 +188,15 @@ async fn gate(
             // From now on the stream's data is bound to a confirmed connection (or to a
             // connection that is closing): pass it on as it comes.
             while let Some(event) = rx.recv().await {
-                if state == Handshake::Failed && matches!(event, Event::Packets { .. }) {
-                    continue;
+                if let Event::Packets { packets, .. } = &event {
+                    if state == Handshake::Failed {
+                        continue;
+                    }
+                    let connects = packets
+                        .iter()
+                        .filter(|p| matches!(p, Packet::Connect(_)))
+                        .count();
+                    QuicStats::add(&stats.zero_rtt_connects, connects);
                 }
                 if events.send(event).await.is_err() {
                     return;
