@@ -13,6 +13,9 @@
 //!
 //! quinn 0.11: on the server, `ZeroRttAccepted` resolves `false` even when 0-RTT was used; it
 //! is read as "the handshake is done" (or the connection failed: `close_reason` tells which).
+//! `RecvStream::is_0rtt` is true for a stream accepted while the handshake is in progress; one
+//! accepted after it (the server task was slow) is ordinary, which is safe: its data belongs
+//! to a connection whose handshake is already confirmed, so it cannot be a replay.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,8 +51,10 @@ pub struct QuicStats {
 /// A copy of [`QuicStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuicStatsSnapshot {
-    /// CONNECT packets that arrived as 0-RTT early data: on a control stream the client opened
-    /// in 0-RTT (a stream whose early data the server refused does not exist for it).
+    /// CONNECT packets that arrived as 0-RTT early data: on a control stream the server
+    /// accepted while the handshake was in progress (quinn's `RecvStream::is_0rtt`). A server
+    /// task that only gets to accept the stream after the handshake completed (a busy host)
+    /// sees an ordinary stream, so this may undercount; it never overcounts.
     pub zero_rtt_connects: u64,
     /// MQTT packets read from such streams before the handshake was confirmed.
     pub early_packets: u64,
