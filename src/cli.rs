@@ -28,6 +28,16 @@ pub struct Cli {
     /// Listen for MQTT over QUIC on UDP ADDR, or `off` (overrides listeners.quic), e.g. 0.0.0.0:1884.
     #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
     pub quic: Option<Listen>,
+    /// Listen for MQTT over TCP+TLS 1.3 (MQTTS) on ADDR, or `off` (overrides listeners.mqtts),
+    /// e.g. 0.0.0.0:8883.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pub mqtts: Option<Listen>,
+    /// What 0-RTT early data may do: off, safe or full (overrides quic.zero_rtt).
+    #[arg(long = "zero-rtt", value_name = "off|safe|full", value_parser = parse_zero_rtt)]
+    pub zero_rtt: Option<crate::config::ZeroRtt>,
+    /// Server id (hex) carried in QUIC connection IDs (overrides quic.server_id).
+    #[arg(long = "server-id", value_name = "HEX", value_parser = parse_server_id)]
+    pub server_id: Option<String>,
     /// PEM certificate chain for QUIC (overrides tls.cert; needs --key).
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -78,6 +88,15 @@ impl Cli {
         if let Some(Listen(addr)) = self.quic {
             config.listeners.quic = addr;
         }
+        if let Some(Listen(addr)) = self.mqtts {
+            config.listeners.mqtts = addr;
+        }
+        if let Some(mode) = self.zero_rtt {
+            config.quic.zero_rtt = mode;
+        }
+        if let Some(id) = &self.server_id {
+            config.quic.server_id = Some(id.clone());
+        }
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             config.tls.cert = Some(cert.clone());
             config.tls.key = Some(key.clone());
@@ -99,6 +118,25 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     s.parse::<SocketAddr>()
         .map(|a| Listen(Some(a)))
         .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 127.0.0.1:1883, \"[::1]:1883\") or off"))
+}
+
+fn parse_zero_rtt(s: &str) -> Result<crate::config::ZeroRtt, String> {
+    use crate::config::ZeroRtt;
+    match s.to_ascii_lowercase().as_str() {
+        "off" => Ok(ZeroRtt::Off),
+        "safe" => Ok(ZeroRtt::Safe),
+        "full" => Ok(ZeroRtt::Full),
+        _ => Err(format!("{s:?}: expected off, safe or full")),
+    }
+}
+
+fn parse_server_id(s: &str) -> Result<String, String> {
+    let max = crate::config::MAX_SERVER_ID_LEN;
+    match crate::config::parse_hex(s) {
+        Ok(bytes) if (1..=max).contains(&bytes.len()) => Ok(s.to_owned()),
+        Ok(bytes) => Err(format!("{} bytes: expected 1 to {max}", bytes.len())),
+        Err(why) => Err(format!("{s:?}: {why}")),
+    }
 }
 
 /// Installs the global `tracing` subscriber, writing to stderr.
@@ -315,5 +353,33 @@ mod tests {
             Some(std::path::Path::new("/d"))
         );
         assert!(Cli::try_parse_from(["mqttd", "--quic", "1884"]).is_err());
+    }
+
+    #[test]
+    fn mqtts_zero_rtt_and_server_id_flags() {
+        let cli = Cli::try_parse_from([
+            "mqttd",
+            "--mqtts",
+            "127.0.0.1:8883",
+            "--zero-rtt",
+            "full",
+            "--server-id",
+            "0a01",
+        ])
+        .unwrap();
+        let config = cli.load_config().unwrap();
+        assert_eq!(
+            config.listeners.mqtts,
+            Some("127.0.0.1:8883".parse().unwrap())
+        );
+        assert_eq!(config.quic.zero_rtt, crate::config::ZeroRtt::Full);
+        assert_eq!(config.quic.server_id_bytes(), Some(vec![0x0a, 0x01]));
+        let config = Cli::try_parse_from(["mqttd", "--mqtts", "off"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(config.listeners.mqtts, None);
+        assert!(Cli::try_parse_from(["mqttd", "--zero-rtt", "maybe"]).is_err());
+        assert!(Cli::try_parse_from(["mqttd", "--server-id", "xyz"]).is_err());
     }
 }

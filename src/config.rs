@@ -81,6 +81,82 @@ pub struct Quic {
     pub receive_window: u32,
     /// Per-connection send window in bytes. Default 1048576.
     pub send_window: u32,
+    /// TLS session tickets (resumption, and the precondition of 0-RTT). Default true.
+    pub session_tickets: bool,
+    /// Resumption tickets the broker remembers (rustls' stateful cache; one per handshake).
+    /// A ticket is usable once: this cache is what makes 0-RTT replay-safe. Default 65536.
+    pub session_cache_size: usize,
+    /// What MQTT packets arriving as 0-RTT early data may do (`proto-ext/zero-rtt.md`).
+    /// Default `safe`.
+    pub zero_rtt: ZeroRtt,
+    /// Let clients change address mid-connection (NAT rebinding, Wi-Fi to cellular).
+    /// Default true.
+    pub migration: bool,
+    /// Server id carried in plaintext in every connection ID the broker issues (QUIC-LB style,
+    /// `proto-ext/migration.md`), as hex: 1 to 11 bytes. `null`: no server id. Default null.
+    pub server_id: Option<String>,
+    /// Config rotation bits of the first connection-ID octet, 0..=6 (7 means "unroutable" and
+    /// is used when `server_id` is null). Default 0.
+    pub cid_config_id: u8,
+}
+
+/// What MQTT packets that arrive as 0-RTT early data may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroRtt {
+    /// No 0-RTT: early data is refused at the TLS level (tickets still shorten the handshake).
+    Off,
+    /// CONNECT, SUBSCRIBE, UNSUBSCRIBE and QoS 0 PUBLISH act at once (CONNACK goes out as
+    /// 0.5-RTT data); QoS 1/2 PUBLISH and the will wait until the handshake is confirmed.
+    #[default]
+    Safe,
+    /// Everything in early data acts at once.
+    Full,
+}
+
+impl ZeroRtt {
+    pub const NAMES: &'static [&'static str] = &["off", "safe", "full"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ZeroRtt::Off => "off",
+            ZeroRtt::Safe => "safe",
+            ZeroRtt::Full => "full",
+        }
+    }
+}
+
+/// Largest `quic.server_id`: with the 1-byte first octet and an 8-byte nonce, a connection ID
+/// stays within QUIC's 20 bytes.
+pub const MAX_SERVER_ID_LEN: usize = 11;
+
+impl Quic {
+    /// `server_id` as bytes (validated by [`Config::validate`]).
+    pub fn server_id_bytes(&self) -> Option<Vec<u8>> {
+        self.server_id
+            .as_deref()
+            .and_then(|hex| parse_hex(hex).ok())
+    }
+}
+
+/// Parses hex (whitespace and `:` ignored) into bytes.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && *b != b':')
+        .collect();
+    if digits.len() % 2 != 0 {
+        return Err("an odd number of hex digits".into());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| format!("{:?} is not hex", String::from_utf8_lossy(pair)))
+        })
+        .collect()
 }
 
 impl Default for Quic {
@@ -93,6 +169,12 @@ impl Default for Quic {
             stream_receive_window: 256 * 1024,
             receive_window: 1024 * 1024,
             send_window: 1024 * 1024,
+            session_tickets: true,
+            session_cache_size: 65_536,
+            zero_rtt: ZeroRtt::Safe,
+            migration: true,
+            server_id: None,
+            cid_config_id: 0,
         }
     }
 }
@@ -104,6 +186,8 @@ pub struct Listeners {
     pub tcp: Option<SocketAddr>,
     /// MQTT over QUIC (UDP, ALPN `mqtt`); `null` disables it. Default `0.0.0.0:1884`.
     pub quic: Option<SocketAddr>,
+    /// MQTT over TCP + TLS 1.3 (MQTTS, usually port 8883); `null` disables it. Default null.
+    pub mqtts: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -153,6 +237,7 @@ impl Default for Listeners {
         Listeners {
             tcp: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
             quic: Some(SocketAddr::from(([0, 0, 0, 0], 1884))),
+            mqtts: None,
         }
     }
 }
@@ -282,6 +367,34 @@ impl Config {
                 return fail(key, &value, &format!("{}..={}", range.start(), range.end()));
             }
         }
+        if !(1..=MAX_SESSION_CACHE).contains(&quic.session_cache_size) {
+            return fail(
+                "quic.session_cache_size",
+                &quic.session_cache_size,
+                &format!("1..={MAX_SESSION_CACHE}"),
+            );
+        }
+        if quic.cid_config_id > 6 {
+            return fail(
+                "quic.cid_config_id",
+                &quic.cid_config_id,
+                "0..=6 (7 marks unroutable connection IDs)",
+            );
+        }
+        if let Some(id) = &quic.server_id {
+            let expected = format!("1 to {MAX_SERVER_ID_LEN} bytes of hex, e.g. \"0a01\"");
+            match parse_hex(id) {
+                Ok(bytes) if (1..=MAX_SERVER_ID_LEN).contains(&bytes.len()) => {}
+                Ok(bytes) => {
+                    return fail(
+                        "quic.server_id",
+                        &format!("{id:?} ({} bytes)", bytes.len()),
+                        &expected,
+                    )
+                }
+                Err(why) => return fail("quic.server_id", &format!("{id:?} ({why})"), &expected),
+            }
+        }
         // Both or neither: half a certificate configuration is a mistake, not a request for
         // a generated one.
         match (&self.tls.cert, &self.tls.key) {
@@ -358,6 +471,9 @@ const MAX_PACKET_SIZE: u32 = 268_435_460;
 /// a value near `u64::MAX` would overflow `Instant + Duration` in the server.
 const MAX_CONNECT_TIMEOUT_SECS: u64 = 86_400;
 
+/// Largest `quic.session_cache_size` (a ticket costs a few hundred bytes).
+const MAX_SESSION_CACHE: usize = 16 * 1024 * 1024;
+
 /// Level names `tracing` understands in a filter directive.
 const LEVEL_NAMES: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
@@ -407,6 +523,9 @@ listeners:
   # EMQX-family clients default to port 14567; mqttd keeps the original design's 1884.
   # The --quic command-line flag overrides it.
   quic: 0.0.0.0:1884
+  # MQTT over TCP + TLS 1.3 (MQTTS; the usual port is 8883) with the same certificate as
+  # QUIC; null disables it. The --mqtts command-line flag overrides it.
+  mqtts: null
 
 limits:
   # Largest packet the broker accepts, in bytes (CONNACK Maximum Packet Size).
@@ -469,6 +588,23 @@ quic:
   stream_receive_window: 262144
   receive_window: 1048576
   send_window: 1048576
+  # TLS session tickets: a returning client resumes without the certificate exchange, and
+  # may send 0-RTT early data.
+  session_tickets: true
+  # Tickets remembered (one per handshake, each usable once: see proto-ext/zero-rtt.md).
+  # 1..=16777216.
+  session_cache_size: 65536
+  # MQTT packets in 0-RTT early data: off (no 0-RTT), safe (CONNECT, SUBSCRIBE, UNSUBSCRIBE
+  # and QoS 0 PUBLISH act at once and CONNACK goes out as 0.5-RTT data; QoS 1/2 PUBLISH and
+  # the will wait for the handshake to be confirmed) or full (everything acts at once).
+  zero_rtt: safe
+  # Clients may change address mid-connection (NAT rebinding, Wi-Fi to cellular).
+  migration: true
+  # Server id carried in every connection ID (QUIC-LB plaintext layout, for a load balancer
+  # that routes on connection IDs): hex, 1 to 11 bytes, or null. See proto-ext/migration.md.
+  server_id: null
+  # Config rotation bits of the connection ID's first octet, 0..=6.
+  cid_config_id: 0
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -494,6 +630,10 @@ enum Kind {
     OptionalSocketAddr,
     /// `Option<PathBuf>`: a path, or null.
     OptionalPath,
+    /// One of a few words (a unit enum).
+    Choice(&'static [&'static str]),
+    /// `Option<String>` of hex digits, or null.
+    OptionalHex,
 }
 
 const U8: Kind = Kind::Unsigned("u8", u8::MAX as u64);
@@ -509,6 +649,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         &[
             ("tcp", Kind::OptionalSocketAddr),
             ("quic", Kind::OptionalSocketAddr),
+            ("mqtts", Kind::OptionalSocketAddr),
         ],
     ),
     (
@@ -547,6 +688,12 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("stream_receive_window", U32),
             ("receive_window", U32),
             ("send_window", U32),
+            ("session_tickets", Kind::Bool),
+            ("session_cache_size", USIZE),
+            ("zero_rtt", Kind::Choice(ZeroRtt::NAMES)),
+            ("migration", Kind::Bool),
+            ("server_id", Kind::OptionalHex),
+            ("cid_config_id", U8),
         ],
     ),
 ];
@@ -689,6 +836,23 @@ fn check_value(kind: Kind, value: &Value) -> Result<(), String> {
         (Kind::OptionalPath, Value::String(s)) if !s.is_empty() => Ok(()),
         (Kind::OptionalPath, other) => Err(format!(
             "invalid value: expected a file path or null, found {}",
+            describe(other)
+        )),
+        (Kind::Choice(words), Value::String(s)) if words.contains(&s.as_str()) => Ok(()),
+        (Kind::Choice(words), other) => Err(format!(
+            "invalid value {}: expected one of {}",
+            match other {
+                Value::String(s) => format!("{s:?}"),
+                other => describe(other),
+            },
+            words.join(", ")
+        )),
+        (Kind::OptionalHex, Value::Null) => Ok(()),
+        (Kind::OptionalHex, Value::String(s)) => parse_hex(s)
+            .map(|_| ())
+            .map_err(|why| format!("invalid value {s:?}: expected hex digits or null ({why})")),
+        (Kind::OptionalHex, other) => Err(format!(
+            "invalid type: expected a quoted hex string such as \"0a01\", or null, found {}",
             describe(other)
         )),
         (Kind::OptionalSocketAddr, Value::Null) => Ok(()),
@@ -1304,6 +1468,8 @@ log:
                     Kind::Text => "x".into(),
                     Kind::OptionalSocketAddr => "\"[::1]:1\"".into(),
                     Kind::OptionalPath => "/tmp/x.pem".into(),
+                    Kind::Choice(words) => words[words.len() - 1].into(),
+                    Kind::OptionalHex => "\"0a01\"".into(),
                 };
                 let text = format!("{section}:\n  {key}: {valid}\n");
                 let document: Value = serde_yaml::from_str(&text).unwrap();
@@ -1321,6 +1487,62 @@ log:
             }
         }
     }
+    #[test]
+    fn zero_rtt_migration_and_mqtts_keys() {
+        let config = Config::default();
+        assert_eq!(config.quic.zero_rtt, ZeroRtt::Safe);
+        assert!(config.quic.session_tickets && config.quic.migration);
+        assert_eq!(config.quic.session_cache_size, 65_536);
+        assert_eq!(config.quic.server_id, None);
+        assert_eq!(config.listeners.mqtts, None, "MQTTS is opt-in");
+        let config = load(
+            "listeners:\n  mqtts: 127.0.0.1:8883\nquic:\n  zero_rtt: full\n  session_tickets: false\n  \
+             session_cache_size: 10\n  server_id: \"0a:01\"\n  cid_config_id: 6\n  migration: false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.listeners.mqtts,
+            Some("127.0.0.1:8883".parse().unwrap())
+        );
+        assert_eq!(config.quic.zero_rtt, ZeroRtt::Full);
+        assert!(!config.quic.session_tickets && !config.quic.migration);
+        assert_eq!(config.quic.server_id_bytes(), Some(vec![0x0a, 0x01]));
+        assert_eq!(
+            load("quic:\n  zero_rtt: off\n").unwrap().quic.zero_rtt,
+            ZeroRtt::Off
+        );
+        assert_error(
+            "quic:\n  zero_rtt: sometimes\n",
+            &["quic.zero_rtt: invalid value \"sometimes\": expected one of off, safe, full"],
+        );
+        assert_error(
+            "quic:\n  server_id: \"0g\"\n",
+            &["quic.server_id: invalid value \"0g\"", "hex"],
+        );
+        assert_error(
+            "quic:\n  server_id: \"000102030405060708090a0b\"\n",
+            &[
+                "quic.server_id: invalid value",
+                "(12 bytes)",
+                "1 to 11 bytes",
+            ],
+        );
+        assert_error(
+            "quic:\n  server_id: 12\n",
+            &["quic.server_id: invalid type", "quoted hex"],
+        );
+        assert_error(
+            "quic:\n  cid_config_id: 7\n",
+            &["quic.cid_config_id: invalid value 7: expected 0..=6"],
+        );
+        assert_error(
+            "quic:\n  session_cache_size: 0\n",
+            &["quic.session_cache_size: invalid value 0"],
+        );
+        assert_eq!(parse_hex("0A ff").unwrap(), vec![0x0a, 0xff]);
+        assert!(parse_hex("abc").is_err());
+    }
+
     #[test]
     fn quic_and_tls_sections() {
         let config = load("listeners:\n  quic: 127.0.0.1:14567\ntls:\n  cert: c.pem\n  key: k.pem\nquic:\n  max_bidi_streams: 32\n").unwrap();

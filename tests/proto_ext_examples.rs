@@ -112,7 +112,13 @@ fn flows_and_datagrams_examples() {
     // Flow headers are checked by the transport's own parser in src/transport/flow.rs; here
     // the document must show the bytes the tests of that parser use.
     let flows = doc("flows.md");
-    for hex in ["12 02 41 2C 50", "11 00 00", "12 02 00 01", "14 02 68 69", "13 01 00 00"] {
+    for hex in [
+        "12 02 41 2C 50",
+        "11 00 00",
+        "12 02 00 01",
+        "14 02 68 69",
+        "13 01 00 00",
+    ] {
         assert!(flows.contains(hex), "flows.md lacks {hex}");
     }
     match example("datagrams.md", "30 09 00 04 64 67 2F 78 00 68 69", V5) {
@@ -131,4 +137,73 @@ fn flows_and_datagrams_examples() {
     assert_eq!(b[0], 0x26);
     assert_eq!(&b[3..17], b"quic-datagrams");
     assert_eq!(&b[19..], b"on");
+}
+
+#[test]
+fn zero_rtt_examples() {
+    match example(
+        "zero-rtt.md",
+        "10 14 00 04 4D 51 54 54 05 00 00 3C 05 11 00 00 0E 10 00 02 73 31",
+        None,
+    ) {
+        Packet::Connect(c) => {
+            assert_eq!(
+                (c.protocol, &c.client_id[..], c.keep_alive, c.clean_start),
+                (ProtocolVersion::V5, "s1", 60, false)
+            );
+            assert_eq!(c.properties.session_expiry_interval, Some(3600));
+            assert!(c.will.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    match example("zero-rtt.md", "82 09 00 01 00 00 03 73 2F 23 01", V5) {
+        Packet::Subscribe(s) => assert_eq!(
+            (s.packet_id, &s.filters[0].0[..], s.filters[0].1.qos),
+            (1, "s/#", QoS::AtLeastOnce)
+        ),
+        other => panic!("{other:?}"),
+    }
+    match example(
+        "zero-rtt.md",
+        "20 0E 01 00 0B 21 04 00 22 00 0A 27 00 10 00 00",
+        V5,
+    ) {
+        Packet::ConnAck(a) => {
+            assert!(a.session_present);
+            assert_eq!(a.code, ReasonCode::SUCCESS);
+            let defaults = mqttd::Config::default();
+            assert_eq!(
+                a.properties.receive_maximum,
+                Some(defaults.limits.receive_maximum)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(example("zero-rtt.md", "90 04 00 01 00 01", V5), Packet::SubAck(a) if a.codes == [ReasonCode::GRANTED_QOS_1])
+    );
+}
+
+#[test]
+fn migration_connection_id_example() {
+    use mqttd::transport::cid::{CidLayout, UNROUTABLE};
+    let hex = "2A 01 02 A1 A2 A3 A4 A5 A6 A7 A8";
+    assert!(
+        doc("migration.md").contains(hex),
+        "migration.md lacks {hex}"
+    );
+    let cid = bytes(hex);
+    let layout = CidLayout::new(Some(vec![0x01, 0x02]), 1);
+    let nonce = [0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8];
+    assert_eq!(layout.encode(&nonce), &cid[..]);
+    let decoded = CidLayout::decode(&cid, 2).unwrap();
+    assert_eq!(
+        (decoded.config_id, decoded.server_id, decoded.nonce),
+        (1, vec![0x01, 0x02], nonce.to_vec())
+    );
+    // "With no server id configured, the first octet ... is `E8`".
+    let unroutable = CidLayout::new(None, 0);
+    assert_eq!(unroutable.config_id, UNROUTABLE);
+    assert_eq!(unroutable.first_octet(), 0xE8);
+    assert!(doc("migration.md").contains("is `E8`"));
 }

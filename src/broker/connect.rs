@@ -173,7 +173,7 @@ impl Broker {
             usize::from(limits.max_inflight)
         };
 
-        let will = connect
+        let mut will = connect
             .will
             .as_ref()
             .map(|w| self.will_message(w, &client_id, now));
@@ -181,6 +181,10 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.will_on_hold {
+            // QUIC 0-RTT: registered once the handshake is confirmed (transport_events.rs).
+            c.held_will = will.take();
+        }
         c.state = ConnState::Connected;
         c.version = version;
         c.session = Some(sid);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 
+use super::session::PendingWill;
 use super::types::{SessionId, StreamId};
 use crate::codec::{Connect, ProtocolVersion};
 
@@ -62,6 +63,10 @@ pub struct Connection {
     pub mqtt_next: bool,
     /// Server-initiated streams for deliveries (topic-to-stream mapping).
     pub flows: super::server_flows::ServerFlows,
+    /// QUIC 0-RTT (`safe`): the CONNECT came before the handshake was confirmed, so its will
+    /// waits in `held_will` until `Broker::handshake_confirmed`.
+    pub will_on_hold: bool,
+    pub held_will: Option<PendingWill>,
 }
 
 impl Connection {
@@ -90,6 +95,8 @@ impl Connection {
             quic: false,
             mqtt_next: false,
             flows: Default::default(),
+            will_on_hold: false,
+            held_will: None,
         }
     }
 

@@ -22,6 +22,7 @@ mod session;
 mod streams;
 mod subscribe;
 mod timers;
+mod transport_events;
 mod types;
 
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use output::{CloseKind, HandlerId, Output, Transmit};
 pub use server_flows::{FlowEvent, StreamMapping};
+pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
@@ -77,6 +79,8 @@ pub struct Metrics {
     pub datagrams_received: u64,
     /// Datagrams dropped: malformed, not a QoS 0 PUBLISH, or with a topic alias.
     pub datagrams_dropped: u64,
+    /// QUIC connections whose client changed address (connection migration).
+    pub migrations: u64,
 }
 
 /// The sans-IO broker.

@@ -1427,3 +1427,5 @@ fn per_topic_mapping_and_opt_out() {
         Some("off")
     );
 }
+#[path = "tests_transport_events.rs"]
+mod transport_events;

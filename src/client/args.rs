@@ -51,6 +51,10 @@ pub struct ConnectionArgs {
     /// With --quic: accept any server certificate (no authentication of the broker).
     #[arg(long, requires = "quic", conflicts_with = "cafile")]
     pub insecure: bool,
+    /// With --quic: never send 0-RTT early data (by default a reconnection to a server this
+    /// process already has a ticket from sends CONNECT as early data).
+    #[arg(long = "no-0rtt", requires = "quic")]
+    pub no_zero_rtt: bool,
 }
 
 /// Publish a message (like mosquitto_pub).
@@ -80,9 +84,13 @@ pub struct PubArgs {
     /// Publish the message COUNT times.
     #[arg(short = 'C', long = "count", value_name = "COUNT", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
-    /// Print the outcome of each publish.
+    /// Print the outcome of each publish, and how each connection was made (0-RTT or not).
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Publish each of the COUNT messages on a new connection (over QUIC, the second and later
+    /// ones resume with 0-RTT: CONNECT and a QoS 0 message go out as early data).
+    #[arg(long)]
+    pub reconnect: bool,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -106,7 +114,7 @@ pub struct SubArgs {
     /// Exit after SECS seconds; an error if COUNT messages have not arrived by then.
     #[arg(short = 'W', long = "timeout", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
-    /// Print the topic before each message.
+    /// Print the topic before each message, and how the connection was made on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
     /// Keep the session: clean start 0, so messages published while away are delivered next
@@ -144,6 +152,7 @@ impl ConnectionArgs {
             .keep_alive(Duration::from_secs(u64::from(self.keep_alive)));
         options.username = self.username.clone();
         options.password = self.password.clone().map(Into::into);
+        options.zero_rtt = !self.no_zero_rtt;
         if self.quic {
             options.transport = Transport::Quic(QuicOptions {
                 ca_file: self.cafile.clone(),

@@ -20,6 +20,8 @@ pub(crate) struct LinkParts {
     pub writer: BoxWrite,
     /// The QUIC connection under the first stream, for opening more.
     pub quic: Option<(quinn::Endpoint, quinn::Connection)>,
+    /// QUIC: the first stream was opened in 0-RTT (see `QuicConnection::early`).
+    pub early: Option<quinn::ZeroRttAccepted>,
 }
 
 pub(crate) enum Dialer {
@@ -33,7 +35,11 @@ impl Dialer {
     pub fn new(options: &ClientOptions) -> Result<Dialer, ClientError> {
         Ok(match &options.transport {
             Transport::Tcp => Dialer::Tcp,
-            Transport::Quic(quic) => Dialer::Quic(Box::new(QuicDialer::new(quic)?)),
+            Transport::Quic(quic) => Dialer::Quic(Box::new(QuicDialer::new(
+                quic,
+                &options.server,
+                options.zero_rtt,
+            )?)),
         })
     }
 
@@ -50,6 +56,7 @@ impl Dialer {
                         reader: Box::new(q.recv),
                         writer: Box::new(q.send),
                         quic: Some((q.endpoint, q.connection)),
+                        early: q.early,
                     })
                 }
                 Dialer::Given => Err(ClientError::Unsupported(
@@ -108,6 +115,7 @@ async fn tcp(server: &str, addrs: &[SocketAddr]) -> Result<LinkParts, ClientErro
                     reader: Box::new(reader),
                     writer: Box::new(writer),
                     quic: None,
+                    early: None,
                 });
             }
             Err(e) => last = Some(e),

@@ -21,7 +21,7 @@ use super::inbox::{Inbound, Inboxes};
 use super::link::{self, BoxRead, BoxWrite, LinkEvent, ReadSetup, StreamIo, Unwritten};
 use super::options::ClientOptions;
 use super::state::{ClientState, Completion, Event, Failure, OpId, StreamKey};
-use super::types::{Acknowledged, Connected, Message, PublishOutcome, Subscription};
+use super::types::{Acknowledged, Connected, Message, PublishOutcome, Subscription, ZeroRtt};
 use crate::codec::{self, Properties, ReasonCode};
 
 /// Requests queued from the handles before they wait.
@@ -92,11 +92,27 @@ pub(crate) enum Command {
         parts: LinkParts,
         reply: Reply<Connected>,
     },
+    /// Rebind the QUIC connection to a new local socket.
+    Migrate {
+        reply: Reply<std::net::SocketAddr>,
+    },
     Disconnect {
         reply: Reply<()>,
     },
     Abort {
         reply: oneshot::Sender<()>,
+    },
+}
+
+/// A request sent right behind CONNECT, before the CONNACK.
+pub(crate) enum EarlyOp {
+    Subscribe {
+        subscription: Subscription,
+        reply: Reply<Acknowledged>,
+    },
+    Publish {
+        message: Message,
+        reply: Reply<PublishOutcome>,
     },
 }
 
@@ -193,28 +209,108 @@ impl Driver {
         }
     }
 
-    /// Runs CONNECT/CONNACK over `parts` and makes it the current connection.
+    /// Runs CONNECT/CONNACK over `parts` and makes it the current connection. `pipelined`
+    /// requests go out right behind the CONNECT (in the same 0-RTT flight when the QUIC
+    /// stream was opened in 0-RTT).
     pub async fn establish(
         &mut self,
         parts: LinkParts,
         clean_start: bool,
+        pipelined: Vec<EarlyOp>,
     ) -> Result<Connected, ClientError> {
         let LinkParts {
             mut reader,
             mut writer,
             quic,
+            early,
         } = parts;
         let limit = self.options.decode_limit();
         let timeout = self.options.connect_timeout;
-        let handshake = link::handshake(
-            &mut self.state,
-            &mut reader,
-            &mut writer,
-            clean_start,
-            limit,
-            timeout,
-        );
-        let buffered = match handshake.await {
+        let now = Instant::now();
+        self.state.begin_connect(clean_start, now);
+        for op in pipelined {
+            self.pipeline(op, now);
+        }
+        let first = link::encode_queued(&mut self.state);
+        let mut zero_rtt = ZeroRtt::NotAttempted;
+        let result = match early {
+            None => {
+                link::exchange(
+                    &mut self.state,
+                    &mut reader,
+                    &mut writer,
+                    &first,
+                    limit,
+                    timeout,
+                )
+                .await
+            }
+            Some(mut accepted) => {
+                zero_rtt = ZeroRtt::Accepted;
+                let mut verdict = None;
+                let attempt = {
+                    let exchange = link::exchange(
+                        &mut self.state,
+                        &mut reader,
+                        &mut writer,
+                        &first,
+                        limit,
+                        timeout,
+                    );
+                    tokio::pin!(exchange);
+                    loop {
+                        tokio::select! {
+                            result = &mut exchange => break Some(result),
+                            ok = &mut accepted, if verdict.is_none() => {
+                                verdict = Some(ok);
+                                if !ok {
+                                    break None;
+                                }
+                            }
+                        }
+                    }
+                };
+                let rejected = match &attempt {
+                    Some(Ok(_)) => false,
+                    // The stream may fail (ZeroRttRejected) before the verdict is seen.
+                    Some(Err(_)) => match verdict {
+                        Some(ok) => !ok,
+                        None => !tokio::time::timeout(timeout, &mut accepted)
+                            .await
+                            .unwrap_or(true),
+                    },
+                    None => true,
+                };
+                match (attempt, rejected, &quic) {
+                    (Some(result), false, _) => result,
+                    (_, _, Some((_, connection))) => {
+                        // The server refused the early data: same bytes, new stream, 1-RTT.
+                        tracing::debug!(
+                            "0-RTT rejected; sending CONNECT again after the handshake"
+                        );
+                        zero_rtt = ZeroRtt::Rejected;
+                        match super::quic::open_stream(connection).await {
+                            Ok((send, recv)) => {
+                                reader = Box::new(recv);
+                                writer = Box::new(send);
+                                link::exchange(
+                                    &mut self.state,
+                                    &mut reader,
+                                    &mut writer,
+                                    &first,
+                                    limit,
+                                    timeout,
+                                )
+                                .await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    (_, _, None) => Err(ClientError::ConnectionLost("0-RTT was rejected".into())),
+                }
+            }
+        };
+        let buffered = match result {
             Ok(buffered) => buffered,
             Err(error) => {
                 if let Some((_, connection)) = quic {
@@ -252,10 +348,69 @@ impl Driver {
             unwritten,
         });
         self.flush();
-        self.connected.take().ok_or_else(|| ClientError::Protocol {
+        let mut connected = self.connected.take().ok_or_else(|| ClientError::Protocol {
             code: ReasonCode::PROTOCOL_ERROR,
             message: "the handshake ended without CONNACK".into(),
-        })
+        })?;
+        connected.zero_rtt = zero_rtt;
+        Ok(connected)
+    }
+
+    /// Queues a request behind the CONNECT (before the CONNACK).
+    fn pipeline(&mut self, op: EarlyOp, now: Instant) {
+        match op {
+            EarlyOp::Subscribe {
+                subscription,
+                reply,
+            } => match self.state.subscribe(StreamKey::CONTROL, subscription, now) {
+                Ok(op) => {
+                    self.waiters.insert(op, Waiter::Ack(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            EarlyOp::Publish { message, reply } => {
+                match self.state.publish(StreamKey::CONTROL, message, now) {
+                    Ok(Some(op)) => {
+                        self.waiters.insert(op, Waiter::Publish(reply));
+                    }
+                    Ok(None) => {
+                        let _ = reply.send(Ok(PublishOutcome {
+                            packet_id: None,
+                            code: ReasonCode::SUCCESS,
+                            reason_string: None,
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the QUIC connection to a new local UDP socket (a new port, as after a NAT
+    /// rebinding or a change of network); returns the new local address.
+    fn migrate(&mut self) -> Result<std::net::SocketAddr, ClientError> {
+        let Some(link) = &self.link else {
+            return Err(ClientError::NotConnected);
+        };
+        let Some((endpoint, connection)) = &link.quic else {
+            return Err(ClientError::Unsupported(
+                "migration needs the QUIC transport".into(),
+            ));
+        };
+        let bind: std::net::SocketAddr = if connection.remote_address().is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = std::net::UdpSocket::bind(bind)?;
+        endpoint.rebind(socket)?;
+        let local = endpoint.local_addr()?;
+        tracing::debug!(%local, "QUIC connection moved to a new local socket");
+        Ok(local)
     }
 
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -358,7 +513,10 @@ impl Driver {
                 if self.link.is_some() {
                     self.disconnect().await;
                 }
-                let _ = reply.send(self.establish(parts, false).await);
+                let _ = reply.send(self.establish(parts, false, Vec::new()).await);
+            }
+            Command::Migrate { reply } => {
+                let _ = reply.send(self.migrate());
             }
             Command::Disconnect { reply } => {
                 self.disconnect().await;

@@ -12,14 +12,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::dial::{Dialer, LinkParts};
-use super::driver::{Command, Driver, Shared, COMMAND_QUEUE};
+use super::driver::{Command, Driver, EarlyOp, Shared, COMMAND_QUEUE};
 use super::error::ClientError;
 use super::inbox::Inbound;
 use super::options::ClientOptions;
 use super::quic;
 use super::state::StreamKey;
 use super::types::{
-    Acknowledged, Connected, Message, PublishOutcome, ReceivedMessage, Subscription,
+    Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome, ReceivedMessage,
+    Subscription,
 };
 use crate::codec::{Properties, QoS, ReasonCode};
 
@@ -96,7 +97,54 @@ impl Client {
     pub async fn connect(options: ClientOptions) -> Result<(Client, Connected), ClientError> {
         let dialer = Dialer::new(&options)?;
         let parts = dialer.dial(&options).await?;
-        Client::start(options, dialer, parts).await
+        Client::start(options, dialer, parts, Vec::new()).await
+    }
+
+    /// Connects and sends `pipelined` requests (a SUBSCRIBE, QoS 0 messages) right behind
+    /// the CONNECT, without waiting for the CONNACK. Over QUIC with a ticket from an earlier
+    /// connection to this server, all of it goes out as 0-RTT early data: the CONNACK, and the
+    /// SUBACK with it, arrive one round trip after the first packet ([`Connected::zero_rtt`]
+    /// says whether the server took it; if it did not, everything was sent again after the
+    /// handshake). QoS 1/2 messages cannot be pipelined (their outcome is an error).
+    pub async fn connect_pipelined(
+        options: ClientOptions,
+        pipelined: Pipelined,
+    ) -> Result<(Client, Connected, PipelinedOutcome), ClientError> {
+        let dialer = Dialer::new(&options)?;
+        let parts = dialer.dial(&options).await?;
+        let mut ops = Vec::new();
+        let subscribed = pipelined.subscription.map(|subscription| {
+            let (reply, answer) = oneshot::channel();
+            ops.push(EarlyOp::Subscribe {
+                subscription,
+                reply,
+            });
+            answer
+        });
+        let published: Vec<_> = pipelined
+            .messages
+            .into_iter()
+            .map(|message| {
+                let (reply, answer) = oneshot::channel();
+                ops.push(EarlyOp::Publish { message, reply });
+                answer
+            })
+            .collect();
+        let (client, connected) = Client::start(options, dialer, parts, ops).await?;
+        let outcome = PipelinedOutcome {
+            subscribed: match subscribed {
+                Some(answer) => Some(answer.await.unwrap_or(Err(ClientError::Closed))),
+                None => None,
+            },
+            published: {
+                let mut results = Vec::with_capacity(published.len());
+                for answer in published {
+                    results.push(answer.await.unwrap_or(Err(ClientError::Closed)));
+                }
+                results
+            },
+        };
+        Ok((client, connected, outcome))
     }
 
     /// Connects over a stream the caller opened (a TLS session, a Unix socket, an in-memory
@@ -108,18 +156,21 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        Client::start(options, Dialer::Given, split(stream)).await
+        Client::start(options, Dialer::Given, split(stream), Vec::new()).await
     }
 
     async fn start(
         options: ClientOptions,
         dialer: Dialer,
         parts: LinkParts,
+        pipelined: Vec<EarlyOp>,
     ) -> Result<(Client, Connected), ClientError> {
         let shared = Arc::new(Shared::default());
         let (inbox_tx, inbox) = Inbox::new(options.inbox_capacity, shared.clone());
         let mut driver = Driver::new(options.clone(), shared.clone(), inbox_tx);
-        let connected = driver.establish(parts, options.clean_start).await?;
+        let connected = driver
+            .establish(parts, options.clean_start, pipelined)
+            .await?;
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         tokio::spawn(driver.run(commands_rx));
         let client = Client {
@@ -251,6 +302,16 @@ impl Client {
             ..self.ops.clone()
         };
         Ok(ClientStream { ops, inbox })
+    }
+
+    /// Moves the QUIC connection to a new local UDP socket, as a NAT rebinding or a switch
+    /// from Wi-Fi to cellular would: the server sees a new address, validates the path and
+    /// carries on with the same connection (streams, subscriptions, inflight messages, keep
+    /// alive). Returns the new local address. TCP connections cannot do this
+    /// ([`ClientError::Unsupported`]).
+    pub async fn migrate(&self) -> Result<std::net::SocketAddr, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.ops.request(Command::Migrate { reply }, answer).await
     }
 
     /// Sends DISCONNECT and closes the connection; the session stays on the server if its
@@ -455,5 +516,6 @@ where
         reader: Box::new(reader),
         writer: Box::new(writer),
         quic: None,
+        early: None,
     }
 }

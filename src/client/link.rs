@@ -255,20 +255,34 @@ async fn write_queued(state: &mut ClientState, writer: &mut BoxWrite) -> Result<
     Ok(())
 }
 
-/// Sends CONNECT and reads until the CONNACK is processed, within `timeout`. Packets that
-/// follow the CONNACK in the same read (a resumed session's messages) go to the state machine
-/// too; the bytes of an incomplete packet are returned for the reader task.
-pub(crate) async fn handshake(
+/// Encodes what the state machine has queued (CONNECT, and what was pipelined after it),
+/// for [`exchange`] to send.
+pub(crate) fn encode_queued(state: &mut ClientState) -> Bytes {
+    let mut buf = BytesMut::new();
+    while let Some((_, packet)) = state.poll_transmit() {
+        codec::encode(&packet, state.version(), &mut buf);
+    }
+    buf.freeze()
+}
+
+/// Writes `first` (the CONNECT flight from [`encode_queued`]) and reads until the CONNACK is
+/// processed, within `timeout`. Packets that follow the CONNACK in the same read (a resumed
+/// session's messages, a pipelined SUBACK) go to the state machine too; the bytes of an
+/// incomplete packet are returned for the reader task.
+///
+/// Over a QUIC stream opened in 0-RTT, `first` is early data; if the server refuses it, the
+/// caller runs this again with the same bytes on a new stream.
+pub(crate) async fn exchange(
     state: &mut ClientState,
     reader: &mut BoxRead,
     writer: &mut BoxWrite,
-    clean_start: bool,
+    first: &[u8],
     max_packet_size: u32,
     timeout: Duration,
 ) -> Result<BytesMut, ClientError> {
     let exchange = async {
-        state.begin_connect(clean_start, Instant::now());
-        write_queued(state, writer).await?;
+        writer.write_all(first).await?;
+        writer.flush().await?;
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             match reader.read_buf(&mut buf).await {

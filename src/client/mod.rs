@@ -21,6 +21,7 @@ mod link;
 mod options;
 mod quic;
 pub mod state;
+mod tickets;
 mod tool;
 mod types;
 
@@ -31,5 +32,6 @@ pub use options::{
 };
 pub use tool::{run_pub, run_sub};
 pub use types::{
-    Acknowledged, Connected, Message, PublishOutcome, ReceivedMessage, ServerLimits, Subscription,
+    Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome, ReceivedMessage,
+    ServerLimits, Subscription, ZeroRtt,
 };

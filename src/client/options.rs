@@ -83,6 +83,11 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Received messages queued for `recv` per stream. Default 1024; see `Client::recv`.
     pub inbox_capacity: usize,
+    /// QUIC: when a ticket from an earlier connection to this server is at hand, send CONNECT
+    /// (and what `Client::connect_pipelined` adds) as 0-RTT early data, so the CONNACK comes
+    /// one round trip after the first packet. A server that refuses it gets everything again
+    /// after the handshake. Default true.
+    pub zero_rtt: bool,
 }
 
 impl ClientOptions {
@@ -106,6 +111,7 @@ impl ClientOptions {
             properties: Properties::default(),
             connect_timeout: Duration::from_secs(10),
             inbox_capacity: 1024,
+            zero_rtt: true,
         }
     }
 

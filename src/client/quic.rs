@@ -34,6 +34,8 @@ const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 pub(crate) struct QuicDialer {
     config: quinn::ClientConfig,
     server_name: Option<String>,
+    /// Send CONNECT as 0-RTT early data when a ticket is at hand.
+    zero_rtt: bool,
 }
 
 /// A QUIC connection with its first bidirectional stream.
@@ -43,44 +45,27 @@ pub(crate) struct QuicConnection {
     pub connection: quinn::Connection,
     pub send: quinn::SendStream,
     pub recv: quinn::RecvStream,
+    /// The stream was opened in 0-RTT: resolves when the handshake completes, to whether the
+    /// server took the early data.
+    pub early: Option<quinn::ZeroRttAccepted>,
 }
 
 impl QuicDialer {
-    pub fn new(options: &QuicOptions) -> Result<QuicDialer, ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ClientError::Unsupported(format!("TLS 1.3 setup failed: {e}")))?;
-        let mut tls = if options.insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCert(provider)))
-                .with_no_client_auth()
-        } else {
-            let mut roots = RootCertStore::empty();
-            if let Some(path) = &options.ca_file {
-                for cert in read_certificates(path)? {
-                    roots.add(cert).map_err(|e| ClientError::CaFile {
-                        path: path.clone(),
-                        message: format!("not a usable CA certificate: {e}"),
-                    })?;
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        tls.alpn_protocols = vec![MQTT_ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| ClientError::Unsupported(format!("QUIC TLS setup failed: {e}")))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(QUIC_KEEP_ALIVE));
-        let idle = quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT)
-            .map_err(|e| ClientError::Unsupported(format!("QUIC idle timeout: {e}")))?;
-        transport.max_idle_timeout(Some(idle));
-        config.transport_config(Arc::new(transport));
+    /// A dialer for `server` (`host:port`, which names its ticket store); `zero_rtt` sends
+    /// CONNECT as early data on resumption.
+    pub fn new(
+        options: &QuicOptions,
+        server: &str,
+        zero_rtt: bool,
+    ) -> Result<QuicDialer, ClientError> {
+        // Shared per server and settings: a ticket only resumes with the verifier that
+        // issued it (tickets.rs).
+        let key = format!("{server}|{options:?}|{zero_rtt}");
+        let config = super::tickets::shared_config(key, || build_config(options, zero_rtt))?;
         Ok(QuicDialer {
             config,
             server_name: options.server_name.clone(),
+            zero_rtt,
         })
     }
 
@@ -146,6 +131,28 @@ impl QuicDialer {
                     format!("cannot start the QUIC handshake with {name:?}: {e}"),
                 )
             })?;
+        let connecting = if self.zero_rtt {
+            match connecting.into_0rtt() {
+                // A ticket for this server: CONNECT goes out with the first flight. The ALPN
+                // is the ticket's (a server only takes early data for the same ALPN).
+                Ok((connection, accepted)) => {
+                    let (send, recv) = connection
+                        .open_bi()
+                        .await
+                        .map_err(|e| connection_error(server, e))?;
+                    return Ok(QuicConnection {
+                        endpoint,
+                        connection,
+                        send,
+                        recv,
+                        early: Some(accepted),
+                    });
+                }
+                Err(connecting) => connecting,
+            }
+        } else {
+            connecting
+        };
         let connection = connecting.await.map_err(|e| connection_error(server, e))?;
         let alpn = connection
             .handshake_data()
@@ -165,8 +172,50 @@ impl QuicDialer {
             connection,
             send,
             recv,
+            early: None,
         })
     }
+}
+
+/// The QUIC client configuration for `options`: TLS 1.3 on ring, ALPN `mqtt`, a ticket store
+/// of its own, early data when `zero_rtt`.
+fn build_config(options: &QuicOptions, zero_rtt: bool) -> Result<quinn::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Unsupported(format!("TLS 1.3 setup failed: {e}")))?;
+    let mut tls = if options.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        if let Some(path) = &options.ca_file {
+            for cert in read_certificates(path)? {
+                roots.add(cert).map_err(|e| ClientError::CaFile {
+                    path: path.clone(),
+                    message: format!("not a usable CA certificate: {e}"),
+                })?;
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    tls.alpn_protocols = vec![MQTT_ALPN.to_vec()];
+    tls.resumption = rustls::client::Resumption::store(Arc::new(
+        rustls::client::ClientSessionMemoryCache::new(super::tickets::NAMES_PER_STORE),
+    ));
+    tls.enable_early_data = zero_rtt;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::Unsupported(format!("QUIC TLS setup failed: {e}")))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(QUIC_KEEP_ALIVE));
+    let idle = quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT)
+        .map_err(|e| ClientError::Unsupported(format!("QUIC idle timeout: {e}")))?;
+    transport.max_idle_timeout(Some(idle));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
 }
 
 /// Opens another bidirectional stream on `connection`.
@@ -317,7 +366,9 @@ mod tests {
             ca_file: Some("/nonexistent/cert.pem".into()),
             ..QuicOptions::default()
         };
-        let error = QuicDialer::new(&options).err().expect("an error");
+        let error = QuicDialer::new(&options, "localhost:1884", true)
+            .err()
+            .expect("an error");
         assert_eq!(
             error.to_string(),
             "cannot use CA file /nonexistent/cert.pem: not found"
@@ -333,7 +384,9 @@ mod tests {
             ca_file: Some(path),
             ..QuicOptions::default()
         };
-        let error = QuicDialer::new(&options).err().expect("an error");
+        let error = QuicDialer::new(&options, "localhost:1884", true)
+            .err()
+            .expect("an error");
         assert!(error.to_string().contains("no PEM certificate"), "{error}");
     }
 }

@@ -14,7 +14,8 @@ use tracing_subscriber::EnvFilter;
 use super::args::{PubArgs, SubArgs};
 use super::error::{reason_name, ClientError};
 use super::handle::Client;
-use super::types::{Message, Subscription};
+use super::types::{Connected, Message, Pipelined, PublishOutcome, Subscription};
+use crate::codec::QoS;
 
 /// `mqttd pub`.
 pub fn run_pub(args: &PubArgs) -> ExitCode {
@@ -68,31 +69,78 @@ async fn publish(args: &PubArgs) -> Result<(), String> {
         (None, None) => Bytes::new(),
     };
     let options = args.connection.client_options("pub");
-    let (client, _) = Client::connect(options).await.map_err(text)?;
     let message = Message::new(args.topic.clone(), payload)
         .qos(args.qos)
         .retain(args.retain);
     let mut stdout = std::io::stdout().lock();
-    for _ in 0..args.count {
-        let outcome = client.publish_with(message.clone()).await.map_err(text)?;
+    let (connections, per_connection) = if args.reconnect {
+        (args.count, 1)
+    } else {
+        (1, args.count)
+    };
+    for _ in 0..connections {
+        // A QoS 0 message rides right behind the CONNECT (as 0-RTT early data when resuming).
+        let pipelined = Pipelined {
+            subscription: None,
+            messages: if message.qos == QoS::AtMostOnce {
+                vec![message.clone()]
+            } else {
+                Vec::new()
+            },
+        };
+        let (client, connected, early) = Client::connect_pipelined(options.clone(), pipelined)
+            .await
+            .map_err(text)?;
         if args.verbose {
-            let id = outcome
-                .packet_id
-                .map(|id| format!(", packet id {id}"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                stdout,
-                "published {} bytes to {} (QoS {}{id}): {} {}",
-                message.payload.len(),
-                message.topic,
-                message.qos as u8,
-                outcome.code,
-                reason_name(outcome.code)
-            );
+            // On stderr, like the broker's own diagnostics: stdout keeps one line per publish.
+            eprintln!("{}", describe_connection(&options, &connected));
         }
+        let mut outcomes = Vec::new();
+        for outcome in early.published {
+            outcomes.push(outcome.map_err(text)?);
+        }
+        for _ in outcomes.len() as u64..per_connection {
+            outcomes.push(client.publish_with(message.clone()).await.map_err(text)?);
+        }
+        if args.verbose {
+            for outcome in &outcomes {
+                print_outcome(&mut stdout, &message, outcome);
+            }
+        }
+        let _ = stdout.flush();
+        client.disconnect().await.map_err(text)?;
     }
-    let _ = stdout.flush();
-    client.disconnect().await.map_err(text)
+    Ok(())
+}
+
+/// How a connection was made, for `-v`.
+fn describe_connection(options: &super::options::ClientOptions, connected: &Connected) -> String {
+    let transport = match options.transport {
+        super::options::Transport::Tcp => "TCP",
+        super::options::Transport::Quic(_) => "QUIC",
+    };
+    format!(
+        "connected to {} over {transport} (session present: {}, 0-RTT: {})",
+        options.server,
+        u8::from(connected.session_present),
+        connected.zero_rtt.describe()
+    )
+}
+
+fn print_outcome(stdout: &mut impl Write, message: &Message, outcome: &PublishOutcome) {
+    let id = outcome
+        .packet_id
+        .map(|id| format!(", packet id {id}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        stdout,
+        "published {} bytes to {} (QoS {}{id}): {} {}",
+        message.payload.len(),
+        message.topic,
+        message.qos as u8,
+        outcome.code,
+        reason_name(outcome.code)
+    );
 }
 
 async fn subscribe(args: &SubArgs) -> Result<(), String> {
@@ -109,11 +157,24 @@ async fn subscribe(args: &SubArgs) -> Result<(), String> {
     let deadline = args
         .timeout
         .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
-    let (client, _) = Client::connect(options).await.map_err(text)?;
     let subscription = args.topics.iter().fold(Subscription::new(), |s, topic| {
         s.filter(topic.as_str(), args.qos)
     });
-    let acknowledged = client.subscribe_with(subscription).await.map_err(text)?;
+    // The SUBSCRIBE rides right behind the CONNECT (as 0-RTT early data when resuming).
+    let pipelined = Pipelined {
+        subscription: Some(subscription),
+        messages: Vec::new(),
+    };
+    let (client, connected, early) = Client::connect_pipelined(options.clone(), pipelined)
+        .await
+        .map_err(text)?;
+    if args.verbose {
+        eprintln!("{}", describe_connection(&options, &connected));
+    }
+    let acknowledged = early
+        .subscribed
+        .unwrap_or(Err(ClientError::Closed))
+        .map_err(text)?;
     for (topic, code) in args.topics.iter().zip(&acknowledged.codes) {
         if code.is_error() {
             return Err(format!(

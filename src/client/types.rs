@@ -207,6 +207,47 @@ pub struct Connected {
     pub limits: ServerLimits,
     /// All CONNACK properties as received (5.0).
     pub properties: Properties,
+    /// Whether CONNECT went out as QUIC 0-RTT early data, and what the server made of it.
+    pub zero_rtt: ZeroRtt,
+}
+
+/// Requests [`Client::connect_pipelined`](super::Client::connect_pipelined) sends right
+/// behind the CONNECT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pipelined {
+    pub subscription: Option<Subscription>,
+    /// QoS 0 only.
+    pub messages: Vec<Message>,
+}
+
+/// How the pipelined requests ended.
+#[derive(Debug)]
+pub struct PipelinedOutcome {
+    pub subscribed: Option<Result<Acknowledged, super::error::ClientError>>,
+    pub published: Vec<Result<PublishOutcome, super::error::ClientError>>,
+}
+
+/// QUIC 0-RTT on one connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroRtt {
+    /// No ticket for this server (first connection in this process), 0-RTT turned off, or TCP.
+    #[default]
+    NotAttempted,
+    /// CONNECT (and what was pipelined with it) went out as early data and the server took it:
+    /// the CONNACK came one round trip after the first packet.
+    Accepted,
+    /// The server refused the early data; everything was sent again after the handshake.
+    Rejected,
+}
+
+impl ZeroRtt {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ZeroRtt::NotAttempted => "not attempted",
+            ZeroRtt::Accepted => "accepted",
+            ZeroRtt::Rejected => "rejected (resent in 1-RTT)",
+        }
+    }
 }
 
 /// Limits the server announced (5.0; an MQTT 3.1.1 server announces none, so the defaults

@@ -51,15 +51,20 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                             broker.handle_stream_error(conn, stream, &error, now)
                         }
                         Event::Written { conn, bytes } => broker.handle_written(conn, bytes, now),
+                        Event::PeerAddressChanged { conn, peer } => {
+                            broker.peer_address_changed(conn, peer, now)
+                        }
+                        Event::HoldWill { conn } => broker.hold_will(conn),
+                        Event::HandshakeConfirmed { conn } => broker.handshake_confirmed(conn, now),
+                        Event::Inspect { reply } => {
+                            let _ = reply.send((broker.metrics(), broker.clients()));
+                        }
                         Event::AppSubscribe { handler, filter, qos, deliver, reply } => {
                             handlers.insert(handler, deliver);
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
                         }
                         Event::AppPublish { message, reply } => {
                             let _ = reply.send(broker.app_publish(message, now));
-                        }
-                        Event::Metrics { reply } => {
-                            let _ = reply.send(broker.metrics());
                         }
                         Event::Shutdown => {
                             broker.shutdown(now);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::Outbox;
-use crate::broker::{ConnId, HandlerId, Message, SharedMessage, StreamId};
+use crate::broker::{ClientInfo, ConnId, HandlerId, Message, Metrics, SharedMessage, StreamId};
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
 
 pub enum Event {
@@ -59,6 +59,23 @@ pub enum Event {
         conn: ConnId,
         bytes: usize,
     },
+    /// QUIC: the client now sends from another address (connection migration).
+    PeerAddressChanged {
+        conn: ConnId,
+        peer: String,
+    },
+    /// QUIC 0-RTT: the next CONNECT arrived before the handshake was confirmed; hold its will.
+    HoldWill {
+        conn: ConnId,
+    },
+    /// QUIC 0-RTT: the handshake is confirmed; a held will now counts.
+    HandshakeConfirmed {
+        conn: ConnId,
+    },
+    /// The broker's counters and connections, for the server handle.
+    Inspect {
+        reply: oneshot::Sender<(Metrics, Vec<ClientInfo>)>,
+    },
     AppSubscribe {
         handler: HandlerId,
         filter: String,
@@ -69,10 +86,6 @@ pub enum Event {
     AppPublish {
         message: Message,
         reply: oneshot::Sender<Result<usize, ReasonCode>>,
-    },
-    /// A snapshot of the broker's counters.
-    Metrics {
-        reply: oneshot::Sender<crate::broker::Metrics>,
     },
     Shutdown,
 }

@@ -21,6 +21,13 @@ use event::{Event, EVENT_QUEUE};
 /// Failure to start the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("cannot listen for MQTT over TLS (MQTTS) on {addr}: {source}")]
+    BindMqtts {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("MQTTS TLS configuration: {0}")]
+    MqttsTls(String),
     #[error("cannot listen for MQTT over TCP on {addr}: {source}")]
     BindTcp {
         addr: SocketAddr,
@@ -44,7 +51,9 @@ pub struct ServerOptions {
 pub struct ServerHandle {
     tcp_addr: Option<SocketAddr>,
     quic_addr: Option<SocketAddr>,
+    mqtts_addr: Option<SocketAddr>,
     quic_endpoint: Option<quinn::Endpoint>,
+    quic_stats: Arc<crate::transport::early::QuicStats>,
     /// The certificate the QUIC listener presents (PEM file), for clients to trust.
     cert_path: Option<std::path::PathBuf>,
     pub(crate) events: mpsc::Sender<Event>,
@@ -84,7 +93,10 @@ pub(crate) async fn start_with_channel(
     let mut quic_addr = None;
     let mut quic_endpoint = None;
     let mut cert_path = None;
-    if let Some(addr) = config.listeners.quic {
+    let quic_settings = crate::transport::quic::QuicSettings::from_config(&config);
+    let quic_stats = quic_settings.stats.clone();
+    // One certificate for every TLS listener (QUIC and MQTTS).
+    let identity = if config.listeners.quic.is_some() || config.listeners.mqtts.is_some() {
         let identity = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => crate::transport::cert::load_pem(cert, key)?,
             _ => crate::transport::cert::load_or_generate(&config.storage.resolved_data_dir())?,
@@ -97,8 +109,41 @@ pub(crate) async fn start_with_channel(
             tracing::info!(cert = %path, sha256 = %fingerprint, "TLS certificate");
         }
         cert_path = Some(identity.cert_path.clone());
+        Some(identity)
+    } else {
+        None
+    };
+    let mut mqtts_addr = None;
+    if let (Some(addr), Some(identity)) = (config.listeners.mqtts, &identity) {
+        use crate::transport::quic_tls::{server_config, Listener};
+        let tls = server_config(&config, identity, Listener::Mqtts, &[])
+            .map_err(ServerError::MqttsTls)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::BindMqtts { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::BindMqtts { addr, source })?;
+        tracing::info!(addr = %local, "listening for MQTT over TLS (MQTTS)");
+        mqtts_addr = Some(local);
+        listeners.push(tokio::spawn(crate::transport::tls_tcp::accept_loop(
+            listener,
+            crate::transport::tls_tcp::acceptor(tls),
+            events.clone(),
+            ids.clone(),
+            max_packet_size,
+            Duration::from_secs(config.quic.handshake_timeout_secs),
+            stop_rx.clone(),
+        )));
+    }
+    if let (Some(addr), Some(identity)) = (config.listeners.quic, identity) {
         let server_config = crate::transport::quic::server_config(&config, identity)?;
-        let endpoint = crate::transport::quic::bind(addr, server_config)?;
+        let layout = crate::transport::cid::CidLayout::from_config(&config.quic);
+        let endpoint = crate::transport::quic::bind(
+            addr,
+            server_config,
+            crate::transport::cid::endpoint_config(layout),
+        )?;
         let local = endpoint
             .local_addr()
             .map_err(|source| crate::transport::quic::QuicSetupError::Bind { addr, source })?;
@@ -108,7 +153,7 @@ pub(crate) async fn start_with_channel(
             endpoint.clone(),
             events.clone(),
             ids.clone(),
-            crate::transport::quic::QuicSettings::from_config(&config),
+            quic_settings,
             stop_rx.clone(),
         )));
         quic_endpoint = Some(endpoint);
@@ -141,7 +186,9 @@ pub(crate) async fn start_with_channel(
     Ok(ServerHandle {
         tcp_addr,
         quic_addr,
+        mqtts_addr,
         quic_endpoint,
+        quic_stats,
         cert_path,
         events,
         stop,
@@ -156,19 +203,41 @@ impl ServerHandle {
         self.tcp_addr
     }
 
-    /// The broker's counters (messages, drops, datagrams...).
-    pub async fn metrics(&self) -> Result<crate::broker::Metrics, ServerError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.events
-            .send(Event::Metrics { reply })
-            .await
-            .map_err(|_| ServerError::Stopped)?;
-        answer.await.map_err(|_| ServerError::Stopped)
-    }
-
     /// The bound QUIC (UDP) address.
     pub fn quic_addr(&self) -> Option<SocketAddr> {
         self.quic_addr
+    }
+
+    /// The bound MQTTS (TCP + TLS) address.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.mqtts_addr
+    }
+
+    /// 0-RTT counters of the QUIC listener.
+    pub fn quic_stats(&self) -> crate::transport::early::QuicStatsSnapshot {
+        self.quic_stats.snapshot()
+    }
+
+    /// The broker's counters (connections, sessions, messages, migrations...).
+    pub async fn metrics(&self) -> Result<crate::broker::Metrics, ServerError> {
+        Ok(self.inspect().await?.0)
+    }
+
+    /// Every connection with its client id and current peer address (QUIC peers follow
+    /// migrations).
+    pub async fn clients(&self) -> Result<Vec<crate::broker::ClientInfo>, ServerError> {
+        Ok(self.inspect().await?.1)
+    }
+
+    async fn inspect(
+        &self,
+    ) -> Result<(crate::broker::Metrics, Vec<crate::broker::ClientInfo>), ServerError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.events
+            .send(Event::Inspect { reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)
     }
 
     /// The PEM certificate the QUIC listener presents (generated or configured).

@@ -1,12 +1,19 @@
 //! Transports: byte streams in, broker events out. Each one is a thin loop around the codec.
 //!
-//! [`stream`] serves any ordered byte stream (a TCP socket today; a TLS session or a QUIC stream
-//! use the same loop); [`tcp`] accepts sockets.
+//! [`stream`] serves any ordered byte stream (a TCP socket, a TLS session, a QUIC stream);
+//! [`tcp`] and [`tls_tcp`] accept sockets; [`quic`] serves QUIC connections, with [`quic_tls`]
+//! (certificate, tickets, early data), [`early`] (what 0-RTT data may do), [`migration`]
+//! (following a client's address) and [`cid`] (connection IDs carrying a server id).
 
 pub mod cert;
+pub mod cid;
+pub mod early;
 pub mod flow;
+pub mod migration;
 pub mod quic;
 pub mod quic_datagrams;
 pub mod quic_streams;
+pub mod quic_tls;
 pub mod stream;
 pub mod tcp;
+pub mod tls_tcp;

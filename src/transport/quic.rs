@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::cert::Identity;
+use super::early::{EarlyData, Handshake, QuicStats};
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
@@ -65,14 +66,25 @@ pub struct QuicSettings {
     pub handshake_timeout: Duration,
     /// How long the client has to open its control stream.
     pub connect_timeout: Duration,
+    /// What 0-RTT early data may do (`Off` when the TLS configuration refuses it).
+    pub zero_rtt: crate::config::ZeroRtt,
+    /// 0-RTT counters of the listener.
+    pub stats: Arc<QuicStats>,
 }
 
 impl QuicSettings {
     pub fn from_config(config: &Config) -> QuicSettings {
+        let early = super::quic_tls::early_data_enabled(config, super::quic_tls::Listener::Quic);
         QuicSettings {
             max_packet_size: config.limits.max_packet_size,
             handshake_timeout: Duration::from_secs(config.quic.handshake_timeout_secs),
             connect_timeout: Duration::from_secs(config.limits.connect_timeout_secs),
+            zero_rtt: if early {
+                config.quic.zero_rtt
+            } else {
+                crate::config::ZeroRtt::Off
+            },
+            stats: Arc::default(),
         }
     }
 }
@@ -82,17 +94,14 @@ pub fn server_config(
     config: &Config,
     identity: Identity,
 ) -> Result<quinn::ServerConfig, QuicSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| QuicSetupError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain, identity.key)
-        .map_err(|e| QuicSetupError::Tls(format!("{}: {e}", identity.cert_path.display())))?;
-    tls.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // Tickets, the session cache and early data: quic_tls.rs.
+    let tls =
+        super::quic_tls::server_config(config, &identity, super::quic_tls::Listener::Quic, &ALPN)
+            .map_err(QuicSetupError::Tls)?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| QuicSetupError::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.migration(config.quic.migration);
 
     let q = &config.quic;
     let mut transport = quinn::TransportConfig::default();
@@ -111,9 +120,21 @@ pub fn server_config(
     Ok(server)
 }
 
-/// Binds the UDP socket.
-pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> Result<Endpoint, QuicSetupError> {
-    Endpoint::server(server, addr).map_err(|source| QuicSetupError::Bind { addr, source })
+/// Binds the UDP socket. `endpoint` decides the connection IDs (`super::cid`).
+pub fn bind(
+    addr: SocketAddr,
+    server: quinn::ServerConfig,
+    endpoint: quinn::EndpointConfig,
+) -> Result<Endpoint, QuicSetupError> {
+    let bind_error = |source| QuicSetupError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind_error)?;
+    Endpoint::new(
+        endpoint,
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_error)
 }
 
 /// Accepts connections until `shutdown` turns true; each gets its own task, so a slow
@@ -155,6 +176,26 @@ async fn serve_incoming(
             return;
         }
     };
+    // 0-RTT: serve the connection from 0.5-RTT on; early.rs decides what early data may do.
+    let connecting = if settings.zero_rtt != crate::config::ZeroRtt::Off {
+        match connecting.into_0rtt() {
+            Ok((connection, accepted)) => {
+                let (tx, rx) = watch::channel(Handshake::Pending);
+                tokio::spawn(super::early::confirm(
+                    connection.clone(),
+                    accepted,
+                    settings.handshake_timeout,
+                    tx,
+                ));
+                let early = EarlyData::new(settings.zero_rtt, rx, settings.stats.clone());
+                serve_connection(conn, connection, events, settings, early).await;
+                return;
+            }
+            Err(connecting) => connecting,
+        }
+    } else {
+        connecting
+    };
     let connection = match tokio::time::timeout(settings.handshake_timeout, connecting).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
@@ -166,7 +207,8 @@ async fn serve_incoming(
             return;
         }
     };
-    serve_connection(conn, connection, events, settings).await;
+    let early = EarlyData::confirmed(settings.stats.clone());
+    serve_connection(conn, connection, events, settings, early).await;
 }
 
 /// Serves one QUIC connection until the broker closes it.
@@ -175,8 +217,9 @@ async fn serve_connection(
     connection: quinn::Connection,
     events: mpsc::Sender<Event>,
     settings: QuicSettings,
+    early: EarlyData,
 ) {
-    let peer = format!("quic:{}", connection.remote_address());
+    let peer = super::migration::peer_label(connection.remote_address());
     let outbox = Arc::new(Outbox::default());
     if events
         .send(Event::Opened {
@@ -231,6 +274,8 @@ async fn serve_connection(
     let (new_streams, mut new_streams_rx) = mpsc::channel::<(StreamId, SendStream)>(16);
 
     let control_reader = async {
+        // Every event of the stream goes through its 0-RTT gate (early.rs), in order.
+        let events = early.stream_events(conn, control_recv.inner().is_0rtt(), &events);
         let mut version = None;
         let end = read_packets(
             conn,
@@ -285,11 +330,12 @@ async fn serve_connection(
             {
                 break;
             }
+            let stream_events = early.stream_events(conn, reader.inner().is_0rtt(), &events);
             tokio::spawn(read_data_stream(
                 conn,
                 stream,
                 reader,
-                events.clone(),
+                stream_events,
                 settings.max_packet_size,
                 version,
             ));
@@ -310,10 +356,11 @@ async fn serve_connection(
                 }
                 Opening::Failed => continue,
             };
+            let stream_events = early.stream_events(conn, reader.inner().is_0rtt(), &events);
             tokio::spawn(read_uni_stream(
                 conn,
                 reader,
-                events.clone(),
+                stream_events,
                 settings.max_packet_size,
                 version,
             ));
@@ -445,6 +492,7 @@ async fn serve_connection(
         _ = bidi_acceptor => {}
         _ = uni_acceptor => {}
         _ = datagram_reader => {}
+        _ = super::migration::watch_peer(conn, connection.clone(), events.clone()) => {}
     }
 }
 

@@ -151,6 +151,10 @@ pub struct Prefixed<R> {
 }
 
 impl<R> Prefixed<R> {
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
     pub fn inner_mut(&mut self) -> &mut R {
         &mut self.inner
     }

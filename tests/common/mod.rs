@@ -71,10 +71,16 @@ impl TestBroker {
     /// port and waits until it accepts TCP connections. Panics (showing the
     /// broker log) if it does not come up.
     pub fn start() -> TestBroker {
+        Self::start_with_args(&[])
+    }
+
+    /// [`TestBroker::start`] with more command-line arguments for mqttd (ignored for
+    /// mosquitto), e.g. `["--server-id", "0a01"]`.
+    pub fn start_with_args(extra: &[&str]) -> TestBroker {
         let kind = BrokerKind::from_env();
         let mut last_error = String::new();
         for attempt in 1..=BROKER_START_ATTEMPTS {
-            match Self::try_start(kind) {
+            match Self::try_start(kind, extra) {
                 Ok(broker) => return broker,
                 Err(error) => {
                     eprintln!("broker start attempt {attempt} failed: {error}");
@@ -85,7 +91,7 @@ impl TestBroker {
         panic!("could not start the {kind:?} broker: {last_error}");
     }
 
-    fn try_start(kind: BrokerKind) -> Result<TestBroker, String> {
+    fn try_start(kind: BrokerKind, extra: &[&str]) -> Result<TestBroker, String> {
         let addr = free_loopback_addr();
         let dir = tempfile::Builder::new()
             .prefix("mqttd-test-broker-")
@@ -110,6 +116,7 @@ impl TestBroker {
                 command.arg("--tcp").arg(addr.to_string());
                 command.arg("--quic").arg(quic.to_string());
                 command.arg("--data-dir").arg(&data_dir);
+                command.args(extra);
                 command
             }
             BrokerKind::Mosquitto => {

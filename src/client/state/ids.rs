@@ -47,6 +47,11 @@ impl PacketIds {
         self.in_use.len()
     }
 
+    /// Marks `id` as in use (a packet already sent with it).
+    pub fn reserve(&mut self, id: u16) {
+        self.in_use.insert(id);
+    }
+
     pub fn clear(&mut self) {
         self.in_use.clear();
     }

@@ -462,6 +462,7 @@ impl ClientState {
             keep_alive,
             limits: self.limits.clone(),
             properties: ack.properties,
+            zero_rtt: super::types::ZeroRtt::NotAttempted,
         }));
         Ok(())
     }
@@ -501,6 +502,17 @@ impl ClientState {
         }
     }
 
+    /// Like `check_connected`, but also allows the time between CONNECT and CONNACK: MQTT lets
+    /// a client send packets right after CONNECT (3.1.4), which is what goes into QUIC 0-RTT
+    /// early data with it. Used for SUBSCRIBE, UNSUBSCRIBE and QoS 0 PUBLISH, whose packets
+    /// need nothing the CONNACK says.
+    fn check_may_pipeline(&self) -> Result<(), ClientError> {
+        match self.phase {
+            Phase::Connected | Phase::Connecting => Ok(()),
+            Phase::Disconnected => Err(ClientError::NotConnected),
+        }
+    }
+
     /// Whether the server keeps the session after this connection: Session Expiry Interval
     /// above 0 (5.0), Clean Session 0 (3.1.1).
     fn session_persists(&self) -> bool {
@@ -522,10 +534,12 @@ impl ClientState {
         for op in ops {
             self.fail(op, why);
         }
-        // Pending SUBSCRIBE/UNSUBSCRIBE only exist while connected and are failed before a
-        // session is discarded, so every identifier is free again.
-        debug_assert!(self.pending.is_empty());
+        // Pending SUBSCRIBE/UNSUBSCRIBE belong to the connection, not the session: those
+        // pipelined after CONNECT keep their identifiers.
         self.ids.clear();
+        for id in self.pending.keys() {
+            self.ids.reserve(*id);
+        }
         self.incoming.clear();
     }
 

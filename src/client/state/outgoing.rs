@@ -89,7 +89,11 @@ impl ClientState {
         message: Message,
         now: Instant,
     ) -> Result<Option<OpId>, ClientError> {
-        self.check_connected()?;
+        if message.qos == QoS::AtMostOnce {
+            self.check_may_pipeline()?;
+        } else {
+            self.check_connected()?;
+        }
         let v5 = self.version().is_v5();
         if !topic::is_valid_topic_name(&message.topic) {
             // [MQTT-3.3.2-1] [MQTT-3.3.2-2] [MQTT-4.7.3-1]
@@ -168,7 +172,7 @@ impl ClientState {
         subscription: Subscription,
         now: Instant,
     ) -> Result<OpId, ClientError> {
-        self.check_connected()?;
+        self.check_may_pipeline()?;
         if subscription.filters.is_empty() {
             // [MQTT-3.8.3-3]
             return Err(invalid("SUBSCRIBE needs at least one topic filter".into()));
@@ -241,7 +245,7 @@ impl ClientState {
         properties: Properties,
         now: Instant,
     ) -> Result<OpId, ClientError> {
-        self.check_connected()?;
+        self.check_may_pipeline()?;
         if filters.is_empty() {
             // [MQTT-3.10.3-2]
             return Err(invalid(

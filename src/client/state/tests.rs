@@ -998,3 +998,6 @@ fn an_assigned_client_id_is_used_to_resume() {
         Some((_, Packet::Connect(c))) if c.client_id == "mqttd-1"
     ));
 }
+
+#[path = "tests_pipelined.rs"]
+mod pipelined;

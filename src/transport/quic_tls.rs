@@ -1,0 +1,118 @@
+//! TLS for the QUIC and MQTTS listeners: one certificate, TLS 1.3 only, resumption tickets,
+//! and (QUIC only) 0-RTT early data.
+//!
+//! rustls accepts early data only with stateful resumption: a ticket is an index into the
+//! server's own session cache, and the cache hands each entry out once (`take`). A stateless
+//! ticketer silently turns 0-RTT off, and rustls' default cache of 256 entries would make most
+//! clients of a busy broker fall back to a full handshake, so the cache is sized from
+//! `quic.session_cache_size`. The single use is the anti-replay guarantee
+//! (`proto-ext/zero-rtt.md`).
+
+use std::sync::Arc;
+
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
+
+use super::cert::Identity;
+use crate::config::{Config, ZeroRtt};
+
+/// Tickets sent per handshake: a client uses one per reconnection and gets a new one each
+/// time, so one is enough, and the cache then holds one entry per resumable client.
+const TICKETS_PER_HANDSHAKE: usize = 1;
+
+/// Which listener a TLS configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// QUIC: ALPN required, early data as `quic.zero_rtt` says.
+    Quic,
+    /// MQTTS (TCP): no ALPN required, no early data (TCP gives it no round trip to save
+    /// before the TLS handshake anyway, and it would need its own replay rules).
+    Mqtts,
+}
+
+/// The rustls server configuration of `listener`.
+pub fn server_config(
+    config: &Config,
+    identity: &Identity,
+    listener: Listener,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| format!("{}: {e}", identity.cert_path.display()))?;
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let q = &config.quic;
+    if q.session_tickets {
+        tls.session_storage = ServerSessionMemoryCache::new(q.session_cache_size);
+        tls.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
+    } else {
+        tls.session_storage = Arc::new(NoServerSessionStorage {});
+        tls.send_tls13_tickets = 0;
+    }
+    // QUIC allows only 0 or u32::MAX here (RFC 9001 4.6.1); the ticket carries it.
+    tls.max_early_data_size = if early_data_enabled(config, listener) {
+        u32::MAX
+    } else {
+        0
+    };
+    Ok(tls)
+}
+
+/// Whether `listener` accepts 0-RTT early data under `config`.
+pub fn early_data_enabled(config: &Config, listener: Listener) -> bool {
+    listener == Listener::Quic
+        && config.quic.session_tickets
+        && config.quic.zero_rtt != ZeroRtt::Off
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> (tempfile::TempDir, Identity) {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = super::super::cert::load_or_generate(dir.path()).unwrap();
+        (dir, identity)
+    }
+
+    #[test]
+    fn tickets_are_stateful_and_early_data_follows_the_policy() {
+        let (_dir, identity) = identity();
+        let mut config = Config::default();
+        let tls = server_config(&config, &identity, Listener::Quic, &[b"mqtt"]).unwrap();
+        assert_eq!(tls.max_early_data_size, u32::MAX);
+        assert!(!tls.ticketer.enabled(), "a ticketer would disable 0-RTT");
+        assert_eq!(tls.send_tls13_tickets, 1);
+        assert!(tls.session_storage.can_cache());
+
+        let tls = server_config(&config, &identity, Listener::Mqtts, &[]).unwrap();
+        assert_eq!(tls.max_early_data_size, 0);
+        assert_eq!(tls.send_tls13_tickets, 1);
+
+        config.quic.zero_rtt = ZeroRtt::Off;
+        let tls = server_config(&config, &identity, Listener::Quic, &[b"mqtt"]).unwrap();
+        assert_eq!(tls.max_early_data_size, 0);
+        assert_eq!(
+            tls.send_tls13_tickets, 1,
+            "tickets still shorten the handshake"
+        );
+
+        config.quic.zero_rtt = ZeroRtt::Full;
+        config.quic.session_tickets = false;
+        let tls = server_config(&config, &identity, Listener::Quic, &[b"mqtt"]).unwrap();
+        assert_eq!((tls.max_early_data_size, tls.send_tls13_tickets), (0, 0));
+        assert!(!tls.session_storage.can_cache());
+    }
+
+    #[test]
+    fn a_ticket_is_handed_out_once() {
+        let cache = ServerSessionMemoryCache::new(4);
+        use rustls::server::StoresServerSessions;
+        assert!(cache.put(b"id".to_vec(), b"session".to_vec()));
+        assert_eq!(cache.take(b"id"), Some(b"session".to_vec()));
+        assert_eq!(cache.take(b"id"), None, "a replayed ticket finds nothing");
+    }
+}

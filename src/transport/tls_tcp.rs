@@ -1,0 +1,79 @@
+//! MQTT over TCP + TLS 1.3 (MQTTS, usually port 8883): tokio-rustls in front of the same
+//! stream loops as plain TCP, with the QUIC listener's certificate. Resumption tickets are on
+//! (`quic.session_tickets`, a cache of its own); early data is not offered over TCP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::broker::ConnId;
+use crate::server::event::Event;
+
+/// The acceptor for `tls` (see `quic_tls::server_config` with `Listener::Mqtts`).
+pub fn acceptor(tls: rustls::ServerConfig) -> TlsAcceptor {
+    TlsAcceptor::from(Arc::new(tls))
+}
+
+/// Accepts connections until `shutdown` turns true; each connection's TLS handshake runs on
+/// its own task, bounded by `handshake_timeout`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    events: mpsc::Sender<Event>,
+    ids: Arc<AtomicU64>,
+    max_packet_size: u32,
+    handshake_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTTS accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let events = events.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "MQTTS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "MQTTS handshake timed out");
+                    return;
+                }
+            };
+            let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
+            let (reader, writer) = tokio::io::split(tls);
+            super::stream::serve(
+                conn,
+                peer_label(peer),
+                reader,
+                writer,
+                events,
+                max_packet_size,
+            )
+            .await;
+        });
+    }
+}
+
+fn peer_label(peer: SocketAddr) -> String {
+    format!("mqtts:{peer}")
+}
