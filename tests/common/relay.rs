@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// Datagrams on their way, each with the instant it is to be sent.
+type Queue = mpsc::UnboundedSender<(Instant, Vec<u8>)>;
+
 /// A running relay; stops when dropped.
 pub struct Relay {
     pub addr: SocketAddr,
@@ -37,8 +40,7 @@ pub async fn udp(target: SocketAddr, delay: Duration) -> Relay {
     let task = tokio::spawn(async move {
         // One upstream socket per client address, so the server sees one peer per client
         // (and a client that rebinds shows up as a new address, as through a NAT).
-        let upstreams: Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<(Instant, Vec<u8>)>>>> =
-            Arc::default();
+        let upstreams: Arc<Mutex<HashMap<SocketAddr, Queue>>> = Arc::default();
         let mut buf = vec![0u8; 65_535];
         loop {
             let Ok((n, client)) = front.recv_from(&mut buf).await else {
