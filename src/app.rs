@@ -276,7 +276,10 @@ impl Publisher {
         };
         let (reply, answer) = oneshot::channel();
         self.events
-            .send(Event::AppPublish { message, reply })
+            .send(Event::AppPublish {
+                message: Box::new(message),
+                reply,
+            })
             .await
             .map_err(|_| AppError::Stopped)?;
         answer

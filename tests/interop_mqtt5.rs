@@ -10,6 +10,9 @@ use mqtt5::MqttClient;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// (topic, payload) of every message the subscriber got.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 async fn start() -> (mqttd::server::ServerHandle, tempfile::TempDir) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +56,7 @@ async fn round_trip(strategy: StreamStrategy, flows: bool, datagrams: bool) {
         false,
     )
     .await;
-    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let received: Received = Arc::default();
     let sink = received.clone();
     sub.subscribe("interop/#", move |m| {
         sink.lock()

@@ -64,7 +64,7 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
                         }
                         Event::AppPublish { message, reply } => {
-                            let _ = reply.send(broker.app_publish(message, now));
+                            let _ = reply.send(broker.app_publish(*message, now));
                         }
                         Event::Shutdown => {
                             broker.shutdown(now);

@@ -84,7 +84,7 @@ pub enum Event {
         reply: oneshot::Sender<Result<(), ReasonCode>>,
     },
     AppPublish {
-        message: Message,
+        message: Box<Message>,
         reply: oneshot::Sender<Result<usize, ReasonCode>>,
     },
     Shutdown,
