@@ -65,6 +65,10 @@ pub enum Command {
     /// Subscribe and print messages, like mosquitto_sub (-h is the host; use --help for help).
     #[command(disable_help_flag = true)]
     Sub(crate::client::args::SubArgs),
+    /// Load-test an MQTT broker: connection storms, fan-in, fan-out, pairs over TCP or QUIC
+    /// (-h is the host; use --help for help).
+    #[command(disable_help_flag = true)]
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {
@@ -242,6 +246,20 @@ mod tests {
             other => panic!("expected check-config, got {other:?}"),
         }
         let error = parse(&["check-config"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn bench_subcommand_parses() {
+        let cli = parse(&["bench", "fan-in", "-h", "broker", "-c", "4", "-q", "1"]).unwrap();
+        match cli.command {
+            Some(Command::Bench(args)) => {
+                assert_eq!(args.scenario, crate::bench::Scenario::FanIn);
+                assert_eq!((args.host.as_str(), args.clients), ("broker", Some(4)));
+            }
+            other => panic!("expected bench, got {other:?}"),
+        }
+        let error = parse(&["bench"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
     }
 

@@ -7,9 +7,11 @@
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
+//! - [`bench`]: `mqttd bench`, a load generator and benchmark for any MQTT broker.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -1,4 +1,4 @@
-//! The `mqttd` binary: the broker, its `pub` / `sub` client subcommands, and (later) benchmarks.
+//! The `mqttd` binary: the broker, its `pub` / `sub` client subcommands, and `bench`.
 
 use std::process::ExitCode;
 
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Pub(args)) => return mqttd::client::run_pub(args),
         Some(Command::Sub(args)) => return mqttd::client::run_sub(args),
+        Some(Command::Bench(args)) => return mqttd::bench::run(args),
         _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {

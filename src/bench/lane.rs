@@ -1,0 +1,92 @@
+//! A bench client's way to the broker: the MQTT connection itself (TCP, QUIC single-stream) or a
+//! QUIC data stream of its own (multi-stream). Publishers and subscribers only see a [`Lane`].
+//!
+//! Adding a transport mode (QUIC datagrams, when the client has them) means one more
+//! [`QuicMode`] variant, one more arm in [`open`] and one more [`Lane`] variant.
+
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+
+use crate::client::{Client, ClientError, ClientStream, Message, PublishOutcome, ReceivedMessage};
+use crate::codec::{QoS, ReasonCode};
+
+use super::args::{Plan, QuicMode};
+
+/// Received messages a subscriber's client queues before QoS 0 ones are dropped on our side
+/// (twice this, see `Client::recv`): generous, so that a subscriber that falls behind for a
+/// moment shows up as latency, not as loss blamed on the broker.
+const SUBSCRIBER_INBOX: usize = 65_536;
+
+pub enum Lane {
+    /// The connection's control stream.
+    Control(Client),
+    /// A data stream; the client is kept to close the connection afterwards.
+    Stream {
+        stream: ClientStream,
+        client: Client,
+    },
+}
+
+/// Connects `client_id` as `plan` says; returns the lane and the connection setup time
+/// (transport handshake to CONNACK).
+pub async fn open(
+    plan: &Plan,
+    client_id: String,
+    subscriber: bool,
+) -> Result<(Lane, Duration), ClientError> {
+    let mut options = plan.client_options(client_id);
+    if subscriber {
+        options.inbox_capacity = SUBSCRIBER_INBOX;
+    }
+    let started = Instant::now();
+    let (client, _connack) = Client::connect(options).await?;
+    let setup = started.elapsed();
+    let lane = match plan.quic_mode {
+        None | Some(QuicMode::Single) => Lane::Control(client),
+        Some(QuicMode::Multi) => match client.open_stream().await {
+            Ok(stream) => Lane::Stream { stream, client },
+            Err(e) => {
+                client.abort().await;
+                return Err(e);
+            }
+        },
+    };
+    Ok((lane, setup))
+}
+
+impl Lane {
+    pub async fn publish(&self, message: Message) -> Result<PublishOutcome, ClientError> {
+        match self {
+            Lane::Control(client) => client.publish_with(message).await,
+            Lane::Stream { stream, .. } => stream.publish_with(message).await,
+        }
+    }
+
+    pub async fn subscribe(&self, filter: String, qos: QoS) -> Result<ReasonCode, ClientError> {
+        let filter = ByteString::from(filter);
+        match self {
+            Lane::Control(client) => client.subscribe(filter, qos).await,
+            Lane::Stream { stream, .. } => stream.subscribe(filter, qos).await,
+        }
+    }
+
+    pub async fn recv(&self) -> Result<ReceivedMessage, ClientError> {
+        match self {
+            Lane::Control(client) => client.recv().await,
+            Lane::Stream { stream, .. } => stream.recv().await,
+        }
+    }
+
+    /// Closes the connection cleanly (DISCONNECT).
+    pub async fn close(self) -> Result<(), ClientError> {
+        let client = match self {
+            Lane::Control(client) => client,
+            Lane::Stream { stream, client } => {
+                drop(stream);
+                client
+            }
+        };
+        client.disconnect().await
+    }
+}
