@@ -17,8 +17,10 @@ use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::server::event::Event;
 use crate::server::outbox::Outbox;
 
-/// Initial read buffer; grown on demand up to the maximum packet size.
+/// Read buffer of a busy connection; grown on demand up to the maximum packet size.
 const READ_CHUNK: usize = 4096;
+/// What an idle connection waits with (inside its task, not on the heap).
+const IDLE_READ: usize = 256;
 /// A write buffer above this size is released after use instead of kept for the next batch.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
 
@@ -96,13 +98,28 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     mut on_connect: impl FnMut(ProtocolVersion),
 ) -> ReadEnd {
     let mut buf = BytesMut::new();
+    // While a connection is idle it holds no heap buffer: it waits with a small buffer inside
+    // the task and allocates when bytes arrive. A read that fills the small buffer marks the
+    // connection busy, and busy connections read in large chunks (one read, many packets).
+    let mut small = [0u8; IDLE_READ];
+    let mut busy = false;
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return ReadEnd::Closed,
-            Ok(_) => {}
+        if buf.is_empty() && !busy {
+            match reader.read(&mut small).await {
+                Ok(0) | Err(_) => return ReadEnd::Closed,
+                Ok(n) => {
+                    buf.extend_from_slice(&small[..n]);
+                    busy = n == IDLE_READ;
+                }
+            }
+        } else {
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return ReadEnd::Closed,
+                Ok(n) => busy = n >= READ_CHUNK / 4,
+            }
         }
         let mut packets = Vec::new();
         let error = loop {
@@ -133,7 +150,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
         if let Some(error) = error {
             return ReadEnd::Failed(error);
         }
-        if buf.is_empty() && buf.capacity() > READ_CHUNK {
+        if buf.is_empty() && !busy {
             buf = BytesMut::new();
         }
     }
