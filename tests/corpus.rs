@@ -131,7 +131,7 @@ fn corpus_dir() -> PathBuf {
 fn decode_hex(text: &str, context: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     assert!(
-        digits.len() % 2 == 0,
+        digits.len().is_multiple_of(2),
         "{context}: odd number of hex digits in {text:?}"
     );
     (0..digits.len())
@@ -792,8 +792,7 @@ async fn expect_closed(stream: &mut Wire, ver: u8, own_connect: bool) -> Result<
             ))
         }
     };
-    if first == 0x20 && connack_flags_and_reason(&goodbye).map_or(true, |(_, reason)| reason < 0x80)
-    {
+    if first == 0x20 && connack_flags_and_reason(&goodbye).is_none_or(|(_, reason)| reason < 0x80) {
         return Err(Failure::new(
             STEP,
             "connection closed",
@@ -886,7 +885,7 @@ async fn helper_publish(
         let ok = packet.len() >= 4
             && packet[0] == first_byte
             && packet[2..4] == [0x00, 0x01]
-            && packet.get(4).map_or(true, |&reason| reason < 0x80);
+            && packet.get(4).is_none_or(|&reason| reason < 0x80);
         if ok {
             Ok(())
         } else {

@@ -274,7 +274,7 @@ pub async fn run_messages(
     let mut received = Vec::new();
     if plan.scenario == Scenario::Sub {
         let deadline = plan.duration.map(|d| start + d);
-        while !subscribers.is_empty() && deadline.map_or(true, |d| Instant::now() < d) {
+        while !subscribers.is_empty() && deadline.is_none_or(|d| Instant::now() < d) {
             tokio::select! {
                 Some(joined) = subscribers.join_next() => received.extend(joined.ok()),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}

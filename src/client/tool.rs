@@ -186,7 +186,7 @@ async fn subscribe(args: &SubArgs) -> Result<(), String> {
     let mut received = 0;
     let print = async {
         let mut stdout = std::io::stdout().lock();
-        while args.count.map_or(true, |count| received < count) {
+        while args.count.is_none_or(|count| received < count) {
             let message = client.recv().await.map_err(text)?;
             let mut line = Vec::with_capacity(message.topic.len() + message.payload.len() + 2);
             if args.verbose {

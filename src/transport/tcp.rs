@@ -18,23 +18,9 @@ pub async fn accept_loop(
     events: mpsc::Sender<Event>,
     ids: Arc<AtomicU64>,
     max_packet_size: u32,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => return,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
+    accept_sockets(listener, "MQTT", shutdown, |socket, peer| {
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
         let events = events.clone();
         tokio::spawn(async move {
@@ -49,6 +35,34 @@ pub async fn accept_loop(
             )
             .await;
         });
+    })
+    .await;
+}
+
+/// The accept loop shared by the TCP-based listeners (MQTT, MQTTS): hands each socket, with
+/// Nagle off, to `serve`, which must not block (it spawns); backs off on accept errors
+/// (typically EMFILE) instead of spinning.
+pub(crate) async fn accept_sockets(
+    listener: TcpListener,
+    name: &str,
+    mut shutdown: watch::Receiver<bool>,
+    mut serve: impl FnMut(tokio::net::TcpStream, SocketAddr),
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                serve(socket, peer);
+            }
+            Err(e) => {
+                tracing::warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

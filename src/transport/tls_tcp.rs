@@ -28,22 +28,9 @@ pub async fn accept_loop(
     ids: Arc<AtomicU64>,
     max_packet_size: u32,
     handshake_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => return,
-        };
-        let (socket, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "MQTTS accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
+    super::tcp::accept_sockets(listener, "MQTTS", shutdown, |socket, peer| {
         let acceptor = acceptor.clone();
         let events = events.clone();
         let ids = ids.clone();
@@ -71,7 +58,8 @@ pub async fn accept_loop(
             )
             .await;
         });
-    }
+    })
+    .await;
 }
 
 fn peer_label(peer: SocketAddr) -> String {

@@ -18,7 +18,10 @@ pub(super) use ProtocolVersion::{V3_1, V3_1_1, V5};
 /// Bytes from hex, ignoring whitespace: `hex("30 02 0001")`.
 pub(super) fn hex(s: &str) -> BytesMut {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
     digits
         .chunks(2)
         .map(|pair| {
