@@ -105,7 +105,7 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "cafile")]
     pub insecure: bool,
     /// MQTT version: 5 or 311.
-    #[arg(short = 'V', long = "protocol-version", value_name = "VERSION", default_value = "5", value_parser = parse_version)]
+    #[arg(short = 'V', long = "protocol-version", value_name = "VERSION", default_value = "5", value_parser = crate::client::args::parse_version)]
     pub version: ProtocolVersion,
     /// User name.
     #[arg(short = 'u', long, value_name = "USER")]
@@ -126,7 +126,7 @@ pub struct BenchArgs {
     #[arg(short = 'c', long = "clients", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub clients: Option<u32>,
     /// QoS of publishes and subscriptions: 0, 1 or 2.
-    #[arg(short = 'q', long, value_name = "QOS", default_value = "0", value_parser = parse_qos)]
+    #[arg(short = 'q', long, value_name = "QOS", default_value = "0", value_parser = crate::client::args::parse_qos)]
     pub qos: QoS,
     /// Payload size in bytes (at least 16: the timestamp header).
     #[arg(
@@ -425,21 +425,6 @@ impl Plan {
             line += &format!(", {r} conn/s");
         }
         line
-    }
-}
-
-fn parse_qos(s: &str) -> Result<QoS, String> {
-    s.parse::<u8>()
-        .ok()
-        .and_then(QoS::from_u8)
-        .ok_or_else(|| format!("{s:?} is not a QoS: use 0, 1 or 2"))
-}
-
-fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "5" | "5.0" | "mqttv5" => Ok(ProtocolVersion::V5),
-        "311" | "3.1.1" | "mqttv311" => Ok(ProtocolVersion::V3_1_1),
-        _ => Err(format!("{s:?} is not an MQTT version: use 5 or 311")),
     }
 }
 

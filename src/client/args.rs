@@ -164,14 +164,16 @@ impl ConnectionArgs {
     }
 }
 
-fn parse_qos(s: &str) -> Result<QoS, String> {
+/// `-q` of every CLI subcommand (pub, sub, bench).
+pub(crate) fn parse_qos(s: &str) -> Result<QoS, String> {
     s.parse::<u8>()
         .ok()
         .and_then(QoS::from_u8)
         .ok_or_else(|| format!("{s:?} is not a QoS: use 0, 1 or 2"))
 }
 
-fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
+/// `-V` of every CLI subcommand (pub, sub, bench).
+pub(crate) fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
     match s.to_ascii_lowercase().as_str() {
         "5" | "5.0" | "mqttv5" => Ok(ProtocolVersion::V5),
         "311" | "3.1.1" | "mqttv311" => Ok(ProtocolVersion::V3_1_1),
