@@ -356,36 +356,55 @@ impl Driver {
         Ok(connected)
     }
 
+    /// Starts a publish: QoS 0 is answered at once, QoS 1/2 when its flow completes.
+    fn start_publish(
+        &mut self,
+        stream: StreamKey,
+        message: Message,
+        reply: Reply<PublishOutcome>,
+        now: Instant,
+    ) {
+        match self.state.publish(stream, message, now) {
+            Ok(Some(op)) => {
+                self.waiters.insert(op, Waiter::Publish(reply));
+            }
+            Ok(None) => {
+                let _ = reply.send(Ok(PublishOutcome {
+                    packet_id: None,
+                    code: ReasonCode::SUCCESS,
+                    reason_string: None,
+                }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Waits for the acknowledgement of a started SUBSCRIBE/UNSUBSCRIBE, or answers its error.
+    fn await_ack(&mut self, started: Result<OpId, ClientError>, reply: Reply<Acknowledged>) {
+        match started {
+            Ok(op) => {
+                self.waiters.insert(op, Waiter::Ack(reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
     /// Queues a request behind the CONNECT (before the CONNACK).
     fn pipeline(&mut self, op: EarlyOp, now: Instant) {
         match op {
             EarlyOp::Subscribe {
                 subscription,
                 reply,
-            } => match self.state.subscribe(StreamKey::CONTROL, subscription, now) {
-                Ok(op) => {
-                    self.waiters.insert(op, Waiter::Ack(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => {
+                let started = self.state.subscribe(StreamKey::CONTROL, subscription, now);
+                self.await_ack(started, reply)
+            }
             EarlyOp::Publish { message, reply } => {
-                match self.state.publish(StreamKey::CONTROL, message, now) {
-                    Ok(Some(op)) => {
-                        self.waiters.insert(op, Waiter::Publish(reply));
-                    }
-                    Ok(None) => {
-                        let _ = reply.send(Ok(PublishOutcome {
-                            packet_id: None,
-                            code: ReasonCode::SUCCESS,
-                            reason_string: None,
-                        }));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                self.start_publish(StreamKey::CONTROL, message, reply, now)
             }
         }
     }
@@ -459,46 +478,24 @@ impl Driver {
                 stream,
                 message,
                 reply,
-            } => match self.state.publish(stream, message, now) {
-                Ok(Some(op)) => {
-                    self.waiters.insert(op, Waiter::Publish(reply));
-                }
-                Ok(None) => {
-                    let _ = reply.send(Ok(PublishOutcome {
-                        packet_id: None,
-                        code: ReasonCode::SUCCESS,
-                        reason_string: None,
-                    }));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => self.start_publish(stream, message, reply, now),
             Command::Subscribe {
                 stream,
                 subscription,
                 reply,
-            } => match self.state.subscribe(stream, subscription, now) {
-                Ok(op) => {
-                    self.waiters.insert(op, Waiter::Ack(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => {
+                let started = self.state.subscribe(stream, subscription, now);
+                self.await_ack(started, reply)
+            }
             Command::Unsubscribe {
                 stream,
                 filters,
                 properties,
                 reply,
-            } => match self.state.unsubscribe(stream, filters, properties, now) {
-                Ok(op) => {
-                    self.waiters.insert(op, Waiter::Ack(reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => {
+                let started = self.state.unsubscribe(stream, filters, properties, now);
+                self.await_ack(started, reply)
+            }
             Command::AttachStream {
                 connection,
                 reader,
