@@ -273,7 +273,8 @@ impl Broker {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);
-        self.sessions.insert(sid, Session::new(client_id, version));
+        self.sessions
+            .insert(sid, Box::new(Session::new(client_id, version)));
         sid
     }
 
