@@ -117,7 +117,9 @@ impl Broker {
             self.next_assigned_id += 1;
             ByteString::from(id)
         } else {
-            connect.client_id.clone()
+            // A copy: the decoded id points into the connection's read buffer, which the
+            // session (and the client-id map) would otherwise keep alive for its lifetime.
+            ByteString::from(&*connect.client_id)
         };
 
         // Session takeover [MQTT-3.1.4-3]: close the existing connection of this client id.
