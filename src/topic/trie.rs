@@ -306,12 +306,17 @@ fn descend<'t, 'n, K, V>(
     wildcards: bool,
     stack: &mut Work<'t, 'n, K, V>,
 ) {
+    let plus = node.plus.as_deref().filter(|_| wildcards);
+    if node.children.is_empty() && plus.is_none() {
+        // A leaf, or a node with only `#` below it: nothing to split for.
+        return;
+    }
     let (level, rest) = split_level(rest);
     if let Some(child) = node.children.get(level) {
         stack.push((child, rest));
     }
     // [MQTT-4.7.1-2] `+` matches exactly one level, including an empty one.
-    if let (true, Some(plus)) = (wildcards, node.plus.as_deref()) {
+    if let Some(plus) = plus {
         stack.push((plus, rest));
     }
 }
