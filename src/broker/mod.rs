@@ -102,7 +102,7 @@ pub struct Broker {
     out: OutputQueue,
     next_session: u64,
     next_assigned_id: u64,
-    scratch: route::Scratch,
+    scratch: Option<route::Scratch>,
     auth: Option<Box<dyn EnhancedAuth>>,
     metrics: Metrics,
 }
@@ -124,7 +124,7 @@ impl Broker {
             out: OutputQueue::default(),
             next_session: 1,
             next_assigned_id: 1,
-            scratch: route::Scratch::default(),
+            scratch: None,
             auth: None,
             metrics: Metrics::default(),
         }

@@ -20,7 +20,7 @@ use crate::codec::{Packet, Publish, QoS};
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     direct: AHashMap<(SessionId, StreamId), Acc>,
-    shared: Vec<(ByteString, Box<str>, SessionId, SubEntry)>,
+    shared: Vec<(ByteString, ByteString, SessionId, SubEntry)>,
     apps: Vec<HandlerId>,
 }
 
@@ -57,7 +57,9 @@ impl Broker {
     }
 
     fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
-        let mut scratch = std::mem::take(&mut self.scratch);
+        // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
+        // random hash state, for every message.)
+        let mut scratch = self.scratch.take().unwrap_or_default();
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
@@ -77,7 +79,7 @@ impl Broker {
                             sub_ids: Vec::new(),
                             stream: entry.stream,
                             datagram: true,
-                            flow: bytestring::ByteString::from(filter),
+                            flow: filter.clone(),
                             priority: entry.priority,
                         });
                     acc.datagram &= entry.datagram;
@@ -89,7 +91,7 @@ impl Broker {
                 Some(group) => {
                     scratch
                         .shared
-                        .push((group.clone(), filter.into(), key.session, entry.clone()))
+                        .push((group.clone(), filter.clone(), key.session, entry.clone()))
                 }
             });
         self.app_subscriptions
@@ -131,7 +133,7 @@ impl Broker {
                     sub_ids: entry.id.into_iter().collect(),
                     stream: entry.stream,
                     datagram: entry.datagram,
-                    flow: Some(ByteString::from(&*first_filter)),
+                    flow: Some(first_filter),
                     priority: entry.priority,
                 };
                 self.deliver(sid, delivery, now);
@@ -140,7 +142,7 @@ impl Broker {
         for handler in scratch.apps.drain(..) {
             self.out.app(handler, msg.clone());
         }
-        self.scratch = scratch;
+        self.scratch = Some(scratch);
         reached
     }
 
@@ -148,7 +150,7 @@ impl Broker {
     /// is online (their session queues the message).
     fn pick_shared(
         &mut self,
-        members: &[(ByteString, Box<str>, SessionId, SubEntry)],
+        members: &[(ByteString, ByteString, SessionId, SubEntry)],
     ) -> Option<(SessionId, SubEntry)> {
         let (group, filter) = (&members[0].0, &members[0].1);
         let online: Vec<usize> = (0..members.len())
@@ -160,7 +162,7 @@ impl Broker {
             .collect();
         let cursor = self
             .shared_cursor
-            .entry((group.clone(), ByteString::from(&**filter)))
+            .entry((group.clone(), filter.clone()))
             .or_insert(0);
         *cursor = cursor.wrapping_add(1);
         let index = if online.is_empty() {
