@@ -331,8 +331,19 @@ impl Broker {
                 .close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
             return;
         }
-        c.unwritten += accounted_size(&packet, c.version);
-        self.out.packet(conn, stream, c.version, packet);
+        let size = accounted_size(&packet, c.version);
+        c.unwritten += size;
+        self.out.packet(conn, stream, c.version, packet, size);
+    }
+
+    /// Queues a PUBLISH whose encoded length the caller has measured (its accounted size),
+    /// so the hot path measures each delivery once.
+    fn send_publish(&mut self, conn: ConnId, stream: StreamId, packet: Packet, len: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.unwritten += len;
+        self.out.packet(conn, stream, c.version, packet, len);
     }
 }
 

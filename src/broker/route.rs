@@ -300,10 +300,11 @@ impl Broker {
             }
         }
         let mut packet = Packet::Publish(publish);
+        let mut len = crate::codec::encoded_len(&packet, version);
         let dropped = if remaining == Some(0) {
             self.metrics.dropped_expired += 1;
             true
-        } else if crate::codec::encoded_len(&packet, version) > c.max_packet_size_out as usize {
+        } else if len > c.max_packet_size_out as usize {
             self.metrics.dropped_too_large += 1;
             true
         } else {
@@ -321,8 +322,7 @@ impl Broker {
         // (datagrams are unordered: an alias could arrive before the packet establishing it).
         let datagram = delivery.qos == QoS::AtMostOnce
             && (c.datagrams_out || delivery.datagram)
-            && c.datagram_max
-                .is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
+            && c.datagram_max.is_some_and(|max| len <= max);
         let stream = if datagram {
             self.metrics.datagrams_sent += 1;
             StreamId::DATAGRAM
@@ -351,26 +351,32 @@ impl Broker {
         // be used on another before it arrives.
         if stream == StreamId::CONTROL && c.topic_alias_max_out > 0 {
             if let Packet::Publish(p) = &mut packet {
-                assign_alias(c, p);
+                if assign_alias(c, p) {
+                    len = crate::codec::encoded_len(&packet, version);
+                }
             }
         }
         self.metrics.messages_sent += 1;
-        self.send(conn, stream, packet);
+        self.send_publish(conn, stream, packet, len);
         true
     }
 }
 
 /// Topic alias toward the client (3.3.2.3.4): reuse an alias for a topic sent before, or
 /// establish a new one while the client's maximum allows [MQTT-3.3.2-8]. Aliases are never
-/// remapped, so a packet in flight can never be misread.
-fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
+/// remapped, so a packet in flight can never be misread. Returns whether the packet changed.
+fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) -> bool {
     if let Some(&alias) = c.aliases_out.get(&p.topic) {
         p.properties.topic_alias = Some(alias);
         p.topic = ByteString::new();
+        true
     } else if c.aliases_out.len() < usize::from(c.topic_alias_max_out) {
         let alias = c.aliases_out.len() as u16 + 1;
         c.aliases_out.insert(p.topic.clone(), alias);
         p.properties.topic_alias = Some(alias);
+        true
+    } else {
+        false
     }
 }
 
