@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod fdlimit;
 pub mod server;
 pub mod topic;
 pub mod transport;
