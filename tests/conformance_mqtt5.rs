@@ -674,6 +674,7 @@ async fn connect_and_connack() {
         let id = ack
             .properties
             .assigned_client_identifier
+            .clone()
             .expect("[MQTT-3.1.3-6] Assigned Client Identifier");
         assert!(
             assigned.insert(id),
