@@ -1570,10 +1570,8 @@ log:
     }
     #[test]
     fn storage_keys() {
-        let config = load(
-            "storage:\n  persistence: false\n  durability: fsync\n  batch_ms: 20\n",
-        )
-        .unwrap();
+        let config =
+            load("storage:\n  persistence: false\n  durability: fsync\n  batch_ms: 20\n").unwrap();
         assert!(!config.storage.persistence);
         assert_eq!(config.storage.durability, Durability::Fsync);
         assert_eq!(config.storage.batch_ms, 20);

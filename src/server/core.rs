@@ -155,7 +155,6 @@ impl Held {
     }
 }
 
-
 async fn committed(writer: &mut Option<Writer>) -> Option<u64> {
     match writer {
         Some(w) => w.committed().await,

@@ -47,7 +47,9 @@ pub const FILE_NAME: &str = "mqttd.redb";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: the store is in use by another running broker (one data directory per broker)")]
+    #[error(
+        "{path}: the store is in use by another running broker (one data directory per broker)"
+    )]
     InUse { path: PathBuf },
     #[error("{path}: {source}")]
     Db {

@@ -49,15 +49,25 @@ pub enum StoreOp {
         record: Vec<u8>,
     },
     /// Removes the session record and every delivery of the client identifier.
-    DeleteSession { client_id: ByteString },
+    DeleteSession {
+        client_id: ByteString,
+    },
     PutDelivery {
         client_id: ByteString,
         seq: u64,
         record: Vec<u8>,
     },
-    DeleteDelivery { client_id: ByteString, seq: u64 },
-    PutRetained { topic: ByteString, record: Vec<u8> },
-    DeleteRetained { topic: ByteString },
+    DeleteDelivery {
+        client_id: ByteString,
+        seq: u64,
+    },
+    PutRetained {
+        topic: ByteString,
+        record: Vec<u8>,
+    },
+    DeleteRetained {
+        topic: ByteString,
+    },
 }
 
 /// The changes of one batch, in the order they must be applied.
