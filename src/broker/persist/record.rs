@@ -55,7 +55,7 @@ impl WallClock {
         WallClock { now, unix_ms }
     }
 
-    pub fn to_unix_ms(&self, at: Instant) -> u64 {
+    pub fn to_unix_ms(self, at: Instant) -> u64 {
         if at >= self.now {
             let ahead = at.duration_since(self.now).as_millis();
             self.unix_ms
@@ -68,7 +68,7 @@ impl WallClock {
     }
 
     /// A stored deadline as an `Instant`; one already past is `now`.
-    pub fn to_instant(&self, unix_ms: u64) -> Instant {
+    pub fn to_instant(self, unix_ms: u64) -> Instant {
         let ahead = Duration::from_millis(unix_ms.saturating_sub(self.unix_ms));
         self.now.checked_add(ahead).unwrap_or(self.now)
     }
