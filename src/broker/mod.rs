@@ -15,6 +15,7 @@ mod connect;
 mod connection;
 mod datagram;
 mod output;
+mod persist;
 mod publish;
 mod route;
 mod server_flows;
@@ -37,6 +38,12 @@ pub use auth::{AuthOutcome, EnhancedAuth};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use output::{CloseKind, HandlerId, Output, Transmit};
+pub use persist::{ChangeSet, Loaded, RestoreReport, StoreOp};
+
+/// Version of the store's record format (`persist::record`).
+pub fn persist_format() -> u8 {
+    persist::record::FORMAT
+}
 pub use server_flows::{FlowEvent, StreamMapping};
 pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
@@ -46,7 +53,7 @@ use crate::config::Config;
 use crate::topic::{RetainedStore, SubscriptionTrie};
 use connection::{ConnState, Connection};
 use output::OutputQueue;
-use session::{Session, SubEntry};
+use session::SubEntry;
 use timers::{Timer, Timers};
 
 /// Key of a subscription in the trie: one entry per session, stream and filter. A shared
@@ -90,7 +97,7 @@ pub struct Broker {
     /// and QoS 1/2 wait in the session queue.
     outbound_soft_limit: usize,
     conns: AHashMap<ConnId, Connection>,
-    sessions: AHashMap<SessionId, Session>,
+    sessions: persist::SessionMap,
     client_ids: AHashMap<ByteString, SessionId>,
     subscriptions: SubscriptionTrie<SubKey, SubEntry>,
     shared_cursor: AHashMap<(ByteString, ByteString), usize>,
@@ -103,6 +110,7 @@ pub struct Broker {
     scratch: route::Scratch,
     auth: Option<Box<dyn EnhancedAuth>>,
     metrics: Metrics,
+    persist: persist::Tracker,
 }
 
 impl Broker {
@@ -112,7 +120,7 @@ impl Broker {
             config,
             outbound_soft_limit,
             conns: AHashMap::new(),
-            sessions: AHashMap::new(),
+            sessions: persist::SessionMap::default(),
             client_ids: AHashMap::new(),
             subscriptions: SubscriptionTrie::default(),
             shared_cursor: AHashMap::new(),
@@ -125,6 +133,7 @@ impl Broker {
             scratch: route::Scratch::default(),
             auth: None,
             metrics: Metrics::default(),
+            persist: persist::Tracker::default(),
         }
     }
 
