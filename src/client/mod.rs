@@ -28,7 +28,8 @@ mod types;
 pub use error::{reason_name, ClientError, Reason, TRUST_HINT};
 pub use handle::{Client, ClientStream};
 pub use options::{
-    ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
+    ClientCert, ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT,
+    MQTT_ALPN,
 };
 pub use tool::{run_pub, run_sub};
 pub use types::{

@@ -46,6 +46,13 @@ pub struct QuicOptions {
     pub server_name: Option<String>,
 }
 
+/// A client certificate and its private key (PEM files) for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything [`Client::connect`](super::Client::connect) needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -88,6 +95,8 @@ pub struct ClientOptions {
     /// one round trip after the first packet. A server that refuses it gets everything again
     /// after the handshake. Default true.
     pub zero_rtt: bool,
+    /// QUIC: present this certificate to the server (mutual TLS). Default none.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl ClientOptions {
@@ -112,6 +121,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             inbox_capacity: 1024,
             zero_rtt: true,
+            client_cert: None,
         }
     }
 
