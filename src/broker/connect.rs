@@ -25,6 +25,18 @@ impl Broker {
             self.refuse_connect(conn, version, code, now);
             return;
         }
+        // The transport's verdict on the credentials (access.rs) [MQTT-3.1.4-2].
+        match self.take_login(conn) {
+            Ok(username) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.username = username;
+                }
+            }
+            Err(code) => {
+                self.refuse_connect(conn, version, code, now);
+                return;
+            }
+        }
         let method = connect.properties.authentication_method.clone();
         let Some(method) = method.filter(|_| version.is_v5()) else {
             self.accept_connect(conn, connect, None, now);
@@ -119,6 +131,17 @@ impl Broker {
         } else {
             connect.client_id.clone()
         };
+        let username = self.conns.get(&conn).and_then(|c| c.username.clone());
+        let rules = self.rules_for(username.as_deref(), &client_id);
+        // A will the client could not publish itself is refused with the CONNECT (as
+        // mosquitto does), rather than accepted and silently never published.
+        if let (Some(rules), Some(will)) = (&rules, &connect.will) {
+            if !rules.may_publish(&will.topic) {
+                tracing::info!(conn = conn.0, client = %client_id, topic = %will.topic, "will topic not authorized");
+                self.refuse_connect(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+                return;
+            }
+        }
 
         // Session takeover [MQTT-3.1.4-3]: close the existing connection of this client id.
         if let Some(old_conn) = self
@@ -205,6 +228,8 @@ impl Broker {
         };
         session.conn = Some(conn);
         session.version = version;
+        session.username = username.clone();
+        session.rules = rules;
         session.expiry_secs = expiry;
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
@@ -212,7 +237,7 @@ impl Broker {
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),
-            clean_start = connect.clean_start, session_present, keep_alive, "client connected"
+            user = username.as_deref().unwrap_or(""), clean_start = connect.clean_start, session_present, keep_alive, "client connected"
         );
 
         let mut properties = Properties::default();

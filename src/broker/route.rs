@@ -99,6 +99,12 @@ impl Broker {
 
         let mut reached = scratch.direct.len() + scratch.apps.len();
         for ((sid, _), acc) in scratch.direct.drain() {
+            // ACL: a subscription may match topics its client may not read (access.rs).
+            if !self.may_read(sid, &msg.topic) {
+                self.metrics.acl_denied += 1;
+                reached -= 1;
+                continue;
+            }
             let delivery = Delivery {
                 msg: msg.clone(),
                 qos: msg.qos.min(acc.qos),
@@ -125,6 +131,22 @@ impl Broker {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let first_filter = group[0].1.clone();
+            // ACL: only members that may read the topic take part in the round robin.
+            let readers: Vec<_>;
+            let group = if self.acl.is_some() {
+                readers = group
+                    .iter()
+                    .filter(|m| self.may_read(m.2, &msg.topic))
+                    .cloned()
+                    .collect();
+                if readers.is_empty() {
+                    self.metrics.acl_denied += 1;
+                    continue;
+                }
+                &readers[..]
+            } else {
+                group
+            };
             if let Some((sid, entry)) = self.pick_shared(group) {
                 reached += 1;
                 let delivery = Delivery {

@@ -56,6 +56,12 @@ impl SessionMap {
         removed
     }
 
+    /// Every session, mutably, without marking any dirty: for derived state that is not
+    /// persisted (the ACL rules resolved for a session).
+    pub fn values_mut_untracked(&mut self) -> impl Iterator<Item = &mut Session> {
+        self.map.values_mut()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
