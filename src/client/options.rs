@@ -263,10 +263,10 @@ mod tests {
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         };
         let options = ClientOptions::new("localhost:1883")
             .client_id("c1")
