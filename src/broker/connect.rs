@@ -26,6 +26,18 @@ impl Broker {
             self.refuse_connect(conn, version, code, now);
             return;
         }
+        // The transport's verdict on the credentials (access.rs) [MQTT-3.1.4-2].
+        match self.take_login(conn) {
+            Ok(username) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.username = username;
+                }
+            }
+            Err(code) => {
+                self.refuse_connect(conn, version, code, now);
+                return;
+            }
+        }
         let method = connect.properties.authentication_method.clone();
         let Some(method) = method.filter(|_| version.is_v5()) else {
             self.accept_connect(conn, connect, None, now);
@@ -122,6 +134,17 @@ impl Broker {
             // session (and the client-id map) would otherwise keep alive for its lifetime.
             ByteString::from(&*connect.client_id)
         };
+        let username = self.conns.get(&conn).and_then(|c| c.username.clone());
+        let rules = self.rules_for(username.as_deref(), &client_id);
+        // A will the client could not publish itself is refused with the CONNECT (as
+        // mosquitto does), rather than accepted and silently never published.
+        if let (Some(rules), Some(will)) = (&rules, &connect.will) {
+            if !rules.may_publish(&will.topic) {
+                tracing::info!(conn = conn.0, client = %client_id, topic = %will.topic, "will topic not authorized");
+                self.refuse_connect(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+                return;
+            }
+        }
 
         // Session takeover [MQTT-3.1.4-3]: close the existing connection of this client id.
         if let Some(old_conn) = self
@@ -208,6 +231,8 @@ impl Broker {
         };
         session.conn = Some(conn);
         session.version = version;
+        session.username = username.clone();
+        session.rules = rules;
         session.expiry_secs = expiry;
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
@@ -215,7 +240,7 @@ impl Broker {
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),
-            clean_start = connect.clean_start, session_present, keep_alive, "client connected"
+            user = username.as_deref().unwrap_or(""), clean_start = connect.clean_start, session_present, keep_alive, "client connected"
         );
 
         let mut properties = Properties::default();
@@ -272,12 +297,15 @@ impl Broker {
         p
     }
 
-    fn create_session(&mut self, client_id: ByteString, version: ProtocolVersion) -> SessionId {
+    pub(super) fn create_session(
+        &mut self,
+        client_id: ByteString,
+        version: ProtocolVersion,
+    ) -> SessionId {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);
-        self.sessions
-            .insert(sid, Box::new(Session::new(client_id, version)));
+        self.sessions.insert(sid, Session::new(client_id, version));
         sid
     }
 

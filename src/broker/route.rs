@@ -48,9 +48,11 @@ impl Broker {
             if msg.payload.is_empty() {
                 // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
                 self.retained.remove(&msg.topic);
+                self.persist.retained_changed(&msg.topic, None);
             } else {
                 // [MQTT-3.3.1-5]
                 self.retained.insert(&msg.topic, msg.clone());
+                self.persist.retained_changed(&msg.topic, Some(&msg));
             }
         }
         self.route(msg, publisher, now)
@@ -99,6 +101,12 @@ impl Broker {
 
         let mut reached = scratch.direct.len() + scratch.apps.len();
         for ((sid, _), acc) in scratch.direct.drain() {
+            // ACL: a subscription may match topics its client may not read (access.rs).
+            if !self.may_read(sid, &msg.topic) {
+                self.metrics.acl_denied += 1;
+                reached -= 1;
+                continue;
+            }
             let delivery = Delivery {
                 msg: msg.clone(),
                 qos: msg.qos.min(acc.qos),
@@ -109,6 +117,7 @@ impl Broker {
                 datagram: acc.datagram,
                 flow: Some(acc.flow),
                 priority: acc.priority,
+                seq: 0,
             };
             self.deliver(sid, delivery, now);
         }
@@ -124,6 +133,22 @@ impl Broker {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let first_filter = group[0].1.clone();
+            // ACL: only members that may read the topic take part in the round robin.
+            let readers: Vec<_>;
+            let group = if self.acl.is_some() {
+                readers = group
+                    .iter()
+                    .filter(|m| self.may_read(m.2, &msg.topic))
+                    .cloned()
+                    .collect();
+                if readers.is_empty() {
+                    self.metrics.acl_denied += 1;
+                    continue;
+                }
+                &readers[..]
+            } else {
+                group
+            };
             if let Some((sid, entry)) = self.pick_shared(group) {
                 reached += 1;
                 let delivery = Delivery {
@@ -135,6 +160,7 @@ impl Broker {
                     datagram: entry.datagram,
                     flow: Some(first_filter),
                     priority: entry.priority,
+                    seq: 0,
                 };
                 self.deliver(sid, delivery, now);
             }
@@ -175,10 +201,11 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
-    pub(super) fn deliver(&mut self, sid: SessionId, delivery: Delivery, now: Instant) {
+    pub(super) fn deliver(&mut self, sid: SessionId, mut delivery: Delivery, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        delivery.seq = self.persist.next_seq();
         let conn = session
             .conn
             .and_then(|c| self.conns.get(&c).map(|state| (c, state)));

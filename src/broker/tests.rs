@@ -1432,5 +1432,7 @@ fn per_topic_mapping_and_opt_out() {
         Some("off")
     );
 }
+#[path = "tests_access.rs"]
+mod access;
 #[path = "tests_transport_events.rs"]
 mod transport_events;

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::login::LoginContext;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::server::event::Event;
@@ -34,6 +35,7 @@ pub async fn serve<R, W>(
     mut writer: W,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
+    login: LoginContext,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -60,6 +62,7 @@ pub async fn serve<R, W>(
             max_packet_size,
             &mut version,
             |_| {},
+            Some(&login),
         )
         .await;
         if let ReadEnd::Failed(error) = end {
@@ -89,7 +92,9 @@ pub enum ReadEnd {
 
 /// Reads and decodes packets from one stream, sending them to the broker tagged with `stream`.
 /// `version` is the connection's protocol version (`None` until CONNECT, which sets it and
-/// calls `on_connect`).
+/// calls `on_connect`). On the stream that carries CONNECT, `login` judges its credentials
+/// and the verdict goes to the broker just ahead of the packets (`super::login`).
+#[allow(clippy::too_many_arguments)]
 pub async fn read_packets<R: AsyncRead + Unpin>(
     conn: ConnId,
     stream: StreamId,
@@ -98,6 +103,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     max_packet_size: u32,
     version: &mut Option<ProtocolVersion>,
     mut on_connect: impl FnMut(ProtocolVersion),
+    login: Option<&LoginContext>,
 ) -> ReadEnd {
     let mut buf = BytesMut::new();
     // While a connection is idle it holds no heap buffer: it waits with a small buffer inside
@@ -124,12 +130,14 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
             }
         }
         let mut packets = Vec::new();
+        let mut connect_at = None;
         let error = loop {
             match codec::decode_from_client(&mut buf, *version, max_packet_size) {
                 Ok(Some(packet)) => {
                     if let Packet::Connect(c) = &packet {
                         *version = Some(c.protocol);
                         on_connect(c.protocol);
+                        connect_at.get_or_insert(packets.len());
                     }
                     packets.push(packet);
                 }
@@ -137,6 +145,14 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
                 Err(e) => break Some(e),
             }
         };
+        if let (Some(login), Some(Packet::Connect(connect))) =
+            (login, connect_at.and_then(|i| packets.get(i)))
+        {
+            let login = login.verdict(connect).await;
+            if events.send(Event::Login { conn, login }).await.is_err() {
+                return ReadEnd::BrokerGone;
+            }
+        }
         if !packets.is_empty()
             && events
                 .send(Event::Packets {
