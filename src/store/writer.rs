@@ -133,8 +133,8 @@ fn compact(ops: ChangeSet) -> ChangeSet {
                 keep[i] = !cleared.contains(&**client_id) && later.insert(Key::Session(client_id));
             }
             StoreOp::PutDelivery { client_id, seq, .. } => {
-                keep[i] = !cleared.contains(&**client_id)
-                    && later.insert(Key::Delivery(client_id, *seq));
+                keep[i] =
+                    !cleared.contains(&**client_id) && later.insert(Key::Delivery(client_id, *seq));
             }
             StoreOp::PutRetained { topic, .. } => keep[i] = later.insert(Key::Retained(topic)),
             StoreOp::DeleteSession { client_id } => {
@@ -194,7 +194,13 @@ mod tests {
             session(1),
             put("a", 3, 0),
         ];
-        let expected = vec![del("a", 2), put("b", 2, 0), clear, session(1), put("a", 3, 0)];
+        let expected = vec![
+            del("a", 2),
+            put("b", 2, 0),
+            clear,
+            session(1),
+            put("a", 3, 0),
+        ];
         assert_eq!(compact(ops), expected);
     }
 }

@@ -96,6 +96,7 @@ impl Broker {
                     client_id,
                     record_digest: digest(&bytes),
                     deliveries: Default::default(),
+                    generation: 0,
                 },
             );
             restored.push(sid);
@@ -138,7 +139,7 @@ impl Broker {
                 }
                 None => s.queue.push_back(delivery),
             }
-            stored.deliveries.insert(seq, state);
+            stored.deliveries.insert(seq, (state, 0));
             report.deliveries += 1;
         }
         for sid in restored {
