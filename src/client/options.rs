@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use super::quic_ext::{property, StreamMapping, DATAGRAMS_PROPERTY, MAPPING_PROPERTY};
 use crate::codec::{Connect, Properties, ProtocolVersion, Will};
 
 /// The ALPN protocol of MQTT over QUIC.
@@ -44,6 +45,13 @@ pub struct QuicOptions {
     /// [`ClientOptions::server`] (an IP address is verified against the certificate's IP
     /// SANs).
     pub server_name: Option<String>,
+}
+
+/// A client certificate and its private key (PEM files) for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Everything [`Client::connect`](super::Client::connect) needs.
@@ -88,6 +96,20 @@ pub struct ClientOptions {
     /// one round trip after the first packet. A server that refuses it gets everything again
     /// after the handshake. Default true.
     pub zero_rtt: bool,
+    /// QUIC, MQTT 5.0: ask the server for our QoS 0 deliveries in DATAGRAM frames (CONNECT
+    /// user property `quic-datagrams: on`, `proto-ext/datagrams.md`); the answer is in
+    /// [`Connected::quic`](super::Connected::quic). Per subscription instead:
+    /// [`Subscription::datagrams`](super::Subscription::datagrams). Default false.
+    pub receive_datagrams: bool,
+    /// QUIC: send every QoS 0 publish in a DATAGRAM frame when it fits (as
+    /// [`Message::datagram`](super::Message::datagram) does per message). Default false.
+    pub send_datagrams: bool,
+    /// QUIC, MQTT 5.0: ask for deliveries on server-initiated streams, one per subscription
+    /// or per topic (CONNECT user property `quic-stream-mapping`, `proto-ext/flows.md`
+    /// section 7). Default `None`: the server's default (off on ALPN `mqtt`).
+    pub stream_mapping: Option<StreamMapping>,
+    /// QUIC: present this certificate to the server (mutual TLS). Default none.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl ClientOptions {
@@ -112,7 +134,23 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             inbox_capacity: 1024,
             zero_rtt: true,
+            receive_datagrams: false,
+            send_datagrams: false,
+            stream_mapping: None,
+            client_cert: None,
         }
+    }
+
+    /// Ask for QoS 0 deliveries in datagrams and send QoS 0 publishes in datagrams.
+    pub fn datagrams(mut self, on: bool) -> ClientOptions {
+        self.receive_datagrams = on;
+        self.send_datagrams = on;
+        self
+    }
+
+    pub fn stream_mapping(mut self, mapping: StreamMapping) -> ClientOptions {
+        self.stream_mapping = Some(mapping);
+        self
     }
 
     pub fn version(mut self, version: ProtocolVersion) -> ClientOptions {
@@ -176,6 +214,16 @@ impl ClientOptions {
             properties.topic_alias_maximum = Some(self.topic_alias_maximum).filter(|&t| t > 0);
             // 3.1.2.11.4: 0 is a protocol error.
             properties.maximum_packet_size = self.maximum_packet_size.filter(|&m| m > 0);
+            if self.receive_datagrams {
+                properties
+                    .user_properties
+                    .push(property(DATAGRAMS_PROPERTY, "on"));
+            }
+            if let Some(mapping) = self.stream_mapping {
+                properties
+                    .user_properties
+                    .push(property(MAPPING_PROPERTY, mapping.name()));
+            }
         }
         let mut will = self.will.clone();
         if let (Some(will), false) = (will.as_mut(), v5) {
@@ -215,10 +263,10 @@ mod tests {
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         };
         let options = ClientOptions::new("localhost:1883")
             .client_id("c1")
@@ -237,6 +285,18 @@ mod tests {
         assert_eq!(c.properties.receive_maximum, Some(128));
         assert_eq!(c.properties.topic_alias_maximum, Some(16));
         assert_eq!(c.will, Some(will));
+
+        let ext = ClientOptions::new("localhost:1884")
+            .datagrams(true)
+            .stream_mapping(StreamMapping::Topic)
+            .connect_packet();
+        assert_eq!(
+            ext.properties.user_properties,
+            vec![
+                property(DATAGRAMS_PROPERTY, "on"),
+                property(MAPPING_PROPERTY, "topic")
+            ]
+        );
 
         let v3 = options.version(ProtocolVersion::V3_1_1).connect_packet();
         assert!(v3.properties.is_empty());

@@ -57,6 +57,8 @@ pub async fn run(
                         Event::DecodeError { conn, error } => broker.handle_decode_error(conn, &error, now),
                         // The broker answers with a Close output, which releases the outbox.
                         Event::Lost { conn } => broker.connection_lost(conn, now),
+                        Event::Login { conn, login } => broker.set_login(conn, login),
+                        Event::SetAcl { acl } => broker.set_acl(acl),
                         Event::StreamOpened { conn, stream } => broker.stream_opened(conn, stream),
                         Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
