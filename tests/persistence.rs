@@ -206,3 +206,37 @@ async fn a_graceful_restart_keeps_retained_sessions_queued_inflight_and_wills() 
     );
     broker.stop();
 }
+
+#[tokio::test]
+async fn a_damaged_store_is_moved_aside_and_the_broker_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("mqttd.redb"), vec![0xa5; 4096]).unwrap();
+    let log = dir.path().join("broker.log");
+    let broker = BrokerProcess::start(&data, &log, &[]);
+    let logged = broker.log_tail(20);
+    assert!(
+        logged.contains("THE STORE CANNOT BE READ"),
+        "logged loudly: {logged}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mqttd.redb.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // It works, and persists, on the fresh store.
+    let (mut publ, _) = Raw::connect(broker.addr, clean("p")).await.unwrap();
+    publ.send(&publish("r/x", "v", QoS::AtLeastOnce, true, Some(1)))
+        .await
+        .unwrap();
+    assert!(matches!(publ.next("PUBACK").await, Packet::PubAck(_)));
+    broker.stop();
+    let broker = BrokerProcess::start(&data, &log, &[]);
+    let (mut r, _) = Raw::connect(broker.addr, clean("r")).await.unwrap();
+    r.send(&subscribe("r/#", QoS::AtMostOnce)).await.unwrap();
+    assert!(matches!(r.next("SUBACK").await, Packet::SubAck(_)));
+    assert!(matches!(r.next("retained").await, Packet::Publish(_)));
+    broker.stop();
+}

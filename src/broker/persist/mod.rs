@@ -286,5 +286,6 @@ fn session_record(s: &Session, clock: &WallClock) -> SessionRecord {
         incoming_qos2,
         released,
         will: s.will.as_ref().map(|w| WillRecord::from_will(w, clock)),
+        username: s.username.clone(),
     }
 }

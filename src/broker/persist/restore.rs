@@ -70,6 +70,9 @@ impl Broker {
             };
             let client_id = ByteString::from(client_id);
             let sid = self.create_session(client_id.clone(), rec.version);
+            // The ACL rules follow the user name of the last connection (an ACL installed
+            // later resolves them again, see access.rs).
+            let rules = self.rules_for(rec.username.as_deref(), &client_id);
             for (filter, entry) in &rec.subscriptions {
                 self.insert_into_trie(sid, filter, entry.clone());
             }
@@ -77,6 +80,8 @@ impl Broker {
                 continue;
             };
             s.expiry_secs = rec.expiry_secs;
+            s.username = rec.username;
+            s.rules = rules;
             for (filter, entry) in rec.subscriptions {
                 s.subscriptions.insert((filter, entry.stream), entry);
             }
