@@ -300,7 +300,7 @@ async fn sigkill_under_qos1_and_qos2_load_loses_no_acknowledged_message() {
 
     let mut kills = Vec::new();
     for round in 0..ROUNDS {
-        let after = Duration::from_millis(300 + rng.below(900));
+        let after = Duration::from_millis(500 + rng.below(800));
         tokio::time::sleep(after).await;
         let delivered: u32 = shared.received.lock().unwrap().values().sum();
         let b = broker;
