@@ -1,5 +1,10 @@
 //! The broker task: owns the [`Broker`] state machine, feeds it events in batches, runs its
 //! timers and hands its outputs to connection outboxes and in-process handlers.
+//!
+//! With persistence, each batch's change set goes to the store writer (`crate::store::writer`)
+//! and the batch's outputs wait until the writer reports it committed: no PUBACK, PUBREC,
+//! PUBCOMP, CONNACK or delivery leaves before the state it reflects is on disk (`durability:
+//! off` excepted). A batch without changes goes out at once when nothing waits before it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
