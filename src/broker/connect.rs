@@ -125,10 +125,15 @@ impl Broker {
         let version = connect.protocol;
         let assigned = connect.client_id.is_empty();
         let client_id = if assigned {
-            // [MQTT-3.1.3-6] [MQTT-3.1.3-7]
-            let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
-            self.next_assigned_id += 1;
-            ByteString::from(id)
+            // [MQTT-3.1.3-6] [MQTT-3.1.3-7] unique: never the id of a session that exists,
+            // including one restored from the store (the counter restarts with the process).
+            loop {
+                let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
+                self.next_assigned_id += 1;
+                if !self.client_ids.contains_key(id.as_str()) {
+                    break ByteString::from(id);
+                }
+            }
         } else {
             // A copy: the decoded id points into the connection's read buffer, which the
             // session (and the client-id map) would otherwise keep alive for its lifetime.

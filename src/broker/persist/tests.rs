@@ -550,3 +550,20 @@ fn a_session_connected_at_the_crash_gets_its_will_and_expiry_from_the_restart() 
     m.advance(Duration::from_secs(21));
     assert!(!m.store.sessions.contains_key("w"));
 }
+
+#[test]
+fn assigned_client_ids_never_reuse_a_restored_session() {
+    let mut n = Node::new();
+    let mut c = persistent("", 600);
+    c.clean_start = true;
+    let conn = ConnId(n.next_conn);
+    let (first, _) = n.connect(c.clone());
+    assert_eq!(first, conn);
+    let first_id = n.broker.client_ids.keys().next().unwrap().clone();
+    let (mut m, report) = Node::restart(n.store.clone(), n.wall, Duration::from_secs(1));
+    assert_eq!(report.sessions, 1);
+    // The restarted broker counts connections from the same number again.
+    m.next_conn = conn.0;
+    m.connect(c);
+    assert_eq!(m.broker.client_ids.len(), 2, "a new id, not {first_id}");
+}
