@@ -240,3 +240,37 @@ async fn a_damaged_store_is_moved_aside_and_the_broker_starts() {
     assert!(matches!(r.next("retained").await, Packet::Publish(_)));
     broker.stop();
 }
+
+/// The embedding API persists too: a retained message published in-process (its `publish`
+/// returns after the commit) is there after the application restarts.
+#[tokio::test]
+async fn an_embedded_broker_keeps_what_its_application_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = |dir: &std::path::Path| {
+        let mut config = mqttd::Config::default();
+        config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
+        config.listeners.quic = None;
+        config.storage.data_dir = Some(dir.to_path_buf());
+        config.log.level = "warn".into();
+        mqttd::App::new(config)
+    };
+    let handle = app(dir.path()).start().await.unwrap();
+    let reached = handle
+        .publisher()
+        .publish("app/state", "on", QoS::AtLeastOnce, true)
+        .await
+        .unwrap();
+    assert_eq!(reached, 0);
+    handle.shutdown().await;
+
+    let handle = app(dir.path()).start().await.unwrap();
+    let addr = handle.tcp_addr().unwrap();
+    let (mut r, _) = Raw::connect(addr, clean("r")).await.unwrap();
+    r.send(&subscribe("app/#", QoS::AtLeastOnce)).await.unwrap();
+    assert!(matches!(r.next("SUBACK").await, Packet::SubAck(_)));
+    match r.next("retained").await {
+        Packet::Publish(p) => assert_eq!(payload(&p), "on"),
+        other => panic!("expected the retained message, got {other:?}"),
+    }
+    handle.shutdown().await;
+}

@@ -4,19 +4,21 @@
 //! With persistence, each batch's change set goes to the store writer (`crate::store::writer`)
 //! and the batch's outputs wait until the writer reports it committed: no PUBACK, PUBREC,
 //! PUBCOMP, CONNACK or delivery leaves before the state it reflects is on disk (`durability:
-//! off` excepted). A batch without changes goes out at once when nothing waits before it.
+//! off` excepted), and the embedding API's publish is answered likewise. A batch without
+//! changes goes out at once when nothing waits before it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use ahash::AHashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::event::Event;
 use super::outbox::Outbox;
 use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+use crate::codec::ReasonCode;
 use crate::config::Durability;
 use crate::store::writer::Writer;
 
@@ -34,6 +36,7 @@ pub async fn run(
     let mut batch = Vec::with_capacity(BATCH);
     let mut shutting_down = false;
     let mut held = Held::default();
+    let mut replies = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -86,7 +89,8 @@ pub async fn run(
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
                         }
                         Event::AppPublish { message, reply } => {
-                            let _ = reply.send(broker.app_publish(*message, now));
+                            // Answered with the batch's outputs: after the commit, like a PUBACK.
+                            replies.push((reply, broker.app_publish(*message, now)));
                         }
                         Event::Shutdown => {
                             broker.shutdown(now);
@@ -99,7 +103,10 @@ pub async fn run(
         }
         let now = Instant::now().into_std();
         broker.handle_timeout(now);
-        let outputs = broker.take_outputs();
+        let outputs = Released {
+            outputs: broker.take_outputs(),
+            replies: std::mem::take(&mut replies),
+        };
         match writer.as_mut() {
             None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty),
             Some(writer) => {
@@ -112,7 +119,7 @@ pub async fn run(
                 // still waiting (order per connection). `off` waits for nothing.
                 if writer.durability == Durability::Off || held.all_committed() {
                     dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
-                } else if !outputs.is_empty() {
+                } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
                     held.batches.push_back((held.ticket, outputs));
                 }
             }
@@ -137,8 +144,17 @@ struct Held {
     ticket: u64,
     /// The last ticket the writer reported committed.
     committed: u64,
-    batches: VecDeque<(u64, Vec<Output>)>,
+    batches: VecDeque<(u64, Released)>,
 }
+
+/// What one batch hands out: the broker's outputs, and the answers to the embedding API's
+/// publishes.
+struct Released {
+    outputs: Vec<Output>,
+    replies: Vec<(PublishReply, Result<usize, ReasonCode>)>,
+}
+
+type PublishReply = oneshot::Sender<Result<usize, ReasonCode>>;
 
 impl Held {
     /// Nothing waits: every change set sent is committed (so no output can depend on state
@@ -147,7 +163,7 @@ impl Held {
         self.batches.is_empty() && self.committed >= self.ticket
     }
 
-    fn release(&mut self, committed: u64) -> Vec<Vec<Output>> {
+    fn release(&mut self, committed: u64) -> Vec<Released> {
         self.committed = self.committed.max(committed);
         let mut ready = Vec::new();
         while let Some((ticket, _)) = self.batches.front() {
@@ -177,12 +193,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn dispatch(
-    outputs: Vec<Output>,
+    released: Released,
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
 ) {
-    for output in outputs {
+    for (reply, result) in released.replies {
+        let _ = reply.send(result);
+    }
+    for output in released.outputs {
         match output {
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {
