@@ -20,6 +20,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod server;
+pub mod store;
 pub mod topic;
 pub mod transport;
 

@@ -234,6 +234,7 @@ impl Broker {
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
+        self.filter_queue(sid);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),
@@ -294,7 +295,11 @@ impl Broker {
         p
     }
 
-    fn create_session(&mut self, client_id: ByteString, version: ProtocolVersion) -> SessionId {
+    pub(super) fn create_session(
+        &mut self,
+        client_id: ByteString,
+        version: ProtocolVersion,
+    ) -> SessionId {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);

@@ -48,9 +48,11 @@ impl Broker {
             if msg.payload.is_empty() {
                 // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
                 self.retained.remove(&msg.topic);
+                self.persist.retained_changed(&msg.topic, None);
             } else {
                 // [MQTT-3.3.1-5]
                 self.retained.insert(&msg.topic, msg.clone());
+                self.persist.retained_changed(&msg.topic, Some(&msg));
             }
         }
         self.route(msg, publisher, now)
@@ -113,6 +115,7 @@ impl Broker {
                 datagram: acc.datagram,
                 flow: Some(acc.flow),
                 priority: acc.priority,
+                seq: 0,
             };
             self.deliver(sid, delivery, now);
         }
@@ -155,6 +158,7 @@ impl Broker {
                     datagram: entry.datagram,
                     flow: Some(ByteString::from(&*first_filter)),
                     priority: entry.priority,
+                    seq: 0,
                 };
                 self.deliver(sid, delivery, now);
             }
@@ -195,10 +199,11 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
-    pub(super) fn deliver(&mut self, sid: SessionId, delivery: Delivery, now: Instant) {
+    pub(super) fn deliver(&mut self, sid: SessionId, mut delivery: Delivery, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        delivery.seq = self.persist.next_seq();
         let conn = session
             .conn
             .and_then(|c| self.conns.get(&c).map(|state| (c, state)));

@@ -356,3 +356,41 @@ fn reloading_the_acl_applies_to_existing_sessions() {
     h.publish(publisher, "a/3", "x", QoS::AtMostOnce, false);
     assert_eq!(publishes(&h.recv(sub)).len(), 1);
 }
+
+#[test]
+fn a_restored_session_queues_until_its_user_is_known_then_filters() {
+    for (user, expected) in [("bob", 1), ("eve", 0)] {
+        let mut h = with_acl(ACL);
+        let mut connect = connect_packet("b1", V5);
+        connect.clean_start = false;
+        connect.properties.session_expiry_interval = Some(3600);
+        let bob = Login::Accepted {
+            username: Some("bob".into()),
+        };
+        let (conn, _) = login_connect(&mut h, connect.clone(), bob);
+        assert_eq!(
+            h.subscribe(conn, "alice/#", QoS::AtLeastOnce),
+            [ReasonCode(1)]
+        );
+        h.lose(conn);
+        // As after a restart: the store keeps no user name, so no rules yet.
+        let sid = h.broker.client_ids[&ByteString::from("b1")];
+        let session = h.broker.sessions.get_mut(&sid).unwrap();
+        session.rules = None;
+        session.username = None;
+        let alice = as_user(&mut h, "a1", Some("alice"), V5);
+        h.publish(alice, "alice/news", "queued", QoS::AtLeastOnce, false);
+        h.recv(alice);
+        assert_eq!(h.broker.sessions.get(&sid).unwrap().queue.len(), 1);
+        // The user who comes back decides what of the queue it gets.
+        let login = Login::Accepted {
+            username: Some(user.into()),
+        };
+        let conn = h.open();
+        h.broker.set_login(conn, login);
+        h.send(conn, Packet::Connect(Box::new(connect)));
+        let got = h.recv(conn);
+        assert!(matches!(&got[0], Packet::ConnAck(a) if a.session_present));
+        assert_eq!(publishes(&got).len(), expected, "{user}");
+    }
+}
