@@ -431,6 +431,58 @@ async fn mutual_tls_on_mqtts_uses_the_certificate_identity_for_the_acl() {
             .is_err()
     );
 
+    // The bundled client over MQTTS (Transport::Mqtts) and `mqttd pub --mqtts --cert --key`.
+    let mut options = ClientOptions::new(addr.to_string())
+        .transport(Transport::Mqtts(QuicOptions {
+            ca_file: Some(server_cert.clone()),
+            insecure: false,
+            server_name: None,
+        }))
+        .client_id("s7-bundled");
+    options.client_cert = Some(ClientCert {
+        cert: cert.clone(),
+        key: key.clone(),
+    });
+    let (bundled, _) = within(
+        "MQTTS connect",
+        mqttd::client::Client::connect(options.clone()),
+    )
+    .await
+    .unwrap();
+    bundled
+        .publish("sensors/7/b", "bundled", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        &within("bundled", sensor.recv()).await.unwrap().payload[..],
+        b"bundled"
+    );
+    bundled.disconnect().await.unwrap();
+    options.client_cert = None;
+    assert!(mqttd::client::Client::connect(options).await.is_err());
+    let (port, cafile) = (addr.port().to_string(), server_cert.display().to_string());
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_mqttd"))
+            .args([
+                "pub", "--mqtts", "-p", &port, "--cafile", &cafile, "--cert", &c, "--key", &k,
+            ])
+            .args(["-t", "sensors/7/cli", "-m", "cli", "-q", "1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        &within("mqttd pub", sensor.recv()).await.unwrap().payload[..],
+        b"cli"
+    );
+
     // mosquitto over OpenSSL with the same client certificate, when installed.
     if have_mosquitto_clients() {
         let args: Vec<String> = vec![

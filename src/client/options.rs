@@ -20,6 +20,8 @@ pub const MQTT_ALPN: &[u8] = b"mqtt";
 pub const DEFAULT_TCP_PORT: u16 = 1883;
 /// Default UDP port of mqttd's MQTT over QUIC.
 pub const DEFAULT_QUIC_PORT: u16 = 1884;
+/// The usual port of MQTT over TCP + TLS (MQTTS).
+pub const DEFAULT_MQTTS_PORT: u16 = 8883;
 
 /// The network under the MQTT connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +32,8 @@ pub enum Transport {
     /// MQTT over QUIC (TLS 1.3, ALPN `mqtt`): one bidirectional stream carries the MQTT
     /// connection, and more may be opened with `Client::open_stream`.
     Quic(QuicOptions),
+    /// MQTT over TCP + TLS 1.3 (MQTTS), with the same trust settings as QUIC.
+    Mqtts(QuicOptions),
 }
 
 /// TLS settings of the QUIC transport.
