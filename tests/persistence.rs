@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mqttd::codec::{Ack, Packet, Properties, QoS, Will};
+use mqttd::codec::{Ack, Packet, QoS, Will};
 use support::*;
 
 #[tokio::test]
@@ -112,10 +112,11 @@ async fn a_graceful_restart_keeps_retained_sessions_queued_inflight_and_wills() 
         payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: Properties {
+        properties: mqttd::codec::PropertyValues {
             will_delay_interval: Some(4),
             ..Default::default()
-        },
+        }
+        .into(),
     });
     let (wc, _) = Raw::connect(addr, w).await.unwrap();
     drop(wc);

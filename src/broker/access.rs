@@ -39,16 +39,9 @@ impl Broker {
     /// restored from the store (no user name known yet) get theirs when they reconnect.
     pub fn set_acl(&mut self, acl: Option<Arc<Acl>>) {
         let had_acl = self.acl.is_some();
-        let sids: Vec<SessionId> = self.client_ids.values().copied().collect();
-        for sid in sids {
-            let resolve = self
-                .sessions
-                .get(&sid)
-                .is_some_and(|s| s.rules.is_some() || (!had_acl && s.conn.is_some()));
-            if !resolve {
-                continue;
-            }
-            if let Some(session) = self.sessions.get_mut(&sid) {
+        for session in self.sessions.values_mut_untracked() {
+            // Sessions restored from the store (no rules, no connection) wait for their user.
+            if session.rules.is_some() || (!had_acl && session.conn.is_some()) {
                 session.rules = acl.as_ref().map(|a| {
                     Arc::new(a.rules_for(session.username.as_deref(), &session.client_id))
                 });

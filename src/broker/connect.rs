@@ -12,6 +12,7 @@ use super::output::CloseKind;
 use super::session::{Inflight, PendingWill, Session};
 use super::timers::Timer;
 use super::{Broker, ConnId, Message, SessionId, StreamId};
+use crate::codec::PropertyValues;
 use crate::codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use crate::topic;
 
@@ -129,7 +130,9 @@ impl Broker {
             self.next_assigned_id += 1;
             ByteString::from(id)
         } else {
-            connect.client_id.clone()
+            // A copy: the decoded id points into the connection's read buffer, which the
+            // session (and the client-id map) would otherwise keep alive for its lifetime.
+            ByteString::from(&*connect.client_id)
         };
         let username = self.conns.get(&conn).and_then(|c| c.username.clone());
         let rules = self.rules_for(username.as_deref(), &client_id);
@@ -272,12 +275,12 @@ impl Broker {
     fn connack_properties(&self, connect: &Connect, expiry: u32, requested: u32) -> Properties {
         let limits = &self.config.limits;
         let session = &self.config.session;
-        let mut p = Properties {
+        let mut p = Properties::from(PropertyValues {
             receive_maximum: Some(limits.receive_maximum),
             maximum_packet_size: Some(limits.max_packet_size),
             topic_alias_maximum: Some(limits.topic_alias_maximum).filter(|&m| m > 0),
-            ..Properties::default()
-        };
+            ..PropertyValues::default()
+        });
         if session.max_qos < 2 {
             p.maximum_qos = Some(session.max_qos);
         }
@@ -373,14 +376,18 @@ impl Broker {
 /// The properties a broker forwards with an application message [MQTT-3.3.2-17]
 /// [MQTT-3.3.2-18] [MQTT-3.3.2-20]: everything else is per hop.
 pub fn forwardable(p: Properties) -> Properties {
-    Properties {
+    if p.is_empty() {
+        return p;
+    }
+    let p = p.into_values();
+    Properties::from(PropertyValues {
         payload_format_indicator: p.payload_format_indicator,
         content_type: p.content_type,
         response_topic: p.response_topic,
         correlation_data: p.correlation_data,
         user_properties: p.user_properties,
-        ..Properties::default()
-    }
+        ..PropertyValues::default()
+    })
 }
 
 /// QoS granted for a requested QoS given the configured maximum.

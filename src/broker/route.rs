@@ -316,8 +316,13 @@ impl Broker {
         if version.is_v5() {
             publish.properties = msg.properties.clone();
             // [MQTT-3.3.2-6] the remaining lifetime, not the original interval.
-            publish.properties.message_expiry_interval = remaining;
-            publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+            // (Written only when present: an absent property set stays unallocated.)
+            if remaining.is_some() {
+                publish.properties.message_expiry_interval = remaining;
+            }
+            if !delivery.sub_ids.is_empty() {
+                publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+            }
         }
         let mut packet = Packet::Publish(publish);
         let dropped = if remaining == Some(0) {
@@ -401,10 +406,10 @@ pub(super) fn message_from(
     origin: ByteString,
     now: Instant,
 ) -> SharedMessage {
-    let mut properties = p.properties;
+    // `forwardable` drops the expiry interval; `expires_at` keeps it.
+    let properties = p.properties;
     let expires_at = properties
         .message_expiry_interval
-        .take()
         .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
     Arc::new(super::Message {
         topic,

@@ -100,8 +100,6 @@ pub struct ClientOptions {
     /// one round trip after the first packet. A server that refuses it gets everything again
     /// after the handshake. Default true.
     pub zero_rtt: bool,
-    /// QUIC: present this certificate to the server (mutual TLS). Default none.
-    pub client_cert: Option<ClientCert>,
     /// QUIC, MQTT 5.0: ask the server for our QoS 0 deliveries in DATAGRAM frames (CONNECT
     /// user property `quic-datagrams: on`, `proto-ext/datagrams.md`); the answer is in
     /// [`Connected::quic`](super::Connected::quic). Per subscription instead:
@@ -114,6 +112,8 @@ pub struct ClientOptions {
     /// or per topic (CONNECT user property `quic-stream-mapping`, `proto-ext/flows.md`
     /// section 7). Default `None`: the server's default (off on ALPN `mqtt`).
     pub stream_mapping: Option<StreamMapping>,
+    /// QUIC and MQTTS: present this certificate to the server (mutual TLS). Default none.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl ClientOptions {
@@ -138,10 +138,10 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             inbox_capacity: 1024,
             zero_rtt: true,
-            client_cert: None,
             receive_datagrams: false,
             send_datagrams: false,
             stream_mapping: None,
+            client_cert: None,
         }
     }
 
@@ -267,10 +267,10 @@ mod tests {
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         };
         let options = ClientOptions::new("localhost:1883")
             .client_id("c1")

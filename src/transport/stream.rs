@@ -24,6 +24,8 @@ const READ_CHUNK: usize = 4096;
 const IDLE_READ: usize = 256;
 /// A write buffer above this size is released after use instead of kept for the next batch.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+/// A batch at least this large marks a busy connection, which keeps its write buffer.
+const BUSY_BATCH: usize = 1024;
 
 /// Serves one connection over a single byte stream (TCP) until either side ends it.
 pub async fn serve<R, W>(
@@ -197,8 +199,11 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
             if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
                 return;
             }
+            // A busy connection keeps its buffer for the next batch; one that wrote a small
+            // batch (a CONNACK, a PINGRESP) is likely idle and gives it back.
+            let busy = buf.len() >= BUSY_BATCH;
             buf.clear();
-            if buf.capacity() > KEEP_WRITE_BUFFER {
+            if !busy || buf.capacity() > KEEP_WRITE_BUFFER {
                 buf = BytesMut::new();
             }
             if events
@@ -216,6 +221,11 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
         if batch.close.is_some() {
             return;
         }
-        spare = batch.transmits;
+        // Same for the transmit list: an idle connection holds no vector.
+        spare = if batch.transmits.len() > 1 {
+            batch.transmits
+        } else {
+            Vec::new()
+        };
     }
 }

@@ -191,10 +191,11 @@ pub fn persistent(client_id: &str, expiry: u32) -> Connect {
         protocol: V5,
         clean_start: false,
         keep_alive: 0,
-        properties: Properties {
+        properties: mqttd::codec::PropertyValues {
             session_expiry_interval: Some(expiry),
             ..Default::default()
-        },
+        }
+        .into(),
         client_id: client_id.into(),
         will: None,
         username: None,

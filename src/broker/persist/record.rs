@@ -408,7 +408,7 @@ impl<'a> Reader<'a> {
         let retain = self.bool()?;
         let expires_at_ms = self.opt(Reader::u64)?;
         let origin = self.opt(Reader::str)?;
-        let mut properties = crate::codec::Properties {
+        let mut values = crate::codec::PropertyValues {
             payload_format_indicator: self.opt(Reader::u8)?,
             content_type: self.opt(Reader::str)?,
             response_topic: self.opt(Reader::str)?,
@@ -417,8 +417,14 @@ impl<'a> Reader<'a> {
         };
         let n = self.count(8)?;
         for _ in 0..n {
-            properties.user_properties.push((self.str()?, self.str()?));
+            values.user_properties.push((self.str()?, self.str()?));
         }
+        // No allocation for a message without properties (codec::Properties).
+        let properties = if values == crate::codec::PropertyValues::default() {
+            crate::codec::Properties::default()
+        } else {
+            values.into()
+        };
         Ok(StoredMessage {
             message: Message {
                 topic,

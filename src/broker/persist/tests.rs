@@ -177,10 +177,11 @@ fn persistent(client_id: &str, expiry: u32) -> Connect {
         protocol: ProtocolVersion::V5,
         clean_start: false,
         keep_alive: 0,
-        properties: Properties {
+        properties: crate::codec::PropertyValues {
             session_expiry_interval: Some(expiry),
             ..Default::default()
-        },
+        }
+        .into(),
         client_id: client_id.into(),
         will: None,
         username: None,
@@ -228,14 +229,15 @@ fn sample_message() -> Message {
         payload: Bytes::from_static(b"\x00payload\xff"),
         qos: QoS::ExactlyOnce,
         retain: true,
-        properties: Properties {
+        properties: crate::codec::PropertyValues {
             payload_format_indicator: Some(1),
             content_type: Some("text/plain".into()),
             response_topic: Some("r/t".into()),
             correlation_data: Some(Bytes::from_static(b"corr")),
             user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
             ..Default::default()
-        },
+        }
+        .into(),
         expires_at: None,
         origin: Some("pub".into()),
     }
@@ -401,10 +403,11 @@ fn restart_restores_sessions_queues_inflight_qos2_state_retained_and_wills() {
         payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: Properties {
+        properties: crate::codec::PropertyValues {
             will_delay_interval: Some(30),
             ..Default::default()
-        },
+        }
+        .into(),
     });
     let (wc, _) = n.connect(w);
     n.lose(wc);
