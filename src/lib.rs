@@ -17,6 +17,8 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
 pub mod topic;
 pub mod transport;

@@ -173,5 +173,6 @@ impl Broker {
         for conn in conns {
             self.close_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now);
         }
+        self.reap(now);
     }
 }

@@ -67,6 +67,9 @@ pub struct Connection {
     /// waits in `held_will` until `Broker::handshake_confirmed`.
     pub will_on_hold: bool,
     pub held_will: Option<PendingWill>,
+    /// The broker closed the connection (a packet it could not take); nothing more is sent
+    /// and it is forgotten once the current event is handled.
+    pub closing: bool,
 }
 
 impl Connection {
@@ -97,6 +100,7 @@ impl Connection {
             flows: Default::default(),
             will_on_hold: false,
             held_will: None,
+            closing: false,
         }
     }
 

@@ -14,6 +14,7 @@ mod close;
 mod connect;
 mod connection;
 mod datagram;
+mod invariants;
 mod output;
 mod publish;
 mod route;
@@ -103,6 +104,9 @@ pub struct Broker {
     scratch: route::Scratch,
     auth: Option<Box<dyn EnhancedAuth>>,
     metrics: Metrics,
+    /// Connections closed by `send` (a packet they cannot take): forgotten by `reap` once the
+    /// event that caused it is handled.
+    doomed: Vec<ConnId>,
 }
 
 impl Broker {
@@ -125,6 +129,7 @@ impl Broker {
             scratch: route::Scratch::default(),
             auth: None,
             metrics: Metrics::default(),
+            doomed: Vec::new(),
         }
     }
 
@@ -179,6 +184,7 @@ impl Broker {
                 self.pump_queue(sid, now);
             }
         }
+        self.reap(now);
     }
 
     /// The network connection is gone (EOF, reset, I/O error) without a DISCONNECT packet.
@@ -189,10 +195,16 @@ impl Broker {
                 .close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
             self.drop_connection(conn, now);
         }
+        self.reap(now);
     }
 
     /// The transport could not decode what `conn` sent.
     pub fn handle_decode_error(&mut self, conn: ConnId, err: &DecodeError, now: Instant) {
+        self.decode_error(conn, err, now);
+        self.reap(now);
+    }
+
+    fn decode_error(&mut self, conn: ConnId, err: &DecodeError, now: Instant) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -215,6 +227,11 @@ impl Broker {
 
     /// A decoded packet from `conn`, received on `stream`.
     pub fn handle_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        self.dispatch_packet(conn, stream, packet, now);
+        self.reap(now);
+    }
+
+    fn dispatch_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -277,6 +294,14 @@ impl Broker {
                 Timer::SessionExpiry(sid) => self.check_session_expiry(sid, now),
             }
         }
+        self.reap(now);
+    }
+
+    /// Forgets the connections `send` closed while handling the last event.
+    pub(super) fn reap(&mut self, now: Instant) {
+        while let Some(conn) = self.doomed.pop() {
+            self.drop_connection(conn, now);
+        }
     }
 
     fn check_connection_deadline(&mut self, conn: ConnId, now: Instant) {
@@ -315,6 +340,9 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.closing {
+            return;
+        }
         if c.max_packet_size_out != u32::MAX
             && !matches!(packet, Packet::Publish(_))
             && crate::codec::encoded_len(&packet, c.version) > c.max_packet_size_out as usize
@@ -326,6 +354,8 @@ impl Broker {
             );
             self.out
                 .close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
+            c.closing = true;
+            self.doomed.push(conn);
             return;
         }
         c.unwritten += accounted_size(&packet, c.version);

@@ -234,6 +234,8 @@ impl Broker {
         if !topic::is_valid_topic_name(&message.topic) {
             return Err(ReasonCode::TOPIC_NAME_INVALID);
         }
-        Ok(self.publish_message(std::sync::Arc::new(message), None, now))
+        let reached = self.publish_message(std::sync::Arc::new(message), None, now);
+        self.reap(now);
+        Ok(reached)
     }
 }

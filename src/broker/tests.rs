@@ -1429,3 +1429,6 @@ fn per_topic_mapping_and_opt_out() {
 }
 #[path = "tests_transport_events.rs"]
 mod transport_events;
+
+#[path = "tests_fuzz.rs"]
+mod tests_fuzz;
