@@ -70,6 +70,10 @@ pub struct Connection {
     /// The broker closed the connection (a packet it could not take); nothing more is sent
     /// and it is forgotten once the current event is handled.
     pub closing: bool,
+    /// Over the connection limits: CONNECT is answered with CONNACK and this code.
+    pub refused: Option<crate::codec::ReasonCode>,
+    /// The IP address this connection counts against `max_connections_per_address`.
+    pub counted_ip: Option<std::net::IpAddr>,
 }
 
 impl Connection {
@@ -101,6 +105,8 @@ impl Connection {
             will_on_hold: false,
             held_will: None,
             closing: false,
+            refused: None,
+            counted_ip: None,
         }
     }
 

@@ -50,13 +50,52 @@ impl Broker {
             if s.queue.len() > limits.max_queued_messages {
                 return Err(format!("session {}: queue over its limit", sid.0));
             }
+            let bytes: usize = s.queue.iter().map(|d| d.size()).sum();
+            if bytes != s.queued_bytes || bytes > limits.max_queued_bytes {
+                return Err(format!(
+                    "session {}: {bytes} queued bytes, {} accounted",
+                    sid.0, s.queued_bytes
+                ));
+            }
             if s.incoming_qos2.len() > usize::from(limits.receive_maximum) {
                 return Err(format!(
                     "session {}: incoming QoS 2 over Receive Maximum",
                     sid.0
                 ));
             }
+            if s.subscriptions.len() > limits.max_subscriptions {
+                return Err(format!("session {}: subscriptions over the limit", sid.0));
+            }
             subscriptions += s.subscriptions.len();
+        }
+        if self.sessions.len() > limits.max_sessions {
+            return Err(format!("{} sessions over the limit", self.sessions.len()));
+        }
+        let admitted = self.conns.values().filter(|c| c.refused.is_none()).count();
+        if admitted > limits.max_connections || self.conns.len() - admitted != self.refused_pending
+        {
+            return Err(format!(
+                "{admitted} admitted connections, {} refused pending",
+                self.refused_pending
+            ));
+        }
+        let mut per_address: ahash::AHashMap<std::net::IpAddr, usize> = Default::default();
+        for c in self.conns.values() {
+            if let Some(ip) = c.counted_ip {
+                *per_address.entry(ip).or_default() += 1;
+            }
+        }
+        if per_address != self.per_address {
+            return Err("per-address connection counts disagree".into());
+        }
+        if self.retained.len() > limits.max_retained_messages
+            || self.retained_bytes > limits.max_retained_bytes
+        {
+            return Err(format!(
+                "{} retained messages, {} bytes: over the limits",
+                self.retained.len(),
+                self.retained_bytes
+            ));
         }
         if self.client_ids.len() != self.sessions.len() {
             return Err(format!(

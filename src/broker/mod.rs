@@ -15,6 +15,7 @@ mod connect;
 mod connection;
 mod datagram;
 mod invariants;
+mod limits;
 mod output;
 mod publish;
 mod route;
@@ -82,6 +83,24 @@ pub struct Metrics {
     pub datagrams_dropped: u64,
     /// QUIC connections whose client changed address (connection migration).
     pub migrations: u64,
+    /// Connections refused by `max_connections` / `max_connections_per_address` (CONNACK 0x97
+    /// or, in a flood, closed without an answer).
+    pub connections_refused: u64,
+    /// CONNECTs refused because `max_sessions` sessions exist (CONNACK 0x97).
+    pub sessions_refused: u64,
+    /// Subscriptions refused by `max_subscriptions` (SUBACK 0x97).
+    pub subscriptions_refused: u64,
+    /// Retained messages not stored because of `max_retained_messages` / `max_retained_bytes`.
+    pub retained_refused: u64,
+    /// QUIC streams refused because the client opened them too fast.
+    pub streams_refused: u64,
+    /// QUIC datagrams dropped because the client sent them too fast.
+    pub datagrams_rate_limited: u64,
+    /// Connections closed because they did not read what they were sent (output overflow).
+    pub output_overflows: u64,
+    /// Connections closed for a malformed packet or a protocol error (DISCONNECT 0x81/0x82 or
+    /// the 3.1.1 close).
+    pub protocol_errors: u64,
 }
 
 /// The sans-IO broker.
@@ -107,6 +126,12 @@ pub struct Broker {
     /// Connections closed by `send` (a packet they cannot take): forgotten by `reap` once the
     /// event that caused it is handled.
     doomed: Vec<ConnId>,
+    /// Admitted connections per IP address (`limits.max_connections_per_address`).
+    per_address: AHashMap<std::net::IpAddr, usize>,
+    /// Connections over the limits kept only to answer CONNECT with CONNACK 0x97.
+    refused_pending: usize,
+    /// Payload and topic bytes of the retained store (`limits.max_retained_bytes`).
+    retained_bytes: usize,
 }
 
 impl Broker {
@@ -130,6 +155,9 @@ impl Broker {
             auth: None,
             metrics: Metrics::default(),
             doomed: Vec::new(),
+            per_address: AHashMap::new(),
+            refused_pending: 0,
+            retained_bytes: 0,
         }
     }
 
@@ -166,8 +194,31 @@ impl Broker {
     }
 
     /// A new network connection; it must send CONNECT within the configured timeout.
+    ///
+    /// Over `max_connections` or `max_connections_per_address` it is kept only to answer its
+    /// CONNECT with CONNACK 0x97 (see `limits.rs`).
     pub fn connection_opened(&mut self, conn: ConnId, peer: String, now: Instant) {
-        self.conns.insert(conn, Connection::new(peer, now));
+        let ip = limits::peer_ip(&peer);
+        let mut c = Connection::new(peer, now);
+        match self.admit(ip) {
+            Ok(()) => {
+                if let Some(ip) = ip {
+                    *self.per_address.entry(ip).or_default() += 1;
+                }
+                c.counted_ip = ip;
+            }
+            Err(code) => {
+                self.metrics.connections_refused += 1;
+                tracing::debug!(conn = conn.0, peer = %c.peer, "connection over the limits");
+                if self.refused_pending >= limits::MAX_REFUSED_PENDING {
+                    self.out.close(conn, CloseKind::Abnormal(code));
+                    return;
+                }
+                self.refused_pending += 1;
+                c.refused = Some(code);
+            }
+        }
+        self.conns.insert(conn, c);
         let at = now + self.connect_timeout();
         self.timers.schedule(at, Timer::Connection(conn));
     }

@@ -1432,3 +1432,6 @@ mod transport_events;
 
 #[path = "tests_fuzz.rs"]
 mod tests_fuzz;
+
+#[path = "tests_limits.rs"]
+mod tests_limits;

@@ -78,6 +78,14 @@ pub(super) fn config(selector: u8) -> Config {
         l.max_queued_messages = 3;
         l.max_keep_alive = 5;
         l.connect_timeout_secs = 2;
+        l.max_connections = 3;
+        l.max_connections_per_address = 2;
+        l.max_sessions = 3;
+        l.max_subscriptions = 3;
+        l.max_queued_bytes = 200;
+        l.max_retained_messages = 2;
+        l.max_retained_bytes = 300;
+        l.max_topic_levels = 4;
         config.session.max_session_expiry_secs = 30;
     }
     if selector & 2 != 0 {

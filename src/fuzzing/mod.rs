@@ -17,8 +17,11 @@ pub use codec::codec_decode;
 pub use datagram::datagram;
 pub use flow::flow_header;
 
+/// A fuzz target's entry function.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/corpus/<name>/` and `fuzz/fuzz_targets/<name>.rs` use.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("codec_decode", codec_decode),
     ("broker_session", broker_session),
     ("flow_header", flow_header),
