@@ -73,10 +73,12 @@ impl Broker {
         self.metrics.streams_refused += 1;
     }
 
-    /// QUIC: the transport dropped a datagram of `conn` (over `quic_datagrams_per_sec`).
-    pub fn datagram_rate_limited(&mut self, conn: ConnId) {
-        let _ = conn;
-        self.metrics.datagrams_rate_limited += 1;
+    /// QUIC: the transport dropped `count` datagrams of `conn` (over `quic_datagrams_per_sec`).
+    pub fn datagrams_rate_limited(&mut self, conn: ConnId, count: u64) {
+        if let Some(c) = self.conns.get(&conn) {
+            tracing::debug!(conn = conn.0, peer = %c.peer, count, "datagrams dropped: sent too fast");
+        }
+        self.metrics.datagrams_rate_limited += count;
     }
 
     /// The transport holds more unwritten packets for `conn` than it will keep: the client

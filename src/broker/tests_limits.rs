@@ -269,7 +269,7 @@ fn transport_refusals_are_counted_and_an_output_overflow_closes() {
     let mut h = Harness::new();
     let conn = h.connect("q", V5);
     h.broker.quic_stream_refused(conn);
-    h.broker.datagram_rate_limited(conn);
+    h.broker.datagrams_rate_limited(conn, 3);
     h.broker.output_overflow(conn, h.now);
     h.pump();
     assert!(h.closed.contains(&conn));
@@ -281,7 +281,7 @@ fn transport_refusals_are_counted_and_an_output_overflow_closes() {
             m.output_overflows,
             m.connections
         ),
-        (1, 1, 1, 0)
+        (1, 3, 1, 0)
     );
     // A malformed packet is counted as a protocol error.
     let bad = h.connect("bad", V5);

@@ -319,7 +319,7 @@ impl Sim {
     fn misc(&mut self, slot: usize, what: u8) {
         let conn = self.slots[slot].as_ref().map(|s| s.conn);
         let now = self.now;
-        match (what % 6, conn) {
+        match (what % 9, conn) {
             (0, Some(conn)) => {
                 self.broker
                     .peer_address_changed(conn, format!("quic:10.1.0.{what}:1"), now)
@@ -348,6 +348,9 @@ impl Sim {
                     QoS::AtMostOnce,
                 );
             }
+            (5, Some(conn)) => self.broker.output_overflow(conn, now),
+            (6, Some(conn)) => self.broker.quic_stream_refused(conn),
+            (7, Some(conn)) => self.broker.datagrams_rate_limited(conn, u64::from(what)),
             _ => {}
         }
     }

@@ -46,6 +46,11 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                         Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
                         Event::DatagramMalformed { conn } => broker.datagram_malformed(conn),
+                        Event::StreamRefused { conn } => broker.quic_stream_refused(conn),
+                        Event::DatagramsRateLimited { conn, count } => {
+                            broker.datagrams_rate_limited(conn, count)
+                        }
+                        Event::OutputOverflow { conn } => broker.output_overflow(conn, now),
                         Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
                         Event::StreamError { conn, stream, error } => {
                             broker.handle_stream_error(conn, stream, &error, now)
@@ -96,12 +101,44 @@ fn dispatch(
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
 ) {
+    // Connections whose writer is too far behind are closed by the broker, whose Close
+    // output is handed over in a second round.
+    let mut overflowed = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            if overflowed.is_empty() {
+                break;
+            }
+            let now = Instant::now().into_std();
+            for conn in overflowed.drain(..) {
+                broker.output_overflow(conn, now);
+            }
+        }
+        dispatch_outputs(broker, outboxes, handlers, dirty, &mut overflowed);
+    }
+    for conn in dirty.drain(..) {
+        if let Some(outbox) = outboxes.get(&conn) {
+            outbox.wake();
+        }
+    }
+}
+
+fn dispatch_outputs(
+    broker: &mut Broker,
+    outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
+    handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
+    dirty: &mut Vec<ConnId>,
+    overflowed: &mut Vec<ConnId>,
+) {
     for output in broker.take_outputs() {
         match output {
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {
                     dirty.push(t.conn);
-                    outbox.push(t);
+                    let conn = t.conn;
+                    if !outbox.push(t) {
+                        overflowed.push(conn);
+                    }
                 }
             }
             Output::Close { conn, kind } => {
@@ -133,11 +170,6 @@ fn dispatch(
                     }
                 }
             }
-        }
-    }
-    for conn in dirty.drain(..) {
-        if let Some(outbox) = outboxes.get(&conn) {
-            outbox.wake();
         }
     }
 }
