@@ -37,13 +37,69 @@ pub struct Tls {
     pub key: Option<PathBuf>,
 }
 
-/// Where the broker keeps its files.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Where the broker keeps its files, and how it persists its state (see `crate::store`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// The data directory (generated certificate). Default: `$XDG_DATA_HOME/mqttd`, else
-    /// `$HOME/.local/share/mqttd`, else `./mqttd-data`.
+    /// The data directory (generated certificate, the store `mqttd.redb`). Default:
+    /// `$XDG_DATA_HOME/mqttd`, else `$HOME/.local/share/mqttd`, else `./mqttd-data`.
     pub data_dir: Option<PathBuf>,
+    /// Keep retained messages and persistent sessions in the data directory so they survive a
+    /// restart or a crash. `false` runs purely in memory. Default true.
+    pub persistence: bool,
+    /// When acknowledgements wait for the disk. Default batched.
+    pub durability: Durability,
+    /// Milliseconds between commits in `batched` and `off` modes. 1..=10000, default 5.
+    pub batch_ms: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage {
+            data_dir: None,
+            persistence: true,
+            durability: Durability::Batched,
+            batch_ms: 5,
+        }
+    }
+}
+
+/// How the store commits, and whether acknowledgements wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every batch of events the broker handles is committed with fsync before any of its
+    /// outputs (PUBACK, PUBREC, CONNACK, deliveries) leave.
+    Fsync,
+    /// Changes are grouped for `batch_ms` and committed with one fsync; outputs wait for the
+    /// commit that covers them.
+    #[default]
+    Batched,
+    /// Outputs leave at once; changes are committed (with fsync) every `batch_ms`. A crash
+    /// loses up to `batch_ms` of acknowledged changes.
+    Off,
+}
+
+impl Durability {
+    pub const NAMES: &'static [&'static str] = &["fsync", "batched", "off"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Fsync => "fsync",
+            Durability::Batched => "batched",
+            Durability::Off => "off",
+        }
+    }
+
+    /// Parses a `--durability` value.
+    pub fn parse(text: &str) -> Option<Durability> {
+        match text {
+            "fsync" => Some(Durability::Fsync),
+            "batched" => Some(Durability::Batched),
+            "off" => Some(Durability::Off),
+            _ => None,
+        }
+    }
 }
 
 impl Storage {
@@ -403,6 +459,9 @@ impl Config {
                 1024..=u32::MAX.into(),
             ),
         ];
+        if !(1..=10_000).contains(&self.storage.batch_ms) {
+            return fail("storage.batch_ms", &self.storage.batch_ms, "1..=10000");
+        }
         for (key, value, range) in ranges {
             if !range.contains(&value) {
                 return fail(key, &value, &format!("{}..={}", range.start(), range.end()));
@@ -650,6 +709,20 @@ storage:
   # The broker's data directory; null means $XDG_DATA_HOME/mqttd, else
   # $HOME/.local/share/mqttd, else ./mqttd-data (--data-dir overrides it).
   data_dir: null
+  # Keep retained messages and persistent sessions (subscriptions, queued and inflight QoS 1/2
+  # messages, pending wills, expiry) in <data_dir>/mqttd.redb, so they survive a restart and a
+  # crash. false runs purely in memory (--in-memory).
+  persistence: true
+  # When acknowledgements wait for the disk (--durability):
+  #   fsync:   each batch of events is committed with fsync before its PUBACK/PUBREC/CONNACK
+  #            and deliveries leave (slowest, nothing acknowledged is ever lost);
+  #   batched: changes are grouped for batch_ms and committed with one fsync; outputs wait
+  #            for that commit (nothing acknowledged is lost, acks wait up to batch_ms);
+  #   off:     outputs leave at once, changes are committed every batch_ms (a crash loses up
+  #            to batch_ms of acknowledged changes).
+  durability: batched
+  # Milliseconds between commits in batched and off modes. 1..=10000.
+  batch_ms: 5
 
 quic:
   # Seconds a QUIC handshake may take. 1..=3600.
@@ -763,7 +836,15 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
         "tls",
         &[("cert", Kind::OptionalPath), ("key", Kind::OptionalPath)],
     ),
-    ("storage", &[("data_dir", Kind::OptionalPath)]),
+    (
+        "storage",
+        &[
+            ("data_dir", Kind::OptionalPath),
+            ("persistence", Kind::Bool),
+            ("durability", Kind::Choice(Durability::NAMES)),
+            ("batch_ms", U64),
+        ],
+    ),
     (
         "quic",
         &[
@@ -1622,6 +1703,21 @@ log:
             }
         }
     }
+    #[test]
+    fn storage_keys() {
+        let config =
+            load("storage:\n  persistence: false\n  durability: fsync\n  batch_ms: 20\n").unwrap();
+        assert!(!config.storage.persistence);
+        assert_eq!(config.storage.durability, Durability::Fsync);
+        assert_eq!(config.storage.batch_ms, 20);
+        let err = load("storage:\n  batch_ms: 0\n").unwrap_err().to_string();
+        assert!(err.contains("storage.batch_ms: invalid value 0"), "{err}");
+        let err = load("storage:\n  durability: never\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.durability"), "{err}");
+    }
+
     #[test]
     fn zero_rtt_migration_and_mqtts_keys() {
         let config = Config::default();

@@ -20,6 +20,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod server;
+pub mod store;
 pub mod topic;
 pub mod transport;
 

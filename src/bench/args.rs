@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::ArgAction;
 use serde::Serialize;
 
-use crate::client::{ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT};
+use crate::client::{
+    ClientOptions, QuicOptions, StreamMapping, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT,
+};
 use crate::codec::{ProtocolVersion, QoS};
 
 use super::payload::HEADER_LEN;
@@ -54,9 +56,6 @@ pub enum TransportKind {
 }
 
 /// How a QUIC client carries its MQTT traffic.
-///
-/// Extension point: the datagram mode, once the client supports it, is one more variant here
-/// and one more arm in `lane::open` (it must not be offered before it works).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QuicMode {
@@ -64,6 +63,12 @@ pub enum QuicMode {
     Single,
     /// Each client publishes or subscribes on a data stream of its own (`open_stream`).
     Multi,
+    /// Subscribers take deliveries on server-initiated streams, one per topic (CONNECT user
+    /// property `quic-stream-mapping: topic`, MQTT 5); publishers use the control stream.
+    Topics,
+    /// QoS 0 in QUIC datagrams both ways (`quic-datagrams: on`, MQTT 5); what does not fit
+    /// a datagram goes on the control stream.
+    Datagram,
 }
 
 /// Examples shown by `mqttd bench --help`.
@@ -166,9 +171,18 @@ pub struct BenchArgs {
     /// Receive Maximum of the subscribers (MQTT 5): QoS 1/2 deliveries in flight to each.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
     pub receive_maximum: u16,
+    /// Clients connect with Clean Start 0 and this Session Expiry Interval (persistent
+    /// sessions: a broker that persists stores what is queued for them) [default: clean
+    /// sessions].
+    #[arg(long, value_name = "SECS")]
+    pub session_expiry: Option<u32>,
     /// Process id of the broker (same machine): report its CPU time and memory.
     #[arg(long, value_name = "PID")]
     pub broker_pid: Option<u32>,
+    /// Also report delivery latency per topic (per publisher): fan-in and pairs, up to 64
+    /// publishers.
+    #[arg(long)]
+    pub per_topic: bool,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -212,7 +226,11 @@ pub struct Plan {
     pub topic: String,
     pub drain: Duration,
     pub receive_maximum: u16,
+    /// Persistent sessions (Clean Start 0) with this expiry.
+    pub session_expiry: Option<u32>,
     pub broker_pid: Option<u32>,
+    /// Latency per publisher's topic.
+    pub per_topic: bool,
     pub json: bool,
     pub progress: bool,
     /// Distinguishes this run's client ids, topics and publisher ids from another's.
@@ -233,6 +251,26 @@ impl Plan {
             if args.cafile.is_some() || args.insecure {
                 return Err("--cafile and --insecure need --transport quic".into());
             }
+        }
+        let mode = args.quic_mode.unwrap_or(QuicMode::Single);
+        if quic && matches!(mode, QuicMode::Topics | QuicMode::Datagram) && !args.version.is_v5() {
+            return Err(format!(
+                "--quic-mode {} is negotiated with MQTT 5 user properties: use -V 5",
+                if mode == QuicMode::Topics {
+                    "topics"
+                } else {
+                    "datagram"
+                }
+            ));
+        }
+        if quic && mode == QuicMode::Datagram && args.qos != QoS::AtMostOnce {
+            return Err("--quic-mode datagram carries QoS 0 only: use -q 0".into());
+        }
+        if args.per_topic
+            && !(matches!(args.scenario, Scenario::FanIn | Scenario::Pairs)
+                && args.clients.unwrap_or(4) <= 64)
+        {
+            return Err("--per-topic is for fan-in and pairs with at most 64 publishers".into());
         }
         if args.size < HEADER_LEN {
             return Err(format!(
@@ -319,7 +357,9 @@ impl Plan {
             topic,
             drain: args.drain,
             receive_maximum: args.receive_maximum,
+            session_expiry: args.session_expiry,
             broker_pid: args.broker_pid,
+            per_topic: args.per_topic,
             json: args.json,
             progress: !args.quiet,
             run_id,
@@ -372,8 +412,16 @@ impl Plan {
         options.username = self.username.clone();
         options.password = self.password.clone().map(Into::into);
         options.receive_maximum = self.receive_maximum;
+        if let Some(secs) = self.session_expiry {
+            options = options.clean_start(false).session_expiry(secs);
+        }
         if let Some(quic) = &self.quic {
             options.transport = Transport::Quic(quic.clone());
+        }
+        match self.quic_mode {
+            Some(QuicMode::Datagram) => options = options.datagrams(true),
+            Some(QuicMode::Topics) => options = options.stream_mapping(StreamMapping::Topic),
+            _ => {}
         }
         options
     }
@@ -383,6 +431,8 @@ impl Plan {
         let transport = match self.quic_mode {
             Some(QuicMode::Single) => "QUIC single-stream".to_owned(),
             Some(QuicMode::Multi) => "QUIC multi-stream".to_owned(),
+            Some(QuicMode::Topics) => "QUIC per-topic server streams".to_owned(),
+            Some(QuicMode::Datagram) => "QUIC datagrams".to_owned(),
             None => "TCP".to_owned(),
         };
         let version = match self.version {
@@ -590,6 +640,21 @@ mod tests {
     }
 
     #[test]
+    fn per_topic_streams_and_datagrams_set_the_client_options() {
+        let quic = ["fan-in", "--transport", "quic", "--insecure", "--quic-mode"];
+        let p = plan(&[&quic[..], &["topics", "--per-topic"]].concat()).unwrap();
+        assert!(p.per_topic);
+        let o = p.client_options("x".into());
+        assert_eq!(o.stream_mapping, Some(StreamMapping::Topic));
+        assert!(!o.receive_datagrams && !o.send_datagrams);
+        assert!(p.describe().contains("per-topic server streams"));
+        let o = plan(&[&quic[..], &["datagram"]].concat())
+            .unwrap()
+            .client_options("x".into());
+        assert!(o.receive_datagrams && o.send_datagrams && o.stream_mapping.is_none());
+    }
+
+    #[test]
     fn bad_combinations_are_refused() {
         for (line, why) in [
             (&["fan-in", "--quic-mode", "multi"][..], "--quic-mode needs"),
@@ -598,6 +663,31 @@ mod tests {
             (&["fan-in", "--hold", "3"][..], "--hold is for"),
             (&["conn", "-n", "3"][..], "do not apply"),
             (&["fan-in", "-t", "a/#"][..], "without wildcards"),
+            (
+                &[
+                    "fan-in",
+                    "--transport",
+                    "quic",
+                    "--quic-mode",
+                    "datagram",
+                    "-q",
+                    "1",
+                ][..],
+                "QoS 0 only",
+            ),
+            (
+                &[
+                    "fan-in",
+                    "--transport",
+                    "quic",
+                    "--quic-mode",
+                    "topics",
+                    "-V",
+                    "311",
+                ][..],
+                "use -V 5",
+            ),
+            (&["fan-out", "--per-topic"][..], "--per-topic is for"),
         ] {
             let error = plan(line).unwrap_err();
             assert!(error.contains(why), "{line:?}: {error}");
@@ -610,7 +700,7 @@ mod tests {
             &["fan-in", "-d", "-1"],
             &["fan-in", "--inflight", "0"],
             &["fan-in", "--transport", "datagram"],
-            &["fan-in", "--transport", "quic", "--quic-mode", "datagram"],
+            &["fan-in", "--transport", "quic", "--quic-mode", "diagonal"],
             &[
                 "fan-in",
                 "--transport",

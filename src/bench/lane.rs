@@ -1,8 +1,8 @@
 //! A bench client's way to the broker: the MQTT connection itself (TCP, QUIC single-stream) or a
 //! QUIC data stream of its own (multi-stream). Publishers and subscribers only see a [`Lane`].
 //!
-//! Adding a transport mode (QUIC datagrams, when the client has them) means one more
-//! [`QuicMode`] variant, one more arm in [`open`] and one more [`Lane`] variant.
+//! A transport mode is a [`QuicMode`] variant, client options (`Plan::client_options`) and an
+//! arm in [`open`]; per-topic server streams and datagrams need no lane of their own.
 
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,11 @@ pub async fn open(
     let (client, _connack) = Client::connect(options).await?;
     let setup = started.elapsed();
     let lane = match plan.quic_mode {
-        None | Some(QuicMode::Single) => Lane::Control(client),
+        // Per-topic streams are the server's to open, datagrams are no stream: both use the
+        // control stream for everything else.
+        None | Some(QuicMode::Single | QuicMode::Topics | QuicMode::Datagram) => {
+            Lane::Control(client)
+        }
         Some(QuicMode::Multi) => match client.open_stream().await {
             Ok(stream) => Lane::Stream { stream, client },
             Err(e) => {
@@ -88,5 +92,12 @@ impl Lane {
             }
         };
         client.disconnect().await
+    }
+}
+
+/// The client's QUIC extension counters, for the report (datagrams sent and fallen back).
+pub fn quic_stats(lane: &Lane) -> crate::client::QuicStats {
+    match lane {
+        Lane::Control(client) | Lane::Stream { client, .. } => client.quic_stats(),
     }
 }

@@ -34,6 +34,8 @@ pub struct Report {
     pub idle: Option<IdleStats>,
     /// With --broker-pid.
     pub broker: Option<BrokerStats>,
+    /// QUIC: datagrams and server streams the clients saw.
+    pub quic: Option<QuicExtStats>,
     pub generator: GeneratorStats,
     pub errors: Vec<ErrorCount>,
 }
@@ -87,6 +89,36 @@ pub struct DeliveryStats {
     pub rate_per_s: f64,
     /// Publish (payload timestamp) to receipt.
     pub latency_us: Option<Percentiles>,
+    /// With --per-topic: the same per publisher's topic.
+    pub per_topic: Option<Vec<TopicLatency>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicLatency {
+    pub topic: String,
+    pub latency_us: Option<Percentiles>,
+}
+
+/// What the QUIC extensions carried, summed over the bench's clients.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct QuicExtStats {
+    pub datagrams_sent: u64,
+    pub datagrams_fallback: u64,
+    pub datagrams_received: u64,
+    pub datagrams_dropped: u64,
+    pub server_streams: u64,
+}
+
+impl QuicExtStats {
+    pub fn sum(stats: impl Iterator<Item = crate::client::QuicStats>) -> QuicExtStats {
+        stats.fold(QuicExtStats::default(), |a, s| QuicExtStats {
+            datagrams_sent: a.datagrams_sent + s.datagrams_sent,
+            datagrams_fallback: a.datagrams_fallback + s.datagrams_fallback,
+            datagrams_received: a.datagrams_received + s.datagrams_received,
+            datagrams_dropped: a.datagrams_dropped + s.datagrams_dropped,
+            server_streams: a.server_streams + s.server_streams,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +181,7 @@ impl Report {
             delivery: None,
             idle: None,
             broker: None,
+            quic: None,
             generator,
             errors: Vec::new(),
         }
@@ -208,6 +241,26 @@ impl Report {
                     human_micros(l.max)
                 );
             }
+            for t in d.per_topic.iter().flatten() {
+                if let Some(l) = &t.latency_us {
+                    let _ = writeln!(
+                        out,
+                        "    {:<20} {} msgs  p50 {}  p99 {}  max {}",
+                        t.topic,
+                        l.count,
+                        human_micros(l.p50),
+                        human_micros(l.p99),
+                        human_micros(l.max)
+                    );
+                }
+            }
+        }
+        if let Some(q) = &self.quic {
+            let _ = writeln!(
+                out,
+                "  quic         datagrams sent {} (fell back {}), received {} (dropped {}); server streams {}",
+                q.datagrams_sent, q.datagrams_fallback, q.datagrams_received, q.datagrams_dropped, q.server_streams
+            );
         }
         if let Some(i) = &self.idle {
             let _ = write!(

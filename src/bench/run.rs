@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use ahash::AHashMap;
 use bytestring::ByteString;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +34,8 @@ use super::procstat::{self, Sample};
 use super::report::{
     BrokerStats, ConnectionStats, DeliveryStats, GeneratorStats, PublishStats, Report,
 };
-use super::stats::{micros, rate, round3, Percentiles, Recorder, Shards};
+use super::report::{QuicExtStats, TopicLatency};
+use super::stats::{histogram, micros, rate, round3, Percentiles, Recorder, Shards};
 use super::tracker::{Seen, Tally};
 
 /// What every task of a run shares.
@@ -182,6 +185,8 @@ struct Received {
     index: usize,
     lane: Lane,
     tally: Tally,
+    /// With --per-topic: latency by publisher id.
+    per_topic: AHashMap<u32, Histogram<u64>>,
     first: Option<Instant>,
     last: Option<Instant>,
 }
@@ -339,6 +344,9 @@ pub async fn run_messages(
         };
         let mut d = delivery_stats(plan, &ok, &tallies, last.duration_since(first));
         d.latency_us = Percentiles::of(&latency.merged());
+        if plan.per_topic {
+            d.per_topic = Some(per_topic_latency(plan, &received));
+        }
         d
     });
     let publish = (plan.publishers > 0).then(|| {
@@ -373,6 +381,13 @@ pub async fn run_messages(
     );
     report.publish = publish;
     report.delivery = delivery;
+    if plan.quic_mode.is_some() {
+        let lanes = published
+            .iter()
+            .map(|p| &p.lane)
+            .chain(received.iter().map(|r| &r.lane));
+        report.quic = Some(QuicExtStats::sum(lanes.map(super::lane::quic_stats)));
+    }
     close_all(
         published
             .into_iter()
@@ -383,6 +398,26 @@ pub async fn run_messages(
     report.elapsed_s = round3(run_start.elapsed().as_secs_f64());
     report.errors = ctx.errors.summary();
     Ok(report)
+}
+
+/// Delivery latency per publisher (its topic), over every subscriber.
+fn per_topic_latency(plan: &Plan, received: &[Received]) -> Vec<TopicLatency> {
+    (0..plan.publishers)
+        .map(|i| {
+            let id = plan.publisher_id(i);
+            let mut h = histogram();
+            for r in received {
+                if let Some(mine) = r.per_topic.get(&id) {
+                    // Same bounds everywhere, so adding cannot fail.
+                    let _ = h.add(mine);
+                }
+            }
+            TopicLatency {
+                topic: plan.publisher_topic(i),
+                latency_us: Percentiles::of(&h),
+            }
+        })
+        .collect()
 }
 
 /// Broker figures from three samples (before connecting, start and end of the measured
@@ -438,6 +473,7 @@ pub fn delivery_stats(
         elapsed_s: round3(elapsed.as_secs_f64()),
         rate_per_s: rate(unique, elapsed),
         latency_us: None,
+        per_topic: None,
     }
 }
 
@@ -577,6 +613,7 @@ async fn subscribe_loop(
     // `sub` stops by itself after --count messages.
     let target = plan.count.filter(|_| plan.scenario == Scenario::Sub);
     let mut tally = Tally::default();
+    let mut per_topic: AHashMap<u32, Histogram<u64>> = AHashMap::new();
     let (mut first, mut last) = (None, None);
     loop {
         let message = tokio::select! {
@@ -599,6 +636,12 @@ async fn subscribe_loop(
             Some(header) => {
                 let nanos = ctx.clock.at(now).saturating_sub(header.sent_nanos);
                 latency.record(nanos / 1000);
+                if plan.per_topic {
+                    per_topic
+                        .entry(header.publisher)
+                        .or_insert_with(histogram)
+                        .saturating_record(nanos / 1000);
+                }
                 let seen = tally.observe(header.publisher, header.seq);
                 if seen != Seen::Duplicate {
                     unique.fetch_add(1, Ordering::Relaxed);
@@ -623,6 +666,7 @@ async fn subscribe_loop(
         index,
         lane,
         tally,
+        per_topic,
         first,
         last,
     }

@@ -283,7 +283,11 @@ impl Broker {
         p
     }
 
-    fn create_session(&mut self, client_id: ByteString, version: ProtocolVersion) -> SessionId {
+    pub(super) fn create_session(
+        &mut self,
+        client_id: ByteString,
+        version: ProtocolVersion,
+    ) -> SessionId {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);

@@ -32,7 +32,7 @@ impl Broker {
             }
         }
         let mut subscriptions = 0;
-        for (sid, s) in &self.sessions {
+        for (sid, s) in self.sessions.iter() {
             if let Some(conn) = s.conn {
                 match self.conns.get(&conn) {
                     Some(c) if c.session == Some(*sid) => {}

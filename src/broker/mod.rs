@@ -17,6 +17,7 @@ mod datagram;
 mod invariants;
 mod limits;
 mod output;
+mod persist;
 mod publish;
 mod route;
 mod server_flows;
@@ -39,6 +40,12 @@ pub use auth::{AuthOutcome, EnhancedAuth};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use output::{CloseKind, HandlerId, Output, Transmit};
+pub use persist::{ChangeSet, Loaded, RestoreReport, StoreOp};
+
+/// Version of the store's record format (`persist::record`).
+pub fn persist_format() -> u8 {
+    persist::record::FORMAT
+}
 pub use server_flows::{FlowEvent, StreamMapping};
 pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
@@ -48,7 +55,7 @@ use crate::config::Config;
 use crate::topic::{RetainedStore, SubscriptionTrie};
 use connection::{ConnState, Connection};
 use output::OutputQueue;
-use session::{Session, SubEntry};
+use session::SubEntry;
 use timers::{Timer, Timers};
 
 /// Key of a subscription in the trie: one entry per session, stream and filter. A shared
@@ -110,7 +117,7 @@ pub struct Broker {
     /// and QoS 1/2 wait in the session queue.
     outbound_soft_limit: usize,
     conns: AHashMap<ConnId, Connection>,
-    sessions: AHashMap<SessionId, Session>,
+    sessions: persist::SessionMap,
     client_ids: AHashMap<ByteString, SessionId>,
     subscriptions: SubscriptionTrie<SubKey, SubEntry>,
     shared_cursor: AHashMap<(ByteString, ByteString), usize>,
@@ -132,6 +139,7 @@ pub struct Broker {
     refused_pending: usize,
     /// Payload and topic bytes of the retained store (`limits.max_retained_bytes`).
     retained_bytes: usize,
+    persist: persist::Tracker,
 }
 
 impl Broker {
@@ -141,7 +149,7 @@ impl Broker {
             config,
             outbound_soft_limit,
             conns: AHashMap::new(),
-            sessions: AHashMap::new(),
+            sessions: persist::SessionMap::default(),
             client_ids: AHashMap::new(),
             subscriptions: SubscriptionTrie::default(),
             shared_cursor: AHashMap::new(),
@@ -158,6 +166,7 @@ impl Broker {
             per_address: AHashMap::new(),
             refused_pending: 0,
             retained_bytes: 0,
+            persist: persist::Tracker::default(),
         }
     }
 

@@ -54,11 +54,13 @@ impl Broker {
     /// `max_retained_bytes`: a message that does not fit is not stored, and the topic's older
     /// retained message is removed too (a new subscriber must never get a stale value).
     fn retain(&mut self, msg: &SharedMessage) {
-        if let Some(old) = self.retained.remove(&msg.topic) {
-            self.retained_bytes -= retained_size(&old);
+        let old = self.retained.remove(&msg.topic);
+        if let Some(old) = &old {
+            self.retained_bytes -= retained_size(old);
         }
         // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
         if msg.payload.is_empty() {
+            self.persist.retained_changed(&msg.topic, None);
             return;
         }
         let limits = &self.config.limits;
@@ -68,11 +70,15 @@ impl Broker {
         {
             self.metrics.retained_refused += 1;
             tracing::debug!(topic = %msg.topic, "retained store full, message not retained");
+            if old.is_some() {
+                self.persist.retained_changed(&msg.topic, None);
+            }
             return;
         }
         // [MQTT-3.3.1-5]
         self.retained.insert(&msg.topic, msg.clone());
         self.retained_bytes += size;
+        self.persist.retained_changed(&msg.topic, Some(msg));
     }
 
     fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
@@ -126,6 +132,7 @@ impl Broker {
                 datagram: acc.datagram,
                 flow: Some(acc.flow),
                 priority: acc.priority,
+                seq: 0,
             };
             self.deliver(sid, delivery, now);
         }
@@ -152,6 +159,7 @@ impl Broker {
                     datagram: entry.datagram,
                     flow: Some(ByteString::from(&*first_filter)),
                     priority: entry.priority,
+                    seq: 0,
                 };
                 self.deliver(sid, delivery, now);
             }
@@ -192,10 +200,11 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
-    pub(super) fn deliver(&mut self, sid: SessionId, delivery: Delivery, now: Instant) {
+    pub(super) fn deliver(&mut self, sid: SessionId, mut delivery: Delivery, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        delivery.seq = self.persist.next_seq();
         let conn = session
             .conn
             .and_then(|c| self.conns.get(&c).map(|state| (c, state)));
@@ -400,7 +409,7 @@ fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
 
 /// What a retained message counts against `max_retained_bytes`: payload, topic, and a
 /// per-level estimate of the store's trie nodes.
-fn retained_size(msg: &super::Message) -> usize {
+pub(super) fn retained_size(msg: &super::Message) -> usize {
     msg.payload.len() + msg.topic.len() + 64 * super::limits::levels(&msg.topic)
 }
 

@@ -44,6 +44,9 @@ pub struct Delivery {
     /// the highest priority among the matching subscriptions.
     pub flow: Option<bytestring::ByteString>,
     pub priority: i32,
+    /// Identity of this delivery in the store (unique per broker run and store), given when it
+    /// reaches its session (`Broker::deliver`); 0 before.
+    pub seq: u64,
 }
 
 impl Delivery {

@@ -137,6 +137,7 @@ impl Broker {
                         datagram,
                         flow: Some(filter.clone()),
                         priority,
+                        seq: 0,
                     });
                     true
                 });

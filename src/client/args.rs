@@ -87,6 +87,10 @@ pub struct PubArgs {
     /// Print the outcome of each publish, and how each connection was made (0-RTT or not).
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// With --quic: send QoS 0 messages in QUIC DATAGRAM frames (after the CONNACK; a message
+    /// too large for one goes on the stream). -v reports how many went as datagrams.
+    #[arg(long, requires = "quic")]
+    pub datagram: bool,
     /// Publish each of the COUNT messages on a new connection (over QUIC, the second and later
     /// ones resume with 0-RTT: CONNECT and a QoS 0 message go out as early data).
     #[arg(long)]
@@ -124,6 +128,14 @@ pub struct SubArgs {
     /// Session expiry interval in seconds (MQTT 5) [default: never with -c, else 0].
     #[arg(short = 'x', long = "session-expiry", value_name = "SECS")]
     pub session_expiry: Option<u32>,
+    /// With --quic (MQTT 5): ask for QoS 0 messages in QUIC DATAGRAM frames; -v says whether
+    /// the broker granted it.
+    #[arg(long, requires = "quic")]
+    pub datagram: bool,
+    /// With --quic (MQTT 5): ask for deliveries on server-initiated streams, one per
+    /// subscription or per topic (subscription, topic or off).
+    #[arg(long = "stream-mapping", value_name = "MAPPING", requires = "quic")]
+    pub stream_mapping: Option<crate::client::StreamMapping>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -281,6 +293,14 @@ mod tests {
         assert!(
             parse(&["pub", "-t", "a", "-m", "x", "--cafile", "c.pem"]).is_err(),
             "--cafile needs --quic"
+        );
+        assert!(
+            parse(&["pub", "-t", "a", "-m", "x", "--datagram"]).is_err(),
+            "--datagram needs --quic"
+        );
+        assert!(
+            parse(&["sub", "-t", "a", "--quic", "--stream-mapping", "diagonal"]).is_err(),
+            "unknown mapping"
         );
         assert!(parse(&["sub"]).is_err(), "a topic is required");
         assert!(parse(&["sub", "-t", "a", "-C", "0"]).is_err());

@@ -11,15 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
 
 use super::dial::LinkParts;
 use super::error::{io_reason, ClientError};
 use super::inbox::{Inbound, Inboxes};
 use super::link::{self, BoxRead, BoxWrite, LinkEvent, ReadSetup, StreamIo, Unwritten};
 use super::options::ClientOptions;
+use super::quic_ext::Counters;
+use super::server_streams::{self, ExtSetup};
 use super::state::{ClientState, Completion, Event, Failure, OpId, StreamKey};
 use super::types::{Acknowledged, Connected, Message, PublishOutcome, Subscription, ZeroRtt};
 use crate::codec::{self, Properties, ReasonCode};
@@ -45,6 +48,8 @@ pub(crate) struct Shared {
     pub quic: Mutex<Option<quinn::Connection>>,
     /// A `recv` took a message: waiting ones may move into the queue.
     pub space: Notify,
+    /// Datagrams and server streams, across connections.
+    pub counters: Arc<Counters>,
 }
 
 impl Shared {
@@ -163,6 +168,16 @@ struct Link {
     streams: AHashMap<StreamKey, StreamIo>,
     quic: Option<(quinn::Endpoint, quinn::Connection)>,
     unwritten: Arc<Unwritten>,
+    /// QUIC: the server stream acceptor and the datagram reader.
+    ext_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    fn stop_ext_tasks(&mut self) {
+        for task in self.ext_tasks.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 pub(crate) struct Driver {
@@ -341,11 +356,31 @@ impl Driver {
         self.shared.set_quic(quic.as_ref().map(|(_, c)| c.clone()));
         let mut streams = AHashMap::new();
         streams.insert(StreamKey::CONTROL, control);
+        let ext_tasks = match &quic {
+            Some((_, connection)) => {
+                let setup = ExtSetup {
+                    epoch: self.epoch,
+                    version: self.state.version(),
+                    max_packet_size: limit,
+                    events: self.link_tx.clone(),
+                    counters: self.shared.counters.clone(),
+                };
+                vec![
+                    tokio::spawn(server_streams::accept_streams(
+                        connection.clone(),
+                        setup.clone(),
+                    )),
+                    tokio::spawn(server_streams::read_datagrams(connection.clone(), setup)),
+                ]
+            }
+            None => Vec::new(),
+        };
         self.link = Some(Link {
             epoch: self.epoch,
             streams,
             quic,
             unwritten,
+            ext_tasks,
         });
         self.flush();
         let mut connected = self.connected.take().ok_or_else(|| ClientError::Protocol {
@@ -360,10 +395,15 @@ impl Driver {
     fn start_publish(
         &mut self,
         stream: StreamKey,
-        message: Message,
+        mut message: Message,
         reply: Reply<PublishOutcome>,
         now: Instant,
     ) {
+        message.datagram |= self.options.send_datagrams;
+        if message.datagram && message.qos == codec::QoS::AtMostOnce && !self.state.is_connected() {
+            // Before CONNACK the server drops datagrams: it goes behind the CONNECT instead.
+            Counters::add(&self.shared.counters.datagrams_fallback, 1);
+        }
         match self.state.publish(stream, message, now) {
             Ok(Some(op)) => {
                 self.waiters.insert(op, Waiter::Publish(reply));
@@ -593,6 +633,34 @@ impl Driver {
                     }
                 }
             }
+            LinkEvent::ServerStream { epoch, stream }
+                if current(epoch) && self.state.open_server_stream(stream).is_err() =>
+            {
+                tracing::debug!(?stream, "server stream after the connection ended");
+            }
+            LinkEvent::Datagram { epoch, packet } if current(epoch) => {
+                let packet = *packet;
+                let counters = &self.shared.counters;
+                if self.state.handle_datagram(packet, now) {
+                    Counters::add(&counters.datagrams_received, 1);
+                } else {
+                    Counters::add(&counters.datagrams_dropped, 1);
+                }
+            }
+            LinkEvent::Ended {
+                epoch,
+                stream,
+                error,
+            } if current(epoch) && is_server_stream(stream) => match error {
+                // A malformed packet on any stream breaks the whole connection.
+                Some(ClientError::Decode(e)) => {
+                    let error = self.state.decode_error(e, now);
+                    self.lose(error);
+                }
+                // The server finished or reset one of its streams: the connection lives on
+                // (what it carried for QoS 1/2 is in the session, flows.md section 7).
+                _ => self.state.stream_closed(stream, now),
+            },
             LinkEvent::Ended {
                 epoch,
                 stream,
@@ -652,6 +720,22 @@ impl Driver {
             let mut batches: Vec<(StreamKey, BytesMut)> = Vec::new();
             while let Some((stream, packet)) = self.state.poll_transmit() {
                 progress = true;
+                if stream == StreamKey::DATAGRAM {
+                    // One datagram per packet; what does not fit keeps its place in the
+                    // control stream's batch.
+                    let mut one = BytesMut::new();
+                    codec::encode(&packet, self.state.version(), &mut one);
+                    let one = one.freeze();
+                    if self.send_datagram(&one) {
+                        continue;
+                    }
+                    let control = batches.iter().position(|(s, _)| *s == StreamKey::CONTROL);
+                    match control {
+                        Some(i) => batches[i].1.extend_from_slice(&one),
+                        None => batches.push((StreamKey::CONTROL, BytesMut::from(&one[..]))),
+                    }
+                    continue;
+                }
                 let index = match batches.iter().position(|(s, _)| *s == stream) {
                     Some(i) => i,
                     None => {
@@ -678,6 +762,28 @@ impl Driver {
         }
     }
 
+    /// Sends one encoded PUBLISH in a datagram; false when it cannot go in one (TCP, larger
+    /// than the path allows, a server without datagram support): the caller puts it on the
+    /// control stream instead.
+    fn send_datagram(&self, bytes: &Bytes) -> bool {
+        let connection = self
+            .link
+            .as_ref()
+            .and_then(|l| l.quic.as_ref())
+            .map(|(_, c)| c);
+        let counters = &self.shared.counters;
+        let sent = connection.is_some_and(|c| {
+            c.max_datagram_size().is_some_and(|max| bytes.len() <= max)
+                && c.send_datagram(bytes.clone()).is_ok()
+        });
+        if sent {
+            Counters::add(&counters.datagrams_sent, 1);
+        } else {
+            Counters::add(&counters.datagrams_fallback, 1);
+        }
+        sent
+    }
+
     /// The connection failed: write what is queued (a DISCONNECT with the reason), close it,
     /// and fail what waited on it.
     fn lose(&mut self, error: ClientError) {
@@ -699,7 +805,8 @@ impl Driver {
 
     /// Drops the connection without DISCONNECT (the server publishes the will).
     fn abort(&mut self) {
-        if let Some(link) = self.link.take() {
+        if let Some(mut link) = self.link.take() {
+            link.stop_ext_tasks();
             for (_, io) in link.streams {
                 io.abort();
             }
@@ -732,7 +839,8 @@ impl Driver {
 }
 
 /// Closes a failed connection in the background: queued bytes are written first.
-fn close_soon(link: Link) {
+fn close_soon(mut link: Link) {
+    link.stop_ext_tasks();
     let mut writers = Vec::new();
     for (_, io) in link.streams {
         let (writer, reader) = io.finish();
@@ -751,7 +859,8 @@ fn close_soon(link: Link) {
     }
 }
 
-async fn close_gracefully(link: Link, link_rx: &mut mpsc::Receiver<LinkEvent>) {
+async fn close_gracefully(mut link: Link, link_rx: &mut mpsc::Receiver<LinkEvent>) {
+    link.stop_ext_tasks();
     let mut control_reader = None;
     let mut writers = Vec::new();
     for (stream, io) in link.streams {
@@ -791,6 +900,11 @@ async fn close_gracefully(link: Link, link_rx: &mut mpsc::Receiver<LinkEvent>) {
         connection.close(QUIC_NORMAL.into(), b"");
         drop(endpoint);
     }
+}
+
+/// A server-initiated stream (topic-to-stream mapping), as opposed to ours.
+fn is_server_stream(stream: StreamKey) -> bool {
+    stream.0 >= StreamKey::SERVER_BASE && stream != StreamKey::DATAGRAM
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

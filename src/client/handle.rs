@@ -17,6 +17,7 @@ use super::error::ClientError;
 use super::inbox::Inbound;
 use super::options::ClientOptions;
 use super::quic;
+use super::quic_ext::QuicStats;
 use super::state::StreamKey;
 use super::types::{
     Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome, ReceivedMessage,
@@ -302,6 +303,13 @@ impl Client {
             ..self.ops.clone()
         };
         Ok(ClientStream { ops, inbox })
+    }
+
+    /// What the QUIC extensions carried so far on this client (all its connections): QoS 0
+    /// publishes sent in datagrams or fallen back to the stream, datagrams received and
+    /// dropped, server streams accepted and refused.
+    pub fn quic_stats(&self) -> QuicStats {
+        self.ops.shared.counters.snapshot()
     }
 
     /// Moves the QUIC connection to a new local UDP socket, as a NAT rebinding or a switch

@@ -41,6 +41,11 @@ pub(crate) enum LinkEvent {
         stream: StreamKey,
         error: Option<ClientError>,
     },
+    /// QUIC: the server opened a stream with a valid server data flow header; its packets
+    /// follow as `Packets` with this key.
+    ServerStream { epoch: u64, stream: StreamKey },
+    /// QUIC: one packet received in a DATAGRAM frame.
+    Datagram { epoch: u64, packet: Box<Packet> },
 }
 
 /// Bytes handed to the writers of one connection and not yet written, with a wake-up for
@@ -146,7 +151,11 @@ impl StreamIo {
     }
 }
 
-async fn read_loop(setup: ReadSetup, mut reader: BoxRead, events: mpsc::Sender<LinkEvent>) {
+pub(crate) async fn read_loop(
+    setup: ReadSetup,
+    mut reader: BoxRead,
+    events: mpsc::Sender<LinkEvent>,
+) {
     let ReadSetup {
         epoch,
         stream,

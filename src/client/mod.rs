@@ -20,6 +20,8 @@ mod inbox;
 mod link;
 mod options;
 mod quic;
+mod quic_ext;
+mod server_streams;
 pub mod state;
 mod tickets;
 mod tool;
@@ -30,6 +32,7 @@ pub use handle::{Client, ClientStream};
 pub use options::{
     ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
 };
+pub use quic_ext::{QuicGrants, QuicStats, StreamMapping};
 pub use tool::{run_pub, run_sub};
 pub use types::{
     Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome, ReceivedMessage,

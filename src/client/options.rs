@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use super::quic_ext::{property, StreamMapping, DATAGRAMS_PROPERTY, MAPPING_PROPERTY};
 use crate::codec::{Connect, Properties, ProtocolVersion, Will};
 
 /// The ALPN protocol of MQTT over QUIC.
@@ -88,6 +89,18 @@ pub struct ClientOptions {
     /// one round trip after the first packet. A server that refuses it gets everything again
     /// after the handshake. Default true.
     pub zero_rtt: bool,
+    /// QUIC, MQTT 5.0: ask the server for our QoS 0 deliveries in DATAGRAM frames (CONNECT
+    /// user property `quic-datagrams: on`, `proto-ext/datagrams.md`); the answer is in
+    /// [`Connected::quic`](super::Connected::quic). Per subscription instead:
+    /// [`Subscription::datagrams`](super::Subscription::datagrams). Default false.
+    pub receive_datagrams: bool,
+    /// QUIC: send every QoS 0 publish in a DATAGRAM frame when it fits (as
+    /// [`Message::datagram`](super::Message::datagram) does per message). Default false.
+    pub send_datagrams: bool,
+    /// QUIC, MQTT 5.0: ask for deliveries on server-initiated streams, one per subscription
+    /// or per topic (CONNECT user property `quic-stream-mapping`, `proto-ext/flows.md`
+    /// section 7). Default `None`: the server's default (off on ALPN `mqtt`).
+    pub stream_mapping: Option<StreamMapping>,
 }
 
 impl ClientOptions {
@@ -112,7 +125,22 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(10),
             inbox_capacity: 1024,
             zero_rtt: true,
+            receive_datagrams: false,
+            send_datagrams: false,
+            stream_mapping: None,
         }
+    }
+
+    /// Ask for QoS 0 deliveries in datagrams and send QoS 0 publishes in datagrams.
+    pub fn datagrams(mut self, on: bool) -> ClientOptions {
+        self.receive_datagrams = on;
+        self.send_datagrams = on;
+        self
+    }
+
+    pub fn stream_mapping(mut self, mapping: StreamMapping) -> ClientOptions {
+        self.stream_mapping = Some(mapping);
+        self
     }
 
     pub fn version(mut self, version: ProtocolVersion) -> ClientOptions {
@@ -176,6 +204,16 @@ impl ClientOptions {
             properties.topic_alias_maximum = Some(self.topic_alias_maximum).filter(|&t| t > 0);
             // 3.1.2.11.4: 0 is a protocol error.
             properties.maximum_packet_size = self.maximum_packet_size.filter(|&m| m > 0);
+            if self.receive_datagrams {
+                properties
+                    .user_properties
+                    .push(property(DATAGRAMS_PROPERTY, "on"));
+            }
+            if let Some(mapping) = self.stream_mapping {
+                properties
+                    .user_properties
+                    .push(property(MAPPING_PROPERTY, mapping.name()));
+            }
         }
         let mut will = self.will.clone();
         if let (Some(will), false) = (will.as_mut(), v5) {
@@ -237,6 +275,18 @@ mod tests {
         assert_eq!(c.properties.receive_maximum, Some(128));
         assert_eq!(c.properties.topic_alias_maximum, Some(16));
         assert_eq!(c.will, Some(will));
+
+        let ext = ClientOptions::new("localhost:1884")
+            .datagrams(true)
+            .stream_mapping(StreamMapping::Topic)
+            .connect_packet();
+        assert_eq!(
+            ext.properties.user_properties,
+            vec![
+                property(DATAGRAMS_PROPERTY, "on"),
+                property(MAPPING_PROPERTY, "topic")
+            ]
+        );
 
         let v3 = options.version(ProtocolVersion::V3_1_1).connect_packet();
         assert!(v3.properties.is_empty());

@@ -26,6 +26,9 @@ const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// QUIC idle timeout: the connection is dead after this long without any packet.
 const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Received datagrams buffered before quinn drops the oldest.
+const DATAGRAM_RECEIVE_BUFFER: usize = 1024 * 1024;
+
 /// TLS alert no_application_protocol (RFC 8446 6.2), as a QUIC CRYPTO_ERROR.
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 
@@ -214,6 +217,9 @@ fn build_config(options: &QuicOptions, zero_rtt: bool) -> Result<quinn::ClientCo
     let idle = quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT)
         .map_err(|e| ClientError::Unsupported(format!("QUIC idle timeout: {e}")))?;
     transport.max_idle_timeout(Some(idle));
+    // Advertise max_datagram_frame_size: the server may send QoS 0 in datagrams when asked
+    // (proto-ext/datagrams.md section 1).
+    transport.datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

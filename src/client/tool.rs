@@ -68,7 +68,12 @@ async fn publish(args: &PubArgs) -> Result<(), String> {
         })?,
         (None, None) => Bytes::new(),
     };
-    let options = args.connection.client_options("pub");
+    let mut options = args.connection.client_options("pub");
+    if args.datagram {
+        options.send_datagrams = true;
+        // MQTT 5.0: the CONNACK then reports the broker's datagram limit for -v.
+        options.receive_datagrams = options.version.is_v5();
+    }
     let message = Message::new(args.topic.clone(), payload)
         .qos(args.qos)
         .retain(args.retain);
@@ -79,10 +84,11 @@ async fn publish(args: &PubArgs) -> Result<(), String> {
         (1, args.count)
     };
     for _ in 0..connections {
-        // A QoS 0 message rides right behind the CONNECT (as 0-RTT early data when resuming).
+        // A QoS 0 message rides right behind the CONNECT (as 0-RTT early data when resuming),
+        // unless it is to go in a datagram: the broker takes those only after its CONNACK.
         let pipelined = Pipelined {
             subscription: None,
-            messages: if message.qos == QoS::AtMostOnce {
+            messages: if message.qos == QoS::AtMostOnce && !args.datagram {
                 vec![message.clone()]
             } else {
                 Vec::new()
@@ -106,6 +112,13 @@ async fn publish(args: &PubArgs) -> Result<(), String> {
             for outcome in &outcomes {
                 print_outcome(&mut stdout, &message, outcome);
             }
+            if args.datagram {
+                let stats = client.quic_stats();
+                eprintln!(
+                    "{} message(s) sent as QUIC datagrams, {} on the stream instead",
+                    stats.datagrams_sent, stats.datagrams_fallback
+                );
+            }
         }
         let _ = stdout.flush();
         client.disconnect().await.map_err(text)?;
@@ -119,12 +132,17 @@ fn describe_connection(options: &super::options::ClientOptions, connected: &Conn
         super::options::Transport::Tcp => "TCP",
         super::options::Transport::Quic(_) => "QUIC",
     };
-    format!(
+    let mut line = format!(
         "connected to {} over {transport} (session present: {}, 0-RTT: {})",
         options.server,
         u8::from(connected.session_present),
         connected.zero_rtt.describe()
-    )
+    );
+    if options.receive_datagrams || options.stream_mapping.is_some() {
+        line.push_str("; ");
+        line.push_str(&connected.quic.describe());
+    }
+    line
 }
 
 fn print_outcome(stdout: &mut impl Write, message: &Message, outcome: &PublishOutcome) {
@@ -153,6 +171,13 @@ async fn subscribe(args: &SubArgs) -> Result<(), String> {
         options.session_expiry = args.session_expiry.unwrap_or(u32::MAX);
     } else {
         options.session_expiry = args.session_expiry.unwrap_or(0);
+    }
+    if args.datagram || args.stream_mapping.is_some() {
+        if !options.version.is_v5() {
+            return Err("--datagram and --stream-mapping are asked for with MQTT 5 user properties: use -V 5".into());
+        }
+        options.receive_datagrams = args.datagram;
+        options.stream_mapping = args.stream_mapping;
     }
     let deadline = args
         .timeout
@@ -216,6 +241,13 @@ async fn subscribe(args: &SubArgs) -> Result<(), String> {
             )),
         },
     };
+    if args.verbose && (args.datagram || args.stream_mapping.is_some()) {
+        let stats = client.quic_stats();
+        eprintln!(
+            "{} message(s) received in QUIC datagrams, {} server stream(s)",
+            stats.datagrams_received, stats.server_streams
+        );
+    }
     // Leave cleanly in every case: the broker must not take this for a lost client.
     let disconnected = client.disconnect().await.map_err(text);
     outcome.and(disconnected)

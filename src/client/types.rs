@@ -30,6 +30,9 @@ pub struct Message {
     pub retain: bool,
     /// Sent with MQTT 5.0 only; ignored (not encoded) for 3.1.1.
     pub properties: Properties,
+    /// QUIC: send a QoS 0 message in a DATAGRAM frame (`proto-ext/datagrams.md`) when the
+    /// connection allows and it fits; else it goes on the stream. Ignored for QoS 1/2.
+    pub datagram: bool,
 }
 
 impl Message {
@@ -41,7 +44,14 @@ impl Message {
             qos: QoS::AtMostOnce,
             retain: false,
             properties: Properties::default(),
+            datagram: false,
         }
+    }
+
+    /// Send it in a QUIC datagram if it is QoS 0 and fits (see [`Message::datagram`]).
+    pub fn datagram(mut self, datagram: bool) -> Message {
+        self.datagram = datagram;
+        self
     }
 
     pub fn qos(mut self, qos: QoS) -> Message {
@@ -180,6 +190,18 @@ impl Subscription {
         self
     }
 
+    /// Asks for this subscription's QoS 0 deliveries in QUIC datagrams (SUBSCRIBE user
+    /// property `quic-datagrams: on`, `proto-ext/datagrams.md` section 3).
+    pub fn datagrams(self) -> Subscription {
+        self.user_property(super::quic_ext::DATAGRAMS_PROPERTY, "on")
+    }
+
+    /// Send priority of this subscription's server stream, -100..=100, higher first (SUBSCRIBE
+    /// user property `quic-priority`, `proto-ext/flows.md` section 7).
+    pub fn priority(self, priority: i8) -> Subscription {
+        self.user_property(super::quic_ext::PRIORITY_PROPERTY, priority.to_string())
+    }
+
     pub fn user_property(
         mut self,
         key: impl Into<ByteString>,
@@ -207,6 +229,8 @@ pub struct Connected {
     pub limits: ServerLimits,
     /// All CONNACK properties as received (5.0).
     pub properties: Properties,
+    /// What the CONNACK granted of the QUIC extensions (datagrams, stream mapping).
+    pub quic: super::quic_ext::QuicGrants,
     /// Whether CONNECT went out as QUIC 0-RTT early data, and what the server made of it.
     pub zero_rtt: ZeroRtt,
 }

@@ -1,7 +1,9 @@
 //! The broker task: owns the [`Broker`] state machine, feeds it events in batches, runs its
 //! timers and hands its outputs to connection outboxes and in-process handlers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ahash::AHashMap;
 use tokio::sync::mpsc;
@@ -10,19 +12,35 @@ use tokio::time::Instant;
 use super::event::Event;
 use super::outbox::Outbox;
 use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+use crate::config::Durability;
+use crate::store::writer::Writer;
 
 /// Events handled per wake-up before outputs are flushed.
 const BATCH: usize = 512;
 
-pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
+pub async fn run(
+    mut broker: Broker,
+    mut events: mpsc::Receiver<Event>,
+    mut writer: Option<Writer>,
+) {
     let mut outboxes: AHashMap<ConnId, Arc<Outbox>> = AHashMap::new();
     let mut handlers: AHashMap<HandlerId, mpsc::Sender<SharedMessage>> = AHashMap::new();
     let mut dirty: Vec<ConnId> = Vec::new();
     let mut batch = Vec::with_capacity(BATCH);
     let mut shutting_down = false;
+    let mut held = Held::default();
+    // Connections whose outbox overflowed (the client does not read): closed by the broker at
+    // the next wake-up, which its own packets bring.
+    let mut overflowed: Vec<ConnId> = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
+            Some(ticket) = committed(&mut writer) => {
+                for outputs in held.release(ticket) {
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut overflowed);
+                }
+                continue;
+            }
             n = events.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
@@ -80,11 +98,96 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
             }
             _ = sleep_until(deadline) => {}
         }
-        broker.handle_timeout(Instant::now().into_std());
-        dispatch(&mut broker, &mut outboxes, &handlers, &mut dirty);
+        let now = Instant::now().into_std();
+        for conn in overflowed.drain(..) {
+            broker.output_overflow(conn, now);
+        }
+        broker.handle_timeout(now);
+        let outputs = broker.take_outputs();
+        match writer.as_mut() {
+            None => dispatch(
+                outputs,
+                &mut outboxes,
+                &handlers,
+                &mut dirty,
+                &mut overflowed,
+            ),
+            Some(writer) => {
+                let changes = broker.take_changes(now, SystemTime::now());
+                if !changes.is_empty() {
+                    held.ticket += 1;
+                    writer.send(held.ticket, changes).await;
+                }
+                // Outputs wait for the commit of their batch's changes, and behind any batch
+                // still waiting (order per connection). `off` waits for nothing.
+                if writer.durability == Durability::Off || held.all_committed() {
+                    dispatch(
+                        outputs,
+                        &mut outboxes,
+                        &handlers,
+                        &mut dirty,
+                        &mut overflowed,
+                    );
+                } else if !outputs.is_empty() {
+                    held.batches.push_back((held.ticket, outputs));
+                }
+            }
+        }
         if shutting_down {
             break;
         }
+    }
+    if let Some(writer) = writer {
+        // Everything sent is committed before the task ends, then what waited for it leaves.
+        writer.finish().await;
+        for outputs in held.release(u64::MAX) {
+            dispatch(
+                outputs,
+                &mut outboxes,
+                &handlers,
+                &mut dirty,
+                &mut overflowed,
+            );
+        }
+    }
+}
+
+/// Outputs waiting for the store: per batch, the ticket of the change set they depend on.
+#[derive(Default)]
+struct Held {
+    /// The last ticket sent to the writer.
+    ticket: u64,
+    /// The last ticket the writer reported committed.
+    committed: u64,
+    batches: VecDeque<(u64, Vec<Output>)>,
+}
+
+impl Held {
+    /// Nothing waits: every change set sent is committed (so no output can depend on state
+    /// that a crash would lose) and no earlier outputs are held.
+    fn all_committed(&self) -> bool {
+        self.batches.is_empty() && self.committed >= self.ticket
+    }
+
+    fn release(&mut self, committed: u64) -> Vec<Vec<Output>> {
+        self.committed = self.committed.max(committed);
+        let mut ready = Vec::new();
+        while let Some((ticket, _)) = self.batches.front() {
+            if *ticket > self.committed {
+                break;
+            }
+            if let Some((_, outputs)) = self.batches.pop_front() {
+                ready.push(outputs);
+            }
+        }
+        ready
+    }
+}
+
+async fn committed(writer: &mut Option<Writer>) -> Option<u64> {
+    match writer {
+        Some(w) => w.committed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -96,41 +199,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn dispatch(
-    broker: &mut Broker,
-    outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
-    handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
-    dirty: &mut Vec<ConnId>,
-) {
-    // Connections whose writer is too far behind are closed by the broker, whose Close
-    // output is handed over in a second round.
-    let mut overflowed = Vec::new();
-    for round in 0..2 {
-        if round == 1 {
-            if overflowed.is_empty() {
-                break;
-            }
-            let now = Instant::now().into_std();
-            for conn in overflowed.drain(..) {
-                broker.output_overflow(conn, now);
-            }
-        }
-        dispatch_outputs(broker, outboxes, handlers, dirty, &mut overflowed);
-    }
-    for conn in dirty.drain(..) {
-        if let Some(outbox) = outboxes.get(&conn) {
-            outbox.wake();
-        }
-    }
-}
-
-fn dispatch_outputs(
-    broker: &mut Broker,
+    outputs: Vec<Output>,
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
     overflowed: &mut Vec<ConnId>,
 ) {
-    for output in broker.take_outputs() {
+    for output in outputs {
         match output {
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {
@@ -170,6 +245,11 @@ fn dispatch_outputs(
                     }
                 }
             }
+        }
+    }
+    for conn in dirty.drain(..) {
+        if let Some(outbox) = outboxes.get(&conn) {
+            outbox.wake();
         }
     }
 }

@@ -39,6 +39,49 @@ pub enum ServerError {
     Quic(#[from] crate::transport::quic::QuicSetupError),
     #[error("the broker has stopped")]
     Stopped,
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+}
+
+/// Opens the store in the data directory, loads it into the broker and starts its writer.
+/// Only a store held by another broker is an error; a store that cannot be used otherwise
+/// leaves the broker running in memory, loudly.
+fn open_store(
+    storage: &crate::config::Storage,
+    broker: &mut Broker,
+) -> Result<Option<crate::store::writer::Writer>, ServerError> {
+    use crate::store::{Store, StoreError};
+    let dir = storage.resolved_data_dir();
+    let opened = match Store::open(&dir) {
+        Ok(opened) => opened,
+        Err(e @ StoreError::InUse { .. }) => return Err(ServerError::Store(e)),
+        Err(e) => {
+            tracing::error!(error = %e, "CANNOT USE THE STORE: running in memory, nothing will survive a restart");
+            return Ok(None);
+        }
+    };
+    let report = broker.restore(
+        opened.loaded,
+        std::time::Instant::now(),
+        std::time::SystemTime::now(),
+    );
+    for problem in &report.skipped {
+        tracing::error!(record = %problem, "store record skipped");
+    }
+    tracing::info!(
+        store = %opened.store.path().display(),
+        durability = storage.durability.name(),
+        sessions = report.sessions,
+        messages = report.deliveries,
+        retained = report.retained,
+        skipped = report.skipped.len(),
+        "store loaded"
+    );
+    Ok(Some(crate::store::writer::Writer::start(
+        opened.store,
+        storage.durability,
+        storage.batch_ms,
+    )))
 }
 
 /// Options that are code, not configuration.
@@ -83,6 +126,20 @@ pub(crate) async fn start_with_channel(
     events: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
 ) -> Result<ServerHandle, ServerError> {
+    // The store first: recovery happens before any listener accepts, and a store in use by
+    // another broker stops the start before anything is bound.
+    let storage = config.storage.clone();
+    let mut broker = Broker::new(config.clone());
+    if let Some(auth) = options.enhanced_auth {
+        broker.set_enhanced_auth(auth);
+    }
+    let writer = if storage.persistence {
+        open_store(&storage, &mut broker)?
+    } else {
+        tracing::info!("persistence off: retained messages and sessions live in memory only");
+        None
+    };
+
     let (stop, stop_rx) = watch::channel(false);
     let ids = Arc::new(AtomicU64::new(1));
     let max_packet_size = config.limits.max_packet_size;
@@ -178,11 +235,7 @@ pub(crate) async fn start_with_channel(
         )));
     }
 
-    let mut broker = Broker::new(config);
-    if let Some(auth) = options.enhanced_auth {
-        broker.set_enhanced_auth(auth);
-    }
-    let core = tokio::spawn(core::run(broker, events_rx));
+    let core = tokio::spawn(core::run(broker, events_rx, writer));
     Ok(ServerHandle {
         tcp_addr,
         quic_addr,

@@ -19,6 +19,7 @@
 //! TCP has only [`StreamKey::CONTROL`]; a QUIC connection may add data streams, each carrying
 //! its own packets (a subscription made on a stream is delivered on it).
 
+mod datagram;
 mod ids;
 mod incoming;
 mod keepalive;
@@ -33,6 +34,7 @@ use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 
 use super::error::ClientError;
+use super::quic_ext::QuicGrants;
 use super::types::{Acknowledged, Connected, PublishOutcome, ReceivedMessage, ServerLimits};
 use crate::codec::{
     ConnAck, Connect, DecodeError, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode,
@@ -49,6 +51,16 @@ pub struct StreamKey(pub u64);
 impl StreamKey {
     /// The stream that carries CONNECT, keep alive and DISCONNECT: for TCP, the socket itself.
     pub const CONTROL: StreamKey = StreamKey(0);
+    /// Not a stream: QUIC DATAGRAM frames (`proto-ext/datagrams.md`). A QoS 0 PUBLISH queued
+    /// here goes in a datagram if it fits, else on the control stream.
+    pub const DATAGRAM: StreamKey = StreamKey(u64::MAX);
+    /// Server-initiated streams (topic-to-stream mapping) are numbered from here on.
+    pub const SERVER_BASE: u64 = 1 << 62;
+
+    /// The key of the server-initiated unidirectional stream with this QUIC stream index.
+    pub fn server(index: u64) -> StreamKey {
+        StreamKey(Self::SERVER_BASE | (index & (Self::SERVER_BASE - 1)))
+    }
 }
 
 /// Names one application request (publish, subscribe, unsubscribe) until it completes.
@@ -143,6 +155,9 @@ pub struct ClientState {
     aliases: AHashMap<u16, ByteString>,
     /// Data streams of the current connection.
     streams: AHashSet<StreamKey>,
+    /// Server-initiated streams of the current connection (deliveries only; answers go on the
+    /// control stream).
+    server_streams: AHashSet<StreamKey>,
     transmits: VecDeque<(StreamKey, Packet)>,
     events: VecDeque<Event>,
 }
@@ -169,6 +184,7 @@ impl ClientState {
             incoming: AHashMap::new(),
             aliases: AHashMap::new(),
             streams: AHashSet::new(),
+            server_streams: AHashSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -215,10 +231,22 @@ impl ClientState {
         Ok(())
     }
 
+    /// Registers a server-initiated stream (its flow header already checked by the glue):
+    /// only PUBLISH may arrive on it, and what answers them goes on the control stream
+    /// (`proto-ext/flows.md` section 7).
+    pub fn open_server_stream(&mut self, stream: StreamKey) -> Result<(), ClientError> {
+        self.check_connected()?;
+        self.server_streams.insert(stream);
+        Ok(())
+    }
+
     /// A data stream ended: its pending SUBSCRIBE / UNSUBSCRIBE fail, and its messages still
     /// inflight move to the control stream and are retransmitted there (DUP), since the server
     /// may not have read them.
     pub fn stream_closed(&mut self, stream: StreamKey, now: Instant) {
+        if self.server_streams.remove(&stream) {
+            return;
+        }
         if stream == StreamKey::CONTROL || !self.streams.remove(&stream) {
             return;
         }
@@ -369,6 +397,9 @@ impl ClientState {
         packet: Packet,
         now: Instant,
     ) -> Result<(), ClientError> {
+        if self.server_streams.contains(&stream) {
+            return self.handle_server_stream(stream, packet, now);
+        }
         match packet {
             Packet::Publish(p) => self.handle_publish(stream, p, now),
             Packet::PubAck(a) => self.handle_puback(a, now),
@@ -461,6 +492,7 @@ impl ClientState {
             assigned_client_id: assigned,
             keep_alive,
             limits: self.limits.clone(),
+            quic: QuicGrants::from_connack(&ack.properties),
             properties: ack.properties,
             zero_rtt: super::types::ZeroRtt::NotAttempted,
         }));
@@ -547,6 +579,7 @@ impl ClientState {
     fn reset_connection(&mut self) {
         self.aliases.clear();
         self.streams.clear();
+        self.server_streams.clear();
         self.transmits.clear();
         self.keep_alive.pong_received();
     }
@@ -562,6 +595,11 @@ impl ClientState {
     }
 
     fn push(&mut self, stream: StreamKey, packet: Packet, now: Instant) {
+        if stream == StreamKey::DATAGRAM {
+            // Not counted for keep alive: a datagram may be lost.
+            self.transmits.push_back((stream, packet));
+            return;
+        }
         let stream = self.route(stream);
         self.keep_alive.packet_sent(now);
         self.transmits.push_back((stream, packet));

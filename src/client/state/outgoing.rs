@@ -137,6 +137,7 @@ impl ClientState {
             ));
         }
         properties.topic_alias = None;
+        let datagram = message.datagram;
         let publish = Publish {
             dup: false,
             qos: message.qos,
@@ -149,6 +150,12 @@ impl ClientState {
         };
         self.check_size(&Packet::Publish(publish.clone()))?;
         if publish.qos == QoS::AtMostOnce {
+            // QoS 1/2 never go in a datagram: their flows need ordering and retransmission.
+            let stream = if datagram {
+                self.datagram_or(stream)
+            } else {
+                stream
+            };
             self.push(stream, Packet::Publish(publish), now);
             return Ok(None);
         }

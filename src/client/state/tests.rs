@@ -1001,3 +1001,6 @@ fn an_assigned_client_id_is_used_to_resume() {
 
 #[path = "tests_pipelined.rs"]
 mod pipelined;
+
+#[path = "tests_quic_ext.rs"]
+mod quic_ext;
