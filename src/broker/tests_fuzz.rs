@@ -45,3 +45,45 @@ fn a_connection_closed_for_a_packet_it_cannot_take_is_forgotten_at_once() {
     assert_eq!(h.broker.metrics().connections, 0);
     assert_eq!(h.broker.check_invariants(), Ok(()));
 }
+
+/// datagram: a PUBLISH in a datagram that breaks a rule (RETAIN while retain is unavailable, a
+/// Subscription Identifier, a topic deeper than allowed) closed the connection; datagrams are
+/// only ever dropped and counted (proto-ext/datagrams.md 2).
+#[test]
+fn a_bad_publish_in_a_datagram_is_dropped_not_fatal() {
+    let mut config = Config::default();
+    config.session.retain_available = false;
+    config.limits.max_topic_levels = 2;
+    let mut h = Harness::with_config(config);
+    let conn = h.open();
+    h.broker.set_quic_caps(
+        conn,
+        QuicCaps {
+            datagram_max: Some(1200),
+            mqtt_next: false,
+        },
+    );
+    h.send(conn, Packet::Connect(Box::new(connect_packet("dg", V5))));
+    h.recv(conn);
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "#", QoS::AtMostOnce);
+    let mut retained = publish("t", "r", QoS::AtMostOnce, true, None);
+    retained.retain = true;
+    let mut with_id = publish("t", "i", QoS::AtMostOnce, false, None);
+    with_id.properties.subscription_identifiers = vec![1];
+    let deep = publish("a/b/c", "d", QoS::AtMostOnce, false, None);
+    for p in [retained, with_id, deep] {
+        h.send_on(conn, StreamId::DATAGRAM, Packet::Publish(p));
+    }
+    assert!(!h.closed.contains(&conn));
+    assert_eq!(h.broker.metrics().datagrams_dropped, 3);
+    assert!(publishes(&h.recv(sub)).is_empty());
+    // A valid one still goes through.
+    h.send_on(
+        conn,
+        StreamId::DATAGRAM,
+        Packet::Publish(publish("t", "ok", QoS::AtMostOnce, false, None)),
+    );
+    assert_eq!(publishes(&h.recv(sub)).len(), 1);
+    assert_eq!(h.broker.metrics().datagrams_received, 1);
+}
