@@ -388,6 +388,9 @@ async fn the_broker_survives_hostile_input_and_the_good_client_loses_nothing() {
     config.storage.data_dir = Some(dir.path().to_path_buf());
     config.limits.connect_timeout_secs = 2;
     config.limits.max_packet_size = 64 * 1024;
+    // Low enough that the bursts below exceed them even on a slow machine.
+    config.limits.quic_stream_opens_per_sec = 20;
+    config.limits.quic_datagrams_per_sec = 200;
     let server = Arc::new(mqttd::server::start(config).await.expect("broker starts"));
     let tcp = server.tcp_addr().unwrap();
 
