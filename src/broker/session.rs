@@ -49,6 +49,14 @@ pub struct Delivery {
     pub seq: u64,
 }
 
+impl Delivery {
+    /// What it counts against `max_queued_bytes`: the message's payload and topic (shared
+    /// between the queues that hold it, so this over-counts, on the safe side).
+    pub fn size(&self) -> usize {
+        self.msg.payload.len() + self.msg.topic.len()
+    }
+}
+
 /// Outgoing QoS 1/2 state per packet identifier (4.3.2, 4.3.3).
 #[derive(Debug, Clone)]
 pub enum Inflight {
@@ -58,15 +66,16 @@ pub enum Inflight {
     Released { stream: StreamId },
 }
 
-/// Outgoing QoS 1/2 flows by packet identifier.
+/// Outgoing QoS 1/2 flows by packet identifier, remembering the order they were sent in.
 ///
 /// A hash map, not a `BTreeMap`: each QoS 1 delivery inserts, looks up and removes one entry,
 /// and with 100 in flight the B-tree searches were ~300 instructions per message (callgrind,
-/// fan-in QoS 1). Retransmission [MQTT-4.4.0-1] and stream rebinding, which are rare, sort by
-/// packet identifier as the B-tree's order did (identifiers are allocated in sending order).
+/// fan-in QoS 1). Retransmission [MQTT-4.4.0-1] and stream rebinding want send order, which
+/// the sequence number gives (packet ids wrap).
 #[derive(Debug, Default)]
 pub struct Inflights {
-    map: AHashMap<u16, Inflight>,
+    map: AHashMap<u16, (u64, Inflight)>,
+    next_seq: u64,
 }
 
 impl Inflights {
@@ -79,29 +88,49 @@ impl Inflights {
     }
 
     pub fn get(&self, id: &u16) -> Option<&Inflight> {
-        self.map.get(id)
+        self.map.get(id).map(|(_, f)| f)
     }
 
+    /// Adds a flow, or replaces one keeping its place in the send order (PUBREC -> PUBREL).
     pub fn insert(&mut self, id: u16, inflight: Inflight) {
-        self.map.insert(id, inflight);
+        match self.map.get_mut(&id) {
+            Some(entry) => entry.1 = inflight,
+            None => {
+                self.map.insert(id, (self.next_seq, inflight));
+                self.next_seq += 1;
+            }
+        }
     }
 
     pub fn remove(&mut self, id: &u16) -> Option<Inflight> {
-        self.map.remove(id)
+        self.map.remove(id).map(|(_, f)| f)
     }
 
-    /// Every flow, by packet identifier.
+    /// Makes the send order the packet identifier order (for flows restored from the store,
+    /// which does not keep the order of flows past PUBREC).
+    pub fn order_by_packet_id(&mut self) {
+        let mut ids: Vec<u16> = self.map.keys().copied().collect();
+        ids.sort_unstable();
+        for (seq, id) in ids.into_iter().enumerate() {
+            if let Some(entry) = self.map.get_mut(&id) {
+                entry.0 = seq as u64;
+            }
+        }
+        self.next_seq = self.map.len() as u64;
+    }
+
+    /// Every flow, in the order it was first sent.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Inflight)> {
         let mut all: Vec<_> = self.map.iter_mut().collect();
-        all.sort_unstable_by_key(|(id, _)| **id);
-        all.into_iter()
+        all.sort_unstable_by_key(|(_, (seq, _))| *seq);
+        all.into_iter().map(|(id, (_, f))| (id, f))
     }
 
-    /// Every flow, by packet identifier.
+    /// Every flow, in the order it was first sent.
     pub fn iter(&self) -> impl Iterator<Item = (&u16, &Inflight)> {
         let mut all: Vec<_> = self.map.iter().collect();
-        all.sort_unstable_by_key(|(id, _)| **id);
-        all.into_iter()
+        all.sort_unstable_by_key(|(_, (seq, _))| *seq);
+        all.into_iter().map(|(id, (_, f))| (id, f))
     }
 }
 
@@ -123,7 +152,10 @@ pub struct Session {
     /// made the subscription.
     pub subscriptions: AHashMap<(ByteString, StreamId), SubEntry>,
     pub inflight: Inflights,
+    /// Only through `push_queued` / `pop_queued` / `unpop_queued`, which keep `queued_bytes`.
     pub queue: VecDeque<Delivery>,
+    /// Payload and topic bytes of `queue` (`limits.max_queued_bytes`).
+    pub queued_bytes: usize,
     /// Incoming QoS 2 packet ids awaiting PUBREL, per stream (ids are per stream on QUIC).
     pub incoming_qos2: AHashSet<(StreamId, u16)>,
     next_packet_id: u16,
@@ -151,6 +183,7 @@ impl Session {
             subscriptions: AHashMap::new(),
             inflight: Inflights::default(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             incoming_qos2: AHashSet::new(),
             next_packet_id: 1,
             expiry_secs: 0,
@@ -160,6 +193,23 @@ impl Session {
             rules: None,
             dirty_marked: false,
         }
+    }
+
+    pub fn push_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.size();
+        self.queue.push_back(delivery);
+    }
+
+    pub fn pop_queued(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes -= delivery.size();
+        Some(delivery)
+    }
+
+    /// Puts back what `pop_queued` just took.
+    pub fn unpop_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.size();
+        self.queue.push_front(delivery);
     }
 
     /// A free packet identifier for an outgoing QoS 1/2 PUBLISH, or `None` when all 65535 are
