@@ -18,48 +18,42 @@ fn operations_are_applied_in_order_and_read_back() {
     assert!(opened.moved_aside.is_none());
     let store = opened.store;
     store
-        .apply(
-            &[
-                StoreOp::PutSession {
-                    client_id: "a".into(),
-                    record: vec![1],
-                },
-                StoreOp::PutSession {
-                    client_id: "ab".into(),
-                    record: vec![2],
-                },
-                put_delivery("a", 1),
-                put_delivery("a", 2),
-                put_delivery("ab", 1),
-                StoreOp::PutRetained {
-                    topic: "r/1".into(),
-                    record: vec![9],
-                },
-                StoreOp::PutRetained {
-                    topic: "r/2".into(),
-                    record: vec![8],
-                },
-            ],
-            true,
-        )
+        .apply(&[
+            StoreOp::PutSession {
+                client_id: "a".into(),
+                record: vec![1],
+            },
+            StoreOp::PutSession {
+                client_id: "ab".into(),
+                record: vec![2],
+            },
+            put_delivery("a", 1),
+            put_delivery("a", 2),
+            put_delivery("ab", 1),
+            StoreOp::PutRetained {
+                topic: "r/1".into(),
+                record: vec![9],
+            },
+            StoreOp::PutRetained {
+                topic: "r/2".into(),
+                record: vec![8],
+            },
+        ])
         .unwrap();
     store
-        .apply(
-            &[
-                StoreOp::DeleteSession {
-                    client_id: "a".into(),
-                },
-                put_delivery("a", 3),
-                StoreOp::DeleteDelivery {
-                    client_id: "ab".into(),
-                    seq: 7,
-                },
-                StoreOp::DeleteRetained {
-                    topic: "r/2".into(),
-                },
-            ],
-            true,
-        )
+        .apply(&[
+            StoreOp::DeleteSession {
+                client_id: "a".into(),
+            },
+            put_delivery("a", 3),
+            StoreOp::DeleteDelivery {
+                client_id: "ab".into(),
+                seq: 7,
+            },
+            StoreOp::DeleteRetained {
+                topic: "r/2".into(),
+            },
+        ])
         .unwrap();
     drop(store);
     let loaded = Store::open(dir.path()).unwrap().loaded;
@@ -94,13 +88,10 @@ fn a_damaged_file_is_moved_aside_and_the_store_starts_empty() {
     assert!(opened.loaded.sessions.is_empty() && opened.loaded.retained.is_empty());
     opened
         .store
-        .apply(
-            &[StoreOp::PutRetained {
-                topic: "t".into(),
-                record: vec![1],
-            }],
-            true,
-        )
+        .apply(&[StoreOp::PutRetained {
+            topic: "t".into(),
+            record: vec![1],
+        }])
         .unwrap();
 }
 
@@ -318,7 +309,7 @@ mod power_loss {
         let disk = Disk::default();
         let store = open(&disk).unwrap();
         for i in 0..TRANSACTIONS {
-            store.apply(&transaction(i), true).unwrap();
+            store.apply(&transaction(i)).unwrap();
         }
         drop(store);
         let total = disk.state().writes;
@@ -334,7 +325,7 @@ mod power_loss {
             let mut returned = None;
             let created = open(&disk).map(|store| {
                 for i in 0..TRANSACTIONS {
-                    if store.apply(&transaction(i), true).is_err() {
+                    if store.apply(&transaction(i)).is_err() {
                         break;
                     }
                     returned = Some(i);
