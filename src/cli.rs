@@ -77,6 +77,9 @@ pub enum Command {
     /// (-h is the host; use --help for help).
     #[command(disable_help_flag = true)]
     Bench(crate::bench::BenchArgs),
+    /// Create or edit a password file (Argon2id hashes), like mosquitto_passwd:
+    /// `mqttd passwd [-c] FILE USER`, `-b FILE USER PASSWORD`, `--stdin`, `-D` to delete.
+    Passwd(crate::auth::passwd::PasswdArgs),
 }
 
 impl Cli {
@@ -280,6 +283,22 @@ mod tests {
         }
         let error = parse(&["bench"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn passwd_subcommand_parses() {
+        let cli = parse(&["passwd", "-c", "-b", "pw", "alice", "secret"]).unwrap();
+        match cli.command {
+            Some(Command::Passwd(args)) => {
+                assert!(args.create && args.batch);
+                assert_eq!(
+                    (args.user.as_str(), args.batch_password.as_deref()),
+                    ("alice", Some("secret"))
+                );
+            }
+            other => panic!("expected passwd, got {other:?}"),
+        }
+        assert!(parse(&["passwd", "pw"]).is_err(), "USER is required");
     }
 
     #[test]

@@ -24,6 +24,24 @@ pub struct Config {
     pub tls: Tls,
     pub storage: Storage,
     pub quic: Quic,
+    pub auth: Auth,
+}
+
+/// Authentication and access control (see `crate::auth` and the README section
+/// "Authentication and access control").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Password file (`user:$argon2id$...` lines, managed with `mqttd passwd`).
+    pub password_file: Option<PathBuf>,
+    /// ACL file (mosquitto-style `topic`/`pattern`/`user`/`client` lines).
+    pub acl_file: Option<PathBuf>,
+    /// Clients without credentials: `true` everywhere, `false` nowhere, `null` (automatic):
+    /// loopback clients only, and only while no password file and no certificate identities
+    /// are configured.
+    pub allow_anonymous: Option<bool>,
+    /// A verified client certificate's CN (else first SAN) is the user name (mutual TLS).
+    pub use_identity_as_username: bool,
 }
 
 /// Certificate and key for the TLS-based listeners (QUIC today). Both or neither: with neither,
@@ -35,6 +53,12 @@ pub struct Tls {
     pub cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates are verified against (mutual TLS on MQTTS
+    /// and QUIC); null: client certificates are not asked for.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse TLS clients without a valid certificate (else a certificate
+    /// is optional, and verified when presented).
+    pub require_client_cert: bool,
 }
 
 /// Where the broker keeps its files, and how it persists its state (see `crate::store`).
@@ -510,6 +534,20 @@ impl Config {
             }
             _ => {}
         }
+        if self.tls.require_client_cert && self.tls.client_ca.is_none() {
+            return fail(
+                "tls.require_client_cert",
+                &true,
+                "false, or tls.client_ca set (client certificates are verified against it)",
+            );
+        }
+        if self.auth.use_identity_as_username && self.tls.client_ca.is_none() {
+            return fail(
+                "auth.use_identity_as_username",
+                &true,
+                "false, or tls.client_ca set (identities come from verified client certificates)",
+            );
+        }
         let limits = &self.limits;
         if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&limits.max_packet_size) {
             return fail(
@@ -704,6 +742,13 @@ tls:
   # data directory on first start and reused (--cert / --key override these).
   cert: null
   key: null
+  # Mutual TLS: PEM CA certificate(s) that client certificates must chain to, on MQTTS and
+  # QUIC; null means client certificates are not asked for. QUIC 0-RTT is off with it (a
+  # resumed handshake carries no certificate).
+  client_ca: null
+  # With client_ca: refuse TLS clients without a valid certificate; false makes one optional
+  # (verified when presented).
+  require_client_cert: false
 
 storage:
   # The broker's data directory; null means $XDG_DATA_HOME/mqttd, else
@@ -754,6 +799,23 @@ quic:
   server_id: null
   # Config rotation bits of the connection ID's first octet, 0..=6.
   cid_config_id: 0
+
+auth:
+  # Password file: `user:$argon2id$...` lines; create and edit it with
+  # `mqttd passwd [-c] FILE USER`. With it, a CONNECT with a user name must carry its
+  # password (else CONNACK 0x86 / 3.1.1 return code 4).
+  password_file: null
+  # ACL file (mosquitto syntax plus `deny` and `client` sections: see the README); null
+  # allows every client every topic.
+  acl_file: null
+  # Clients without a user name (or certificate identity): true allows them, false refuses
+  # them (CONNACK 0x87 / 5), null is automatic: allowed from loopback addresses only, and only
+  # while neither password_file nor use_identity_as_username is set (a first run on a laptop).
+  # Without a password file a CONNECT's user name is not verified and counts as anonymous.
+  allow_anonymous: null
+  # The verified client certificate's CN (else its first SAN) is the user name, for the ACL;
+  # needs tls.client_ca. Clients without a certificate go through the password rules.
+  use_identity_as_username: false
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -783,6 +845,8 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// `Option<String>` of hex digits, or null.
     OptionalHex,
+    /// `Option<bool>`: true, false, or null for "automatic".
+    OptionalBool,
 }
 
 const U8: Kind = Kind::Unsigned("u8", u8::MAX as u64);
@@ -834,7 +898,12 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
     ("log", &[("level", Kind::Text)]),
     (
         "tls",
-        &[("cert", Kind::OptionalPath), ("key", Kind::OptionalPath)],
+        &[
+            ("cert", Kind::OptionalPath),
+            ("key", Kind::OptionalPath),
+            ("client_ca", Kind::OptionalPath),
+            ("require_client_cert", Kind::Bool),
+        ],
     ),
     (
         "storage",
@@ -861,6 +930,15 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("migration", Kind::Bool),
             ("server_id", Kind::OptionalHex),
             ("cid_config_id", U8),
+        ],
+    ),
+    (
+        "auth",
+        &[
+            ("password_file", Kind::OptionalPath),
+            ("acl_file", Kind::OptionalPath),
+            ("allow_anonymous", Kind::OptionalBool),
+            ("use_identity_as_username", Kind::Bool),
         ],
     ),
 ];
@@ -990,6 +1068,11 @@ fn check_value(kind: Kind, value: &Value) -> Result<(), String> {
             ))
         }
         (Kind::Bool, Value::Bool(_)) => Ok(()),
+        (Kind::OptionalBool, Value::Bool(_) | Value::Null) => Ok(()),
+        (Kind::OptionalBool, other) => Err(format!(
+            "invalid type: expected true, false or null, found {}",
+            describe(other)
+        )),
         (Kind::Bool, other) => Err(format!(
             "invalid type: expected true or false, found {}",
             describe(other)
@@ -1441,7 +1524,7 @@ log:
         assert_error(
             "- limits\n",
             &[
-                "expected a mapping with the sections listeners, limits, session, log, tls, storage, quic, \
+                "expected a mapping with the sections listeners, limits, session, log, tls, storage, quic, auth, \
                found a sequence",
             ],
         );
@@ -1667,6 +1750,7 @@ log:
             fields_of::<Tls>(),
             fields_of::<Storage>(),
             fields_of::<Quic>(),
+            fields_of::<Auth>(),
         ];
         for ((name, keys), fields) in SCHEMA.iter().zip(sections) {
             assert_eq!(fields, key_names(keys).as_slice(), "section {name}");
@@ -1686,6 +1770,7 @@ log:
                     Kind::OptionalPath => "/tmp/x.pem".into(),
                     Kind::Choice(words) => words[words.len() - 1].into(),
                     Kind::OptionalHex => "\"0a01\"".into(),
+                    Kind::OptionalBool => "true".into(),
                 };
                 let text = format!("{section}:\n  {key}: {valid}\n");
                 let document: Value = serde_yaml::from_str(&text).unwrap();

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Pub(args)) => return mqttd::client::run_pub(args),
         Some(Command::Sub(args)) => return mqttd::client::run_sub(args),
         Some(Command::Bench(args)) => return mqttd::bench::run(args),
+        Some(Command::Passwd(args)) => return mqttd::auth::passwd::run(args),
         _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {

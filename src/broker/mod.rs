@@ -9,6 +9,7 @@
 //! One owner for all shared state (as in rumqttd's router): no locks on the publish path, and
 //! work is naturally batched per wake-up of the task that drives it.
 
+mod access;
 mod auth;
 mod close;
 mod connect;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use bytestring::ByteString;
 
+pub use access::Login;
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
@@ -108,6 +110,8 @@ pub struct Metrics {
     /// Connections closed for a malformed packet or a protocol error (DISCONNECT 0x81/0x82 or
     /// the 3.1.1 close).
     pub protocol_errors: u64,
+    /// PUBLISH packets, subscriptions and deliveries (retained ones too) the ACL refused.
+    pub acl_denied: u64,
 }
 
 /// The sans-IO broker.
@@ -116,7 +120,9 @@ pub struct Broker {
     /// Above this many unwritten bytes a connection counts as slow: QoS 0 deliveries are dropped
     /// and QoS 1/2 wait in the session queue.
     outbound_soft_limit: usize,
-    conns: AHashMap<ConnId, Connection>,
+    /// Boxed: a map's table is over-allocated up to 2x, and an idle connection should cost
+    /// one `Connection` plus a pointer, not twice its size (issue: memory per idle connection).
+    conns: AHashMap<ConnId, Box<Connection>>,
     sessions: persist::SessionMap,
     client_ids: AHashMap<ByteString, SessionId>,
     subscriptions: SubscriptionTrie<SubKey, SubEntry>,
@@ -129,6 +135,10 @@ pub struct Broker {
     next_assigned_id: u64,
     scratch: route::Scratch,
     auth: Option<Box<dyn EnhancedAuth>>,
+    /// ACL in force (`None`: everything allowed), see access.rs.
+    acl: Option<std::sync::Arc<crate::auth::Acl>>,
+    /// A CONNECT needs a login verdict from the transport first.
+    login_required: bool,
     metrics: Metrics,
     /// Connections closed by `send` (a packet they cannot take): forgotten by `reap` once the
     /// event that caused it is handled.
@@ -161,6 +171,8 @@ impl Broker {
             next_assigned_id: 1,
             scratch: route::Scratch::default(),
             auth: None,
+            acl: None,
+            login_required: false,
             metrics: Metrics::default(),
             doomed: Vec::new(),
             per_address: AHashMap::new(),
@@ -227,7 +239,7 @@ impl Broker {
                 c.refused = Some(code);
             }
         }
-        self.conns.insert(conn, c);
+        self.conns.insert(conn, Box::new(c));
         let at = now + self.connect_timeout();
         self.timers.schedule(at, Timer::Connection(conn));
     }

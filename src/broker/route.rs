@@ -122,6 +122,12 @@ impl Broker {
 
         let mut reached = scratch.direct.len() + scratch.apps.len();
         for ((sid, _), acc) in scratch.direct.drain() {
+            // ACL: a subscription may match topics its client may not read (access.rs).
+            if !self.may_read(sid, &msg.topic) {
+                self.metrics.acl_denied += 1;
+                reached -= 1;
+                continue;
+            }
             let delivery = Delivery {
                 msg: msg.clone(),
                 qos: msg.qos.min(acc.qos),
@@ -148,6 +154,22 @@ impl Broker {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let first_filter = group[0].1.clone();
+            // ACL: only members that may read the topic take part in the round robin.
+            let readers: Vec<_>;
+            let group = if self.acl.is_some() {
+                readers = group
+                    .iter()
+                    .filter(|m| self.may_read(m.2, &msg.topic))
+                    .cloned()
+                    .collect();
+                if readers.is_empty() {
+                    self.metrics.acl_denied += 1;
+                    continue;
+                }
+                &readers[..]
+            } else {
+                group
+            };
             if let Some((sid, entry)) = self.pick_shared(group) {
                 reached += 1;
                 let delivery = Delivery {
@@ -329,8 +351,13 @@ impl Broker {
         if version.is_v5() {
             publish.properties = msg.properties.clone();
             // [MQTT-3.3.2-6] the remaining lifetime, not the original interval.
-            publish.properties.message_expiry_interval = remaining;
-            publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+            // (Written only when present: an absent property set stays unallocated.)
+            if remaining.is_some() {
+                publish.properties.message_expiry_interval = remaining;
+            }
+            if !delivery.sub_ids.is_empty() {
+                publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+            }
         }
         let mut packet = Packet::Publish(publish);
         let dropped = if remaining == Some(0) {
@@ -420,10 +447,10 @@ pub(super) fn message_from(
     origin: ByteString,
     now: Instant,
 ) -> SharedMessage {
-    let mut properties = p.properties;
+    // `forwardable` drops the expiry interval; `expires_at` keeps it.
+    let properties = p.properties;
     let expires_at = properties
         .message_expiry_interval
-        .take()
         .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
     Arc::new(super::Message {
         topic,

@@ -97,6 +97,10 @@ pub struct Session {
     pub expires_at: Option<Instant>,
     /// The will of the current (or last) connection.
     pub will: Option<PendingWill>,
+    /// The user name of the current (or last) connection (`None`: anonymous).
+    pub username: Option<ByteString>,
+    /// Its ACL rules, resolved at CONNECT; `None` without an ACL (see access.rs).
+    pub rules: Option<std::sync::Arc<crate::auth::ClientRules>>,
 }
 
 impl Session {
@@ -114,6 +118,8 @@ impl Session {
             expiry_secs: 0,
             expires_at: None,
             will: None,
+            username: None,
+            rules: None,
         }
     }
 

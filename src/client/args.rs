@@ -55,6 +55,12 @@ pub struct ConnectionArgs {
     /// process already has a ticket from sends CONNECT as early data).
     #[arg(long = "no-0rtt", requires = "quic")]
     pub no_zero_rtt: bool,
+    /// With --quic: PEM client certificate to present (mutual TLS; needs --key).
+    #[arg(long, value_name = "FILE", requires_all = ["quic", "key"])]
+    pub cert: Option<PathBuf>,
+    /// With --quic: PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// Publish a message (like mosquitto_pub).
@@ -165,6 +171,12 @@ impl ConnectionArgs {
         options.username = self.username.clone();
         options.password = self.password.clone().map(Into::into);
         options.zero_rtt = !self.no_zero_rtt;
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            options.client_cert = Some(super::options::ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
         if self.quic {
             options.transport = Transport::Quic(QuicOptions {
                 ca_file: self.cafile.clone(),

@@ -39,6 +39,7 @@ impl Dialer {
                 quic,
                 &options.server,
                 options.zero_rtt,
+                options.client_cert.as_ref(),
             )?)),
         })
     }

@@ -30,7 +30,8 @@ mod types;
 pub use error::{reason_name, ClientError, Reason, TRUST_HINT};
 pub use handle::{Client, ClientStream};
 pub use options::{
-    ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
+    ClientCert, ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT,
+    MQTT_ALPN,
 };
 pub use quic_ext::{QuicGrants, QuicStats, StreamMapping};
 pub use tool::{run_pub, run_sub};

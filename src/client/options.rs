@@ -47,6 +47,13 @@ pub struct QuicOptions {
     pub server_name: Option<String>,
 }
 
+/// A client certificate and its private key (PEM files) for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything [`Client::connect`](super::Client::connect) needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -101,6 +108,8 @@ pub struct ClientOptions {
     /// or per topic (CONNECT user property `quic-stream-mapping`, `proto-ext/flows.md`
     /// section 7). Default `None`: the server's default (off on ALPN `mqtt`).
     pub stream_mapping: Option<StreamMapping>,
+    /// QUIC: present this certificate to the server (mutual TLS). Default none.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl ClientOptions {
@@ -128,6 +137,7 @@ impl ClientOptions {
             receive_datagrams: false,
             send_datagrams: false,
             stream_mapping: None,
+            client_cert: None,
         }
     }
 
@@ -253,10 +263,10 @@ mod tests {
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         };
         let options = ClientOptions::new("localhost:1883")
             .client_id("c1")

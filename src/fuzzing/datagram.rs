@@ -8,7 +8,7 @@ use bytestring::ByteString;
 use super::broker::Sim;
 use super::Input;
 use crate::broker::StreamId;
-use crate::codec::{self, Connect, Packet, Properties, ProtocolVersion, Subscribe};
+use crate::codec::{self, Connect, Packet, ProtocolVersion, Subscribe};
 
 /// Input: a selector byte (bit 0: the sender speaks 3.1.1 instead of 5.0; bit 1: small
 /// limits), then datagrams, each a length byte and its bytes.
@@ -35,10 +35,11 @@ pub fn datagram(data: &[u8]) {
     );
     let subscribe = Packet::Subscribe(Subscribe {
         packet_id: 1,
-        properties: Properties {
+        properties: crate::codec::PropertyValues {
             user_properties: on,
-            ..Properties::default()
-        },
+            ..Default::default()
+        }
+        .into(),
         filters: vec![("#".into(), Default::default())],
     });
     send(&mut sim, 0, subscribe, ProtocolVersion::V5);
@@ -70,10 +71,11 @@ fn connect(
         protocol,
         clean_start: true,
         keep_alive: 0,
-        properties: Properties {
+        properties: crate::codec::PropertyValues {
             user_properties,
-            ..Properties::default()
-        },
+            ..Default::default()
+        }
+        .into(),
         client_id: ByteString::from_static(id),
         will: None,
         username: None,

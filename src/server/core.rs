@@ -1,17 +1,24 @@
 //! The broker task: owns the [`Broker`] state machine, feeds it events in batches, runs its
 //! timers and hands its outputs to connection outboxes and in-process handlers.
+//!
+//! With persistence, each batch's change set goes to the store writer (`crate::store::writer`)
+//! and the batch's outputs wait until the writer reports it committed: no PUBACK, PUBREC,
+//! PUBCOMP, CONNACK or delivery leaves before the state it reflects is on disk (`durability:
+//! off` excepted), and the embedding API's publish is answered likewise. A batch without
+//! changes goes out at once when nothing waits before it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use ahash::AHashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::event::Event;
 use super::outbox::Outbox;
 use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+use crate::codec::ReasonCode;
 use crate::config::Durability;
 use crate::store::writer::Writer;
 
@@ -32,6 +39,7 @@ pub async fn run(
     // Connections whose outbox overflowed (the client does not read): closed by the broker at
     // the next wake-up, which its own packets bring.
     let mut overflowed: Vec<ConnId> = Vec::new();
+    let mut replies = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -60,6 +68,8 @@ pub async fn run(
                         Event::DecodeError { conn, error } => broker.handle_decode_error(conn, &error, now),
                         // The broker answers with a Close output, which releases the outbox.
                         Event::Lost { conn } => broker.connection_lost(conn, now),
+                        Event::Login { conn, login } => broker.set_login(conn, login),
+                        Event::SetAcl { acl } => broker.set_acl(acl),
                         Event::StreamOpened { conn, stream } => broker.stream_opened(conn, stream),
                         Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
@@ -87,7 +97,8 @@ pub async fn run(
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
                         }
                         Event::AppPublish { message, reply } => {
-                            let _ = reply.send(broker.app_publish(*message, now));
+                            // Answered with the batch's outputs: after the commit, like a PUBACK.
+                            replies.push((reply, broker.app_publish(*message, now)));
                         }
                         Event::Shutdown => {
                             broker.shutdown(now);
@@ -103,7 +114,10 @@ pub async fn run(
             broker.output_overflow(conn, now);
         }
         broker.handle_timeout(now);
-        let outputs = broker.take_outputs();
+        let outputs = Released {
+            outputs: broker.take_outputs(),
+            replies: std::mem::take(&mut replies),
+        };
         match writer.as_mut() {
             None => dispatch(
                 outputs,
@@ -128,7 +142,7 @@ pub async fn run(
                         &mut dirty,
                         &mut overflowed,
                     );
-                } else if !outputs.is_empty() {
+                } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
                     held.batches.push_back((held.ticket, outputs));
                 }
             }
@@ -159,8 +173,17 @@ struct Held {
     ticket: u64,
     /// The last ticket the writer reported committed.
     committed: u64,
-    batches: VecDeque<(u64, Vec<Output>)>,
+    batches: VecDeque<(u64, Released)>,
 }
+
+/// What one batch hands out: the broker's outputs, and the answers to the embedding API's
+/// publishes.
+struct Released {
+    outputs: Vec<Output>,
+    replies: Vec<(PublishReply, Result<usize, ReasonCode>)>,
+}
+
+type PublishReply = oneshot::Sender<Result<usize, ReasonCode>>;
 
 impl Held {
     /// Nothing waits: every change set sent is committed (so no output can depend on state
@@ -169,7 +192,7 @@ impl Held {
         self.batches.is_empty() && self.committed >= self.ticket
     }
 
-    fn release(&mut self, committed: u64) -> Vec<Vec<Output>> {
+    fn release(&mut self, committed: u64) -> Vec<Released> {
         self.committed = self.committed.max(committed);
         let mut ready = Vec::new();
         while let Some((ticket, _)) = self.batches.front() {
@@ -199,13 +222,16 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn dispatch(
-    outputs: Vec<Output>,
+    released: Released,
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
     overflowed: &mut Vec<ConnId>,
 ) {
-    for output in outputs {
+    for (reply, result) in released.replies {
+        let _ = reply.send(result);
+    }
+    for output in released.outputs {
         match output {
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {

@@ -37,6 +37,8 @@ pub enum ServerError {
     Certificate(#[from] crate::transport::cert::CertError),
     #[error(transparent)]
     Quic(#[from] crate::transport::quic::QuicSetupError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
     #[error("the broker has stopped")]
     Stopped,
     #[error(transparent)]
@@ -144,6 +146,12 @@ pub(crate) async fn start_with_channel(
     let ids = Arc::new(AtomicU64::new(1));
     let max_packet_size = config.limits.max_packet_size;
 
+    // Authentication and ACL (src/auth): files are read now, so a bad one stops the start.
+    let authenticator = crate::auth::Authenticator::from_config(&config)?;
+    let acl = crate::auth::load_acl(&config)?.map(Arc::new);
+    log_access(&config, &authenticator);
+    let gate = crate::transport::login::LoginGate::new(authenticator);
+
     let mut listeners = Vec::new();
     // QUIC first: once TCP accepts, every listener is up (the certificate may take a moment
     // to generate on first start).
@@ -190,6 +198,7 @@ pub(crate) async fn start_with_channel(
             ids.clone(),
             max_packet_size,
             Duration::from_secs(config.quic.handshake_timeout_secs),
+            gate.clone(),
             stop_rx.clone(),
         )));
     }
@@ -211,6 +220,7 @@ pub(crate) async fn start_with_channel(
             events.clone(),
             ids.clone(),
             quic_settings,
+            gate.clone(),
             stop_rx.clone(),
         )));
         quic_endpoint = Some(endpoint);
@@ -231,10 +241,19 @@ pub(crate) async fn start_with_channel(
             events.clone(),
             ids.clone(),
             max_packet_size,
+            gate.clone(),
             stop_rx.clone(),
         )));
     }
+    #[cfg(unix)]
+    listeners.push(tokio::spawn(reload_on_sighup(
+        config.clone(),
+        gate.clone(),
+        events.clone(),
+    )));
 
+    broker.require_login();
+    broker.set_acl(acl);
     let core = tokio::spawn(core::run(broker, events_rx, writer));
     Ok(ServerHandle {
         tcp_addr,
@@ -248,6 +267,71 @@ pub(crate) async fn start_with_channel(
         core,
         listeners,
     })
+}
+
+/// Says at startup who may connect and whether an ACL applies.
+fn log_access(config: &Config, auth: &crate::auth::Authenticator) {
+    use crate::auth::Anonymous;
+    let users = auth.users();
+    match auth.anonymous() {
+        Anonymous::LoopbackOnly => tracing::warn!(
+            "anonymous access allowed from loopback addresses only (no auth.password_file): \
+             set auth.password_file (see `mqttd passwd`), or auth.allow_anonymous: true to \
+             let remote clients in without credentials"
+        ),
+        Anonymous::Allowed => tracing::warn!(
+            password_users = users.unwrap_or(0),
+            "anonymous access allowed from any address (auth.allow_anonymous: true)"
+        ),
+        Anonymous::Refused => tracing::info!(
+            password_users = users.unwrap_or(0),
+            certificate_identities = config.auth.use_identity_as_username,
+            "anonymous access refused: clients must authenticate"
+        ),
+    }
+    if let Some(file) = &config.auth.acl_file {
+        tracing::info!(acl = %file.display(), "ACL in force");
+    } else if users.is_some() || config.auth.use_identity_as_username {
+        tracing::info!("no auth.acl_file: every authenticated client may use every topic");
+    }
+}
+
+/// SIGHUP reads the password file and the ACL file again; a file that does not load is
+/// logged and the previous one stays in force.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    config: Config,
+    gate: Arc<crate::transport::login::LoginGate>,
+    events: mpsc::Sender<Event>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let mut auth = (*gate.current()).clone();
+        match auth.reload() {
+            Ok(users) => {
+                gate.replace(auth);
+                if let Some(users) = users {
+                    tracing::info!(users, "password file reloaded");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "password file not reloaded"),
+        }
+        match crate::auth::load_acl(&config) {
+            Ok(Some(acl)) => {
+                tracing::info!("ACL file reloaded");
+                let _ = events
+                    .send(Event::SetAcl {
+                        acl: Some(Arc::new(acl)),
+                    })
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "ACL file not reloaded"),
+        }
+    }
 }
 
 impl ServerHandle {

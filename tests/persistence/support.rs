@@ -123,6 +123,7 @@ pub struct Raw {
 
 /// What a bounded read found.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Read {
     Packet(Packet),
     Closed,
@@ -191,10 +192,11 @@ pub fn persistent(client_id: &str, expiry: u32) -> Connect {
         protocol: V5,
         clean_start: false,
         keep_alive: 0,
-        properties: Properties {
+        properties: mqttd::codec::PropertyValues {
             session_expiry_interval: Some(expiry),
             ..Default::default()
-        },
+        }
+        .into(),
         client_id: client_id.into(),
         will: None,
         username: None,

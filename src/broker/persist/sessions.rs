@@ -9,7 +9,9 @@ use crate::broker::SessionId;
 
 #[derive(Debug, Default)]
 pub(crate) struct SessionMap {
-    map: AHashMap<SessionId, Session>,
+    /// Boxed: an idle session should cost one `Session` plus a pointer, not the map's
+    /// over-allocation of it (memory per idle connection).
+    map: AHashMap<SessionId, Box<Session>>,
     tracking: bool,
     dirty: AHashSet<SessionId>,
 }
@@ -33,27 +35,33 @@ impl SessionMap {
     }
 
     pub fn get(&self, sid: &SessionId) -> Option<&Session> {
-        self.map.get(sid)
+        self.map.get(sid).map(|s| &**s)
     }
 
     pub fn get_mut(&mut self, sid: &SessionId) -> Option<&mut Session> {
         if self.tracking && self.map.contains_key(sid) {
             self.dirty.insert(*sid);
         }
-        self.map.get_mut(sid)
+        self.map.get_mut(sid).map(|s| &mut **s)
     }
 
     pub fn insert(&mut self, sid: SessionId, session: Session) -> Option<Session> {
         self.mark(sid);
-        self.map.insert(sid, session)
+        self.map.insert(sid, Box::new(session)).map(|s| *s)
     }
 
     pub fn remove(&mut self, sid: &SessionId) -> Option<Session> {
-        let removed = self.map.remove(sid);
+        let removed = self.map.remove(sid).map(|s| *s);
         if removed.is_some() {
             self.mark(*sid);
         }
         removed
+    }
+
+    /// Every session, mutably, without marking any dirty: for derived state that is not
+    /// persisted (the ACL rules resolved for a session).
+    pub fn values_mut_untracked(&mut self) -> impl Iterator<Item = &mut Session> {
+        self.map.values_mut().map(|s| &mut **s)
     }
 
     pub fn len(&self) -> usize {
@@ -62,6 +70,6 @@ impl SessionMap {
 
     /// Every session, read-only (no change to track).
     pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
-        self.map.iter()
+        self.map.iter().map(|(sid, s)| (sid, &**s))
     }
 }
