@@ -19,7 +19,15 @@ fn main() -> ExitCode {
         _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match mqttd::Config::from_file(file) {
+        // The password and ACL files too: a broker would refuse to start without them.
+        let checked = mqttd::Config::from_file(file)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                mqttd::auth::Authenticator::from_config(&c)
+                    .and_then(|_| mqttd::auth::load_acl(&c))
+                    .map_err(|e| format!("{}: {e}", file.display()))
+            });
+        return match checked {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
@@ -38,6 +46,9 @@ fn main() -> ExitCode {
         }
     };
     mqttd::cli::init_logging(&config);
+    if let Some(limit) = mqttd::fdlimit::raise_nofile() {
+        tracing::debug!(limit, "open files limit");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -431,6 +431,58 @@ async fn mutual_tls_on_mqtts_uses_the_certificate_identity_for_the_acl() {
             .is_err()
     );
 
+    // The bundled client over MQTTS (Transport::Mqtts) and `mqttd pub --mqtts --cert --key`.
+    let mut options = ClientOptions::new(addr.to_string())
+        .transport(Transport::Mqtts(QuicOptions {
+            ca_file: Some(server_cert.clone()),
+            insecure: false,
+            server_name: None,
+        }))
+        .client_id("s7-bundled");
+    options.client_cert = Some(ClientCert {
+        cert: cert.clone(),
+        key: key.clone(),
+    });
+    let (bundled, _) = within(
+        "MQTTS connect",
+        mqttd::client::Client::connect(options.clone()),
+    )
+    .await
+    .unwrap();
+    bundled
+        .publish("sensors/7/b", "bundled", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        &within("bundled", sensor.recv()).await.unwrap().payload[..],
+        b"bundled"
+    );
+    bundled.disconnect().await.unwrap();
+    options.client_cert = None;
+    assert!(mqttd::client::Client::connect(options).await.is_err());
+    let (port, cafile) = (addr.port().to_string(), server_cert.display().to_string());
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_mqttd"))
+            .args([
+                "pub", "--mqtts", "-p", &port, "--cafile", &cafile, "--cert", &c, "--key", &k,
+            ])
+            .args(["-t", "sensors/7/cli", "-m", "cli", "-q", "1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        &within("mqttd pub", sensor.recv()).await.unwrap().payload[..],
+        b"cli"
+    );
+
     // mosquitto over OpenSSL with the same client certificate, when installed.
     if have_mosquitto_clients() {
         let args: Vec<String> = vec![
@@ -663,4 +715,130 @@ async fn a_denied_publish_in_a_quic_datagram_is_dropped() {
     assert_eq!((metrics.datagrams_received, metrics.acl_denied), (2, 1));
     listener.disconnect().await.unwrap();
     server.shutdown().await;
+}
+
+/// The broker binary, killed when dropped.
+struct BrokerProcess(std::process::Child);
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn mqttd_bin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn mqttd_passwd_then_the_broker_binary_and_a_reload_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("passwd");
+    let pw_arg = pw.to_str().unwrap();
+    let out = mqttd_bin(&["passwd", "-c", "-b", pw_arg, "alice", "one"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("added user \"alice\""));
+    let out = mqttd_bin(&["passwd", pw_arg, "bob", "-p", ""], "");
+    assert!(!out.status.success(), "an empty password is refused");
+
+    let tcp_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("mqttd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  tcp: {tcp_addr}\n  quic: null\nauth:\n  password_file: {}\nlog:\n  level: info\n",
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("broker.log");
+    let broker = BrokerProcess(
+        Command::new(env!("CARGO_BIN_EXE_mqttd"))
+            .arg("-c")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("broker.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log_text = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("broker.err")).unwrap_or_default()
+    };
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(tcp_addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(up, "the broker did not start: {}", log_text());
+    let login = |user: &str, pw: &str| {
+        let mut o = ClientOptions::new(tcp_addr.to_string()).client_id(format!("c-{user}"));
+        o.username = Some(user.into());
+        o.password = Some(pw.to_owned().into());
+        o
+    };
+    let (alice, _) = mqttd::client::Client::connect(login("alice", "one"))
+        .await
+        .unwrap();
+    alice.disconnect().await.unwrap();
+    assert_eq!(
+        refused(login("bob", "two")).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+
+    // Add bob from a script, then SIGHUP: the running broker lets him in.
+    let out = mqttd_bin(&["passwd", "--stdin", pw_arg, "bob"], "two\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &broker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut bob = None;
+    for _ in 0..100 {
+        if let Ok((c, _)) = mqttd::client::Client::connect(login("bob", "two")).await {
+            bob = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        bob.is_some(),
+        "bob was not let in after SIGHUP: {}",
+        log_text()
+    );
+    let text = log_text();
+    assert!(text.contains("anonymous access refused"), "{text}");
+    assert!(text.contains("password file reloaded"), "{text}");
 }

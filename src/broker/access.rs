@@ -33,14 +33,19 @@ impl Broker {
         self.login_required = true;
     }
 
-    /// Installs (or replaces, on reload) the ACL; `None` allows everything. Every session's
-    /// rules are resolved again; existing subscriptions stay, and what they deliver is
-    /// checked against the new rules.
+    /// Installs (or replaces, on reload) the ACL; `None` allows everything. The rules of
+    /// every session that has connected under an ACL are resolved again; existing
+    /// subscriptions stay, and what they deliver is checked against the new rules. Sessions
+    /// restored from the store (no user name known yet) get theirs when they reconnect.
     pub fn set_acl(&mut self, acl: Option<Arc<Acl>>) {
+        let had_acl = self.acl.is_some();
         for session in self.sessions.values_mut_untracked() {
-            session.rules = acl
-                .as_ref()
-                .map(|a| Arc::new(a.rules_for(session.username.as_deref(), &session.client_id)));
+            // Sessions restored from the store (no rules, no connection) wait for their user.
+            if session.rules.is_some() || (!had_acl && session.conn.is_some()) {
+                session.rules = acl.as_ref().map(|a| {
+                    Arc::new(a.rules_for(session.username.as_deref(), &session.client_id))
+                });
+            }
         }
         self.acl = acl;
     }
@@ -77,9 +82,9 @@ impl Broker {
             .map(|acl| Arc::new(acl.rules_for(username, client_id)))
     }
 
-    /// The rules of session `sid`; `None` without an ACL. A session without resolved rules
-    /// (one that never connected under this ACL) gets them from its last user name, and an
-    /// unknown session gets none at all (deny everything).
+    /// The rules of session `sid`; `None` without an ACL. A connected session always has
+    /// its rules; one without (not connected since it was restored from the store) gets them
+    /// from its last user name, and an unknown session gets none at all (deny everything).
     pub(super) fn session_rules(&self, sid: SessionId) -> Option<Arc<ClientRules>> {
         let acl = self.acl.as_ref()?;
         match self.sessions.get(&sid) {
@@ -92,17 +97,34 @@ impl Broker {
     }
 
     /// May session `sid` receive a message on `topic`? Always true without an ACL (and then
-    /// nothing is looked up).
+    /// nothing is looked up). A session restored from the store, whose user is not known
+    /// until it reconnects, queues what its subscriptions match: [`Broker::filter_queue`]
+    /// checks the queue when it connects.
     pub(super) fn may_read(&self, sid: SessionId, topic: &str) -> bool {
         if self.acl.is_none() {
             return true;
         }
-        match self.sessions.get(&sid).and_then(|s| s.rules.as_deref()) {
-            Some(rules) => rules.may_read(topic),
-            None => self
-                .session_rules(sid)
-                .is_none_or(|rules| rules.may_read(topic)),
+        match self.sessions.get(&sid) {
+            Some(s) => match &s.rules {
+                Some(rules) => rules.may_read(topic),
+                None => s.conn.is_none(),
+            },
+            None => false,
         }
+    }
+
+    /// Drops queued messages session `sid` may not read under its (new) rules: at CONNECT,
+    /// for messages queued while its user was unknown or another one.
+    pub(super) fn filter_queue(&mut self, sid: SessionId) {
+        let Some(rules) = self.sessions.get(&sid).and_then(|s| s.rules.clone()) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let before = session.queue.len();
+        session.queue.retain(|d| rules.may_read(&d.msg.topic));
+        self.metrics.acl_denied += (before - session.queue.len()) as u64;
     }
 
     /// May session `sid` publish to `topic`? Always true without an ACL.

@@ -256,6 +256,7 @@ impl Broker {
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
+        self.filter_queue(sid);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),

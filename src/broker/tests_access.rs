@@ -356,3 +356,126 @@ fn reloading_the_acl_applies_to_existing_sessions() {
     h.publish(publisher, "a/3", "x", QoS::AtMostOnce, false);
     assert_eq!(publishes(&h.recv(sub)).len(), 1);
 }
+
+#[test]
+fn a_restored_session_queues_until_its_user_is_known_then_filters() {
+    for (user, expected) in [("bob", 1), ("eve", 0)] {
+        let mut h = with_acl(ACL);
+        let mut connect = connect_packet("b1", V5);
+        connect.clean_start = false;
+        connect.properties.session_expiry_interval = Some(3600);
+        let bob = Login::Accepted {
+            username: Some("bob".into()),
+        };
+        let (conn, _) = login_connect(&mut h, connect.clone(), bob);
+        assert_eq!(
+            h.subscribe(conn, "alice/#", QoS::AtLeastOnce),
+            [ReasonCode(1)]
+        );
+        h.lose(conn);
+        // As after a restart: the store keeps no user name, so no rules yet.
+        let sid = h.broker.client_ids[&ByteString::from("b1")];
+        let session = h.broker.sessions.get_mut(&sid).unwrap();
+        session.rules = None;
+        session.username = None;
+        let alice = as_user(&mut h, "a1", Some("alice"), V5);
+        h.publish(alice, "alice/news", "queued", QoS::AtLeastOnce, false);
+        h.recv(alice);
+        assert_eq!(h.broker.sessions.get(&sid).unwrap().queue.len(), 1);
+        // The user who comes back decides what of the queue it gets.
+        let login = Login::Accepted {
+            username: Some(user.into()),
+        };
+        let conn = h.open();
+        h.broker.set_login(conn, login);
+        h.send(conn, Packet::Connect(Box::new(connect)));
+        let got = h.recv(conn);
+        assert!(matches!(&got[0], Packet::ConnAck(a) if a.session_present));
+        assert_eq!(publishes(&got).len(), expected, "{user}");
+    }
+}
+
+#[test]
+fn data_streams_and_server_streams_follow_the_same_rules() {
+    let mut h = with_acl(ACL);
+    let alice = as_user(&mut h, "a1", Some("alice"), V5);
+    h.broker.stream_opened(alice, S4);
+    // SUBSCRIBE and PUBLISH on a data stream: answered there, with the same codes.
+    sub_on(&mut h, alice, S4, "bob/#", QoS::AtLeastOnce);
+    sub_on(&mut h, alice, S4, "alice/#", QoS::AtLeastOnce);
+    h.send_on(
+        alice,
+        S4,
+        Packet::Publish(publish("bob/x", "no", QoS::AtLeastOnce, false, Some(11))),
+    );
+    let got = h.recv_streams(alice);
+    let answers: Vec<(StreamId, Option<ReasonCode>)> = got
+        .iter()
+        .map(|(s, p)| match p {
+            Packet::SubAck(a) => (*s, a.codes.first().copied()),
+            Packet::PubAck(a) => (*s, Some(a.code)),
+            _ => (*s, None),
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            (S4, Some(ReasonCode::NOT_AUTHORIZED)),
+            (S4, Some(ReasonCode(1))),
+            (S4, Some(ReasonCode::NOT_AUTHORIZED)),
+        ]
+    );
+    // Deliveries on per-topic server streams (MQTT-next flows) are checked like any other.
+    let mut connect = connect_packet("b1", V5);
+    connect
+        .properties
+        .user_properties
+        .push(("quic-stream-mapping".into(), "topic".into()));
+    let bob_conn = h.open();
+    h.broker.set_quic_caps(
+        bob_conn,
+        QuicCaps {
+            datagram_max: None,
+            mqtt_next: true,
+        },
+    );
+    h.broker.set_login(
+        bob_conn,
+        Login::Accepted {
+            username: Some("bob".into()),
+        },
+    );
+    h.send(bob_conn, Packet::Connect(Box::new(connect)));
+    h.recv(bob_conn);
+    assert_eq!(
+        h.subscribe(bob_conn, "alice/#", QoS::AtMostOnce),
+        [ReasonCode(0)]
+    );
+    // Bob may read alice/#: alice's message reaches him on a server stream; once a rule
+    // denies him alice/news, alice still publishes there but bob gets only the other topic.
+    h.publish(alice, "alice/news", "n", QoS::AtMostOnce, false);
+    let got = h.recv_streams(bob_conn);
+    assert_eq!(
+        publishes(&got.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>()).len(),
+        1
+    );
+    assert!(got.iter().all(|(s, _)| *s != StreamId::CONTROL), "{got:?}");
+    h.broker.set_acl(Some(Arc::new(
+        Acl::parse(
+            &format!("{ACL}user bob\ntopic deny alice/news\n"),
+            Path::new("acl"),
+        )
+        .unwrap(),
+    )));
+    h.publish(alice, "alice/other", "o", QoS::AtMostOnce, false);
+    h.publish(alice, "alice/news", "n2", QoS::AtMostOnce, false);
+    let got = h.recv_streams(bob_conn);
+    let topics: Vec<String> = got
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Packet::Publish(p) => Some(p.topic.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(topics, ["alice/other"]);
+}

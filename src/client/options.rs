@@ -20,6 +20,8 @@ pub const MQTT_ALPN: &[u8] = b"mqtt";
 pub const DEFAULT_TCP_PORT: u16 = 1883;
 /// Default UDP port of mqttd's MQTT over QUIC.
 pub const DEFAULT_QUIC_PORT: u16 = 1884;
+/// The usual port of MQTT over TCP + TLS (MQTTS).
+pub const DEFAULT_MQTTS_PORT: u16 = 8883;
 
 /// The network under the MQTT connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +32,8 @@ pub enum Transport {
     /// MQTT over QUIC (TLS 1.3, ALPN `mqtt`): one bidirectional stream carries the MQTT
     /// connection, and more may be opened with `Client::open_stream`.
     Quic(QuicOptions),
+    /// MQTT over TCP + TLS 1.3 (MQTTS), with the same trust settings as QUIC.
+    Mqtts(QuicOptions),
 }
 
 /// TLS settings of the QUIC transport.
@@ -108,7 +112,7 @@ pub struct ClientOptions {
     /// or per topic (CONNECT user property `quic-stream-mapping`, `proto-ext/flows.md`
     /// section 7). Default `None`: the server's default (off on ALPN `mqtt`).
     pub stream_mapping: Option<StreamMapping>,
-    /// QUIC: present this certificate to the server (mutual TLS). Default none.
+    /// QUIC and MQTTS: present this certificate to the server (mutual TLS). Default none.
     pub client_cert: Option<ClientCert>,
 }
 

@@ -182,13 +182,13 @@ impl QuicDialer {
     }
 }
 
-/// The QUIC client configuration for `options`: TLS 1.3 on ring, ALPN `mqtt`, a ticket store
-/// of its own, early data when `zero_rtt`.
-fn build_config(
+/// The rustls client configuration for `options` (QUIC and MQTTS): TLS 1.3 on ring, the
+/// trusted certificates (or none checked with `insecure`), and the client certificate for
+/// mutual TLS.
+pub(crate) fn tls_config(
     options: &QuicOptions,
-    zero_rtt: bool,
     client_cert: Option<&super::options::ClientCert>,
-) -> Result<quinn::ClientConfig, ClientError> {
+) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -209,7 +209,7 @@ fn build_config(
         }
         builder.with_root_certificates(roots)
     };
-    let mut tls = match client_cert {
+    Ok(match client_cert {
         None => builder.with_no_client_auth(),
         Some(c) => {
             let chain = read_certificates(&c.cert)?;
@@ -226,7 +226,17 @@ fn build_config(
                     message: format!("client certificate and key do not go together: {e}"),
                 })?
         }
-    };
+    })
+}
+
+/// The QUIC client configuration for `options`: [`tls_config`] plus ALPN `mqtt`, a ticket
+/// store of its own, early data when `zero_rtt`.
+fn build_config(
+    options: &QuicOptions,
+    zero_rtt: bool,
+    client_cert: Option<&super::options::ClientCert>,
+) -> Result<quinn::ClientConfig, ClientError> {
+    let mut tls = tls_config(options, client_cert)?;
     tls.alpn_protocols = vec![MQTT_ALPN.to_vec()];
     tls.resumption = rustls::client::Resumption::store(Arc::new(
         rustls::client::ClientSessionMemoryCache::new(super::tickets::NAMES_PER_STORE),

@@ -8,7 +8,7 @@ use bytestring::ByteString;
 use super::broker::Sim;
 use super::Input;
 use crate::broker::StreamId;
-use crate::codec::{self, Connect, Packet, ProtocolVersion, Subscribe};
+use crate::codec::{self, Connect, Packet, PropertyValues, ProtocolVersion, Subscribe};
 
 /// Input: a selector byte (bit 0: the sender speaks 3.1.1 instead of 5.0; bit 1: small
 /// limits), then datagrams, each a length byte and its bytes.
@@ -35,9 +35,9 @@ pub fn datagram(data: &[u8]) {
     );
     let subscribe = Packet::Subscribe(Subscribe {
         packet_id: 1,
-        properties: crate::codec::PropertyValues {
+        properties: PropertyValues {
             user_properties: on,
-            ..Default::default()
+            ..PropertyValues::default()
         }
         .into(),
         filters: vec![("#".into(), Default::default())],
@@ -71,9 +71,9 @@ fn connect(
         protocol,
         clean_start: true,
         keep_alive: 0,
-        properties: crate::codec::PropertyValues {
+        properties: PropertyValues {
             user_properties,
-            ..Default::default()
+            ..PropertyValues::default()
         }
         .into(),
         client_id: ByteString::from_static(id),

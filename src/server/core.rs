@@ -36,10 +36,10 @@ pub async fn run(
     let mut batch = Vec::with_capacity(BATCH);
     let mut shutting_down = false;
     let mut held = Held::default();
+    let mut replies = Vec::new();
     // Connections whose outbox overflowed (the client does not read): closed by the broker at
     // the next wake-up, which its own packets bring.
     let mut overflowed: Vec<ConnId> = Vec::new();
-    let mut replies = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {

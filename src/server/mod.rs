@@ -128,7 +128,14 @@ pub(crate) async fn start_with_channel(
     events: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
 ) -> Result<ServerHandle, ServerError> {
-    // The store first: recovery happens before any listener accepts, and a store in use by
+    // Authentication and ACL (src/auth): files are read first, so a bad one
+    // stops the start before anything is opened or bound.
+    let authenticator = crate::auth::Authenticator::from_config(&config)?;
+    let acl = crate::auth::load_acl(&config)?.map(Arc::new);
+    log_access(&config, &authenticator);
+    let gate = crate::transport::login::LoginGate::new(authenticator);
+
+    // Then the store: recovery happens before any listener accepts, and a store in use by
     // another broker stops the start before anything is bound.
     let storage = config.storage.clone();
     let mut broker = Broker::new(config.clone());
@@ -145,12 +152,6 @@ pub(crate) async fn start_with_channel(
     let (stop, stop_rx) = watch::channel(false);
     let ids = Arc::new(AtomicU64::new(1));
     let max_packet_size = config.limits.max_packet_size;
-
-    // Authentication and ACL (src/auth): files are read now, so a bad one stops the start.
-    let authenticator = crate::auth::Authenticator::from_config(&config)?;
-    let acl = crate::auth::load_acl(&config)?.map(Arc::new);
-    log_access(&config, &authenticator);
-    let gate = crate::transport::login::LoginGate::new(authenticator);
 
     let mut listeners = Vec::new();
     // QUIC first: once TCP accepts, every listener is up (the certificate may take a moment
@@ -252,6 +253,8 @@ pub(crate) async fn start_with_channel(
         events.clone(),
     )));
 
+    // Restored sessions keep no user name: their rules are resolved when they reconnect
+    // (broker/access.rs), so set_acl after the store is loaded.
     broker.require_login();
     broker.set_acl(acl);
     let core = tokio::spawn(core::run(broker, events_rx, writer));

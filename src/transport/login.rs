@@ -3,7 +3,7 @@
 //! CONNECT reaches the broker, which gets the verdict as an event just ahead of it.
 //!
 //! A password check is an Argon2 computation (tens of milliseconds, 19 MiB): it runs on
-//! tokio's blocking pool, at most one per core at a time (a CONNECT flood queues here instead
+//! tokio's blocking pool, on all cores but one at most (a CONNECT flood queues here instead
 //! of exhausting memory or starving the runtime), and never on the broker task. The reader of
 //! the connection waits meanwhile, so packets sent after CONNECT keep their order behind it.
 
@@ -24,10 +24,11 @@ pub struct LoginGate {
 
 impl LoginGate {
     pub fn new(auth: Authenticator) -> Arc<LoginGate> {
+        // One core stays free for the broker and the connections even under a CONNECT flood.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(LoginGate {
             auth: RwLock::new(Arc::new(auth)),
-            permits: Semaphore::new(cores),
+            permits: Semaphore::new(cores.saturating_sub(1).max(1)),
         })
     }
 

@@ -70,6 +70,6 @@ impl SessionMap {
 
     /// Every session, read-only (no change to track).
     pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
-        self.map.iter().map(|(sid, s)| (sid, &**s))
+        self.map.iter().map(|(k, v)| (k, &**v))
     }
 }
