@@ -322,6 +322,12 @@ pub struct Limits {
     /// invalid (PUBLISH: DISCONNECT 0x90, SUBSCRIBE: SUBACK 0x8F, will: CONNACK 0x90).
     /// Default 128.
     pub max_topic_levels: usize,
+    /// Backpressure: a publisher whose message reaches a connection that is behind on writing
+    /// stops being read until that connection catches up, for at most this many milliseconds;
+    /// a connection still behind after that holds no publisher again until it catches up (its
+    /// QoS 0 deliveries are then dropped, QoS 1/2 queue). 0: never pause publishers, drop
+    /// QoS 0 to connections behind at once. Default 1000.
+    pub max_publisher_pause_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -373,6 +379,7 @@ impl Default for Limits {
             quic_stream_opens_per_sec: 100,
             quic_datagrams_per_sec: 1000,
             max_topic_levels: 128,
+            max_publisher_pause_ms: 1000,
         }
     }
 }
@@ -721,6 +728,10 @@ limits:
   # Levels a topic or filter may have (a/b/c has 3); deeper ones are invalid (PUBLISH:
   # DISCONNECT 0x90, SUBSCRIBE: SUBACK 0x8F, will topic: CONNACK 0x90).
   max_topic_levels: 128
+  # Backpressure: a publisher whose messages reach a subscriber that is behind is not read
+  # until the subscriber catches up, for at most this long (ms); a subscriber still behind
+  # then stops holding publishers and loses QoS 0 messages (QoS 1/2 queue). 0: never pause.
+  max_publisher_pause_ms: 1000
 
 session:
   # Upper bound on the Session Expiry Interval an MQTT 5.0 client may request, in seconds
@@ -885,6 +896,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("quic_stream_opens_per_sec", U32),
             ("quic_datagrams_per_sec", U32),
             ("max_topic_levels", USIZE),
+            ("max_publisher_pause_ms", U64),
         ],
     ),
     (
@@ -1436,8 +1448,8 @@ log:
                  max_inflight, connect_timeout_secs, max_connections, \
                  max_connections_per_address, max_sessions, max_subscriptions, \
                  max_queued_bytes, max_retained_messages, max_retained_bytes, \
-                 quic_stream_opens_per_sec, quic_datagrams_per_sec, max_topic_levels \
-                 at line 2 column 3",
+                 quic_stream_opens_per_sec, quic_datagrams_per_sec, max_topic_levels, \
+                 max_publisher_pause_ms at line 2 column 3",
             ],
         );
         assert_error(

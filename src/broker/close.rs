@@ -84,6 +84,7 @@ impl Broker {
             return;
         };
         self.release(&c);
+        self.forget_publisher(conn);
         let Some(sid) = c.session else { return };
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;

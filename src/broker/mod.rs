@@ -25,6 +25,7 @@ mod server_flows;
 mod session;
 mod streams;
 mod subscribe;
+mod throttle;
 mod timers;
 mod transport_events;
 mod types;
@@ -112,6 +113,10 @@ pub struct Metrics {
     /// Connections closed for a malformed packet or a protocol error (DISCONNECT 0x81/0x82 or
     /// the 3.1.1 close).
     pub protocol_errors: u64,
+    /// Times a publisher stopped being read because a subscriber fell behind (throttle.rs).
+    pub publisher_pauses: u64,
+    /// Connections that stayed behind through a whole publisher pause (they then lose QoS 0).
+    pub stuck_subscribers: u64,
 }
 
 /// The sans-IO broker.
@@ -150,6 +155,8 @@ pub struct Broker {
     /// Payload and topic bytes of the retained store (`limits.max_retained_bytes`).
     retained_bytes: usize,
     persist: persist::Tracker,
+    /// Publishers paused for connections behind on writing (throttle.rs).
+    throttle: throttle::Throttle,
 }
 
 impl Broker {
@@ -179,6 +186,7 @@ impl Broker {
             refused_pending: 0,
             retained_bytes: 0,
             persist: persist::Tracker::default(),
+            throttle: throttle::Throttle::default(),
         }
     }
 
@@ -252,7 +260,9 @@ impl Broker {
         let was_slow = c.unwritten >= self.outbound_soft_limit;
         c.unwritten = c.unwritten.saturating_sub(bytes);
         if was_slow && c.unwritten < self.outbound_soft_limit {
-            if let Some(sid) = c.session {
+            let session = c.session;
+            self.release_publishers(conn);
+            if let Some(sid) = session {
                 self.pump_queue(sid, now);
             }
         }
@@ -364,6 +374,7 @@ impl Broker {
                 Timer::Connection(conn) => self.check_connection_deadline(conn, now),
                 Timer::Will(sid) => self.check_will(sid, now),
                 Timer::SessionExpiry(sid) => self.check_session_expiry(sid, now),
+                Timer::PublisherPause(conn) => self.check_publisher_pause(conn, now),
             }
         }
         self.reap(now);

@@ -54,6 +54,12 @@ pub enum Output {
         conn: ConnId,
         event: super::server_flows::FlowEvent,
     },
+    /// Stop (`true`) or resume (`false`) reading from a connection: backpressure from
+    /// connections behind on writing to the publishers feeding them (throttle.rs).
+    PauseReading {
+        conn: ConnId,
+        paused: bool,
+    },
     /// A message for an in-process handler.
     App {
         handler: HandlerId,
@@ -110,6 +116,10 @@ impl OutputQueue {
             self.open.remove(&(conn, *stream));
         }
         self.outputs.push(Output::ServerFlow { conn, event });
+    }
+
+    pub fn pause_reading(&mut self, conn: ConnId, paused: bool) {
+        self.outputs.push(Output::PauseReading { conn, paused });
     }
 
     pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {

@@ -16,6 +16,10 @@ use super::session::{Delivery, Inflight, SubEntry};
 use super::{Broker, ConnId, HandlerId, SessionId, SharedMessage, StreamId, SubKey};
 use crate::codec::{Packet, Publish, QoS};
 
+/// A connection behind on writing may hold this many times the soft limit of unwritten bytes
+/// while it holds its publishers back; beyond it QoS 0 to it is dropped.
+const OUTBOUND_HARD_FACTOR: usize = 4;
+
 /// Reused buffers, so routing a message does not allocate in the steady state.
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
@@ -85,6 +89,9 @@ impl Broker {
         // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
         // random hash state, for every message.)
         let mut scratch = self.scratch.take().unwrap_or_default();
+        let publisher_conn = publisher
+            .and_then(|sid| self.sessions.get(&sid))
+            .and_then(|s| s.conn);
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
@@ -142,7 +149,7 @@ impl Broker {
                 priority: acc.priority,
                 seq: 0,
             };
-            self.deliver(sid, delivery, now);
+            self.deliver(sid, delivery, publisher_conn, now);
         }
         scratch
             .shared
@@ -185,7 +192,7 @@ impl Broker {
                     priority: entry.priority,
                     seq: 0,
                 };
-                self.deliver(sid, delivery, now);
+                self.deliver(sid, delivery, publisher_conn, now);
             }
         }
         for handler in scratch.apps.drain(..) {
@@ -224,7 +231,13 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
-    pub(super) fn deliver(&mut self, sid: SessionId, mut delivery: Delivery, now: Instant) {
+    pub(super) fn deliver(
+        &mut self,
+        sid: SessionId,
+        mut delivery: Delivery,
+        publisher: Option<ConnId>,
+        now: Instant,
+    ) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
@@ -240,16 +253,25 @@ impl Broker {
             return;
         };
         let slow = c.unwritten >= self.outbound_soft_limit;
+        // Below the hard limit a connection behind on writing still takes QoS 0 while it
+        // holds the publisher back (throttle.rs); beyond it, or once it is stuck, QoS 0 to it
+        // is dropped. The hard limit bounds what one subscriber can make the broker hold.
+        let over_hard_limit = c.unwritten >= self.outbound_soft_limit * OUTBOUND_HARD_FACTOR;
+        let window_open = session.inflight.len() < c.send_window;
+        let queue_empty = session.queue.is_empty();
+        let holds = slow && self.hold_publisher(publisher, conn, now);
         if delivery.qos == QoS::AtMostOnce {
-            if slow {
+            if slow && (!holds || over_hard_limit) {
                 self.metrics.dropped_qos0 += 1;
             } else {
                 self.transmit_publish(sid, conn, &delivery, None, false, now);
             }
             return;
         }
-        let window_open = session.inflight.len() < c.send_window;
-        if session.queue.is_empty() && window_open && !slow {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if queue_empty && window_open && !slow {
             if let Some(packet_id) = session.allocate_packet_id() {
                 session
                     .inflight

@@ -66,7 +66,7 @@ impl Broker {
         };
         self.send(conn, stream, Packet::SubAck(suback));
         for delivery in retained {
-            self.deliver(sid, delivery, now);
+            self.deliver(sid, delivery, None, now);
         }
     }
 

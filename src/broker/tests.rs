@@ -64,6 +64,9 @@ impl Harness {
                 }
                 Output::App { handler, message } => self.app.push((handler, message)),
                 Output::ServerFlow { conn, event } => self.flows.push((conn, event)),
+                // Backpressure (throttle.rs): this harness writes everything at once, so no
+                // connection falls behind; tests_throttle.rs drives the broker directly.
+                Output::PauseReading { .. } => {}
             }
         }
     }
@@ -761,7 +764,10 @@ fn dollar_topics_are_not_matched_by_leading_wildcards() {
 
 #[test]
 fn slow_connection_drops_qos0_and_queues_qos1_until_written() {
-    let mut h = Harness::new();
+    // Without publisher backpressure (tests_throttle.rs has it on).
+    let mut config = Config::default();
+    config.limits.max_publisher_pause_ms = 0;
+    let mut h = Harness::with_config(config);
     let sub = h.connect("sub", V5);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     let publ = h.connect("pub", V5);
@@ -1442,3 +1448,6 @@ mod tests_fuzz;
 
 #[path = "tests_limits.rs"]
 mod tests_limits;
+
+#[path = "tests_throttle.rs"]
+mod tests_throttle;

@@ -19,6 +19,8 @@ pub enum Timer {
     Will(SessionId),
     /// This disconnected session may have expired.
     SessionExpiry(SessionId),
+    /// This publisher may have been paused for `limits.max_publisher_pause_ms`.
+    PublisherPause(ConnId),
 }
 
 #[derive(Debug, Default)]

@@ -406,7 +406,7 @@ impl Sim {
                         s.streams.remove(&stream.0);
                     }
                 }
-                Output::ServerFlow { .. } | Output::App { .. } => {}
+                Output::ServerFlow { .. } | Output::App { .. } | Output::PauseReading { .. } => {}
             }
         }
         if !closed_now.is_empty() {

@@ -260,6 +260,11 @@ fn dispatch(
                     dirty.push(conn);
                 }
             }
+            Output::PauseReading { conn, paused } => {
+                if let Some(outbox) = outboxes.get(&conn) {
+                    outbox.read_pause.set(paused);
+                }
+            }
             Output::App { handler, message } => {
                 if let Some(tx) = handlers.get(&handler) {
                     // Bounded: a handler that cannot keep up loses messages, counted in logs.

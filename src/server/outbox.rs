@@ -8,6 +8,7 @@
 //! reading would pile them up, so past [`MAX_PENDING_PACKETS`] `push` reports an overflow and
 //! the connection is closed (`Broker::output_overflow`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -18,6 +19,38 @@ use crate::broker::{CloseKind, StreamId, Transmit};
 pub struct Outbox {
     state: Mutex<OutboxState>,
     notify: Notify,
+    /// The broker holds this connection's reads back (backpressure, broker/throttle.rs).
+    pub read_pause: ReadPause,
+}
+
+/// Whether a connection's readers may read: the broker pauses a publisher whose messages reach
+/// a subscriber that is behind, so TCP/QUIC flow control slows the publisher down.
+#[derive(Debug, Default)]
+pub struct ReadPause {
+    paused: AtomicBool,
+    resumed: Notify,
+}
+
+impl ReadPause {
+    pub fn set(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        if !paused {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    /// Returns at once unless reading is paused, else when it resumes.
+    pub async fn wait(&self) {
+        while self.paused.load(Ordering::Acquire) {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            if !self.paused.load(Ordering::Acquire) {
+                return;
+            }
+            resumed.await;
+        }
+    }
 }
 
 /// Packets an outbox holds for a writer that does not take them before the connection counts

@@ -310,6 +310,7 @@ async fn serve_connection(
                 let _ = version_tx.send(Some(v));
             },
             Some(&login),
+            &outbox.read_pause,
         )
         .await;
         match end {
@@ -381,6 +382,7 @@ async fn serve_connection(
                 stream_events,
                 settings.max_packet_size,
                 version,
+                outbox.clone(),
             ));
         }
         std::future::pending::<()>().await;
@@ -413,6 +415,7 @@ async fn serve_connection(
                 stream_events,
                 settings.max_packet_size,
                 version,
+                outbox.clone(),
             ));
         }
         std::future::pending::<()>().await;
@@ -631,6 +634,7 @@ async fn read_data_stream(
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
+    outbox: Arc<Outbox>,
 ) {
     let mut version = Some(version);
     match read_packets(
@@ -642,6 +646,7 @@ async fn read_data_stream(
         &mut version,
         |_| {},
         None,
+        &outbox.read_pause,
     )
     .await
     {
@@ -671,6 +676,7 @@ async fn read_uni_stream(
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
+    outbox: Arc<Outbox>,
 ) {
     let (filtered, rx) = mpsc::channel::<Event>(16);
     let events = &events;
@@ -700,6 +706,7 @@ async fn read_uni_stream(
             &mut version,
             |_| {},
             None,
+            &outbox.read_pause,
         )
         .await;
         drop(filtered);

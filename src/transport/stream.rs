@@ -16,7 +16,7 @@ use super::login::LoginContext;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::server::event::Event;
-use crate::server::outbox::Outbox;
+use crate::server::outbox::{Outbox, ReadPause};
 
 /// Read buffer of a busy connection; grown on demand up to the maximum packet size.
 const READ_CHUNK: usize = 4096;
@@ -63,6 +63,7 @@ pub async fn serve<R, W>(
             &mut version,
             |_| {},
             Some(&login),
+            &outbox.read_pause,
         )
         .await;
         if let ReadEnd::Failed(error) = end {
@@ -104,6 +105,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     version: &mut Option<ProtocolVersion>,
     mut on_connect: impl FnMut(ProtocolVersion),
     login: Option<&LoginContext>,
+    pause: &ReadPause,
 ) -> ReadEnd {
     let mut buf = BytesMut::new();
     // While a connection is idle it holds no heap buffer: it waits with a small buffer inside
@@ -112,6 +114,8 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     let mut small = [0u8; IDLE_READ];
     let mut busy = false;
     loop {
+        // Backpressure: not read while the broker holds this publisher back.
+        pause.wait().await;
         if buf.is_empty() && !busy {
             match reader.read(&mut small).await {
                 Ok(0) | Err(_) => return ReadEnd::Closed,
