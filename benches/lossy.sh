@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --loss-on) LOSS_ON=$2; shift 2 ;;
         --ack-delay-ms) ACK_DELAY_MS=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "lossy.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
