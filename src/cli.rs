@@ -47,6 +47,14 @@ pub struct Cli {
     /// Data directory, where the generated certificate is kept (overrides storage.data_dir).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Run purely in memory: nothing is stored, nothing survives a restart
+    /// (storage.persistence: false).
+    #[arg(long)]
+    pub in_memory: bool,
+    /// When acknowledgements wait for the disk: fsync, batched or off (overrides
+    /// storage.durability).
+    #[arg(long, value_name = "fsync|batched|off", value_parser = parse_durability)]
+    pub durability: Option<crate::config::Durability>,
     /// Print an example configuration with every key and its default, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -69,6 +77,9 @@ pub enum Command {
     /// (-h is the host; use --help for help).
     #[command(disable_help_flag = true)]
     Bench(crate::bench::BenchArgs),
+    /// Create or edit a password file (Argon2id hashes), like mosquitto_passwd:
+    /// `mqttd passwd [-c] FILE USER`, `-b FILE USER PASSWORD`, `--stdin`, `-D` to delete.
+    Passwd(crate::auth::passwd::PasswdArgs),
 }
 
 impl Cli {
@@ -108,7 +119,18 @@ impl Cli {
         if let Some(dir) = &self.data_dir {
             config.storage.data_dir = Some(dir.clone());
         }
+        if self.in_memory {
+            config.storage.persistence = false;
+        }
+        if let Some(mode) = self.durability {
+            config.storage.durability = mode;
+        }
     }
+}
+
+fn parse_durability(s: &str) -> Result<crate::config::Durability, String> {
+    crate::config::Durability::parse(&s.to_ascii_lowercase())
+        .ok_or_else(|| format!("{s:?}: expected fsync, batched or off"))
 }
 
 /// A listener address from the command line: `IP:PORT`, or `off` to disable the listener.
@@ -264,6 +286,22 @@ mod tests {
     }
 
     #[test]
+    fn passwd_subcommand_parses() {
+        let cli = parse(&["passwd", "-c", "-b", "pw", "alice", "secret"]).unwrap();
+        match cli.command {
+            Some(Command::Passwd(args)) => {
+                assert!(args.create && args.batch);
+                assert_eq!(
+                    (args.user.as_str(), args.batch_password.as_deref()),
+                    ("alice", Some("secret"))
+                );
+            }
+            other => panic!("expected passwd, got {other:?}"),
+        }
+        assert!(parse(&["passwd", "pw"]).is_err(), "USER is required");
+    }
+
+    #[test]
     fn tcp_flag_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("mqttd.yaml");
@@ -371,6 +409,26 @@ mod tests {
             Some(std::path::Path::new("/d"))
         );
         assert!(Cli::try_parse_from(["mqttd", "--quic", "1884"]).is_err());
+    }
+
+    #[test]
+    fn persistence_flags() {
+        let config = Cli::try_parse_from(["mqttd"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert!(config.storage.persistence, "on by default");
+        assert_eq!(
+            config.storage.durability,
+            crate::config::Durability::Batched
+        );
+        let config = Cli::try_parse_from(["mqttd", "--in-memory", "--durability", "fsync"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert!(!config.storage.persistence);
+        assert_eq!(config.storage.durability, crate::config::Durability::Fsync);
+        assert!(Cli::try_parse_from(["mqttd", "--durability", "sometimes"]).is_err());
     }
 
     #[test]

@@ -24,6 +24,24 @@ pub struct Config {
     pub tls: Tls,
     pub storage: Storage,
     pub quic: Quic,
+    pub auth: Auth,
+}
+
+/// Authentication and access control (see `crate::auth` and the README section
+/// "Authentication and access control").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Password file (`user:$argon2id$...` lines, managed with `mqttd passwd`).
+    pub password_file: Option<PathBuf>,
+    /// ACL file (mosquitto-style `topic`/`pattern`/`user`/`client` lines).
+    pub acl_file: Option<PathBuf>,
+    /// Clients without credentials: `true` everywhere, `false` nowhere, `null` (automatic):
+    /// loopback clients only, and only while no password file and no certificate identities
+    /// are configured.
+    pub allow_anonymous: Option<bool>,
+    /// A verified client certificate's CN (else first SAN) is the user name (mutual TLS).
+    pub use_identity_as_username: bool,
 }
 
 /// Certificate and key for the TLS-based listeners (QUIC today). Both or neither: with neither,
@@ -35,15 +53,77 @@ pub struct Tls {
     pub cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates are verified against (mutual TLS on MQTTS
+    /// and QUIC); null: client certificates are not asked for.
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: refuse TLS clients without a valid certificate (else a certificate
+    /// is optional, and verified when presented).
+    pub require_client_cert: bool,
 }
 
-/// Where the broker keeps its files.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Where the broker keeps its files, and how it persists its state (see `crate::store`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// The data directory (generated certificate). Default: `$XDG_DATA_HOME/mqttd`, else
-    /// `$HOME/.local/share/mqttd`, else `./mqttd-data`.
+    /// The data directory (generated certificate, the store `mqttd.redb`). Default:
+    /// `$XDG_DATA_HOME/mqttd`, else `$HOME/.local/share/mqttd`, else `./mqttd-data`.
     pub data_dir: Option<PathBuf>,
+    /// Keep retained messages and persistent sessions in the data directory so they survive a
+    /// restart or a crash. `false` runs purely in memory. Default true.
+    pub persistence: bool,
+    /// When acknowledgements wait for the disk. Default batched.
+    pub durability: Durability,
+    /// Milliseconds between commits in `batched` and `off` modes. 1..=10000, default 5.
+    pub batch_ms: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage {
+            data_dir: None,
+            persistence: true,
+            durability: Durability::Batched,
+            batch_ms: 5,
+        }
+    }
+}
+
+/// How the store commits, and whether acknowledgements wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every batch of events the broker handles is committed with fsync before any of its
+    /// outputs (PUBACK, PUBREC, CONNACK, deliveries) leave.
+    Fsync,
+    /// Changes are grouped for `batch_ms` and committed with one fsync; outputs wait for the
+    /// commit that covers them.
+    #[default]
+    Batched,
+    /// Outputs leave at once; changes are committed (with fsync) every `batch_ms`. A crash
+    /// loses up to `batch_ms` of acknowledged changes.
+    Off,
+}
+
+impl Durability {
+    pub const NAMES: &'static [&'static str] = &["fsync", "batched", "off"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Fsync => "fsync",
+            Durability::Batched => "batched",
+            Durability::Off => "off",
+        }
+    }
+
+    /// Parses a `--durability` value.
+    pub fn parse(text: &str) -> Option<Durability> {
+        match text {
+            "fsync" => Some(Durability::Fsync),
+            "batched" => Some(Durability::Batched),
+            "off" => Some(Durability::Off),
+            _ => None,
+        }
+    }
 }
 
 impl Storage {
@@ -370,6 +450,9 @@ impl Config {
                 1024..=u32::MAX.into(),
             ),
         ];
+        if !(1..=10_000).contains(&self.storage.batch_ms) {
+            return fail("storage.batch_ms", &self.storage.batch_ms, "1..=10000");
+        }
         for (key, value, range) in ranges {
             if !range.contains(&value) {
                 return fail(key, &value, &format!("{}..={}", range.start(), range.end()));
@@ -424,6 +507,20 @@ impl Config {
                 )
             }
             _ => {}
+        }
+        if self.tls.require_client_cert && self.tls.client_ca.is_none() {
+            return fail(
+                "tls.require_client_cert",
+                &true,
+                "false, or tls.client_ca set (client certificates are verified against it)",
+            );
+        }
+        if self.auth.use_identity_as_username && self.tls.client_ca.is_none() {
+            return fail(
+                "auth.use_identity_as_username",
+                &true,
+                "false, or tls.client_ca set (identities come from verified client certificates)",
+            );
         }
         let limits = &self.limits;
         if !(MIN_PACKET_SIZE..=MAX_PACKET_SIZE).contains(&limits.max_packet_size) {
@@ -584,11 +681,32 @@ tls:
   # data directory on first start and reused (--cert / --key override these).
   cert: null
   key: null
+  # Mutual TLS: PEM CA certificate(s) that client certificates must chain to, on MQTTS and
+  # QUIC; null means client certificates are not asked for. QUIC 0-RTT is off with it (a
+  # resumed handshake carries no certificate).
+  client_ca: null
+  # With client_ca: refuse TLS clients without a valid certificate; false makes one optional
+  # (verified when presented).
+  require_client_cert: false
 
 storage:
   # The broker's data directory; null means $XDG_DATA_HOME/mqttd, else
   # $HOME/.local/share/mqttd, else ./mqttd-data (--data-dir overrides it).
   data_dir: null
+  # Keep retained messages and persistent sessions (subscriptions, queued and inflight QoS 1/2
+  # messages, pending wills, expiry) in <data_dir>/mqttd.redb, so they survive a restart and a
+  # crash. false runs purely in memory (--in-memory).
+  persistence: true
+  # When acknowledgements wait for the disk (--durability):
+  #   fsync:   each batch of events is committed with fsync before its PUBACK/PUBREC/CONNACK
+  #            and deliveries leave (slowest, nothing acknowledged is ever lost);
+  #   batched: changes are grouped for batch_ms and committed with one fsync; outputs wait
+  #            for that commit (nothing acknowledged is lost, acks wait up to batch_ms);
+  #   off:     outputs leave at once, changes are committed every batch_ms (a crash loses up
+  #            to batch_ms of acknowledged changes).
+  durability: batched
+  # Milliseconds between commits in batched and off modes. 1..=10000.
+  batch_ms: 5
 
 quic:
   # Seconds a QUIC handshake may take. 1..=3600.
@@ -623,6 +741,23 @@ quic:
   # Longest acknowledgement delay asked of clients, ms (QUIC ACK frequency): shorter may
   # recover a lost last packet sooner, with more ACKs. 0: do not ask (client default). 0..=25.
   ack_delay_ms: 0
+
+auth:
+  # Password file: `user:$argon2id$...` lines; create and edit it with
+  # `mqttd passwd [-c] FILE USER`. With it, a CONNECT with a user name must carry its
+  # password (else CONNACK 0x86 / 3.1.1 return code 4).
+  password_file: null
+  # ACL file (mosquitto syntax plus `deny` and `client` sections: see the README); null
+  # allows every client every topic.
+  acl_file: null
+  # Clients without a user name (or certificate identity): true allows them, false refuses
+  # them (CONNACK 0x87 / 5), null is automatic: allowed from loopback addresses only, and only
+  # while neither password_file nor use_identity_as_username is set (a first run on a laptop).
+  # Without a password file a CONNECT's user name is not verified and counts as anonymous.
+  allow_anonymous: null
+  # The verified client certificate's CN (else its first SAN) is the user name, for the ACL;
+  # needs tls.client_ca. Clients without a certificate go through the password rules.
+  use_identity_as_username: false
 "#;
 
 // ---------------------------------------------------------------------------------------------
@@ -652,6 +787,8 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// `Option<String>` of hex digits, or null.
     OptionalHex,
+    /// `Option<bool>`: true, false, or null for "automatic".
+    OptionalBool,
 }
 
 const U8: Kind = Kind::Unsigned("u8", u8::MAX as u64);
@@ -693,9 +830,22 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
     ("log", &[("level", Kind::Text)]),
     (
         "tls",
-        &[("cert", Kind::OptionalPath), ("key", Kind::OptionalPath)],
+        &[
+            ("cert", Kind::OptionalPath),
+            ("key", Kind::OptionalPath),
+            ("client_ca", Kind::OptionalPath),
+            ("require_client_cert", Kind::Bool),
+        ],
     ),
-    ("storage", &[("data_dir", Kind::OptionalPath)]),
+    (
+        "storage",
+        &[
+            ("data_dir", Kind::OptionalPath),
+            ("persistence", Kind::Bool),
+            ("durability", Kind::Choice(Durability::NAMES)),
+            ("batch_ms", U64),
+        ],
+    ),
     (
         "quic",
         &[
@@ -713,6 +863,15 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("server_id", Kind::OptionalHex),
             ("cid_config_id", U8),
             ("ack_delay_ms", U32),
+        ],
+    ),
+    (
+        "auth",
+        &[
+            ("password_file", Kind::OptionalPath),
+            ("acl_file", Kind::OptionalPath),
+            ("allow_anonymous", Kind::OptionalBool),
+            ("use_identity_as_username", Kind::Bool),
         ],
     ),
 ];
@@ -842,6 +1001,11 @@ fn check_value(kind: Kind, value: &Value) -> Result<(), String> {
             ))
         }
         (Kind::Bool, Value::Bool(_)) => Ok(()),
+        (Kind::OptionalBool, Value::Bool(_) | Value::Null) => Ok(()),
+        (Kind::OptionalBool, other) => Err(format!(
+            "invalid type: expected true, false or null, found {}",
+            describe(other)
+        )),
         (Kind::Bool, other) => Err(format!(
             "invalid type: expected true or false, found {}",
             describe(other)
@@ -1244,7 +1408,7 @@ log:
         assert_error(
             "- limits\n",
             &[
-                "expected a mapping with the sections listeners, limits, session, log, tls, storage, quic, \
+                "expected a mapping with the sections listeners, limits, session, log, tls, storage, quic, auth, \
                found a sequence",
             ],
         );
@@ -1470,6 +1634,7 @@ log:
             fields_of::<Tls>(),
             fields_of::<Storage>(),
             fields_of::<Quic>(),
+            fields_of::<Auth>(),
         ];
         for ((name, keys), fields) in SCHEMA.iter().zip(sections) {
             assert_eq!(fields, key_names(keys).as_slice(), "section {name}");
@@ -1489,6 +1654,7 @@ log:
                     Kind::OptionalPath => "/tmp/x.pem".into(),
                     Kind::Choice(words) => words[words.len() - 1].into(),
                     Kind::OptionalHex => "\"0a01\"".into(),
+                    Kind::OptionalBool => "true".into(),
                 };
                 let text = format!("{section}:\n  {key}: {valid}\n");
                 let document: Value = serde_yaml::from_str(&text).unwrap();
@@ -1506,6 +1672,21 @@ log:
             }
         }
     }
+    #[test]
+    fn storage_keys() {
+        let config =
+            load("storage:\n  persistence: false\n  durability: fsync\n  batch_ms: 20\n").unwrap();
+        assert!(!config.storage.persistence);
+        assert_eq!(config.storage.durability, Durability::Fsync);
+        assert_eq!(config.storage.batch_ms, 20);
+        let err = load("storage:\n  batch_ms: 0\n").unwrap_err().to_string();
+        assert!(err.contains("storage.batch_ms: invalid value 0"), "{err}");
+        let err = load("storage:\n  durability: never\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.durability"), "{err}");
+    }
+
     #[test]
     fn zero_rtt_migration_and_mqtts_keys() {
         let config = Config::default();

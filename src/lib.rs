@@ -6,11 +6,13 @@
 //! - [`broker`]: the sans-IO broker state machine (sessions, routing, QoS, wills, timers).
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
 //! - [`app`]: the embedding API (in-process topic handlers).
+//! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
 //! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
 //! - [`bench`]: `mqttd bench`, a load generator and benchmark for any MQTT broker.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod server;
+pub mod store;
 pub mod topic;
 pub mod transport;
 

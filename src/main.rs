@@ -15,10 +15,19 @@ fn main() -> ExitCode {
         Some(Command::Pub(args)) => return mqttd::client::run_pub(args),
         Some(Command::Sub(args)) => return mqttd::client::run_sub(args),
         Some(Command::Bench(args)) => return mqttd::bench::run(args),
+        Some(Command::Passwd(args)) => return mqttd::auth::passwd::run(args),
         _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match mqttd::Config::from_file(file) {
+        // The password and ACL files too: a broker would refuse to start without them.
+        let checked = mqttd::Config::from_file(file)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                mqttd::auth::Authenticator::from_config(&c)
+                    .and_then(|_| mqttd::auth::load_acl(&c))
+                    .map_err(|e| format!("{}: {e}", file.display()))
+            });
+        return match checked {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS

@@ -28,6 +28,8 @@ async fn broker() -> (ServerHandle, SocketAddr) {
     config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
     // QUIC has its own tests (client_quic.rs); here it would only write a certificate.
     config.listeners.quic = None;
+    // No data directory here: run in memory (tests of persistence: tests/persistence.rs).
+    config.storage.persistence = false;
     config.log.level = "warn".into();
     let server = server::start(config).await.expect("broker starts");
     let addr = server.tcp_addr().expect("TCP listener");

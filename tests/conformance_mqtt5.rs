@@ -674,6 +674,7 @@ async fn connect_and_connack() {
         let id = ack
             .properties
             .assigned_client_identifier
+            .clone()
             .expect("[MQTT-3.1.3-6] Assigned Client Identifier");
         assert!(
             assigned.insert(id),
@@ -920,10 +921,10 @@ async fn will_messages() {
 
     // [MQTT-3.1.3-9] Will Delay Interval 1 s: a reconnect before it passes cancels the will;
     // without one the will is published once it has passed, not before.
-    let delay = Properties {
+    let delay = Properties::from(mqttd::codec::PropertyValues {
         will_delay_interval: Some(1),
-        ..Properties::default()
-    };
+        ..mqttd::codec::PropertyValues::default()
+    });
     let cancelled = unique("w-cancel");
     let mut c = with_will(&cancelled, "will/cancelled", false, delay.clone());
     c.properties.session_expiry_interval = Some(300);

@@ -171,6 +171,11 @@ pub struct BenchArgs {
     /// Receive Maximum of the subscribers (MQTT 5): QoS 1/2 deliveries in flight to each.
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..))]
     pub receive_maximum: u16,
+    /// Clients connect with Clean Start 0 and this Session Expiry Interval (persistent
+    /// sessions: a broker that persists stores what is queued for them) [default: clean
+    /// sessions].
+    #[arg(long, value_name = "SECS")]
+    pub session_expiry: Option<u32>,
     /// Process id of the broker (same machine): report its CPU time and memory.
     #[arg(long, value_name = "PID")]
     pub broker_pid: Option<u32>,
@@ -221,6 +226,8 @@ pub struct Plan {
     pub topic: String,
     pub drain: Duration,
     pub receive_maximum: u16,
+    /// Persistent sessions (Clean Start 0) with this expiry.
+    pub session_expiry: Option<u32>,
     pub broker_pid: Option<u32>,
     /// Latency per publisher's topic.
     pub per_topic: bool,
@@ -354,6 +361,7 @@ impl Plan {
             topic,
             drain: args.drain,
             receive_maximum: args.receive_maximum,
+            session_expiry: args.session_expiry,
             broker_pid: args.broker_pid,
             per_topic: args.per_topic,
             json: args.json,
@@ -408,6 +416,9 @@ impl Plan {
         options.username = self.username.clone();
         options.password = self.password.clone().map(Into::into);
         options.receive_maximum = self.receive_maximum;
+        if let Some(secs) = self.session_expiry {
+            options = options.clean_start(false).session_expiry(secs);
+        }
         if let Some(quic) = &self.quic {
             options.transport = Transport::Quic(quic.clone());
         }

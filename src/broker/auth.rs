@@ -11,6 +11,7 @@ use bytestring::ByteString;
 
 use super::connection::ConnState;
 use super::{Broker, ConnId};
+use crate::codec::PropertyValues;
 use crate::codec::{Auth, Packet, Properties, ReasonCode};
 
 /// What the hook decides at each step of an exchange.
@@ -120,11 +121,11 @@ impl Broker {
         match outcome {
             AuthOutcome::Continue(data) => self.send_auth_challenge(conn, &method, data),
             AuthOutcome::Success(data) => {
-                let properties = Properties {
+                let properties = Properties::from(PropertyValues {
                     authentication_method: Some(method),
                     authentication_data: data,
-                    ..Properties::default()
-                };
+                    ..PropertyValues::default()
+                });
                 self.send(
                     conn,
                     super::StreamId::CONTROL,
@@ -140,11 +141,11 @@ impl Broker {
     }
 
     pub(super) fn send_auth_challenge(&mut self, conn: ConnId, method: &ByteString, data: Bytes) {
-        let properties = Properties {
+        let properties = Properties::from(PropertyValues {
             authentication_method: Some(method.clone()),
             authentication_data: Some(data),
-            ..Properties::default()
-        };
+            ..PropertyValues::default()
+        });
         let packet = Packet::Auth(Auth {
             code: ReasonCode::CONTINUE_AUTHENTICATION,
             properties,

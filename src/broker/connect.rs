@@ -12,6 +12,7 @@ use super::output::CloseKind;
 use super::session::{Inflight, PendingWill, Session};
 use super::timers::Timer;
 use super::{Broker, ConnId, Message, SessionId, StreamId};
+use crate::codec::PropertyValues;
 use crate::codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use crate::topic;
 
@@ -24,6 +25,18 @@ impl Broker {
         if let Err(code) = self.check_connect(&connect) {
             self.refuse_connect(conn, version, code, now);
             return;
+        }
+        // The transport's verdict on the credentials (access.rs) [MQTT-3.1.4-2].
+        match self.take_login(conn) {
+            Ok(username) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.username = username;
+                }
+            }
+            Err(code) => {
+                self.refuse_connect(conn, version, code, now);
+                return;
+            }
         }
         let method = connect.properties.authentication_method.clone();
         let Some(method) = method.filter(|_| version.is_v5()) else {
@@ -112,13 +125,31 @@ impl Broker {
         let version = connect.protocol;
         let assigned = connect.client_id.is_empty();
         let client_id = if assigned {
-            // [MQTT-3.1.3-6] [MQTT-3.1.3-7]
-            let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
-            self.next_assigned_id += 1;
-            ByteString::from(id)
+            // [MQTT-3.1.3-6] [MQTT-3.1.3-7] unique: never the id of a session that exists,
+            // including one restored from the store (the counter restarts with the process).
+            loop {
+                let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
+                self.next_assigned_id += 1;
+                if !self.client_ids.contains_key(id.as_str()) {
+                    break ByteString::from(id);
+                }
+            }
         } else {
-            connect.client_id.clone()
+            // A copy: the decoded id points into the connection's read buffer, which the
+            // session (and the client-id map) would otherwise keep alive for its lifetime.
+            ByteString::from(&*connect.client_id)
         };
+        let username = self.conns.get(&conn).and_then(|c| c.username.clone());
+        let rules = self.rules_for(username.as_deref(), &client_id);
+        // A will the client could not publish itself is refused with the CONNECT (as
+        // mosquitto does), rather than accepted and silently never published.
+        if let (Some(rules), Some(will)) = (&rules, &connect.will) {
+            if !rules.may_publish(&will.topic) {
+                tracing::info!(conn = conn.0, client = %client_id, topic = %will.topic, "will topic not authorized");
+                self.refuse_connect(conn, version, ReasonCode::NOT_AUTHORIZED, now);
+                return;
+            }
+        }
 
         // Session takeover [MQTT-3.1.4-3]: close the existing connection of this client id.
         if let Some(old_conn) = self
@@ -205,14 +236,17 @@ impl Broker {
         };
         session.conn = Some(conn);
         session.version = version;
+        session.username = username.clone();
+        session.rules = rules;
         session.expiry_secs = expiry;
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
+        self.filter_queue(sid);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),
-            clean_start = connect.clean_start, session_present, keep_alive, "client connected"
+            user = username.as_deref().unwrap_or(""), clean_start = connect.clean_start, session_present, keep_alive, "client connected"
         );
 
         let mut properties = Properties::default();
@@ -246,12 +280,12 @@ impl Broker {
     fn connack_properties(&self, connect: &Connect, expiry: u32, requested: u32) -> Properties {
         let limits = &self.config.limits;
         let session = &self.config.session;
-        let mut p = Properties {
+        let mut p = Properties::from(PropertyValues {
             receive_maximum: Some(limits.receive_maximum),
             maximum_packet_size: Some(limits.max_packet_size),
             topic_alias_maximum: Some(limits.topic_alias_maximum).filter(|&m| m > 0),
-            ..Properties::default()
-        };
+            ..PropertyValues::default()
+        });
         if session.max_qos < 2 {
             p.maximum_qos = Some(session.max_qos);
         }
@@ -269,7 +303,11 @@ impl Broker {
         p
     }
 
-    fn create_session(&mut self, client_id: ByteString, version: ProtocolVersion) -> SessionId {
+    pub(super) fn create_session(
+        &mut self,
+        client_id: ByteString,
+        version: ProtocolVersion,
+    ) -> SessionId {
         let sid = SessionId(self.next_session);
         self.next_session += 1;
         self.client_ids.insert(client_id.clone(), sid);
@@ -343,14 +381,18 @@ impl Broker {
 /// The properties a broker forwards with an application message [MQTT-3.3.2-17]
 /// [MQTT-3.3.2-18] [MQTT-3.3.2-20]: everything else is per hop.
 pub fn forwardable(p: Properties) -> Properties {
-    Properties {
+    if p.is_empty() {
+        return p;
+    }
+    let p = p.into_values();
+    Properties::from(PropertyValues {
         payload_format_indicator: p.payload_format_indicator,
         content_type: p.content_type,
         response_topic: p.response_topic,
         correlation_data: p.correlation_data,
         user_properties: p.user_properties,
-        ..Properties::default()
-    }
+        ..PropertyValues::default()
+    })
 }
 
 /// QoS granted for a requested QoS given the configured maximum.

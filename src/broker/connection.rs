@@ -44,6 +44,10 @@ pub struct Connection {
     /// Request Problem Information (3.1.2.11.7).
     pub problem_info: bool,
     pub auth_method: Option<ByteString>,
+    /// The transport's verdict on the credentials of the coming CONNECT (access.rs).
+    pub login: Option<super::access::Login>,
+    /// The user name the connection logged in as (`None`: anonymous).
+    pub username: Option<ByteString>,
     /// Bytes handed to the glue and not yet reported written.
     pub unwritten: usize,
     /// The client sent DISCONNECT: skip the will unless asked for (0x04).
@@ -86,6 +90,8 @@ impl Connection {
             aliases_in: AHashMap::new(),
             problem_info: true,
             auth_method: None,
+            login: None,
+            username: None,
             unwritten: 0,
             clean_disconnect: false,
             connect_expiry_was_zero: true,

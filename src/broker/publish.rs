@@ -92,8 +92,20 @@ impl Broker {
             && p.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&p.payload).is_err();
         let qos = p.qos;
+        let denied = !self.may_publish(sid, &topic);
         let code = if bad_payload {
             ReasonCode::PAYLOAD_FORMAT_INVALID
+        } else if denied {
+            self.metrics.acl_denied += 1;
+            tracing::debug!(conn = conn.0, client = %origin, %topic, "PUBLISH not authorized, dropped");
+            // 5.0: PUBACK/PUBREC 0x87. 3.1.1 has no code for it: the message is acknowledged
+            // and dropped (as mosquitto does), so the client does not retry it forever. QoS 0
+            // is dropped silently.
+            if version.is_v5() {
+                ReasonCode::NOT_AUTHORIZED
+            } else {
+                ReasonCode::SUCCESS
+            }
         } else {
             self.metrics.messages_received += 1;
             let msg = message_from(p, topic, origin, now);

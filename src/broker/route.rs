@@ -48,9 +48,11 @@ impl Broker {
             if msg.payload.is_empty() {
                 // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
                 self.retained.remove(&msg.topic);
+                self.persist.retained_changed(&msg.topic, None);
             } else {
                 // [MQTT-3.3.1-5]
                 self.retained.insert(&msg.topic, msg.clone());
+                self.persist.retained_changed(&msg.topic, Some(&msg));
             }
         }
         self.route(msg, publisher, now)
@@ -97,6 +99,12 @@ impl Broker {
 
         let mut reached = scratch.direct.len() + scratch.apps.len();
         for ((sid, _), acc) in scratch.direct.drain() {
+            // ACL: a subscription may match topics its client may not read (access.rs).
+            if !self.may_read(sid, &msg.topic) {
+                self.metrics.acl_denied += 1;
+                reached -= 1;
+                continue;
+            }
             let delivery = Delivery {
                 msg: msg.clone(),
                 qos: msg.qos.min(acc.qos),
@@ -107,6 +115,7 @@ impl Broker {
                 datagram: acc.datagram,
                 flow: Some(acc.flow),
                 priority: acc.priority,
+                seq: 0,
             };
             self.deliver(sid, delivery, now);
         }
@@ -122,6 +131,22 @@ impl Broker {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let first_filter = group[0].1.clone();
+            // ACL: only members that may read the topic take part in the round robin.
+            let readers: Vec<_>;
+            let group = if self.acl.is_some() {
+                readers = group
+                    .iter()
+                    .filter(|m| self.may_read(m.2, &msg.topic))
+                    .cloned()
+                    .collect();
+                if readers.is_empty() {
+                    self.metrics.acl_denied += 1;
+                    continue;
+                }
+                &readers[..]
+            } else {
+                group
+            };
             if let Some((sid, entry)) = self.pick_shared(group) {
                 reached += 1;
                 let delivery = Delivery {
@@ -133,6 +158,7 @@ impl Broker {
                     datagram: entry.datagram,
                     flow: Some(ByteString::from(&*first_filter)),
                     priority: entry.priority,
+                    seq: 0,
                 };
                 self.deliver(sid, delivery, now);
             }
@@ -173,10 +199,11 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
-    pub(super) fn deliver(&mut self, sid: SessionId, delivery: Delivery, now: Instant) {
+    pub(super) fn deliver(&mut self, sid: SessionId, mut delivery: Delivery, now: Instant) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        delivery.seq = self.persist.next_seq();
         let conn = session
             .conn
             .and_then(|c| self.conns.get(&c).map(|state| (c, state)));
@@ -289,8 +316,13 @@ impl Broker {
         if version.is_v5() {
             publish.properties = msg.properties.clone();
             // [MQTT-3.3.2-6] the remaining lifetime, not the original interval.
-            publish.properties.message_expiry_interval = remaining;
-            publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+            // (Written only when present: an absent property set stays unallocated.)
+            if remaining.is_some() {
+                publish.properties.message_expiry_interval = remaining;
+            }
+            if !delivery.sub_ids.is_empty() {
+                publish.properties.subscription_identifiers = delivery.sub_ids.clone();
+            }
         }
         let mut packet = Packet::Publish(publish);
         let dropped = if remaining == Some(0) {
@@ -374,10 +406,10 @@ pub(super) fn message_from(
     origin: ByteString,
     now: Instant,
 ) -> SharedMessage {
-    let mut properties = p.properties;
+    // `forwardable` drops the expiry interval; `expires_at` keeps it.
+    let properties = p.properties;
     let expires_at = properties
         .message_expiry_interval
-        .take()
         .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
     Arc::new(super::Message {
         topic,

@@ -44,6 +44,9 @@ pub struct Delivery {
     /// the highest priority among the matching subscriptions.
     pub flow: Option<bytestring::ByteString>,
     pub priority: i32,
+    /// Identity of this delivery in the store (unique per broker run and store), given when it
+    /// reaches its session (`Broker::deliver`); 0 before.
+    pub seq: u64,
 }
 
 /// Outgoing QoS 1/2 state per packet identifier (4.3.2, 4.3.3).
@@ -83,6 +86,10 @@ pub struct Session {
     pub expires_at: Option<Instant>,
     /// The will of the current (or last) connection.
     pub will: Option<PendingWill>,
+    /// The user name of the current (or last) connection (`None`: anonymous).
+    pub username: Option<ByteString>,
+    /// Its ACL rules, resolved at CONNECT; `None` without an ACL (see access.rs).
+    pub rules: Option<std::sync::Arc<crate::auth::ClientRules>>,
 }
 
 impl Session {
@@ -99,6 +106,8 @@ impl Session {
             expiry_secs: 0,
             expires_at: None,
             will: None,
+            username: None,
+            rules: None,
         }
     }
 

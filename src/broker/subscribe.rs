@@ -89,6 +89,16 @@ impl Broker {
             Some(Err(())) => return ReasonCode::TOPIC_FILTER_INVALID,
             None => (filter.to_string(), false),
         };
+        // ACL: read access covering the whole filter (SUBACK 0x87; 3.1.1 encodes 0x80).
+        let rules = self.session_rules(sid);
+        if rules
+            .as_ref()
+            .is_some_and(|r| !r.may_subscribe(&trie_filter))
+        {
+            self.metrics.acl_denied += 1;
+            tracing::debug!(session = sid.0, %filter, "SUBSCRIBE not authorized");
+            return ReasonCode::NOT_AUTHORIZED;
+        }
         let granted = cap_qos(options.qos, self.config.session.max_qos);
         let entry = SubEntry {
             options: SubscriptionOptions {
@@ -116,8 +126,14 @@ impl Broker {
             && self.config.session.retain_available
             && (options.retain_handling == 0 || (options.retain_handling == 1 && !existed));
         if send_retained {
+            let mut denied = 0;
             self.retained
-                .for_each_match(&trie_filter, |_, msg: &SharedMessage| {
+                .for_each_match(&trie_filter, |topic, msg: &SharedMessage| {
+                    // Never a retained message the subscriber may not read.
+                    if rules.as_ref().is_some_and(|r| !r.may_read(topic)) {
+                        denied += 1;
+                        return true;
+                    }
                     retained.push(Delivery {
                         msg: msg.clone(),
                         qos: msg.qos.min(granted),
@@ -128,9 +144,11 @@ impl Broker {
                         datagram,
                         flow: Some(filter.clone()),
                         priority,
+                        seq: 0,
                     });
                     true
                 });
+            self.metrics.acl_denied += denied;
         }
         ReasonCode(granted as u8)
     }

@@ -254,6 +254,7 @@ fn empty_client_id_is_assigned_for_v5_and_refused_for_persistent_v311() {
     assert!(ack
         .properties
         .assigned_client_identifier
+        .clone()
         .is_some_and(|id| !id.is_empty()));
 
     let mut c = connect_packet("", V4);
@@ -354,9 +355,11 @@ fn overlapping_subscriptions_give_one_delivery_with_every_identifier_at_the_high
     let mut h = Harness::new();
     let sub = h.connect("sub", V5);
     let publ = h.connect("pub", V5);
-    let with_id = |id| Properties {
-        subscription_identifiers: vec![id],
-        ..Default::default()
+    let with_id = |id| {
+        Properties::from(crate::codec::PropertyValues {
+            subscription_identifiers: vec![id],
+            ..Default::default()
+        })
     };
     h.subscribe_with(
         sub,
@@ -471,10 +474,10 @@ fn with_will(
         payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             will_delay_interval: delay,
             ..Default::default()
-        },
+        }),
     });
     c
 }
@@ -868,11 +871,11 @@ fn enhanced_authentication_challenge_then_connack() {
     );
     let answer = Auth {
         code: ReasonCode::CONTINUE_AUTHENTICATION,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             authentication_method: Some("toy".into()),
             authentication_data: Some(Bytes::from_static(b"nonce-signed")),
             ..Default::default()
-        },
+        }),
     };
     h.send(conn, Packet::Auth(answer));
     match h.recv(conn).as_slice() {
@@ -1221,10 +1224,10 @@ fn a_subscription_can_ask_for_datagrams_on_its_own() {
     );
     h.send(conn, Packet::Connect(Box::new(connect_packet("dg", V5))));
     h.recv(conn);
-    let props = Properties {
+    let props = Properties::from(crate::codec::PropertyValues {
         user_properties: vec![datagram_prop()],
         ..Default::default()
-    };
+    });
     h.subscribe_with(conn, "fast/#", SubscriptionOptions::default(), props);
     h.subscribe(conn, "slow/#", QoS::AtMostOnce);
     let publ = h.connect("pub", V5);
@@ -1314,9 +1317,11 @@ fn mqtt_next_clients_get_one_server_stream_per_subscription() {
         user_prop(&ack.properties, "quic-stream-mapping"),
         Some("subscription")
     );
-    let prio = |p: &str| Properties {
-        user_properties: vec![("quic-priority".into(), p.into())],
-        ..Default::default()
+    let prio = |p: &str| {
+        Properties::from(crate::codec::PropertyValues {
+            user_properties: vec![("quic-priority".into(), p.into())],
+            ..Default::default()
+        })
     };
     h.subscribe_with(
         c,
@@ -1427,5 +1432,7 @@ fn per_topic_mapping_and_opt_out() {
         Some("off")
     );
 }
+#[path = "tests_access.rs"]
+mod access;
 #[path = "tests_transport_events.rs"]
 mod transport_events;

@@ -14,11 +14,12 @@ use crate::codec::{ProtocolVersion, QoS};
 
 /// How to reach the broker: shared by `pub` and `sub`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+#[command(group(clap::ArgGroup::new("tls").args(["quic", "mqtts"])))]
 pub struct ConnectionArgs {
     /// Broker host name or IP address.
     #[arg(short = 'h', long, value_name = "HOST", default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker port [default: 1883, or 1884 with --quic].
+    /// Broker port [default: 1883, 1884 with --quic, 8883 with --mqtts].
     #[arg(short = 'p', long, value_name = "PORT")]
     pub port: Option<u16>,
     /// MQTT version: 5 or 311 (also accepted: 31, 3.1.1, mqttv311, mqttv5).
@@ -44,17 +45,26 @@ pub struct ConnectionArgs {
     /// Connect with MQTT over QUIC (UDP, TLS 1.3) instead of TCP.
     #[arg(long)]
     pub quic: bool,
-    /// With --quic: PEM file of the certificate(s) to trust, e.g. <data-dir>/cert.pem of the
-    /// broker.
-    #[arg(long, value_name = "FILE", requires = "quic")]
+    /// Connect with MQTT over TCP + TLS 1.3 (MQTTS) instead of plain TCP.
+    #[arg(long, conflicts_with = "quic")]
+    pub mqtts: bool,
+    /// With --quic or --mqtts: PEM file of the certificate(s) to trust, e.g.
+    /// <data-dir>/cert.pem of the broker.
+    #[arg(long, value_name = "FILE", requires = "tls")]
     pub cafile: Option<PathBuf>,
-    /// With --quic: accept any server certificate (no authentication of the broker).
-    #[arg(long, requires = "quic", conflicts_with = "cafile")]
+    /// With --quic or --mqtts: accept any server certificate (no authentication of the broker).
+    #[arg(long, requires = "tls", conflicts_with = "cafile")]
     pub insecure: bool,
     /// With --quic: never send 0-RTT early data (by default a reconnection to a server this
     /// process already has a ticket from sends CONNECT as early data).
     #[arg(long = "no-0rtt", requires = "quic")]
     pub no_zero_rtt: bool,
+    /// With --quic or --mqtts: PEM client certificate to present (mutual TLS; needs --key).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+    /// With --quic: PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 /// Publish a message (like mosquitto_pub).
@@ -146,6 +156,8 @@ impl ConnectionArgs {
     pub fn client_options(&self, role: &str) -> ClientOptions {
         let port = self.port.unwrap_or(if self.quic {
             DEFAULT_QUIC_PORT
+        } else if self.mqtts {
+            super::options::DEFAULT_MQTTS_PORT
         } else {
             DEFAULT_TCP_PORT
         });
@@ -165,12 +177,21 @@ impl ConnectionArgs {
         options.username = self.username.clone();
         options.password = self.password.clone().map(Into::into);
         options.zero_rtt = !self.no_zero_rtt;
-        if self.quic {
-            options.transport = Transport::Quic(QuicOptions {
-                ca_file: self.cafile.clone(),
-                insecure: self.insecure,
-                server_name: None,
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            options.client_cert = Some(super::options::ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
             });
+        }
+        let tls = QuicOptions {
+            ca_file: self.cafile.clone(),
+            insecure: self.insecure,
+            server_name: None,
+        };
+        if self.quic {
+            options.transport = Transport::Quic(tls);
+        } else if self.mqtts {
+            options.transport = Transport::Mqtts(tls);
         }
         options
     }
@@ -282,6 +303,41 @@ mod tests {
             "127.0.0.1:1883"
         );
         assert_eq!(args.connection.version, ProtocolVersion::V5);
+    }
+
+    #[test]
+    fn mqtts_and_client_certificates() {
+        let Sub::Pub(args) = parse(&[
+            "pub", "-t", "a", "-m", "x", "--mqtts", "--cafile", "ca.pem", "--cert", "c.pem",
+            "--key", "k.pem",
+        ])
+        .unwrap() else {
+            panic!("pub expected")
+        };
+        let options = args.connection.client_options("pub");
+        assert_eq!(options.server, "127.0.0.1:8883");
+        assert!(
+            matches!(&options.transport, Transport::Mqtts(t) if t.ca_file.as_deref() == Some(std::path::Path::new("ca.pem")))
+        );
+        let cert = options.client_cert.unwrap();
+        assert_eq!(
+            (cert.cert.to_str(), cert.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        let Sub::Sub(args) =
+            parse(&["sub", "-t", "a", "--quic", "--cert", "c", "--key", "k"]).unwrap()
+        else {
+            panic!("sub expected")
+        };
+        assert!(args.connection.client_options("sub").client_cert.is_some());
+        for bad in [
+            &["pub", "-t", "a", "-m", "x", "--cert", "c", "--key", "k"][..],
+            &["pub", "-t", "a", "-m", "x", "--quic", "--cert", "c"],
+            &["pub", "-t", "a", "-m", "x", "--quic", "--key", "k"],
+            &["pub", "-t", "a", "-m", "x", "--quic", "--mqtts"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub(crate) struct LinkParts {
 pub(crate) enum Dialer {
     Tcp,
     Quic(Box<QuicDialer>),
+    Tls(Box<super::tls::TlsDialer>),
     /// The caller supplies each stream.
     Given,
 }
@@ -39,6 +40,11 @@ impl Dialer {
                 quic,
                 &options.server,
                 options.zero_rtt,
+                options.client_cert.as_ref(),
+            )?)),
+            Transport::Mqtts(tls) => Dialer::Tls(Box::new(super::tls::TlsDialer::new(
+                tls,
+                options.client_cert.as_ref(),
             )?)),
         })
     }
@@ -50,6 +56,7 @@ impl Dialer {
             let addrs = resolve(server).await?;
             match self {
                 Dialer::Tcp => tcp(server, &addrs).await,
+                Dialer::Tls(dialer) => dialer.connect(server, &addrs).await,
                 Dialer::Quic(dialer) => {
                     let q = dialer.connect_any(server, addrs).await?;
                     Ok(LinkParts {

@@ -509,7 +509,7 @@ fn single_code(
         return Err(ClientError::Rejected {
             operation,
             code,
-            reason_string: acknowledged.properties.reason_string,
+            reason_string: acknowledged.properties.reason_string.clone(),
         });
     }
     Ok(code)

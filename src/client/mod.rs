@@ -24,13 +24,15 @@ mod quic_ext;
 mod server_streams;
 pub mod state;
 mod tickets;
+mod tls;
 mod tool;
 mod types;
 
 pub use error::{reason_name, ClientError, Reason, TRUST_HINT};
 pub use handle::{Client, ClientStream};
 pub use options::{
-    ClientOptions, QuicOptions, Transport, DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
+    ClientCert, ClientOptions, QuicOptions, Transport, DEFAULT_MQTTS_PORT, DEFAULT_QUIC_PORT,
+    DEFAULT_TCP_PORT, MQTT_ALPN,
 };
 pub use quic_ext::{QuicGrants, QuicStats, StreamMapping};
 pub use tool::{run_pub, run_sub};

@@ -20,6 +20,8 @@ pub const MQTT_ALPN: &[u8] = b"mqtt";
 pub const DEFAULT_TCP_PORT: u16 = 1883;
 /// Default UDP port of mqttd's MQTT over QUIC.
 pub const DEFAULT_QUIC_PORT: u16 = 1884;
+/// The usual port of MQTT over TCP + TLS (MQTTS).
+pub const DEFAULT_MQTTS_PORT: u16 = 8883;
 
 /// The network under the MQTT connection.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,6 +32,8 @@ pub enum Transport {
     /// MQTT over QUIC (TLS 1.3, ALPN `mqtt`): one bidirectional stream carries the MQTT
     /// connection, and more may be opened with `Client::open_stream`.
     Quic(QuicOptions),
+    /// MQTT over TCP + TLS 1.3 (MQTTS), with the same trust settings as QUIC.
+    Mqtts(QuicOptions),
 }
 
 /// TLS settings of the QUIC transport.
@@ -45,6 +49,13 @@ pub struct QuicOptions {
     /// [`ClientOptions::server`] (an IP address is verified against the certificate's IP
     /// SANs).
     pub server_name: Option<String>,
+}
+
+/// A client certificate and its private key (PEM files) for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Everything [`Client::connect`](super::Client::connect) needs.
@@ -101,6 +112,8 @@ pub struct ClientOptions {
     /// or per topic (CONNECT user property `quic-stream-mapping`, `proto-ext/flows.md`
     /// section 7). Default `None`: the server's default (off on ALPN `mqtt`).
     pub stream_mapping: Option<StreamMapping>,
+    /// QUIC and MQTTS: present this certificate to the server (mutual TLS). Default none.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl ClientOptions {
@@ -128,6 +141,7 @@ impl ClientOptions {
             receive_datagrams: false,
             send_datagrams: false,
             stream_mapping: None,
+            client_cert: None,
         }
     }
 
@@ -253,10 +267,10 @@ mod tests {
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         };
         let options = ClientOptions::new("localhost:1883")
             .client_id("c1")

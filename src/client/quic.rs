@@ -60,11 +60,13 @@ impl QuicDialer {
         options: &QuicOptions,
         server: &str,
         zero_rtt: bool,
+        client_cert: Option<&super::options::ClientCert>,
     ) -> Result<QuicDialer, ClientError> {
         // Shared per server and settings: a ticket only resumes with the verifier that
         // issued it (tickets.rs).
-        let key = format!("{server}|{options:?}|{zero_rtt}");
-        let config = super::tickets::shared_config(key, || build_config(options, zero_rtt))?;
+        let key = format!("{server}|{options:?}|{zero_rtt}|{client_cert:?}");
+        let config =
+            super::tickets::shared_config(key, || build_config(options, zero_rtt, client_cert))?;
         Ok(QuicDialer {
             config,
             server_name: options.server_name.clone(),
@@ -180,18 +182,21 @@ impl QuicDialer {
     }
 }
 
-/// The QUIC client configuration for `options`: TLS 1.3 on ring, ALPN `mqtt`, a ticket store
-/// of its own, early data when `zero_rtt`.
-fn build_config(options: &QuicOptions, zero_rtt: bool) -> Result<quinn::ClientConfig, ClientError> {
+/// The rustls client configuration for `options` (QUIC and MQTTS): TLS 1.3 on ring, the
+/// trusted certificates (or none checked with `insecure`), and the client certificate for
+/// mutual TLS.
+pub(crate) fn tls_config(
+    options: &QuicOptions,
+    client_cert: Option<&super::options::ClientCert>,
+) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Unsupported(format!("TLS 1.3 setup failed: {e}")))?;
-    let mut tls = if options.insecure {
+    let builder = if options.insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(DangerousAcceptAnyCert(provider)))
-            .with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
         if let Some(path) = &options.ca_file {
@@ -202,8 +207,36 @@ fn build_config(options: &QuicOptions, zero_rtt: bool) -> Result<quinn::ClientCo
                 })?;
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
     };
+    Ok(match client_cert {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let chain = read_certificates(&c.cert)?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&c.key).map_err(|e| {
+                ClientError::CaFile {
+                    path: c.key.clone(),
+                    message: format!("not a usable PEM private key: {e}"),
+                }
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::CaFile {
+                    path: c.cert.clone(),
+                    message: format!("client certificate and key do not go together: {e}"),
+                })?
+        }
+    })
+}
+
+/// The QUIC client configuration for `options`: [`tls_config`] plus ALPN `mqtt`, a ticket
+/// store of its own, early data when `zero_rtt`.
+fn build_config(
+    options: &QuicOptions,
+    zero_rtt: bool,
+    client_cert: Option<&super::options::ClientCert>,
+) -> Result<quinn::ClientConfig, ClientError> {
+    let mut tls = tls_config(options, client_cert)?;
     tls.alpn_protocols = vec![MQTT_ALPN.to_vec()];
     tls.resumption = rustls::client::Resumption::store(Arc::new(
         rustls::client::ClientSessionMemoryCache::new(super::tickets::NAMES_PER_STORE),
@@ -372,7 +405,7 @@ mod tests {
             ca_file: Some("/nonexistent/cert.pem".into()),
             ..QuicOptions::default()
         };
-        let error = QuicDialer::new(&options, "localhost:1884", true)
+        let error = QuicDialer::new(&options, "localhost:1884", true, None)
             .err()
             .expect("an error");
         assert_eq!(
@@ -390,7 +423,7 @@ mod tests {
             ca_file: Some(path),
             ..QuicOptions::default()
         };
-        let error = QuicDialer::new(&options, "localhost:1884", true)
+        let error = QuicDialer::new(&options, "localhost:1884", true, None)
             .err()
             .expect("an error");
         assert!(error.to_string().contains("no PEM certificate"), "{error}");

@@ -131,6 +131,7 @@ fn describe_connection(options: &super::options::ClientOptions, connected: &Conn
     let transport = match options.transport {
         super::options::Transport::Tcp => "TCP",
         super::options::Transport::Quic(_) => "QUIC",
+        super::options::Transport::Mqtts(_) => "TLS (MQTTS)",
     };
     let mut line = format!(
         "connected to {} over {transport} (session present: {}, 0-RTT: {})",

@@ -19,7 +19,7 @@ mod tests;
 
 pub use error::DecodeError;
 pub use packet::*;
-pub use properties::Properties;
+pub use properties::{Properties, PropertyValues};
 pub use reason::ReasonCode;
 
 use bytes::BytesMut;

@@ -9,7 +9,7 @@ use bytestring::ByteString;
 
 /// All MQTT 5.0 properties. `None` / empty means "absent on the wire".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Properties {
+pub struct PropertyValues {
     /// 0x01, PUBLISH / will: 0 = unspecified bytes, 1 = UTF-8.
     pub payload_format_indicator: Option<u8>,
     /// 0x02, PUBLISH / will, seconds.
@@ -67,8 +67,90 @@ pub struct Properties {
     pub shared_subscription_available: Option<u8>,
 }
 
+/// The properties of one packet: [`PropertyValues`] behind a pointer that is null when the
+/// packet has none (every 3.1.1 packet, and most 5.0 PUBLISH and acknowledgements).
+///
+/// Why: the values take ~400 bytes, and every packet, message and delivery carries a set. Inline,
+/// they made each `Packet` 472 bytes, and moving packets through the decoder, the broker's
+/// outputs and the writers was a quarter of the broker's instructions (callgrind, fan-in QoS 1).
+/// Reading an absent set reads a shared empty one; writing a field allocates the set.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertyValues>>);
+
+static EMPTY: PropertyValues = PropertyValues {
+    payload_format_indicator: None,
+    message_expiry_interval: None,
+    content_type: None,
+    response_topic: None,
+    correlation_data: None,
+    subscription_identifiers: Vec::new(),
+    session_expiry_interval: None,
+    assigned_client_identifier: None,
+    server_keep_alive: None,
+    authentication_method: None,
+    authentication_data: None,
+    request_problem_information: None,
+    will_delay_interval: None,
+    request_response_information: None,
+    response_information: None,
+    server_reference: None,
+    reason_string: None,
+    receive_maximum: None,
+    topic_alias_maximum: None,
+    topic_alias: None,
+    maximum_qos: None,
+    retain_available: None,
+    user_properties: Vec::new(),
+    maximum_packet_size: None,
+    wildcard_subscription_available: None,
+    subscription_identifier_available: None,
+    shared_subscription_available: None,
+};
+
 impl Properties {
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        match &self.0 {
+            None => true,
+            Some(values) => **values == EMPTY,
+        }
+    }
+
+    /// The values, moved out (the empty set when there are none).
+    pub fn into_values(self) -> PropertyValues {
+        self.0.map(|b| *b).unwrap_or_default()
+    }
+}
+
+impl From<PropertyValues> for Properties {
+    fn from(values: PropertyValues) -> Properties {
+        Properties(Some(Box::new(values)))
+    }
+}
+
+impl std::ops::Deref for Properties {
+    type Target = PropertyValues;
+    fn deref(&self) -> &PropertyValues {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertyValues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+/// An absent set equals an allocated empty one.
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }

@@ -1,28 +1,51 @@
 //! The broker task: owns the [`Broker`] state machine, feeds it events in batches, runs its
 //! timers and hands its outputs to connection outboxes and in-process handlers.
+//!
+//! With persistence, each batch's change set goes to the store writer (`crate::store::writer`)
+//! and the batch's outputs wait until the writer reports it committed: no PUBACK, PUBREC,
+//! PUBCOMP, CONNACK or delivery leaves before the state it reflects is on disk (`durability:
+//! off` excepted), and the embedding API's publish is answered likewise. A batch without
+//! changes goes out at once when nothing waits before it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ahash::AHashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::event::Event;
 use super::outbox::Outbox;
 use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+use crate::codec::ReasonCode;
+use crate::config::Durability;
+use crate::store::writer::Writer;
 
 /// Events handled per wake-up before outputs are flushed.
 const BATCH: usize = 512;
 
-pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
+pub async fn run(
+    mut broker: Broker,
+    mut events: mpsc::Receiver<Event>,
+    mut writer: Option<Writer>,
+) {
     let mut outboxes: AHashMap<ConnId, Arc<Outbox>> = AHashMap::new();
     let mut handlers: AHashMap<HandlerId, mpsc::Sender<SharedMessage>> = AHashMap::new();
     let mut dirty: Vec<ConnId> = Vec::new();
     let mut batch = Vec::with_capacity(BATCH);
     let mut shutting_down = false;
+    let mut held = Held::default();
+    let mut replies = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
+            Some(ticket) = committed(&mut writer) => {
+                for outputs in held.release(ticket) {
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                }
+                continue;
+            }
             n = events.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
@@ -42,6 +65,8 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                         Event::DecodeError { conn, error } => broker.handle_decode_error(conn, &error, now),
                         // The broker answers with a Close output, which releases the outbox.
                         Event::Lost { conn } => broker.connection_lost(conn, now),
+                        Event::Login { conn, login } => broker.set_login(conn, login),
+                        Event::SetAcl { acl } => broker.set_acl(acl),
                         Event::StreamOpened { conn, stream } => broker.stream_opened(conn, stream),
                         Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
@@ -64,7 +89,8 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
                         }
                         Event::AppPublish { message, reply } => {
-                            let _ = reply.send(broker.app_publish(*message, now));
+                            // Answered with the batch's outputs: after the commit, like a PUBACK.
+                            replies.push((reply, broker.app_publish(*message, now)));
                         }
                         Event::Shutdown => {
                             broker.shutdown(now);
@@ -75,11 +101,87 @@ pub async fn run(mut broker: Broker, mut events: mpsc::Receiver<Event>) {
             }
             _ = sleep_until(deadline) => {}
         }
-        broker.handle_timeout(Instant::now().into_std());
-        dispatch(&mut broker, &mut outboxes, &handlers, &mut dirty);
+        let now = Instant::now().into_std();
+        broker.handle_timeout(now);
+        let outputs = Released {
+            outputs: broker.take_outputs(),
+            replies: std::mem::take(&mut replies),
+        };
+        match writer.as_mut() {
+            None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty),
+            Some(writer) => {
+                let changes = broker.take_changes(now, SystemTime::now());
+                if !changes.is_empty() {
+                    held.ticket += 1;
+                    writer.send(held.ticket, changes).await;
+                }
+                // Outputs wait for the commit of their batch's changes, and behind any batch
+                // still waiting (order per connection). `off` waits for nothing.
+                if writer.durability == Durability::Off || held.all_committed() {
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
+                    held.batches.push_back((held.ticket, outputs));
+                }
+            }
+        }
         if shutting_down {
             break;
         }
+    }
+    if let Some(writer) = writer {
+        // Everything sent is committed before the task ends, then what waited for it leaves.
+        writer.finish().await;
+        for outputs in held.release(u64::MAX) {
+            dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+        }
+    }
+}
+
+/// Outputs waiting for the store: per batch, the ticket of the change set they depend on.
+#[derive(Default)]
+struct Held {
+    /// The last ticket sent to the writer.
+    ticket: u64,
+    /// The last ticket the writer reported committed.
+    committed: u64,
+    batches: VecDeque<(u64, Released)>,
+}
+
+/// What one batch hands out: the broker's outputs, and the answers to the embedding API's
+/// publishes.
+struct Released {
+    outputs: Vec<Output>,
+    replies: Vec<(PublishReply, Result<usize, ReasonCode>)>,
+}
+
+type PublishReply = oneshot::Sender<Result<usize, ReasonCode>>;
+
+impl Held {
+    /// Nothing waits: every change set sent is committed (so no output can depend on state
+    /// that a crash would lose) and no earlier outputs are held.
+    fn all_committed(&self) -> bool {
+        self.batches.is_empty() && self.committed >= self.ticket
+    }
+
+    fn release(&mut self, committed: u64) -> Vec<Released> {
+        self.committed = self.committed.max(committed);
+        let mut ready = Vec::new();
+        while let Some((ticket, _)) = self.batches.front() {
+            if *ticket > self.committed {
+                break;
+            }
+            if let Some((_, outputs)) = self.batches.pop_front() {
+                ready.push(outputs);
+            }
+        }
+        ready
+    }
+}
+
+async fn committed(writer: &mut Option<Writer>) -> Option<u64> {
+    match writer {
+        Some(w) => w.committed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -91,12 +193,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn dispatch(
-    broker: &mut Broker,
+    released: Released,
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
 ) {
-    for output in broker.take_outputs() {
+    for (reply, result) in released.replies {
+        let _ = reply.send(result);
+    }
+    for output in released.outputs {
         match output {
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {

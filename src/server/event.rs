@@ -26,6 +26,15 @@ pub enum Event {
     Lost {
         conn: ConnId,
     },
+    /// The verdict on the credentials of the CONNECT that follows (transport::login).
+    Login {
+        conn: ConnId,
+        login: crate::broker::Login,
+    },
+    /// A reloaded ACL (SIGHUP); `None` allows everything.
+    SetAcl {
+        acl: Option<Arc<crate::auth::Acl>>,
+    },
     /// QUIC: what the connection can do (datagram size, ALPN MQTT-next).
     QuicCaps {
         conn: ConnId,

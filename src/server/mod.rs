@@ -37,8 +37,53 @@ pub enum ServerError {
     Certificate(#[from] crate::transport::cert::CertError),
     #[error(transparent)]
     Quic(#[from] crate::transport::quic::QuicSetupError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
     #[error("the broker has stopped")]
     Stopped,
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+}
+
+/// Opens the store in the data directory, loads it into the broker and starts its writer.
+/// Only a store held by another broker is an error; a store that cannot be used otherwise
+/// leaves the broker running in memory, loudly.
+fn open_store(
+    storage: &crate::config::Storage,
+    broker: &mut Broker,
+) -> Result<Option<crate::store::writer::Writer>, ServerError> {
+    use crate::store::{Store, StoreError};
+    let dir = storage.resolved_data_dir();
+    let opened = match Store::open(&dir) {
+        Ok(opened) => opened,
+        Err(e @ StoreError::InUse { .. }) => return Err(ServerError::Store(e)),
+        Err(e) => {
+            tracing::error!(error = %e, "CANNOT USE THE STORE: running in memory, nothing will survive a restart");
+            return Ok(None);
+        }
+    };
+    let report = broker.restore(
+        opened.loaded,
+        std::time::Instant::now(),
+        std::time::SystemTime::now(),
+    );
+    for problem in &report.skipped {
+        tracing::error!(record = %problem, "store record skipped");
+    }
+    tracing::info!(
+        store = %opened.store.path().display(),
+        durability = storage.durability.name(),
+        sessions = report.sessions,
+        messages = report.deliveries,
+        retained = report.retained,
+        skipped = report.skipped.len(),
+        "store loaded"
+    );
+    Ok(Some(crate::store::writer::Writer::start(
+        opened.store,
+        storage.durability,
+        storage.batch_ms,
+    )))
 }
 
 /// Options that are code, not configuration.
@@ -83,6 +128,27 @@ pub(crate) async fn start_with_channel(
     events: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
 ) -> Result<ServerHandle, ServerError> {
+    // Authentication and ACL (src/auth): files are read first, so a bad one
+    // stops the start before anything is opened or bound.
+    let authenticator = crate::auth::Authenticator::from_config(&config)?;
+    let acl = crate::auth::load_acl(&config)?.map(Arc::new);
+    log_access(&config, &authenticator);
+    let gate = crate::transport::login::LoginGate::new(authenticator);
+
+    // Then the store: recovery happens before any listener accepts, and a store in use by
+    // another broker stops the start before anything is bound.
+    let storage = config.storage.clone();
+    let mut broker = Broker::new(config.clone());
+    if let Some(auth) = options.enhanced_auth {
+        broker.set_enhanced_auth(auth);
+    }
+    let writer = if storage.persistence {
+        open_store(&storage, &mut broker)?
+    } else {
+        tracing::info!("persistence off: retained messages and sessions live in memory only");
+        None
+    };
+
     let (stop, stop_rx) = watch::channel(false);
     let ids = Arc::new(AtomicU64::new(1));
     let max_packet_size = config.limits.max_packet_size;
@@ -133,6 +199,7 @@ pub(crate) async fn start_with_channel(
             ids.clone(),
             max_packet_size,
             Duration::from_secs(config.quic.handshake_timeout_secs),
+            gate.clone(),
             stop_rx.clone(),
         )));
     }
@@ -154,6 +221,7 @@ pub(crate) async fn start_with_channel(
             events.clone(),
             ids.clone(),
             quic_settings,
+            gate.clone(),
             stop_rx.clone(),
         )));
         quic_endpoint = Some(endpoint);
@@ -174,15 +242,22 @@ pub(crate) async fn start_with_channel(
             events.clone(),
             ids.clone(),
             max_packet_size,
+            gate.clone(),
             stop_rx.clone(),
         )));
     }
+    #[cfg(unix)]
+    listeners.push(tokio::spawn(reload_on_sighup(
+        config.clone(),
+        gate.clone(),
+        events.clone(),
+    )));
 
-    let mut broker = Broker::new(config);
-    if let Some(auth) = options.enhanced_auth {
-        broker.set_enhanced_auth(auth);
-    }
-    let core = tokio::spawn(core::run(broker, events_rx));
+    // Restored sessions keep no user name: their rules are resolved when they reconnect
+    // (broker/access.rs), so set_acl after the store is loaded.
+    broker.require_login();
+    broker.set_acl(acl);
+    let core = tokio::spawn(core::run(broker, events_rx, writer));
     Ok(ServerHandle {
         tcp_addr,
         quic_addr,
@@ -195,6 +270,71 @@ pub(crate) async fn start_with_channel(
         core,
         listeners,
     })
+}
+
+/// Says at startup who may connect and whether an ACL applies.
+fn log_access(config: &Config, auth: &crate::auth::Authenticator) {
+    use crate::auth::Anonymous;
+    let users = auth.users();
+    match auth.anonymous() {
+        Anonymous::LoopbackOnly => tracing::warn!(
+            "anonymous access allowed from loopback addresses only (no auth.password_file): \
+             set auth.password_file (see `mqttd passwd`), or auth.allow_anonymous: true to \
+             let remote clients in without credentials"
+        ),
+        Anonymous::Allowed => tracing::warn!(
+            password_users = users.unwrap_or(0),
+            "anonymous access allowed from any address (auth.allow_anonymous: true)"
+        ),
+        Anonymous::Refused => tracing::info!(
+            password_users = users.unwrap_or(0),
+            certificate_identities = config.auth.use_identity_as_username,
+            "anonymous access refused: clients must authenticate"
+        ),
+    }
+    if let Some(file) = &config.auth.acl_file {
+        tracing::info!(acl = %file.display(), "ACL in force");
+    } else if users.is_some() || config.auth.use_identity_as_username {
+        tracing::info!("no auth.acl_file: every authenticated client may use every topic");
+    }
+}
+
+/// SIGHUP reads the password file and the ACL file again; a file that does not load is
+/// logged and the previous one stays in force.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    config: Config,
+    gate: Arc<crate::transport::login::LoginGate>,
+    events: mpsc::Sender<Event>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let mut auth = (*gate.current()).clone();
+        match auth.reload() {
+            Ok(users) => {
+                gate.replace(auth);
+                if let Some(users) = users {
+                    tracing::info!(users, "password file reloaded");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "password file not reloaded"),
+        }
+        match crate::auth::load_acl(&config) {
+            Ok(Some(acl)) => {
+                tracing::info!("ACL file reloaded");
+                let _ = events
+                    .send(Event::SetAcl {
+                        acl: Some(Arc::new(acl)),
+                    })
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "ACL file not reloaded"),
+        }
+    }
 }
 
 impl ServerHandle {

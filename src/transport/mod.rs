@@ -4,11 +4,13 @@
 //! [`tcp`] and [`tls_tcp`] accept sockets; [`quic`] serves QUIC connections, with [`quic_tls`]
 //! (certificate, tickets, early data), [`early`] (what 0-RTT data may do), [`migration`]
 //! (following a client's address) and [`cid`] (connection IDs carrying a server id).
+//! [`login`] judges each CONNECT's credentials before the broker sees it.
 
 pub mod cert;
 pub mod cid;
 pub mod early;
 pub mod flow;
+pub mod login;
 pub mod migration;
 pub mod quic;
 pub mod quic_datagrams;

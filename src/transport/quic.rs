@@ -154,6 +154,7 @@ pub async fn accept_loop(
     events: mpsc::Sender<Event>,
     ids: Arc<AtomicU64>,
     settings: QuicSettings,
+    gate: Arc<super::login::LoginGate>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -168,6 +169,7 @@ pub async fn accept_loop(
             incoming,
             events.clone(),
             settings.clone(),
+            gate.clone(),
         ));
     }
 }
@@ -177,6 +179,7 @@ async fn serve_incoming(
     incoming: quinn::Incoming,
     events: mpsc::Sender<Event>,
     settings: QuicSettings,
+    gate: Arc<super::login::LoginGate>,
 ) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
@@ -198,7 +201,7 @@ async fn serve_incoming(
                     tx,
                 ));
                 let early = EarlyData::new(settings.zero_rtt, rx, settings.stats.clone());
-                serve_connection(conn, connection, events, settings, early).await;
+                serve_connection(conn, connection, events, settings, early, gate).await;
                 return;
             }
             Err(connecting) => connecting,
@@ -218,7 +221,7 @@ async fn serve_incoming(
         }
     };
     let early = EarlyData::confirmed(settings.stats.clone());
-    serve_connection(conn, connection, events, settings, early).await;
+    serve_connection(conn, connection, events, settings, early, gate).await;
 }
 
 /// Serves one QUIC connection until the broker closes it.
@@ -228,6 +231,7 @@ async fn serve_connection(
     events: mpsc::Sender<Event>,
     settings: QuicSettings,
     early: EarlyData,
+    gate: Arc<super::login::LoginGate>,
 ) {
     let peer = super::migration::peer_label(connection.remote_address());
     let outbox = Arc::new(Outbox::default());
@@ -286,6 +290,17 @@ async fn serve_connection(
     let control_reader = async {
         // Every event of the stream goes through its 0-RTT gate (early.rs), in order.
         let events = early.stream_events(conn, control_recv.inner().is_0rtt(), &events);
+        // Mutual TLS: quinn/rustls verified the client's chain against tls.client_ca (0-RTT
+        // is off then, so the handshake is complete here).
+        let chain = connection.peer_identity().and_then(|any| {
+            any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+                .ok()
+        });
+        let login = super::login::LoginContext {
+            gate: gate.clone(),
+            peer: connection.remote_address(),
+            identity: super::login::peer_identity(chain.as_deref().map(|c| c.as_slice())),
+        };
         let mut version = None;
         let end = read_packets(
             conn,
@@ -297,6 +312,7 @@ async fn serve_connection(
             |v| {
                 let _ = version_tx.send(Some(v));
             },
+            Some(&login),
         )
         .await;
         match end {
@@ -577,6 +593,7 @@ async fn read_data_stream(
         max_packet_size,
         &mut version,
         |_| {},
+        None,
     )
     .await
     {
@@ -634,6 +651,7 @@ async fn read_uni_stream(
             max_packet_size,
             &mut version,
             |_| {},
+            None,
         )
         .await;
         drop(filtered);

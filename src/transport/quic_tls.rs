@@ -37,10 +37,18 @@ pub fn server_config(
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match &config.tls.client_ca {
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(
+            ca,
+            config.tls.require_client_cert,
+            provider,
+        )?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut tls = builder
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| format!("{}: {e}", identity.cert_path.display()))?;
     tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -61,11 +69,40 @@ pub fn server_config(
     Ok(tls)
 }
 
-/// Whether `listener` accepts 0-RTT early data under `config`.
+/// Whether `listener` accepts 0-RTT early data under `config`. Never with mutual TLS: the
+/// login needs the client certificate, which a resumed handshake's early data comes before.
 pub fn early_data_enabled(config: &Config, listener: Listener) -> bool {
     listener == Listener::Quic
         && config.quic.session_tickets
         && config.quic.zero_rtt != ZeroRtt::Off
+        && config.tls.client_ca.is_none()
+}
+
+/// Mutual TLS: client certificates must chain to a CA of `ca` (a PEM file); `required`
+/// refuses clients without one.
+fn client_verifier(
+    ca: &std::path::Path,
+    required: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let name = |e: &dyn std::fmt::Display| format!("tls.client_ca: {}: {e}", ca.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| name(&e))? {
+        let cert = cert.map_err(|e| name(&e))?;
+        roots.add(cert).map_err(|e| name(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(name(&"no CA certificate in the file"));
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| name(&e))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::login::LoginContext;
 use crate::broker::{accounted_size, ConnId, StreamId};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::server::event::Event;
@@ -23,6 +24,8 @@ const READ_CHUNK: usize = 4096;
 const IDLE_READ: usize = 256;
 /// A write buffer above this size is released after use instead of kept for the next batch.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+/// A batch at least this large marks a busy connection, which keeps its write buffer.
+const BUSY_BATCH: usize = 1024;
 
 /// Serves one connection over a single byte stream (TCP) until either side ends it.
 pub async fn serve<R, W>(
@@ -32,6 +35,7 @@ pub async fn serve<R, W>(
     mut writer: W,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
+    login: LoginContext,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -58,6 +62,7 @@ pub async fn serve<R, W>(
             max_packet_size,
             &mut version,
             |_| {},
+            Some(&login),
         )
         .await;
         if let ReadEnd::Failed(error) = end {
@@ -87,7 +92,9 @@ pub enum ReadEnd {
 
 /// Reads and decodes packets from one stream, sending them to the broker tagged with `stream`.
 /// `version` is the connection's protocol version (`None` until CONNECT, which sets it and
-/// calls `on_connect`).
+/// calls `on_connect`). On the stream that carries CONNECT, `login` judges its credentials
+/// and the verdict goes to the broker just ahead of the packets (`super::login`).
+#[allow(clippy::too_many_arguments)]
 pub async fn read_packets<R: AsyncRead + Unpin>(
     conn: ConnId,
     stream: StreamId,
@@ -96,6 +103,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     max_packet_size: u32,
     version: &mut Option<ProtocolVersion>,
     mut on_connect: impl FnMut(ProtocolVersion),
+    login: Option<&LoginContext>,
 ) -> ReadEnd {
     let mut buf = BytesMut::new();
     // While a connection is idle it holds no heap buffer: it waits with a small buffer inside
@@ -122,12 +130,14 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
             }
         }
         let mut packets = Vec::new();
+        let mut connect_at = None;
         let error = loop {
             match codec::decode_from_client(&mut buf, *version, max_packet_size) {
                 Ok(Some(packet)) => {
                     if let Packet::Connect(c) = &packet {
                         *version = Some(c.protocol);
                         on_connect(c.protocol);
+                        connect_at.get_or_insert(packets.len());
                     }
                     packets.push(packet);
                 }
@@ -135,6 +145,14 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
                 Err(e) => break Some(e),
             }
         };
+        if let (Some(login), Some(Packet::Connect(connect))) =
+            (login, connect_at.and_then(|i| packets.get(i)))
+        {
+            let login = login.verdict(connect).await;
+            if events.send(Event::Login { conn, login }).await.is_err() {
+                return ReadEnd::BrokerGone;
+            }
+        }
         if !packets.is_empty()
             && events
                 .send(Event::Packets {
@@ -181,8 +199,11 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
             if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
                 return;
             }
+            // A busy connection keeps its buffer for the next batch; one that wrote a small
+            // batch (a CONNACK, a PINGRESP) is likely idle and gives it back.
+            let busy = buf.len() >= BUSY_BATCH;
             buf.clear();
-            if buf.capacity() > KEEP_WRITE_BUFFER {
+            if !busy || buf.capacity() > KEEP_WRITE_BUFFER {
                 buf = BytesMut::new();
             }
             if events
@@ -200,6 +221,11 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
         if batch.close.is_some() {
             return;
         }
-        spare = batch.transmits;
+        // Same for the transmit list: an idle connection holds no vector.
+        spare = if batch.transmits.len() > 1 {
+            batch.transmits
+        } else {
+            Vec::new()
+        };
     }
 }

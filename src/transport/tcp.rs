@@ -18,11 +18,17 @@ pub async fn accept_loop(
     events: mpsc::Sender<Event>,
     ids: Arc<AtomicU64>,
     max_packet_size: u32,
+    gate: Arc<super::login::LoginGate>,
     shutdown: watch::Receiver<bool>,
 ) {
     accept_sockets(listener, "MQTT", shutdown, |socket, peer| {
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
         let events = events.clone();
+        let login = super::login::LoginContext {
+            gate: gate.clone(),
+            peer,
+            identity: None,
+        };
         tokio::spawn(async move {
             let (reader, writer) = socket.into_split();
             super::stream::serve(
@@ -32,6 +38,7 @@ pub async fn accept_loop(
                 writer,
                 events,
                 max_packet_size,
+                login,
             )
             .await;
         });

@@ -21,6 +21,7 @@ pub fn acceptor(tls: rustls::ServerConfig) -> TlsAcceptor {
 
 /// Accepts connections until `shutdown` turns true; each connection's TLS handshake runs on
 /// its own task, bounded by `handshake_timeout`.
+#[allow(clippy::too_many_arguments)]
 pub async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -28,12 +29,14 @@ pub async fn accept_loop(
     ids: Arc<AtomicU64>,
     max_packet_size: u32,
     handshake_timeout: Duration,
+    gate: Arc<super::login::LoginGate>,
     shutdown: watch::Receiver<bool>,
 ) {
     super::tcp::accept_sockets(listener, "MQTTS", shutdown, |socket, peer| {
         let acceptor = acceptor.clone();
         let events = events.clone();
         let ids = ids.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
                 Ok(Ok(tls)) => tls,
@@ -47,6 +50,13 @@ pub async fn accept_loop(
                 }
             };
             let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
+            // Mutual TLS: rustls has verified the chain against tls.client_ca.
+            let identity = super::login::peer_identity(tls.get_ref().1.peer_certificates());
+            let login = super::login::LoginContext {
+                gate,
+                peer,
+                identity,
+            };
             let (reader, writer) = tokio::io::split(tls);
             super::stream::serve(
                 conn,
@@ -55,6 +65,7 @@ pub async fn accept_loop(
                 writer,
                 events,
                 max_packet_size,
+                login,
             )
             .await;
         });

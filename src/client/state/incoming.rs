@@ -31,7 +31,11 @@ impl ClientState {
         now: Instant,
     ) -> Result<(), ClientError> {
         let mut properties = p.properties;
-        let topic = match properties.topic_alias.take() {
+        let alias = properties.topic_alias;
+        if alias.is_some() {
+            properties.topic_alias = None;
+        }
+        let topic = match alias {
             None => p.topic,
             Some(alias) => {
                 let maximum = self.connect.properties.topic_alias_maximum.unwrap_or(0);

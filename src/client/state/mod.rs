@@ -438,7 +438,7 @@ impl ClientState {
             self.phase = Phase::Disconnected;
             return Err(ClientError::Refused {
                 code: ack.code,
-                reason_string: ack.properties.reason_string,
+                reason_string: ack.properties.reason_string.clone(),
             });
         }
         if ack.session_present && self.clean_start_sent {
@@ -511,7 +511,7 @@ impl ClientState {
         self.phase = Phase::Disconnected;
         ClientError::ServerDisconnected {
             code: d.code,
-            reason_string: d.properties.reason_string,
+            reason_string: d.properties.reason_string.clone(),
         }
     }
 

@@ -136,7 +136,9 @@ impl ClientState {
                 "payload format is UTF-8 but the payload is not valid UTF-8".into(),
             ));
         }
-        properties.topic_alias = None;
+        if properties.topic_alias.is_some() {
+            properties.topic_alias = None;
+        }
         let datagram = message.datagram;
         let publish = Publish {
             dup: false,
@@ -376,7 +378,7 @@ impl ClientState {
             // An acknowledgement for nothing we sent (a late duplicate): ignored.
             _ => return Ok(()),
         }
-        self.finish(a.packet_id, a.code, a.properties.reason_string, now);
+        self.finish(a.packet_id, a.code, a.properties.reason_string.clone(), now);
         Ok(())
     }
 
@@ -398,12 +400,12 @@ impl ClientState {
             Stage::Published(p) if p.qos == QoS::ExactlyOnce => {
                 if a.code.is_error() {
                     // A PUBREC with an error ends the flow: no PUBREL (4.3.3).
-                    self.finish(a.packet_id, a.code, a.properties.reason_string, now);
+                    self.finish(a.packet_id, a.code, a.properties.reason_string.clone(), now);
                     return Ok(());
                 }
                 f.stage = Stage::Released {
                     pubrec: a.code,
-                    reason_string: a.properties.reason_string,
+                    reason_string: a.properties.reason_string.clone(),
                 };
             }
             // A duplicate PUBREC: answer it again.
@@ -440,11 +442,14 @@ impl ClientState {
         // The outcome is the PUBCOMP's error if any, else the PUBREC's code (which tells
         // whether anyone subscribed).
         let (code, reason) = if a.code.is_error() {
-            (a.code, a.properties.reason_string)
+            (a.code, a.properties.reason_string.clone())
         } else {
             (
                 *pubrec,
-                a.properties.reason_string.or_else(|| reason_string.clone()),
+                a.properties
+                    .reason_string
+                    .clone()
+                    .or_else(|| reason_string.clone()),
             )
         };
         self.finish(a.packet_id, code, reason, now);

@@ -126,15 +126,15 @@ fn connack_reports_the_server_limits_and_keep_alive() {
     ));
     state.begin_connect(true, now);
     transmits(&mut state);
-    let server = Properties {
+    let server = Properties::from(crate::codec::PropertyValues {
         receive_maximum: Some(10),
         maximum_qos: Some(1),
         retain_available: Some(0),
         maximum_packet_size: Some(1000),
         server_keep_alive: Some(30),
         topic_alias_maximum: Some(5),
-        ..Properties::default()
-    };
+        ..crate::codec::PropertyValues::default()
+    });
     state
         .handle_packet(S0, connack(false, server), now)
         .unwrap();
@@ -424,10 +424,10 @@ fn v3_unsuback_means_success_for_every_filter() {
 
 #[test]
 fn the_servers_receive_maximum_holds_publishes_back() {
-    let server = Properties {
+    let server = Properties::from(crate::codec::PropertyValues {
         receive_maximum: Some(2),
-        ..Properties::default()
-    };
+        ..crate::codec::PropertyValues::default()
+    });
     let (mut state, now) = connected(ProtocolVersion::V5, server);
     let msg = Message::new("a", "x").qos(QoS::AtLeastOnce);
     let ops: Vec<OpId> = (0..3)
@@ -452,13 +452,13 @@ fn the_servers_receive_maximum_holds_publishes_back() {
 
 #[test]
 fn requests_beyond_the_servers_limits_are_refused_locally() {
-    let server = Properties {
+    let server = Properties::from(crate::codec::PropertyValues {
         maximum_qos: Some(1),
         retain_available: Some(0),
         maximum_packet_size: Some(64),
         subscription_identifier_available: Some(0),
-        ..Properties::default()
-    };
+        ..crate::codec::PropertyValues::default()
+    });
     let (mut state, now) = connected(ProtocolVersion::V5, server);
     let refuse = |state: &mut ClientState, msg: Message| {
         let error = state.publish(S0, msg, now).unwrap_err();
@@ -611,10 +611,10 @@ fn without_session_expiry_the_session_ends_with_the_connection() {
 
 #[test]
 fn the_server_may_lower_the_session_expiry() {
-    let server = Properties {
+    let server = Properties::from(crate::codec::PropertyValues {
         session_expiry_interval: Some(0),
-        ..Properties::default()
-    };
+        ..crate::codec::PropertyValues::default()
+    });
     let (mut state, now) = connected(ProtocolVersion::V5, server);
     state
         .publish(S0, Message::new("a", "x").qos(QoS::AtLeastOnce), now)
@@ -980,10 +980,10 @@ fn an_assigned_client_id_is_used_to_resume() {
     let mut state = ClientState::new(connect, now);
     state.begin_connect(true, now);
     transmits(&mut state);
-    let server = Properties {
+    let server = Properties::from(crate::codec::PropertyValues {
         assigned_client_identifier: Some("mqttd-1".into()),
-        ..Properties::default()
-    };
+        ..crate::codec::PropertyValues::default()
+    });
     state
         .handle_packet(S0, connack(false, server), now)
         .unwrap();

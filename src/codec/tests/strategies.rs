@@ -82,34 +82,36 @@ fn any_properties() -> impl Strategy<Value = Properties> {
         option::of(1u32..),
     );
     let third = (flag(), flag(), flag());
-    (first, second, third).prop_map(|(a, b, c)| Properties {
-        payload_format_indicator: a.0,
-        message_expiry_interval: a.1,
-        content_type: a.2,
-        response_topic: a.3,
-        correlation_data: a.4,
-        subscription_identifiers: a.5,
-        session_expiry_interval: a.6,
-        assigned_client_identifier: a.7,
-        server_keep_alive: a.8,
-        authentication_method: a.9,
-        authentication_data: a.10,
-        request_problem_information: a.11,
-        will_delay_interval: b.0,
-        request_response_information: b.1,
-        response_information: b.2,
-        server_reference: b.3,
-        reason_string: b.4,
-        receive_maximum: b.5,
-        topic_alias_maximum: b.6,
-        topic_alias: b.7,
-        maximum_qos: b.8,
-        retain_available: b.9,
-        user_properties: b.10,
-        maximum_packet_size: b.11,
-        wildcard_subscription_available: c.0,
-        subscription_identifier_available: c.1,
-        shared_subscription_available: c.2,
+    (first, second, third).prop_map(|(a, b, c)| {
+        Properties::from(crate::codec::PropertyValues {
+            payload_format_indicator: a.0,
+            message_expiry_interval: a.1,
+            content_type: a.2,
+            response_topic: a.3,
+            correlation_data: a.4,
+            subscription_identifiers: a.5,
+            session_expiry_interval: a.6,
+            assigned_client_identifier: a.7,
+            server_keep_alive: a.8,
+            authentication_method: a.9,
+            authentication_data: a.10,
+            request_problem_information: a.11,
+            will_delay_interval: b.0,
+            request_response_information: b.1,
+            response_information: b.2,
+            server_reference: b.3,
+            reason_string: b.4,
+            receive_maximum: b.5,
+            topic_alias_maximum: b.6,
+            topic_alias: b.7,
+            maximum_qos: b.8,
+            retain_available: b.9,
+            user_properties: b.10,
+            maximum_packet_size: b.11,
+            wildcard_subscription_available: c.0,
+            subscription_identifier_available: c.1,
+            shared_subscription_available: c.2,
+        })
     })
 }
 
@@ -128,10 +130,10 @@ enum Kind {
 
 /// Keeps the properties MQTT 5.0 allows for `kind` (2.2.2.2, table 2-4).
 fn restrict(p: Properties, kind: Kind) -> Properties {
-    let mut out = Properties {
-        user_properties: p.user_properties,
-        ..Properties::default()
-    };
+    let mut out = Properties::from(crate::codec::PropertyValues {
+        user_properties: p.user_properties.clone(),
+        ..crate::codec::PropertyValues::default()
+    });
     match kind {
         Kind::Connect => {
             out.session_expiry_interval = p.session_expiry_interval;
@@ -140,19 +142,20 @@ fn restrict(p: Properties, kind: Kind) -> Properties {
             out.topic_alias_maximum = p.topic_alias_maximum;
             out.request_response_information = p.request_response_information;
             out.request_problem_information = p.request_problem_information;
-            out.authentication_method = p.authentication_method;
+            out.authentication_method = p.authentication_method.clone();
             // Authentication data needs a method (3.1.2.11.10).
             out.authentication_data = p
                 .authentication_data
+                .clone()
                 .filter(|_| out.authentication_method.is_some());
         }
         Kind::Will => {
             out.will_delay_interval = p.will_delay_interval;
             out.payload_format_indicator = p.payload_format_indicator;
             out.message_expiry_interval = p.message_expiry_interval;
-            out.content_type = p.content_type;
-            out.response_topic = p.response_topic;
-            out.correlation_data = p.correlation_data;
+            out.content_type = p.content_type.clone();
+            out.response_topic = p.response_topic.clone();
+            out.correlation_data = p.correlation_data.clone();
         }
         Kind::ConnAck => {
             out.session_expiry_interval = p.session_expiry_interval;
@@ -160,41 +163,46 @@ fn restrict(p: Properties, kind: Kind) -> Properties {
             out.maximum_qos = p.maximum_qos;
             out.retain_available = p.retain_available;
             out.maximum_packet_size = p.maximum_packet_size;
-            out.assigned_client_identifier = p.assigned_client_identifier;
+            out.assigned_client_identifier = p.assigned_client_identifier.clone();
             out.topic_alias_maximum = p.topic_alias_maximum;
-            out.reason_string = p.reason_string;
+            out.reason_string = p.reason_string.clone();
             out.wildcard_subscription_available = p.wildcard_subscription_available;
             out.subscription_identifier_available = p.subscription_identifier_available;
             out.shared_subscription_available = p.shared_subscription_available;
             out.server_keep_alive = p.server_keep_alive;
-            out.response_information = p.response_information;
-            out.server_reference = p.server_reference;
-            out.authentication_method = p.authentication_method;
-            out.authentication_data = p.authentication_data;
+            out.response_information = p.response_information.clone();
+            out.server_reference = p.server_reference.clone();
+            out.authentication_method = p.authentication_method.clone();
+            out.authentication_data = p.authentication_data.clone();
         }
         Kind::Publish => {
             out.payload_format_indicator = p.payload_format_indicator;
             out.message_expiry_interval = p.message_expiry_interval;
             out.topic_alias = p.topic_alias;
-            out.response_topic = p.response_topic;
-            out.correlation_data = p.correlation_data;
-            out.subscription_identifiers = p.subscription_identifiers;
-            out.content_type = p.content_type;
+            out.response_topic = p.response_topic.clone();
+            out.correlation_data = p.correlation_data.clone();
+            out.subscription_identifiers = p.subscription_identifiers.clone();
+            out.content_type = p.content_type.clone();
         }
-        Kind::Ack => out.reason_string = p.reason_string,
+        Kind::Ack => out.reason_string = p.reason_string.clone(),
         Kind::Subscribe => {
-            out.subscription_identifiers = p.subscription_identifiers.into_iter().take(1).collect();
+            out.subscription_identifiers = p
+                .subscription_identifiers
+                .clone()
+                .into_iter()
+                .take(1)
+                .collect();
         }
         Kind::Unsubscribe => {}
         Kind::Disconnect => {
             out.session_expiry_interval = p.session_expiry_interval;
-            out.reason_string = p.reason_string;
-            out.server_reference = p.server_reference;
+            out.reason_string = p.reason_string.clone();
+            out.server_reference = p.server_reference.clone();
         }
         Kind::Auth => {
-            out.authentication_method = p.authentication_method;
-            out.authentication_data = p.authentication_data;
-            out.reason_string = p.reason_string;
+            out.authentication_method = p.authentication_method.clone();
+            out.authentication_data = p.authentication_data.clone();
+            out.reason_string = p.reason_string.clone();
         }
     }
     out

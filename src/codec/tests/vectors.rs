@@ -71,10 +71,10 @@ fn connect_v3_1_1_with_will_user_and_password() {
 fn connect_v5_with_properties() {
     let packet = Packet::Connect(Box::new(Connect {
         keep_alive: 60,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             receive_maximum: Some(20),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
         ..connect(V5)
     }));
     assert_both_ways(
@@ -93,11 +93,11 @@ fn connect_v5_with_will_properties_and_password_only() {
             payload: Bytes::new(),
             qos: QoS::ExactlyOnce,
             retain: false,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 payload_format_indicator: Some(1),
                 will_delay_interval: Some(10),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         }),
         password: Some(b(b"pw")),
         ..connect(V5)
@@ -138,10 +138,10 @@ fn connack_v3_maps_v5_codes_to_return_codes() {
         let packet = Packet::ConnAck(ConnAck {
             session_present: false,
             code,
-            properties: Properties {
+            properties: Properties::from(crate::codec::PropertyValues {
                 reason_string: Some(s("dropped")),
-                ..Properties::default()
-            },
+                ..crate::codec::PropertyValues::default()
+            }),
         });
         assert_eq!(encode_vec(&packet, V3_1_1), vec![0x20, 0x02, 0x00, v3]);
     }
@@ -158,11 +158,11 @@ fn connack_v5() {
     let with_props = ConnAck {
         session_present: true,
         code: ReasonCode::SUCCESS,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             topic_alias_maximum: Some(10),
             maximum_qos: Some(1),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
     };
     assert_both_ways(
         "20 08 01 00 05 22000A 2401",
@@ -212,13 +212,13 @@ fn publish_v5() {
     let qos0 = publish(QoS::AtMostOnce, None);
     assert_both_ways("30 08 0003 612F62 00 6869", V5, &Packet::Publish(qos0));
     let qos2 = Publish {
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             payload_format_indicator: Some(1),
             subscription_identifiers: vec![1, 2],
             topic_alias: Some(5),
             user_properties: vec![(s("k"), s("v"))],
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
         ..publish(QoS::ExactlyOnce, Some(7))
     };
     assert_both_ways(
@@ -233,10 +233,10 @@ fn publish_v5_empty_topic_with_alias() {
     let packet = Publish {
         topic: s(""),
         payload: Bytes::new(),
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             topic_alias: Some(1),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
         ..publish(QoS::AtMostOnce, None)
     };
     assert_both_ways("30 06 0000 03 230001", V5, &Packet::Publish(packet));
@@ -266,10 +266,10 @@ fn acks_v3_drop_v5_fields() {
     let ack = Ack {
         packet_id: 1,
         code: ReasonCode::NO_MATCHING_SUBSCRIBERS,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             reason_string: Some(s("x")),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
     };
     assert_eq!(
         encode_vec(&Packet::PubAck(ack), V3_1_1),
@@ -301,10 +301,10 @@ fn acks_v5_with_properties() {
     let ack = Ack {
         packet_id: 1,
         code: ReasonCode::NOT_AUTHORIZED,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             reason_string: Some(s("x")),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
     };
     assert_both_ways(
         "40 08 0001 87 04 1F000178",
@@ -358,10 +358,10 @@ fn subscribe_v3() {
 fn subscribe_v3_drops_v5_options() {
     let packet = Subscribe {
         packet_id: 1,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             subscription_identifiers: vec![3],
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
         filters: vec![(
             s("#"),
             SubscriptionOptions {
@@ -382,10 +382,10 @@ fn subscribe_v3_drops_v5_options() {
 fn subscribe_v5() {
     let packet = Subscribe {
         packet_id: 10,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             subscription_identifiers: vec![5],
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
         filters: vec![(
             s("a/+"),
             SubscriptionOptions {
@@ -504,10 +504,10 @@ fn disconnect_v5() {
     assert_both_ways("E0 01 04", V5, &Packet::Disconnect(with_will));
     let expiry = Disconnect {
         code: ReasonCode::NORMAL_DISCONNECTION,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             session_expiry_interval: Some(60),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
     };
     assert_both_ways("E0 07 00 05 110000003C", V5, &Packet::Disconnect(expiry));
     // Success with an empty property block.
@@ -536,10 +536,10 @@ fn auth_v5() {
     assert_eq!(decode_one("F0 01 18", Some(V5)), Ok(Packet::Auth(cont)));
     let scram = Auth {
         code: ReasonCode::CONTINUE_AUTHENTICATION,
-        properties: Properties {
+        properties: Properties::from(crate::codec::PropertyValues {
             authentication_method: Some(s("SCRAM")),
-            ..Properties::default()
-        },
+            ..crate::codec::PropertyValues::default()
+        }),
     };
     assert_both_ways("F0 0A 18 08 15 0005 5343 5241 4D", V5, &Packet::Auth(scram));
 }

@@ -1,0 +1,70 @@
+//! The broker's sessions, with change tracking: a session borrowed mutably, inserted or
+//! removed is marked dirty, so persistence sees every change without each code path having to
+//! report it.
+
+use ahash::{AHashMap, AHashSet};
+
+use crate::broker::session::Session;
+use crate::broker::SessionId;
+
+#[derive(Debug, Default)]
+pub(crate) struct SessionMap {
+    /// Boxed: an idle session should cost one `Session` plus a pointer, not the map's
+    /// over-allocation of it (memory per idle connection).
+    map: AHashMap<SessionId, Box<Session>>,
+    tracking: bool,
+    dirty: AHashSet<SessionId>,
+}
+
+impl SessionMap {
+    pub fn track(&mut self, on: bool) {
+        self.tracking = on;
+        if !on {
+            self.dirty.clear();
+        }
+    }
+
+    fn mark(&mut self, sid: SessionId) {
+        if self.tracking {
+            self.dirty.insert(sid);
+        }
+    }
+
+    pub fn take_dirty(&mut self) -> Vec<SessionId> {
+        self.dirty.drain().collect()
+    }
+
+    pub fn get(&self, sid: &SessionId) -> Option<&Session> {
+        self.map.get(sid).map(|s| &**s)
+    }
+
+    pub fn get_mut(&mut self, sid: &SessionId) -> Option<&mut Session> {
+        if self.tracking && self.map.contains_key(sid) {
+            self.dirty.insert(*sid);
+        }
+        self.map.get_mut(sid).map(|s| &mut **s)
+    }
+
+    pub fn insert(&mut self, sid: SessionId, session: Session) -> Option<Session> {
+        self.mark(sid);
+        self.map.insert(sid, Box::new(session)).map(|s| *s)
+    }
+
+    pub fn remove(&mut self, sid: &SessionId) -> Option<Session> {
+        let removed = self.map.remove(sid).map(|s| *s);
+        if removed.is_some() {
+            self.mark(*sid);
+        }
+        removed
+    }
+
+    /// Every session, mutably, without marking any dirty: for derived state that is not
+    /// persisted (the ACL rules resolved for a session).
+    pub fn values_mut_untracked(&mut self) -> impl Iterator<Item = &mut Session> {
+        self.map.values_mut().map(|s| &mut **s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+}
