@@ -20,7 +20,7 @@ use crate::codec::{Packet, Publish, QoS};
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     direct: AHashMap<(SessionId, StreamId), Acc>,
-    shared: Vec<(ByteString, Box<str>, SessionId, SubEntry)>,
+    shared: Vec<(ByteString, ByteString, SessionId, SubEntry)>,
     apps: Vec<HandlerId>,
 }
 
@@ -45,21 +45,46 @@ impl Broker {
         now: Instant,
     ) -> usize {
         if msg.retain && self.config.session.retain_available {
-            if msg.payload.is_empty() {
-                // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
-                self.retained.remove(&msg.topic);
-                self.persist.retained_changed(&msg.topic, None);
-            } else {
-                // [MQTT-3.3.1-5]
-                self.retained.insert(&msg.topic, msg.clone());
-                self.persist.retained_changed(&msg.topic, Some(&msg));
-            }
+            self.retain(&msg);
         }
         self.route(msg, publisher, now)
     }
 
+    /// Stores or clears the retained message of its topic, within `max_retained_messages` and
+    /// `max_retained_bytes`: a message that does not fit is not stored, and the topic's older
+    /// retained message is removed too (a new subscriber must never get a stale value).
+    fn retain(&mut self, msg: &SharedMessage) {
+        let old = self.retained.remove(&msg.topic);
+        if let Some(old) = &old {
+            self.retained_bytes -= retained_size(old);
+        }
+        // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
+        if msg.payload.is_empty() {
+            self.persist.retained_changed(&msg.topic, None);
+            return;
+        }
+        let limits = &self.config.limits;
+        let size = retained_size(msg);
+        if self.retained.len() >= limits.max_retained_messages
+            || self.retained_bytes + size > limits.max_retained_bytes
+        {
+            self.metrics.retained_refused += 1;
+            tracing::debug!(topic = %msg.topic, "retained store full, message not retained");
+            if old.is_some() {
+                self.persist.retained_changed(&msg.topic, None);
+            }
+            return;
+        }
+        // [MQTT-3.3.1-5]
+        self.retained.insert(&msg.topic, msg.clone());
+        self.retained_bytes += size;
+        self.persist.retained_changed(&msg.topic, Some(msg));
+    }
+
     fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
-        let mut scratch = std::mem::take(&mut self.scratch);
+        // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
+        // random hash state, for every message.)
+        let mut scratch = self.scratch.take().unwrap_or_default();
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
@@ -79,7 +104,7 @@ impl Broker {
                             sub_ids: Vec::new(),
                             stream: entry.stream,
                             datagram: true,
-                            flow: bytestring::ByteString::from(filter),
+                            flow: filter.clone(),
                             priority: entry.priority,
                         });
                     acc.datagram &= entry.datagram;
@@ -91,7 +116,7 @@ impl Broker {
                 Some(group) => {
                     scratch
                         .shared
-                        .push((group.clone(), filter.into(), key.session, entry.clone()))
+                        .push((group.clone(), filter.clone(), key.session, entry.clone()))
                 }
             });
         self.app_subscriptions
@@ -156,7 +181,7 @@ impl Broker {
                     sub_ids: entry.id.into_iter().collect(),
                     stream: entry.stream,
                     datagram: entry.datagram,
-                    flow: Some(ByteString::from(&*first_filter)),
+                    flow: Some(first_filter),
                     priority: entry.priority,
                     seq: 0,
                 };
@@ -166,7 +191,7 @@ impl Broker {
         for handler in scratch.apps.drain(..) {
             self.out.app(handler, msg.clone());
         }
-        self.scratch = scratch;
+        self.scratch = Some(scratch);
         reached
     }
 
@@ -174,7 +199,7 @@ impl Broker {
     /// is online (their session queues the message).
     fn pick_shared(
         &mut self,
-        members: &[(ByteString, Box<str>, SessionId, SubEntry)],
+        members: &[(ByteString, ByteString, SessionId, SubEntry)],
     ) -> Option<(SessionId, SubEntry)> {
         let (group, filter) = (&members[0].0, &members[0].1);
         let online: Vec<usize> = (0..members.len())
@@ -186,7 +211,7 @@ impl Broker {
             .collect();
         let cursor = self
             .shared_cursor
-            .entry((group.clone(), ByteString::from(&**filter)))
+            .entry((group.clone(), filter.clone()))
             .or_insert(0);
         *cursor = cursor.wrapping_add(1);
         let index = if online.is_empty() {
@@ -243,12 +268,24 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if session.queue.len() >= self.config.limits.max_queued_messages {
-            session.queue.pop_front();
+        let limits = &self.config.limits;
+        let size = delivery.size();
+        if size > limits.max_queued_bytes {
+            // Larger than the whole queue may hold: dropping everything else would not help.
+            self.metrics.dropped_queue_full += 1;
+            tracing::debug!(client = %session.client_id, size, "message larger than max_queued_bytes not queued");
+            return;
+        }
+        while session.queue.len() >= limits.max_queued_messages
+            || session.queued_bytes + size > limits.max_queued_bytes
+        {
+            if session.pop_queued().is_none() {
+                break;
+            }
             self.metrics.dropped_queue_full += 1;
             tracing::debug!(client = %session.client_id, "session queue full, oldest message dropped");
         }
-        session.queue.push_back(delivery);
+        session.push_queued(delivery);
     }
 
     /// Moves queued messages to the connection while the window and buffer allow.
@@ -267,14 +304,14 @@ impl Broker {
             {
                 return;
             }
-            let Some(delivery) = session.queue.pop_front() else {
+            let Some(delivery) = session.pop_queued() else {
                 return;
             };
             let packet_id = if delivery.qos == QoS::AtMostOnce {
                 None
             } else {
                 let Some(id) = session.allocate_packet_id() else {
-                    session.queue.push_front(delivery);
+                    session.unpop_queued(delivery);
                     return;
                 };
                 session
@@ -325,10 +362,11 @@ impl Broker {
             }
         }
         let mut packet = Packet::Publish(publish);
+        let mut len = crate::codec::encoded_len(&packet, version);
         let dropped = if remaining == Some(0) {
             self.metrics.dropped_expired += 1;
             true
-        } else if crate::codec::encoded_len(&packet, version) > c.max_packet_size_out as usize {
+        } else if len > c.max_packet_size_out as usize {
             self.metrics.dropped_too_large += 1;
             true
         } else {
@@ -346,8 +384,7 @@ impl Broker {
         // (datagrams are unordered: an alias could arrive before the packet establishing it).
         let datagram = delivery.qos == QoS::AtMostOnce
             && (c.datagrams_out || delivery.datagram)
-            && c.datagram_max
-                .is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
+            && c.datagram_max.is_some_and(|max| len <= max);
         let stream = if datagram {
             self.metrics.datagrams_sent += 1;
             StreamId::DATAGRAM
@@ -376,27 +413,39 @@ impl Broker {
         // be used on another before it arrives.
         if stream == StreamId::CONTROL && c.topic_alias_max_out > 0 {
             if let Packet::Publish(p) = &mut packet {
-                assign_alias(c, p);
+                if assign_alias(c, p) {
+                    len = crate::codec::encoded_len(&packet, version);
+                }
             }
         }
         self.metrics.messages_sent += 1;
-        self.send(conn, stream, packet);
+        self.send_publish(conn, stream, packet, len);
         true
     }
 }
 
 /// Topic alias toward the client (3.3.2.3.4): reuse an alias for a topic sent before, or
 /// establish a new one while the client's maximum allows [MQTT-3.3.2-8]. Aliases are never
-/// remapped, so a packet in flight can never be misread.
-fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
+/// remapped, so a packet in flight can never be misread. Returns whether the packet changed.
+fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) -> bool {
     if let Some(&alias) = c.aliases_out.get(&p.topic) {
         p.properties.topic_alias = Some(alias);
         p.topic = ByteString::new();
+        true
     } else if c.aliases_out.len() < usize::from(c.topic_alias_max_out) {
         let alias = c.aliases_out.len() as u16 + 1;
         c.aliases_out.insert(p.topic.clone(), alias);
         p.properties.topic_alias = Some(alias);
+        true
+    } else {
+        false
     }
+}
+
+/// What a retained message counts against `max_retained_bytes`: payload, topic, and a
+/// per-level estimate of the store's trie nodes.
+pub(super) fn retained_size(msg: &super::Message) -> usize {
+    msg.payload.len() + msg.topic.len() + 64 * super::limits::levels(&msg.topic)
 }
 
 /// Creates the shared message for a PUBLISH received from a client.

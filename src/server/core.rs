@@ -37,12 +37,15 @@ pub async fn run(
     let mut shutting_down = false;
     let mut held = Held::default();
     let mut replies = Vec::new();
+    // Connections whose outbox overflowed (the client does not read): closed by the broker at
+    // the next wake-up, which its own packets bring.
+    let mut overflowed: Vec<ConnId> = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
             Some(ticket) = committed(&mut writer) => {
                 for outputs in held.release(ticket) {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut overflowed);
                 }
                 continue;
             }
@@ -71,6 +74,11 @@ pub async fn run(
                         Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
                         Event::DatagramMalformed { conn } => broker.datagram_malformed(conn),
+                        Event::StreamRefused { conn } => broker.quic_stream_refused(conn),
+                        Event::DatagramsRateLimited { conn, count } => {
+                            broker.datagrams_rate_limited(conn, count)
+                        }
+                        Event::OutputOverflow { conn } => broker.output_overflow(conn, now),
                         Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
                         Event::StreamError { conn, stream, error } => {
                             broker.handle_stream_error(conn, stream, &error, now)
@@ -102,13 +110,22 @@ pub async fn run(
             _ = sleep_until(deadline) => {}
         }
         let now = Instant::now().into_std();
+        for conn in overflowed.drain(..) {
+            broker.output_overflow(conn, now);
+        }
         broker.handle_timeout(now);
         let outputs = Released {
             outputs: broker.take_outputs(),
             replies: std::mem::take(&mut replies),
         };
         match writer.as_mut() {
-            None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty),
+            None => dispatch(
+                outputs,
+                &mut outboxes,
+                &handlers,
+                &mut dirty,
+                &mut overflowed,
+            ),
             Some(writer) => {
                 let changes = broker.take_changes(now, SystemTime::now());
                 if !changes.is_empty() {
@@ -118,7 +135,13 @@ pub async fn run(
                 // Outputs wait for the commit of their batch's changes, and behind any batch
                 // still waiting (order per connection). `off` waits for nothing.
                 if writer.durability == Durability::Off || held.all_committed() {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                    dispatch(
+                        outputs,
+                        &mut outboxes,
+                        &handlers,
+                        &mut dirty,
+                        &mut overflowed,
+                    );
                 } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
                     held.batches.push_back((held.ticket, outputs));
                 }
@@ -132,7 +155,13 @@ pub async fn run(
         // Everything sent is committed before the task ends, then what waited for it leaves.
         writer.finish().await;
         for outputs in held.release(u64::MAX) {
-            dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+            dispatch(
+                outputs,
+                &mut outboxes,
+                &handlers,
+                &mut dirty,
+                &mut overflowed,
+            );
         }
     }
 }
@@ -197,6 +226,7 @@ fn dispatch(
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
+    overflowed: &mut Vec<ConnId>,
 ) {
     for (reply, result) in released.replies {
         let _ = reply.send(result);
@@ -206,7 +236,10 @@ fn dispatch(
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {
                     dirty.push(t.conn);
-                    outbox.push(t);
+                    let conn = t.conn;
+                    if !outbox.push(t) {
+                        overflowed.push(conn);
+                    }
                 }
             }
             Output::Close { conn, kind } => {

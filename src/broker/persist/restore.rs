@@ -52,6 +52,7 @@ impl Broker {
                         self.persist.retained_changed(&msg.topic, None);
                     } else {
                         let topic = msg.topic.clone();
+                        self.retained_bytes += super::super::route::retained_size(&msg);
                         self.retained.insert(&topic, msg);
                         report.retained += 1;
                     }
@@ -142,7 +143,7 @@ impl Broker {
                 Some(id) => {
                     s.inflight.insert(id, Inflight::Published(delivery));
                 }
-                None => s.queue.push_back(delivery),
+                None => s.push_queued(delivery),
             }
             stored.deliveries.insert(seq, (state, 0));
             report.deliveries += 1;
