@@ -179,8 +179,8 @@ pub struct BenchArgs {
     /// Process id of the broker (same machine): report its CPU time and memory.
     #[arg(long, value_name = "PID")]
     pub broker_pid: Option<u32>,
-    /// Also report delivery latency per topic (per publisher): fan-in and pairs, up to 64
-    /// publishers.
+    /// Also report delivery latency per topic (per publisher): sub, and fan-in and pairs with
+    /// up to 64 publishers.
     #[arg(long)]
     pub per_topic: bool,
     /// Print one JSON object instead of the summary.
@@ -266,11 +266,15 @@ impl Plan {
         if quic && mode == QuicMode::Datagram && args.qos != QoS::AtMostOnce {
             return Err("--quic-mode datagram carries QoS 0 only: use -q 0".into());
         }
-        if args.per_topic
-            && !(matches!(args.scenario, Scenario::FanIn | Scenario::Pairs)
-                && args.clients.unwrap_or(4) <= 64)
-        {
-            return Err("--per-topic is for fan-in and pairs with at most 64 publishers".into());
+        let per_topic_ok = match args.scenario {
+            Scenario::FanIn | Scenario::Pairs => args.clients.unwrap_or(4) <= 64,
+            Scenario::Sub => true,
+            _ => false,
+        };
+        if args.per_topic && !per_topic_ok {
+            return Err(
+                "--per-topic is for sub, and fan-in and pairs with at most 64 publishers".into(),
+            );
         }
         if args.size < HEADER_LEN {
             return Err(format!(

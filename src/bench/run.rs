@@ -402,9 +402,21 @@ pub async fn run_messages(
 
 /// Delivery latency per publisher (its topic), over every subscriber.
 fn per_topic_latency(plan: &Plan, received: &[Received]) -> Vec<TopicLatency> {
-    (0..plan.publishers)
-        .map(|i| {
-            let id = plan.publisher_id(i);
+    let ids: Vec<u32> = if plan.scenario == Scenario::Sub {
+        // Publishers of another process: the ones heard from, by index.
+        let mut ids: Vec<u32> = received
+            .iter()
+            .flat_map(|r| r.per_topic.keys().copied())
+            .collect();
+        ids.sort_by_key(|id| (id & 0xFFFF, *id));
+        ids.dedup();
+        ids
+    } else {
+        (0..plan.publishers).map(|i| plan.publisher_id(i)).collect()
+    };
+    ids.into_iter()
+        .map(|id| {
+            let i = (id & 0xFFFF) as usize;
             let mut h = histogram();
             for r in received {
                 if let Some(mine) = r.per_topic.get(&id) {
@@ -550,7 +562,11 @@ async fn publish_loop(
                 continue;
             }
             if let Some(per_second) = plan.rate {
-                let due = start + Duration::from_secs_f64(sent as f64 / per_second);
+                // Publishers take turns within each period rather than all sending at once:
+                // independent sources are not in lockstep (and lockstep would pack every
+                // topic's message into one QUIC packet, one loss delaying them all).
+                let phase = index as f64 / plan.publishers.max(1) as f64;
+                let due = start + Duration::from_secs_f64((sent as f64 + phase) / per_second);
                 if due > now {
                     let wake = deadline.map_or(due, |d| d.min(due));
                     tokio::select! {
