@@ -19,7 +19,8 @@
 # Every broker speaks MQTT 3.1.1 here (rumqttd's MQTT 5 is partial). Each broker's own
 # defaults, except:
 # - queue limits raised, so that QoS 1 at full speed measures throughput, not overflow policies:
-#   mqttd limits.max_queued_messages 1000000, mosquitto max_queued_messages 0 (no limit);
+#   mqttd limits.max_queued_messages 1000000 (and max_queued_bytes 1 GiB; all load comes from
+#   one address, so max_connections_per_address 0), mosquitto max_queued_messages 0 (no limit);
 #   rumqttd keeps its commit log (10 x 100 MB segments);
 # - QoS 1/2 messages in flight toward a 3.1.1 subscriber: 100 for all three (rumqttd's default
 #   max_inflight_count; mqttd's max_inflight is 64 and mosquitto's max_inflight_messages 20 by
@@ -149,7 +150,9 @@ listeners:
   quic: 127.0.0.1:$BROKER_QUIC_PORT
 limits:
   max_queued_messages: 1000000
+  max_queued_bytes: 1073741824
   max_inflight: 100
+  max_connections_per_address: 0
 log:
   level: warn
 EOF

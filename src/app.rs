@@ -243,7 +243,9 @@ impl AppHandle {
 }
 
 impl Publisher {
-    /// Publishes a message; returns how many subscribers it reached.
+    /// Publishes a message; returns how many subscribers it reached. With persistence (and
+    /// `storage.durability` other than `off`) it returns once what the message changed (queued
+    /// deliveries, a retained message) is committed to the store.
     pub async fn publish(
         &self,
         topic: impl Into<ByteString>,

@@ -291,6 +291,37 @@ pub struct Limits {
     pub max_inflight: u16,
     /// Seconds a new connection has to send CONNECT. Default 10.
     pub connect_timeout_secs: u64,
+    /// Network connections open at once, all listeners together; beyond it CONNECT gets
+    /// CONNACK 0x97 (Quota exceeded). Default 100_000.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (0: no limit); beyond it CONNACK 0x97.
+    /// Default 1000.
+    pub max_connections_per_address: usize,
+    /// Sessions, connected or not; a CONNECT that would create one more gets CONNACK 0x97.
+    /// Default 1_000_000.
+    pub max_sessions: usize,
+    /// Subscriptions one session may hold; a SUBSCRIBE beyond it gets SUBACK 0x97 (3.1.1: 0x80)
+    /// for the new filters. Default 10_000.
+    pub max_subscriptions: usize,
+    /// Payload and topic bytes queued per session; beyond it the oldest queued messages are
+    /// dropped, as for `max_queued_messages` (a message larger than this alone is not
+    /// queued). Default 64 MiB.
+    pub max_queued_bytes: usize,
+    /// Retained messages stored; a retained message for a new topic beyond it is delivered but
+    /// not stored. Default 100_000.
+    pub max_retained_messages: usize,
+    /// Payload and topic bytes of all retained messages; same policy. Default 256 MiB.
+    pub max_retained_bytes: usize,
+    /// QUIC: streams a client may open per second (burst: as many); beyond it a stream is
+    /// refused with STOP_SENDING. 0: no limit. Default 100.
+    pub quic_stream_opens_per_sec: u32,
+    /// QUIC: datagrams a client may send per second (burst: as many); beyond it they are
+    /// dropped and counted. 0: no limit. Default 1000.
+    pub quic_datagrams_per_sec: u32,
+    /// Levels a topic name or filter may have (`a/b/c` has 3); deeper ones are refused as
+    /// invalid (PUBLISH: DISCONNECT 0x90, SUBSCRIBE: SUBACK 0x8F, will: CONNACK 0x90).
+    /// Default 128.
+    pub max_topic_levels: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -332,6 +363,16 @@ impl Default for Limits {
             max_queued_messages: 10_000,
             max_inflight: 64,
             connect_timeout_secs: 10,
+            max_connections: 100_000,
+            max_connections_per_address: 1000,
+            max_sessions: 1_000_000,
+            max_subscriptions: 10_000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 256 * 1024 * 1024,
+            quic_stream_opens_per_sec: 100,
+            quic_datagrams_per_sec: 1000,
+            max_topic_levels: 128,
         }
     }
 }
@@ -544,6 +585,19 @@ impl Config {
                 &format!("1..={MAX_CONNECT_TIMEOUT_SECS} seconds"),
             );
         }
+        for (key, value) in [
+            ("limits.max_connections", limits.max_connections),
+            ("limits.max_sessions", limits.max_sessions),
+            ("limits.max_subscriptions", limits.max_subscriptions),
+            ("limits.max_retained_messages", limits.max_retained_messages),
+            ("limits.max_queued_bytes", limits.max_queued_bytes),
+            ("limits.max_retained_bytes", limits.max_retained_bytes),
+            ("limits.max_topic_levels", limits.max_topic_levels),
+        ] {
+            if value == 0 {
+                return fail(key, &value, "1 or more");
+            }
+        }
         if self.session.max_qos > 2 {
             return fail("session.max_qos", &self.session.max_qos, "0, 1 or 2");
         }
@@ -645,6 +699,28 @@ limits:
   max_inflight: 64
   # Seconds a new connection has to send CONNECT. 1..=86400.
   connect_timeout_secs: 10
+  # Connections open at once (all listeners) and from one IP address (0: no limit); beyond
+  # them CONNECT is answered with CONNACK 0x97 Quota exceeded.
+  max_connections: 100000
+  max_connections_per_address: 1000
+  # Sessions, connected or not; one more is refused with CONNACK 0x97.
+  max_sessions: 1000000
+  # Subscriptions per session; new ones beyond it get SUBACK 0x97 (3.1.1: 0x80).
+  max_subscriptions: 10000
+  # Payload + topic bytes queued per session (64 MiB); beyond it the oldest queued messages
+  # are dropped (a message larger than this alone is not queued).
+  max_queued_bytes: 67108864
+  # Retained messages stored, and their payload + topic bytes (256 MiB); a retained message
+  # for a new topic beyond them is delivered but not stored.
+  max_retained_messages: 100000
+  max_retained_bytes: 268435456
+  # QUIC: streams opened and datagrams sent per second by one client (0: no limit); extra
+  # streams are refused (STOP_SENDING), extra datagrams dropped.
+  quic_stream_opens_per_sec: 100
+  quic_datagrams_per_sec: 1000
+  # Levels a topic or filter may have (a/b/c has 3); deeper ones are invalid (PUBLISH:
+  # DISCONNECT 0x90, SUBSCRIBE: SUBACK 0x8F, will topic: CONNACK 0x90).
+  max_topic_levels: 128
 
 session:
   # Upper bound on the Session Expiry Interval an MQTT 5.0 client may request, in seconds
@@ -799,6 +875,16 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_queued_messages", USIZE),
             ("max_inflight", U16),
             ("connect_timeout_secs", U64),
+            ("max_connections", USIZE),
+            ("max_connections_per_address", USIZE),
+            ("max_sessions", USIZE),
+            ("max_subscriptions", USIZE),
+            ("max_queued_bytes", USIZE),
+            ("max_retained_messages", USIZE),
+            ("max_retained_bytes", USIZE),
+            ("quic_stream_opens_per_sec", U32),
+            ("quic_datagrams_per_sec", U32),
+            ("max_topic_levels", USIZE),
         ],
     ),
     (
@@ -1183,6 +1269,16 @@ mod tests {
         assert_eq!(config.limits.max_queued_messages, 10_000);
         assert_eq!(config.limits.max_inflight, 64);
         assert_eq!(config.limits.connect_timeout_secs, 10);
+        assert_eq!(config.limits.max_connections, 100_000);
+        assert_eq!(config.limits.max_connections_per_address, 1000);
+        assert_eq!(config.limits.max_sessions, 1_000_000);
+        assert_eq!(config.limits.max_subscriptions, 10_000);
+        assert_eq!(config.limits.max_queued_bytes, 64 << 20);
+        assert_eq!(config.limits.max_retained_messages, 100_000);
+        assert_eq!(config.limits.max_retained_bytes, 256 << 20);
+        assert_eq!(config.limits.quic_stream_opens_per_sec, 100);
+        assert_eq!(config.limits.quic_datagrams_per_sec, 1000);
+        assert_eq!(config.limits.max_topic_levels, 128);
         assert_eq!(config.session.max_session_expiry_secs, 604_800);
         assert_eq!(config.session.max_qos, 2);
         assert!(config.session.retain_available);
@@ -1243,6 +1339,7 @@ log:
                 max_queued_messages: 500,
                 max_inflight: 32,
                 connect_timeout_secs: 5,
+                ..Limits::default()
             },
             session: SessionDefaults {
                 max_session_expiry_secs: 3600,
@@ -1255,6 +1352,40 @@ log:
             ..Config::default()
         };
         assert_eq!(load(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn abuse_limits_can_be_set_and_are_checked() {
+        let text = "limits:\n  max_connections: 5\n  max_connections_per_address: 0\n  \
+                    max_sessions: 7\n  max_subscriptions: 3\n  max_queued_bytes: 2000000\n  \
+                    max_retained_messages: 9\n  max_retained_bytes: 1048576\n  \
+                    quic_stream_opens_per_sec: 0\n  quic_datagrams_per_sec: 10\n";
+        let l = load(text).unwrap().limits;
+        assert_eq!(
+            (
+                l.max_connections,
+                l.max_connections_per_address,
+                l.max_sessions
+            ),
+            (5, 0, 7)
+        );
+        assert_eq!((l.max_subscriptions, l.max_queued_bytes), (3, 2_000_000));
+        assert_eq!(
+            (l.max_retained_messages, l.max_retained_bytes),
+            (9, 1 << 20)
+        );
+        assert_eq!(
+            (l.quic_stream_opens_per_sec, l.quic_datagrams_per_sec),
+            (0, 10)
+        );
+        assert_error(
+            "limits:\n  max_connections: 0\n",
+            &["limits.max_connections: invalid value 0: expected 1 or more"],
+        );
+        assert_error(
+            "limits:\n  max_queued_bytes: 0\n",
+            &["limits.max_queued_bytes: invalid value 0: expected 1 or more"],
+        );
     }
 
     #[test]
@@ -1302,7 +1433,11 @@ log:
             &[
                 "mqttd.yaml: limits.foo: unknown key; expected one of max_packet_size, \
                  receive_maximum, max_keep_alive, topic_alias_maximum, max_queued_messages, \
-                 max_inflight, connect_timeout_secs at line 2 column 3",
+                 max_inflight, connect_timeout_secs, max_connections, \
+                 max_connections_per_address, max_sessions, max_subscriptions, \
+                 max_queued_bytes, max_retained_messages, max_retained_bytes, \
+                 quic_stream_opens_per_sec, quic_datagrams_per_sec, max_topic_levels \
+                 at line 2 column 3",
             ],
         );
         assert_error(

@@ -19,6 +19,8 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
 pub mod store;
 pub mod topic;

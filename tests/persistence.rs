@@ -206,3 +206,71 @@ async fn a_graceful_restart_keeps_retained_sessions_queued_inflight_and_wills() 
     );
     broker.stop();
 }
+
+#[tokio::test]
+async fn a_damaged_store_is_moved_aside_and_the_broker_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("mqttd.redb"), vec![0xa5; 4096]).unwrap();
+    let log = dir.path().join("broker.log");
+    let broker = BrokerProcess::start(&data, &log, &[]);
+    let logged = broker.log_tail(20);
+    assert!(
+        logged.contains("THE STORE CANNOT BE READ"),
+        "logged loudly: {logged}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mqttd.redb.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // It works, and persists, on the fresh store.
+    let (mut publ, _) = Raw::connect(broker.addr, clean("p")).await.unwrap();
+    publ.send(&publish("r/x", "v", QoS::AtLeastOnce, true, Some(1)))
+        .await
+        .unwrap();
+    assert!(matches!(publ.next("PUBACK").await, Packet::PubAck(_)));
+    broker.stop();
+    let broker = BrokerProcess::start(&data, &log, &[]);
+    let (mut r, _) = Raw::connect(broker.addr, clean("r")).await.unwrap();
+    r.send(&subscribe("r/#", QoS::AtMostOnce)).await.unwrap();
+    assert!(matches!(r.next("SUBACK").await, Packet::SubAck(_)));
+    assert!(matches!(r.next("retained").await, Packet::Publish(_)));
+    broker.stop();
+}
+
+/// The embedding API persists too: a retained message published in-process (its `publish`
+/// returns after the commit) is there after the application restarts.
+#[tokio::test]
+async fn an_embedded_broker_keeps_what_its_application_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = |dir: &std::path::Path| {
+        let mut config = mqttd::Config::default();
+        config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
+        config.listeners.quic = None;
+        config.storage.data_dir = Some(dir.to_path_buf());
+        config.log.level = "warn".into();
+        mqttd::App::new(config)
+    };
+    let handle = app(dir.path()).start().await.unwrap();
+    let reached = handle
+        .publisher()
+        .publish("app/state", "on", QoS::AtLeastOnce, true)
+        .await
+        .unwrap();
+    assert_eq!(reached, 0);
+    handle.shutdown().await;
+
+    let handle = app(dir.path()).start().await.unwrap();
+    let addr = handle.tcp_addr().unwrap();
+    let (mut r, _) = Raw::connect(addr, clean("r")).await.unwrap();
+    r.send(&subscribe("app/#", QoS::AtLeastOnce)).await.unwrap();
+    assert!(matches!(r.next("SUBACK").await, Packet::SubAck(_)));
+    match r.next("retained").await {
+        Packet::Publish(p) => assert_eq!(payload(&p), "on"),
+        other => panic!("expected the retained message, got {other:?}"),
+    }
+    handle.shutdown().await;
+}

@@ -300,7 +300,7 @@ async fn sigkill_under_qos1_and_qos2_load_loses_no_acknowledged_message() {
 
     let mut kills = Vec::new();
     for round in 0..ROUNDS {
-        let after = Duration::from_millis(300 + rng.below(900));
+        let after = Duration::from_millis(500 + rng.below(800));
         tokio::time::sleep(after).await;
         let delivered: u32 = shared.received.lock().unwrap().values().sum();
         let b = broker;
@@ -329,11 +329,13 @@ async fn sigkill_under_qos1_and_qos2_load_loses_no_acknowledged_message() {
         .flat_map(|a| a.acked.iter().map(move |seq| format!("{}/{seq}", a.name)))
         .collect();
     for _ in 0..100 {
-        let received = shared.received.lock().unwrap();
-        if expected.iter().all(|m| received.contains_key(m)) {
+        let complete = {
+            let received = shared.received.lock().unwrap();
+            expected.iter().all(|m| received.contains_key(m))
+        };
+        if complete {
             break;
         }
-        drop(received);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Anything still to come (a duplicate) has a moment to arrive.

@@ -20,6 +20,12 @@ impl Broker {
 
     /// Server-initiated close: DISCONNECT with `code` for 5.0 clients past CONNECT, then close.
     pub(super) fn close_with(&mut self, conn: ConnId, code: ReasonCode, now: Instant) {
+        if matches!(
+            code,
+            ReasonCode::MALFORMED_PACKET | ReasonCode::PROTOCOL_ERROR
+        ) {
+            self.metrics.protocol_errors += 1;
+        }
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -77,6 +83,7 @@ impl Broker {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.release(&c);
         let Some(sid) = c.session else { return };
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
@@ -173,5 +180,6 @@ impl Broker {
         for conn in conns {
             self.close_with(conn, ReasonCode::SERVER_SHUTTING_DOWN, now);
         }
+        self.reap(now);
     }
 }

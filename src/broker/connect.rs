@@ -22,6 +22,11 @@ impl Broker {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.version = version;
         }
+        // Over the connection limits (limits.rs): CONNACK 0x97.
+        if let Some(code) = self.conns.get(&conn).and_then(|c| c.refused) {
+            self.refuse_connect(conn, version, code, now);
+            return;
+        }
         if let Err(code) = self.check_connect(&connect) {
             self.refuse_connect(conn, version, code, now);
             return;
@@ -77,7 +82,7 @@ impl Broker {
             }
         }
         if let Some(will) = &connect.will {
-            if !topic::is_valid_topic_name(&will.topic) {
+            if !topic::is_valid_topic_name(&will.topic) || self.too_deep(&will.topic) {
                 return Err(ReasonCode::TOPIC_NAME_INVALID);
             }
             // [MQTT-3.2.2-12] will QoS above Maximum QoS.
@@ -125,10 +130,15 @@ impl Broker {
         let version = connect.protocol;
         let assigned = connect.client_id.is_empty();
         let client_id = if assigned {
-            // [MQTT-3.1.3-6] [MQTT-3.1.3-7]
-            let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
-            self.next_assigned_id += 1;
-            ByteString::from(id)
+            // [MQTT-3.1.3-6] [MQTT-3.1.3-7] unique: never the id of a session that exists,
+            // including one restored from the store (the counter restarts with the process).
+            loop {
+                let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
+                self.next_assigned_id += 1;
+                if !self.client_ids.contains_key(id.as_str()) {
+                    break ByteString::from(id);
+                }
+            }
         } else {
             // A copy: the decoded id points into the connection's read buffer, which the
             // session (and the client-id map) would otherwise keep alive for its lifetime.
@@ -144,6 +154,15 @@ impl Broker {
                 self.refuse_connect(conn, version, ReasonCode::NOT_AUTHORIZED, now);
                 return;
             }
+        }
+
+        // A new session beyond `max_sessions` is refused (a clean start replaces one: no more).
+        if !self.client_ids.contains_key(&client_id)
+            && self.sessions.len() >= self.config.limits.max_sessions
+        {
+            self.metrics.sessions_refused += 1;
+            self.refuse_connect(conn, version, ReasonCode::QUOTA_EXCEEDED, now);
+            return;
         }
 
         // Session takeover [MQTT-3.1.4-3]: close the existing connection of this client id.

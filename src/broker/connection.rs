@@ -73,6 +73,13 @@ pub struct Connection {
     /// waits in `held_will` until `Broker::handshake_confirmed`.
     pub will_on_hold: bool,
     pub held_will: Option<PendingWill>,
+    /// The broker closed the connection (a packet it could not take); nothing more is sent
+    /// and it is forgotten once the current event is handled.
+    pub closing: bool,
+    /// Over the connection limits: CONNECT is answered with CONNACK and this code.
+    pub refused: Option<crate::codec::ReasonCode>,
+    /// The IP address this connection counts against `max_connections_per_address`.
+    pub counted_ip: Option<std::net::IpAddr>,
 }
 
 impl Connection {
@@ -106,6 +113,9 @@ impl Connection {
             flows: Default::default(),
             will_on_hold: false,
             held_will: None,
+            closing: false,
+            refused: None,
+            counted_ip: None,
         }
     }
 

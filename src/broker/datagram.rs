@@ -61,9 +61,7 @@ impl Broker {
 
     pub(super) fn handle_datagram(&mut self, conn: ConnId, packet: Packet, now: Instant) {
         match packet {
-            Packet::Publish(p)
-                if p.qos == QoS::AtMostOnce && p.properties.topic_alias.is_none() =>
-            {
+            Packet::Publish(p) if self.acceptable_in_datagram(&p) => {
                 self.metrics.datagrams_received += 1;
                 self.handle_publish(conn, super::StreamId::CONTROL, p, now);
             }
@@ -71,10 +69,26 @@ impl Broker {
                 self.metrics.datagrams_dropped += 1;
                 tracing::debug!(
                     conn = conn.0,
-                    "datagram dropped: only a QoS 0 PUBLISH without topic alias may be a datagram"
+                    "datagram dropped: only a valid QoS 0 PUBLISH without topic alias may be a datagram"
                 );
             }
         }
+    }
+
+    /// A QoS 0 PUBLISH without topic alias that `handle_publish` will not treat as a protocol
+    /// violation: on a stream those close the connection, in a datagram they are only dropped
+    /// (proto-ext/datagrams.md 2). Found by the `datagram` fuzz target (a retained PUBLISH in a
+    /// datagram while retain is unavailable closed the connection).
+    fn acceptable_in_datagram(&self, p: &crate::codec::Publish) -> bool {
+        p.qos == QoS::AtMostOnce
+            && p.properties.topic_alias.is_none()
+            // [MQTT-3.3.4-6]
+            && p.properties.subscription_identifiers.is_empty()
+            // [MQTT-3.3.2-1] [MQTT-3.3.2-2]
+            && crate::topic::is_valid_topic_name(&p.topic)
+            && !self.too_deep(&p.topic)
+            // [MQTT-3.2.2-14]
+            && !(p.retain && !self.config.session.retain_available)
     }
 
     /// CONNACK user properties answering a datagram request, and whether datagrams are on.

@@ -15,6 +15,8 @@ mod close;
 mod connect;
 mod connection;
 mod datagram;
+mod invariants;
+mod limits;
 mod output;
 mod persist;
 mod publish;
@@ -92,6 +94,24 @@ pub struct Metrics {
     pub migrations: u64,
     /// PUBLISH packets, subscriptions and deliveries (retained ones too) the ACL refused.
     pub acl_denied: u64,
+    /// Connections refused by `max_connections` / `max_connections_per_address` (CONNACK 0x97
+    /// or, in a flood, closed without an answer).
+    pub connections_refused: u64,
+    /// CONNECTs refused because `max_sessions` sessions exist (CONNACK 0x97).
+    pub sessions_refused: u64,
+    /// Subscriptions refused by `max_subscriptions` (SUBACK 0x97).
+    pub subscriptions_refused: u64,
+    /// Retained messages not stored because of `max_retained_messages` / `max_retained_bytes`.
+    pub retained_refused: u64,
+    /// QUIC streams refused because the client opened them too fast.
+    pub streams_refused: u64,
+    /// QUIC datagrams dropped because the client sent them too fast.
+    pub datagrams_rate_limited: u64,
+    /// Connections closed because they did not read what they were sent (output overflow).
+    pub output_overflows: u64,
+    /// Connections closed for a malformed packet or a protocol error (DISCONNECT 0x81/0x82 or
+    /// the 3.1.1 close).
+    pub protocol_errors: u64,
 }
 
 /// The sans-IO broker.
@@ -120,6 +140,15 @@ pub struct Broker {
     /// A CONNECT needs a login verdict from the transport first.
     login_required: bool,
     metrics: Metrics,
+    /// Connections closed by `send` (a packet they cannot take): forgotten by `reap` once the
+    /// event that caused it is handled.
+    doomed: Vec<ConnId>,
+    /// Admitted connections per IP address (`limits.max_connections_per_address`).
+    per_address: AHashMap<std::net::IpAddr, usize>,
+    /// Connections over the limits kept only to answer CONNECT with CONNACK 0x97.
+    refused_pending: usize,
+    /// Payload and topic bytes of the retained store (`limits.max_retained_bytes`).
+    retained_bytes: usize,
     persist: persist::Tracker,
 }
 
@@ -145,6 +174,10 @@ impl Broker {
             acl: None,
             login_required: false,
             metrics: Metrics::default(),
+            doomed: Vec::new(),
+            per_address: AHashMap::new(),
+            refused_pending: 0,
+            retained_bytes: 0,
             persist: persist::Tracker::default(),
         }
     }
@@ -182,9 +215,31 @@ impl Broker {
     }
 
     /// A new network connection; it must send CONNECT within the configured timeout.
+    ///
+    /// Over `max_connections` or `max_connections_per_address` it is kept only to answer its
+    /// CONNECT with CONNACK 0x97 (see `limits.rs`).
     pub fn connection_opened(&mut self, conn: ConnId, peer: String, now: Instant) {
-        self.conns
-            .insert(conn, Box::new(Connection::new(peer, now)));
+        let ip = limits::peer_ip(&peer);
+        let mut c = Connection::new(peer, now);
+        match self.admit(ip) {
+            Ok(()) => {
+                if let Some(ip) = ip {
+                    *self.per_address.entry(ip).or_default() += 1;
+                }
+                c.counted_ip = ip;
+            }
+            Err(code) => {
+                self.metrics.connections_refused += 1;
+                tracing::debug!(conn = conn.0, peer = %c.peer, "connection over the limits");
+                if self.refused_pending >= limits::MAX_REFUSED_PENDING {
+                    self.out.close(conn, CloseKind::Abnormal(code));
+                    return;
+                }
+                self.refused_pending += 1;
+                c.refused = Some(code);
+            }
+        }
+        self.conns.insert(conn, Box::new(c));
         let at = now + self.connect_timeout();
         self.timers.schedule(at, Timer::Connection(conn));
     }
@@ -201,6 +256,7 @@ impl Broker {
                 self.pump_queue(sid, now);
             }
         }
+        self.reap(now);
     }
 
     /// The network connection is gone (EOF, reset, I/O error) without a DISCONNECT packet.
@@ -211,10 +267,16 @@ impl Broker {
                 .close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
             self.drop_connection(conn, now);
         }
+        self.reap(now);
     }
 
     /// The transport could not decode what `conn` sent.
     pub fn handle_decode_error(&mut self, conn: ConnId, err: &DecodeError, now: Instant) {
+        self.decode_error(conn, err, now);
+        self.reap(now);
+    }
+
+    fn decode_error(&mut self, conn: ConnId, err: &DecodeError, now: Instant) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -237,6 +299,11 @@ impl Broker {
 
     /// A decoded packet from `conn`, received on `stream`.
     pub fn handle_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
+        self.dispatch_packet(conn, stream, packet, now);
+        self.reap(now);
+    }
+
+    fn dispatch_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet, now: Instant) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -299,6 +366,14 @@ impl Broker {
                 Timer::SessionExpiry(sid) => self.check_session_expiry(sid, now),
             }
         }
+        self.reap(now);
+    }
+
+    /// Forgets the connections `send` closed while handling the last event.
+    pub(super) fn reap(&mut self, now: Instant) {
+        while let Some(conn) = self.doomed.pop() {
+            self.drop_connection(conn, now);
+        }
     }
 
     fn check_connection_deadline(&mut self, conn: ConnId, now: Instant) {
@@ -337,6 +412,9 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        if c.closing {
+            return;
+        }
         if c.max_packet_size_out != u32::MAX
             && !matches!(packet, Packet::Publish(_))
             && crate::codec::encoded_len(&packet, c.version) > c.max_packet_size_out as usize
@@ -348,6 +426,8 @@ impl Broker {
             );
             self.out
                 .close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
+            c.closing = true;
+            self.doomed.push(conn);
             return;
         }
         c.unwritten += accounted_size(&packet, c.version);

@@ -48,8 +48,8 @@ impl Broker {
                 c.aliases_in.insert(alias, topic.clone());
             }
         }
-        if !crate::topic::is_valid_topic_name(&topic) {
-            // [MQTT-3.3.2-1] [MQTT-3.3.2-2]
+        if !crate::topic::is_valid_topic_name(&topic) || self.too_deep(&topic) {
+            // [MQTT-3.3.2-1] [MQTT-3.3.2-2]; deeper than `max_topic_levels` (limits.rs).
             let code = if topic.is_empty() {
                 ReasonCode::PROTOCOL_ERROR
             } else {

@@ -45,17 +45,40 @@ impl Broker {
         now: Instant,
     ) -> usize {
         if msg.retain && self.config.session.retain_available {
-            if msg.payload.is_empty() {
-                // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
-                self.retained.remove(&msg.topic);
-                self.persist.retained_changed(&msg.topic, None);
-            } else {
-                // [MQTT-3.3.1-5]
-                self.retained.insert(&msg.topic, msg.clone());
-                self.persist.retained_changed(&msg.topic, Some(&msg));
-            }
+            self.retain(&msg);
         }
         self.route(msg, publisher, now)
+    }
+
+    /// Stores or clears the retained message of its topic, within `max_retained_messages` and
+    /// `max_retained_bytes`: a message that does not fit is not stored, and the topic's older
+    /// retained message is removed too (a new subscriber must never get a stale value).
+    fn retain(&mut self, msg: &SharedMessage) {
+        let old = self.retained.remove(&msg.topic);
+        if let Some(old) = &old {
+            self.retained_bytes -= retained_size(old);
+        }
+        // [MQTT-3.3.1-6] [MQTT-3.3.1-7]: an empty retained message clears the topic.
+        if msg.payload.is_empty() {
+            self.persist.retained_changed(&msg.topic, None);
+            return;
+        }
+        let limits = &self.config.limits;
+        let size = retained_size(msg);
+        if self.retained.len() >= limits.max_retained_messages
+            || self.retained_bytes + size > limits.max_retained_bytes
+        {
+            self.metrics.retained_refused += 1;
+            tracing::debug!(topic = %msg.topic, "retained store full, message not retained");
+            if old.is_some() {
+                self.persist.retained_changed(&msg.topic, None);
+            }
+            return;
+        }
+        // [MQTT-3.3.1-5]
+        self.retained.insert(&msg.topic, msg.clone());
+        self.retained_bytes += size;
+        self.persist.retained_changed(&msg.topic, Some(msg));
     }
 
     fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
@@ -243,12 +266,24 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if session.queue.len() >= self.config.limits.max_queued_messages {
-            session.queue.pop_front();
+        let limits = &self.config.limits;
+        let size = delivery.size();
+        if size > limits.max_queued_bytes {
+            // Larger than the whole queue may hold: dropping everything else would not help.
+            self.metrics.dropped_queue_full += 1;
+            tracing::debug!(client = %session.client_id, size, "message larger than max_queued_bytes not queued");
+            return;
+        }
+        while session.queue.len() >= limits.max_queued_messages
+            || session.queued_bytes + size > limits.max_queued_bytes
+        {
+            if session.pop_queued().is_none() {
+                break;
+            }
             self.metrics.dropped_queue_full += 1;
             tracing::debug!(client = %session.client_id, "session queue full, oldest message dropped");
         }
-        session.queue.push_back(delivery);
+        session.push_queued(delivery);
     }
 
     /// Moves queued messages to the connection while the window and buffer allow.
@@ -267,14 +302,14 @@ impl Broker {
             {
                 return;
             }
-            let Some(delivery) = session.queue.pop_front() else {
+            let Some(delivery) = session.pop_queued() else {
                 return;
             };
             let packet_id = if delivery.qos == QoS::AtMostOnce {
                 None
             } else {
                 let Some(id) = session.allocate_packet_id() else {
-                    session.queue.push_front(delivery);
+                    session.unpop_queued(delivery);
                     return;
                 };
                 session
@@ -397,6 +432,12 @@ fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
         c.aliases_out.insert(p.topic.clone(), alias);
         p.properties.topic_alias = Some(alias);
     }
+}
+
+/// What a retained message counts against `max_retained_bytes`: payload, topic, and a
+/// per-level estimate of the store's trie nodes.
+pub(super) fn retained_size(msg: &super::Message) -> usize {
+    msg.payload.len() + msg.topic.len() + 64 * super::limits::levels(&msg.topic)
 }
 
 /// Creates the shared message for a PUBLISH received from a client.

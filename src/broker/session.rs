@@ -49,6 +49,14 @@ pub struct Delivery {
     pub seq: u64,
 }
 
+impl Delivery {
+    /// What it counts against `max_queued_bytes`: the message's payload and topic (shared
+    /// between the queues that hold it, so this over-counts, on the safe side).
+    pub fn size(&self) -> usize {
+        self.msg.payload.len() + self.msg.topic.len()
+    }
+}
+
 /// Outgoing QoS 1/2 state per packet identifier (4.3.2, 4.3.3).
 #[derive(Debug, Clone)]
 pub enum Inflight {
@@ -76,7 +84,10 @@ pub struct Session {
     /// made the subscription.
     pub subscriptions: AHashMap<(ByteString, StreamId), SubEntry>,
     pub inflight: BTreeMap<u16, Inflight>,
+    /// Only through `push_queued` / `pop_queued` / `unpop_queued`, which keep `queued_bytes`.
     pub queue: VecDeque<Delivery>,
+    /// Payload and topic bytes of `queue` (`limits.max_queued_bytes`).
+    pub queued_bytes: usize,
     /// Incoming QoS 2 packet ids awaiting PUBREL, per stream (ids are per stream on QUIC).
     pub incoming_qos2: AHashSet<(StreamId, u16)>,
     next_packet_id: u16,
@@ -101,6 +112,7 @@ impl Session {
             subscriptions: AHashMap::new(),
             inflight: BTreeMap::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             incoming_qos2: AHashSet::new(),
             next_packet_id: 1,
             expiry_secs: 0,
@@ -109,6 +121,23 @@ impl Session {
             username: None,
             rules: None,
         }
+    }
+
+    pub fn push_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.size();
+        self.queue.push_back(delivery);
+    }
+
+    pub fn pop_queued(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes -= delivery.size();
+        Some(delivery)
+    }
+
+    /// Puts back what `pop_queued` just took.
+    pub fn unpop_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.size();
+        self.queue.push_front(delivery);
     }
 
     /// A free packet identifier for an outgoing QoS 1/2 PUBLISH, or `None` when all 65535 are

@@ -27,6 +27,7 @@ impl Broker {
     /// lives on.
     pub fn stream_closed(&mut self, conn: ConnId, stream: StreamId, now: Instant) {
         self.end_stream(conn, stream, ReasonCode::SUCCESS, now);
+        self.reap(now);
     }
 
     /// Finishes our side of a data stream (FIN after what was queued) and drops what it owned.
@@ -77,6 +78,7 @@ impl Broker {
             self.handle_decode_error(conn, err, now);
         } else {
             self.stream_violation(conn, stream, err.reason_code(), now);
+            self.reap(now);
         }
     }
 

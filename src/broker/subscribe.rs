@@ -81,7 +81,7 @@ impl Broker {
         (datagram, priority): (bool, i32),
         retained: &mut Vec<Delivery>,
     ) -> ReasonCode {
-        if !topic::is_valid_filter(&filter) {
+        if !topic::is_valid_filter(&filter) || self.too_deep(&filter) {
             return ReasonCode::TOPIC_FILTER_INVALID;
         }
         let (trie_filter, is_shared) = match topic::parse_shared(&filter) {
@@ -113,6 +113,15 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return ReasonCode::UNSPECIFIED_ERROR;
         };
+        // A new subscription beyond `max_subscriptions` is refused; replacing one is not.
+        if session.subscriptions.len() >= self.config.limits.max_subscriptions
+            && !session
+                .subscriptions
+                .contains_key(&(filter.clone(), stream))
+        {
+            self.metrics.subscriptions_refused += 1;
+            return ReasonCode::QUOTA_EXCEEDED;
+        }
         // [MQTT-3.8.4-3] a subscription to an existing filter replaces it.
         let existed = session
             .subscriptions
@@ -226,7 +235,10 @@ impl Broker {
         filter: &str,
         qos: QoS,
     ) -> Result<(), ReasonCode> {
-        if !topic::is_valid_filter(filter) || topic::parse_shared(filter).is_some() {
+        if !topic::is_valid_filter(filter)
+            || topic::parse_shared(filter).is_some()
+            || self.too_deep(filter)
+        {
             return Err(ReasonCode::TOPIC_FILTER_INVALID);
         }
         self.app_subscriptions.insert(filter, handler, qos);
@@ -249,9 +261,11 @@ impl Broker {
     /// Publishes a message from the embedding application. Returns how many subscribers it
     /// reached.
     pub fn app_publish(&mut self, message: Message, now: Instant) -> Result<usize, ReasonCode> {
-        if !topic::is_valid_topic_name(&message.topic) {
+        if !topic::is_valid_topic_name(&message.topic) || self.too_deep(&message.topic) {
             return Err(ReasonCode::TOPIC_NAME_INVALID);
         }
-        Ok(self.publish_message(std::sync::Arc::new(message), None, now))
+        let reached = self.publish_message(std::sync::Arc::new(message), None, now);
+        self.reap(now);
+        Ok(reached)
     }
 }

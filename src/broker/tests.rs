@@ -1436,3 +1436,9 @@ fn per_topic_mapping_and_opt_out() {
 mod access;
 #[path = "tests_transport_events.rs"]
 mod transport_events;
+
+#[path = "tests_fuzz.rs"]
+mod tests_fuzz;
+
+#[path = "tests_limits.rs"]
+mod tests_limits;

@@ -1,17 +1,24 @@
 //! The broker task: owns the [`Broker`] state machine, feeds it events in batches, runs its
 //! timers and hands its outputs to connection outboxes and in-process handlers.
+//!
+//! With persistence, each batch's change set goes to the store writer (`crate::store::writer`)
+//! and the batch's outputs wait until the writer reports it committed: no PUBACK, PUBREC,
+//! PUBCOMP, CONNACK or delivery leaves before the state it reflects is on disk (`durability:
+//! off` excepted), and the embedding API's publish is answered likewise. A batch without
+//! changes goes out at once when nothing waits before it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use ahash::AHashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::event::Event;
 use super::outbox::Outbox;
 use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+use crate::codec::ReasonCode;
 use crate::config::Durability;
 use crate::store::writer::Writer;
 
@@ -29,12 +36,16 @@ pub async fn run(
     let mut batch = Vec::with_capacity(BATCH);
     let mut shutting_down = false;
     let mut held = Held::default();
+    let mut replies = Vec::new();
+    // Connections whose outbox overflowed (the client does not read): closed by the broker at
+    // the next wake-up, which its own packets bring.
+    let mut overflowed: Vec<ConnId> = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
             Some(ticket) = committed(&mut writer) => {
                 for outputs in held.release(ticket) {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut overflowed);
                 }
                 continue;
             }
@@ -63,6 +74,11 @@ pub async fn run(
                         Event::QuicCaps { conn, caps } => broker.set_quic_caps(conn, caps),
                         Event::DatagramProbe { conn } => broker.datagram_probe(conn, now),
                         Event::DatagramMalformed { conn } => broker.datagram_malformed(conn),
+                        Event::StreamRefused { conn } => broker.quic_stream_refused(conn),
+                        Event::DatagramsRateLimited { conn, count } => {
+                            broker.datagrams_rate_limited(conn, count)
+                        }
+                        Event::OutputOverflow { conn } => broker.output_overflow(conn, now),
                         Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
                         Event::StreamError { conn, stream, error } => {
                             broker.handle_stream_error(conn, stream, &error, now)
@@ -81,7 +97,8 @@ pub async fn run(
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));
                         }
                         Event::AppPublish { message, reply } => {
-                            let _ = reply.send(broker.app_publish(*message, now));
+                            // Answered with the batch's outputs: after the commit, like a PUBACK.
+                            replies.push((reply, broker.app_publish(*message, now)));
                         }
                         Event::Shutdown => {
                             broker.shutdown(now);
@@ -93,10 +110,22 @@ pub async fn run(
             _ = sleep_until(deadline) => {}
         }
         let now = Instant::now().into_std();
+        for conn in overflowed.drain(..) {
+            broker.output_overflow(conn, now);
+        }
         broker.handle_timeout(now);
-        let outputs = broker.take_outputs();
+        let outputs = Released {
+            outputs: broker.take_outputs(),
+            replies: std::mem::take(&mut replies),
+        };
         match writer.as_mut() {
-            None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty),
+            None => dispatch(
+                outputs,
+                &mut outboxes,
+                &handlers,
+                &mut dirty,
+                &mut overflowed,
+            ),
             Some(writer) => {
                 let changes = broker.take_changes(now, SystemTime::now());
                 if !changes.is_empty() {
@@ -106,8 +135,14 @@ pub async fn run(
                 // Outputs wait for the commit of their batch's changes, and behind any batch
                 // still waiting (order per connection). `off` waits for nothing.
                 if writer.durability == Durability::Off || held.all_committed() {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
-                } else if !outputs.is_empty() {
+                    dispatch(
+                        outputs,
+                        &mut outboxes,
+                        &handlers,
+                        &mut dirty,
+                        &mut overflowed,
+                    );
+                } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
                     held.batches.push_back((held.ticket, outputs));
                 }
             }
@@ -120,7 +155,13 @@ pub async fn run(
         // Everything sent is committed before the task ends, then what waited for it leaves.
         writer.finish().await;
         for outputs in held.release(u64::MAX) {
-            dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+            dispatch(
+                outputs,
+                &mut outboxes,
+                &handlers,
+                &mut dirty,
+                &mut overflowed,
+            );
         }
     }
 }
@@ -132,8 +173,17 @@ struct Held {
     ticket: u64,
     /// The last ticket the writer reported committed.
     committed: u64,
-    batches: VecDeque<(u64, Vec<Output>)>,
+    batches: VecDeque<(u64, Released)>,
 }
+
+/// What one batch hands out: the broker's outputs, and the answers to the embedding API's
+/// publishes.
+struct Released {
+    outputs: Vec<Output>,
+    replies: Vec<(PublishReply, Result<usize, ReasonCode>)>,
+}
+
+type PublishReply = oneshot::Sender<Result<usize, ReasonCode>>;
 
 impl Held {
     /// Nothing waits: every change set sent is committed (so no output can depend on state
@@ -142,7 +192,7 @@ impl Held {
         self.batches.is_empty() && self.committed >= self.ticket
     }
 
-    fn release(&mut self, committed: u64) -> Vec<Vec<Output>> {
+    fn release(&mut self, committed: u64) -> Vec<Released> {
         self.committed = self.committed.max(committed);
         let mut ready = Vec::new();
         while let Some((ticket, _)) = self.batches.front() {
@@ -172,17 +222,24 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn dispatch(
-    outputs: Vec<Output>,
+    released: Released,
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
+    overflowed: &mut Vec<ConnId>,
 ) {
-    for output in outputs {
+    for (reply, result) in released.replies {
+        let _ = reply.send(result);
+    }
+    for output in released.outputs {
         match output {
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {
                     dirty.push(t.conn);
-                    outbox.push(t);
+                    let conn = t.conn;
+                    if !outbox.push(t) {
+                        overflowed.push(conn);
+                    }
                 }
             }
             Output::Close { conn, kind } => {

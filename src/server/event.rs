@@ -48,6 +48,19 @@ pub enum Event {
     DatagramMalformed {
         conn: ConnId,
     },
+    /// QUIC: a stream the client opened too fast was refused (`quic_stream_opens_per_sec`).
+    StreamRefused {
+        conn: ConnId,
+    },
+    /// QUIC: datagrams dropped because the client sent them too fast (`quic_datagrams_per_sec`).
+    DatagramsRateLimited {
+        conn: ConnId,
+        count: u64,
+    },
+    /// A writer holds more unwritten packets than it keeps (`outbox::MAX_PENDING_PACKETS`).
+    OutputOverflow {
+        conn: ConnId,
+    },
     /// QUIC: the client opened a data stream.
     StreamOpened {
         conn: ConnId,

@@ -1,9 +1,12 @@
 //! The hand-off between the broker task and one connection's writer.
 //!
 //! The broker task appends whole [`Transmit`]s and wakes the writer; the writer takes everything
-//! at once, encodes it into one buffer and writes it with one call. The outbox needs no bound of
-//! its own: the broker accounts every byte it hands over until the writer reports it written,
-//! and stops feeding a connection that falls behind (see `Broker::handle_written`).
+//! at once, encodes it into one buffer and writes it with one call. The broker accounts every
+//! byte it hands over until the writer reports it written, and stops feeding deliveries to a
+//! connection that falls behind (see `Broker::handle_written`). What it cannot hold back are
+//! answers to the client's own packets (PUBACK, PINGRESP...): a client that sends without ever
+//! reading would pile them up, so past [`MAX_PENDING_PACKETS`] `push` reports an overflow and
+//! the connection is closed (`Broker::output_overflow`).
 
 use std::sync::Mutex;
 
@@ -17,8 +20,14 @@ pub struct Outbox {
     notify: Notify,
 }
 
+/// Packets an outbox holds for a writer that does not take them before the connection counts
+/// as not reading. Above any QoS window (65,535) plus the answers a burst of input needs.
+pub const MAX_PENDING_PACKETS: usize = 1 << 17;
+
 #[derive(Debug, Default)]
 struct OutboxState {
+    /// Packets in `transmits`.
+    pending_packets: usize,
     server_flows: Vec<crate::broker::FlowEvent>,
     transmits: Vec<Transmit>,
     closed_streams: Vec<StreamId>,
@@ -38,8 +47,12 @@ pub struct Batch {
 }
 
 impl Outbox {
-    pub fn push(&self, transmit: Transmit) {
-        self.lock().transmits.push(transmit);
+    /// Queues `transmit`; `false` when the outbox now holds more than [`MAX_PENDING_PACKETS`].
+    pub fn push(&self, transmit: Transmit) -> bool {
+        let mut state = self.lock();
+        state.pending_packets += transmit.packets.len();
+        state.transmits.push(transmit);
+        state.pending_packets <= MAX_PENDING_PACKETS
     }
 
     pub fn server_flow(&self, event: crate::broker::FlowEvent) {
@@ -73,6 +86,7 @@ impl Outbox {
                     let mut transmits = spare.take().unwrap_or_default();
                     transmits.clear();
                     std::mem::swap(&mut transmits, &mut state.transmits);
+                    state.pending_packets = 0;
                     let closed_streams = std::mem::take(&mut state.closed_streams);
                     let server_flows = std::mem::take(&mut state.server_flows);
                     return Batch {

@@ -153,18 +153,15 @@ impl Store {
             let mut meta = tx.open_table(META)?;
             let format = meta.get("format")?.map(|v| v.value());
             let ours = u64::from(crate::broker::persist_format());
-            match format {
-                None => {
-                    meta.insert("format", ours)?;
-                }
-                Some(f) if f != ours => {
-                    tracing::warn!(
-                        store_format = f,
-                        ours,
-                        "store written by another record format; unreadable records will be skipped"
-                    );
-                }
-                Some(_) => {}
+            if format.is_some_and(|f| f > ours) {
+                tracing::warn!(
+                    store_format = format,
+                    ours,
+                    "store written by a newer mqttd; records it cannot read are skipped"
+                );
+            } else if format != Some(ours) {
+                // Older records stay readable; new ones are written in our format.
+                meta.insert("format", ours)?;
             }
         }
         tx.commit()?;
@@ -247,3 +244,6 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

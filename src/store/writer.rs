@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Store;
-use crate::broker::ChangeSet;
+use crate::broker::{ChangeSet, StoreOp};
 use crate::config::Durability;
 
 /// Change sets waiting for the writer; beyond this the broker task waits (backpressure).
@@ -97,6 +97,9 @@ async fn run(
                 }
             }
         }
+        if window.is_some() {
+            ops = compact(ops);
+        }
         let store2 = store.clone();
         let result = tokio::task::spawn_blocking(move || store2.apply(&ops, true)).await;
         match result {
@@ -108,5 +111,96 @@ async fn run(
             Err(e) => tracing::error!(error = %e, "store commit panicked"),
         }
         let _ = done.send(last);
+    }
+}
+
+/// Drops every put that a later operation of the same merged batch overwrites or deletes: a
+/// message delivered and acknowledged within one window never touches the disk. Deletes are
+/// kept (the key may exist from an earlier commit); the result is the same store state.
+fn compact(ops: ChangeSet) -> ChangeSet {
+    #[derive(Hash, PartialEq, Eq)]
+    enum Key<'a> {
+        Session(&'a str),
+        Delivery(&'a str, u64),
+        Retained(&'a str),
+    }
+    let mut later: ahash::AHashSet<Key<'_>> = ahash::AHashSet::new();
+    let mut cleared: ahash::AHashSet<&str> = ahash::AHashSet::new();
+    let mut keep = vec![true; ops.len()];
+    for (i, op) in ops.iter().enumerate().rev() {
+        match op {
+            StoreOp::PutSession { client_id, .. } => {
+                keep[i] = !cleared.contains(&**client_id) && later.insert(Key::Session(client_id));
+            }
+            StoreOp::PutDelivery { client_id, seq, .. } => {
+                keep[i] =
+                    !cleared.contains(&**client_id) && later.insert(Key::Delivery(client_id, *seq));
+            }
+            StoreOp::PutRetained { topic, .. } => keep[i] = later.insert(Key::Retained(topic)),
+            StoreOp::DeleteSession { client_id } => {
+                cleared.insert(client_id);
+            }
+            StoreOp::DeleteDelivery { client_id, seq } => {
+                later.insert(Key::Delivery(client_id, *seq));
+            }
+            StoreOp::DeleteRetained { topic } => {
+                later.insert(Key::Retained(topic));
+            }
+        }
+    }
+    let mut keep = keep.into_iter();
+    let mut ops = ops;
+    ops.retain(|_| keep.next().unwrap_or(true));
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytestring::ByteString;
+
+    fn put(c: &str, seq: u64, tag: u8) -> StoreOp {
+        StoreOp::PutDelivery {
+            client_id: ByteString::from(c),
+            seq,
+            record: vec![tag],
+        }
+    }
+
+    fn del(c: &str, seq: u64) -> StoreOp {
+        StoreOp::DeleteDelivery {
+            client_id: ByteString::from(c),
+            seq,
+        }
+    }
+
+    #[test]
+    fn compaction_drops_only_overwritten_puts() {
+        let session = |tag| StoreOp::PutSession {
+            client_id: "a".into(),
+            record: vec![tag],
+        };
+        let clear = StoreOp::DeleteSession {
+            client_id: "a".into(),
+        };
+        let ops = vec![
+            put("a", 1, 0),
+            put("a", 1, 1), // overwrites the one before, then cleared below
+            put("a", 2, 0),
+            del("a", 2), // delivered and acknowledged in one window: only the delete stays
+            put("b", 2, 0),
+            session(0),
+            clear.clone(),
+            session(1),
+            put("a", 3, 0),
+        ];
+        let expected = vec![
+            del("a", 2),
+            put("b", 2, 0),
+            clear,
+            session(1),
+            put("a", 3, 0),
+        ];
+        assert_eq!(compact(ops), expected);
     }
 }

@@ -24,6 +24,7 @@ use super::cert::Identity;
 use super::early::{EarlyData, Handshake, QuicStats};
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
+use super::rate::TokenBucket;
 use super::stream::{read_packets, write_packets, ReadEnd};
 use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId};
 use crate::codec::{Packet, ProtocolVersion, ReasonCode};
@@ -42,7 +43,8 @@ pub mod app_error {
     pub const NORMAL: u32 = 0;
     /// The MQTT connection ended abnormally (protocol error, keep alive, takeover, lost stream).
     pub const ABNORMAL: u32 = 1;
-    /// The server refused the connection because it is overloaded.
+    /// The server refused the connection because it is overloaded; also the stream error of a
+    /// stream opened faster than `limits.quic_stream_opens_per_sec`.
     pub const OVERLOAD: u32 = 2;
     /// On ALPN `MQTT-next`, an abnormal end is the draft's ERROR_UNSPECIFIED.
     pub const MQTT_NEXT_UNSPECIFIED: u32 = 0xB2;
@@ -70,6 +72,9 @@ pub struct QuicSettings {
     pub zero_rtt: crate::config::ZeroRtt,
     /// 0-RTT counters of the listener.
     pub stats: Arc<QuicStats>,
+    /// Streams a client may open per second, and datagrams it may send (0: no limit).
+    pub stream_opens_per_sec: u32,
+    pub datagrams_per_sec: u32,
 }
 
 impl QuicSettings {
@@ -85,6 +90,8 @@ impl QuicSettings {
                 crate::config::ZeroRtt::Off
             },
             stats: Arc::default(),
+            stream_opens_per_sec: config.limits.quic_stream_opens_per_sec,
+            datagrams_per_sec: config.limits.quic_datagrams_per_sec,
         }
     }
 }
@@ -319,8 +326,28 @@ async fn serve_connection(
         std::future::pending::<()>().await;
     };
 
+    // Stream opens beyond the rate are refused (STOP_SENDING / RESET_STREAM with OVERLOAD),
+    // shared by both kinds of stream.
+    let opens = std::sync::Mutex::new(TokenBucket::new(
+        settings.stream_opens_per_sec,
+        std::time::Instant::now(),
+    ));
+    let open_allowed = || {
+        opens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(std::time::Instant::now())
+    };
+
     let bidi_acceptor = async {
         while let Ok((send, recv)) = connection.accept_bi().await {
+            if !open_allowed() {
+                refuse_overload(recv, Some(send));
+                if events.send(Event::StreamRefused { conn }).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             // Data streams are read only after a successful CONNACK; until then their bytes
             // wait in QUIC flow control.
             let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else {
@@ -361,6 +388,13 @@ async fn serve_connection(
 
     let uni_acceptor = async {
         while let Ok(recv) = connection.accept_uni().await {
+            if !open_allowed() {
+                refuse_overload(recv, None);
+                if events.send(Event::StreamRefused { conn }).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             let Some(version) = wait_accepted(accepted_rx.clone(), version_rx.clone()).await else {
                 break;
             };
@@ -392,6 +426,7 @@ async fn serve_connection(
                 events.clone(),
                 version,
                 settings.max_packet_size,
+                TokenBucket::new(settings.datagrams_per_sec, std::time::Instant::now()),
             )
             .await;
         }
@@ -418,6 +453,7 @@ async fn serve_connection(
         );
         let mut spare = Vec::new();
         let mut pending_closes = Vec::new();
+        let mut overflow_reported = false;
         loop {
             let batch = tokio::select! {
                 biased;
@@ -462,13 +498,20 @@ async fn serve_connection(
                     // is full) goes on the control stream instead.
                     let fallback = send_datagrams(conn, &connection, transmit, &events).await;
                     if let (Some(t), Some(w)) = (fallback, writers.get(&StreamId::CONTROL)) {
-                        w.outbox.push(t);
+                        if !w.outbox.push(t) && !overflow_reported {
+                            overflow_reported = true;
+                            let _ = events.send(Event::OutputOverflow { conn }).await;
+                        }
                         w.outbox.wake();
                     }
                     continue;
                 }
                 if let Some(w) = writers.get(&transmit.stream) {
-                    w.outbox.push(transmit);
+                    if !w.outbox.push(transmit) && !overflow_reported {
+                        // The client does not read this stream; the broker closes it.
+                        overflow_reported = true;
+                        let _ = events.send(Event::OutputOverflow { conn }).await;
+                    }
                     w.outbox.wake();
                 }
             }
@@ -509,6 +552,16 @@ async fn serve_connection(
         _ = uni_acceptor => {}
         _ = datagram_reader => {}
         _ = super::migration::watch_peer(conn, connection.clone(), events.clone()) => {}
+    }
+}
+
+/// Refuses a stream opened over the rate limit: STOP_SENDING (and RESET_STREAM on the send
+/// half of a bidirectional stream) with the OVERLOAD code.
+fn refuse_overload(mut recv: RecvStream, send: Option<SendStream>) {
+    tracing::debug!("QUIC stream refused: opened too fast");
+    let _ = recv.stop(VarInt::from_u32(app_error::OVERLOAD));
+    if let Some(mut send) = send {
+        let _ = send.reset(VarInt::from_u32(app_error::OVERLOAD));
     }
 }
 

@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use quinn::Connection;
 use tokio::sync::mpsc;
 
+use super::rate::TokenBucket;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, ProtocolVersion};
 use crate::server::event::Event;
@@ -39,15 +40,39 @@ pub fn classify(
     }
 }
 
-/// Reads the client's datagrams until the connection ends.
+/// Dropped datagrams are reported to the broker in batches of at most this many (and whenever a
+/// datagram passes again), so a flood does not become a flood of events.
+const REPORT_DROPS_EVERY: u64 = 256;
+
+/// Reads the client's datagrams until the connection ends. Those beyond `rate` are dropped
+/// unread and counted.
 pub async fn read(
     conn: ConnId,
     connection: Connection,
     events: mpsc::Sender<Event>,
     version: ProtocolVersion,
     max_packet_size: u32,
+    mut rate: TokenBucket,
 ) {
+    let mut dropped = 0;
     while let Ok(datagram) = connection.read_datagram().await {
+        let allowed = rate.allow(std::time::Instant::now());
+        if !allowed {
+            dropped += 1;
+        }
+        if dropped > 0 && (allowed || dropped >= REPORT_DROPS_EVERY) {
+            let count = std::mem::take(&mut dropped);
+            if events
+                .send(Event::DatagramsRateLimited { conn, count })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if !allowed {
+            continue;
+        }
         if let Some(event) = classify(conn, datagram, version, max_packet_size) {
             if events.send(event).await.is_err() {
                 return;

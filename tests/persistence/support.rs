@@ -123,6 +123,7 @@ pub struct Raw {
 
 /// What a bounded read found.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Read {
     Packet(Packet),
     Closed,

@@ -85,7 +85,10 @@ struct DeliveryState {
 struct Stored {
     client_id: ByteString,
     record_digest: u64,
-    deliveries: AHashMap<u64, DeliveryState>,
+    /// Each stored delivery's state and the flush that last saw it in the session.
+    deliveries: AHashMap<u64, (DeliveryState, u64)>,
+    /// Flushes of this session so far.
+    generation: u64,
 }
 
 /// The broker's persistence bookkeeping. Off until [`Broker::enable_persistence`].
@@ -160,6 +163,7 @@ impl Broker {
                 client_id: session.client_id.clone(),
                 record_digest: 0,
                 deliveries: AHashMap::new(),
+                generation: 0,
             });
             let client_id = &session.client_id;
             if first {
@@ -194,9 +198,12 @@ impl Broker {
     }
 }
 
-/// Puts deliveries that are new or changed state, deletes those that are gone.
+/// Puts deliveries that are new or changed state, deletes those that are gone: one hash lookup
+/// per delivery of the session, no allocation, and a pass over the stored ones only when some
+/// are gone.
 fn diff_deliveries(session: &Session, stored: &mut Stored, clock: &WallClock, ops: &mut ChangeSet) {
-    let mut old = std::mem::take(&mut stored.deliveries);
+    stored.generation += 1;
+    let generation = stored.generation;
     let current = session
         .inflight
         .iter()
@@ -205,12 +212,24 @@ fn diff_deliveries(session: &Session, stored: &mut Stored, clock: &WallClock, op
             Inflight::Released { .. } => None,
         })
         .chain(session.queue.iter().map(|d| (d, None)));
+    let mut seen = 0;
     for (delivery, packet_id) in current {
+        seen += 1;
         let state = DeliveryState {
             packet_id,
             stream: delivery.stream,
         };
-        if old.remove(&delivery.seq) != Some(state) {
+        let unchanged = match stored.deliveries.get_mut(&delivery.seq) {
+            Some((old, at)) => {
+                *at = generation;
+                std::mem::replace(old, state) == state
+            }
+            None => {
+                stored.deliveries.insert(delivery.seq, (state, generation));
+                false
+            }
+        };
+        if !unchanged {
             ops.push(StoreOp::PutDelivery {
                 client_id: session.client_id.clone(),
                 seq: delivery.seq,
@@ -219,15 +238,23 @@ fn diff_deliveries(session: &Session, stored: &mut Stored, clock: &WallClock, op
                 )),
             });
         }
-        stored.deliveries.insert(delivery.seq, state);
     }
-    let mut gone: Vec<u64> = old.into_keys().collect();
-    gone.sort_unstable();
-    for seq in gone {
-        ops.push(StoreOp::DeleteDelivery {
-            client_id: session.client_id.clone(),
-            seq,
+    if stored.deliveries.len() > seen {
+        let mut gone = Vec::new();
+        stored.deliveries.retain(|seq, (_, at)| {
+            let keep = *at == generation;
+            if !keep {
+                gone.push(*seq);
+            }
+            keep
         });
+        gone.sort_unstable();
+        for seq in gone {
+            ops.push(StoreOp::DeleteDelivery {
+                client_id: session.client_id.clone(),
+                seq,
+            });
+        }
     }
 }
 
@@ -259,5 +286,6 @@ fn session_record(s: &Session, clock: &WallClock) -> SessionRecord {
         incoming_qos2,
         released,
         will: s.will.as_ref().map(|w| WillRecord::from_will(w, clock)),
+        username: s.username.clone(),
     }
 }

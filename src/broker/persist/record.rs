@@ -18,8 +18,10 @@ use crate::broker::session::{Delivery, PendingWill, SubEntry};
 use crate::broker::types::{Message, StreamId};
 use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 
-/// Version of the record layout below. A record with another version is skipped (reported).
-pub const FORMAT: u8 = 1;
+/// Version of the record layout below. Records of version 1 (no user name in the session
+/// record) are read too; a record of another version is skipped (reported).
+pub const FORMAT: u8 = 2;
+const OLDEST_READABLE: u8 = 1;
 
 const KIND_SESSION: u8 = 1;
 const KIND_DELIVERY: u8 = 2;
@@ -88,6 +90,9 @@ pub struct SessionRecord {
     /// Outgoing QoS 2 flows past PUBREC (PUBREL sent, PUBCOMP awaited).
     pub released: Vec<(u16, StreamId)>,
     pub will: Option<WillRecord>,
+    /// The user name of the last connection, which the ACL rules of the session follow
+    /// (format 2 on).
+    pub username: Option<ByteString>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -285,6 +290,7 @@ pub fn encode_session(s: &SessionRecord) -> Vec<u8> {
         w.u32(will.delay_secs);
         w.opt(will.publish_at_ms, Writer::u64);
     });
+    w.opt(s.username.as_deref(), Writer::str);
     w.0
 }
 
@@ -313,15 +319,16 @@ pub fn encode_retained(m: &StoredMessage) -> Vec<u8> {
 
 // ---- decoding ----
 
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a>(&'a [u8], u8);
 
 impl<'a> Reader<'a> {
     fn open(data: &'a [u8], kind: u8) -> Result<Reader<'a>, RecordError> {
-        let mut r = Reader(data);
+        let mut r = Reader(data, FORMAT);
         let version = r.u8()?;
-        if version != FORMAT {
+        if !(OLDEST_READABLE..=FORMAT).contains(&version) {
             return Err(RecordError::Version(version));
         }
+        r.1 = version;
         let found = r.u8()?;
         if found != kind {
             return Err(RecordError::Kind {
@@ -502,6 +509,7 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, RecordError> {
             publish_at_ms: r.opt(Reader::u64)?,
         })
     })?;
+    let username = if r.1 >= 2 { r.opt(Reader::str)? } else { None };
     r.finish()?;
     Ok(SessionRecord {
         version,
@@ -511,6 +519,7 @@ pub fn decode_session(data: &[u8]) -> Result<SessionRecord, RecordError> {
         incoming_qos2,
         released,
         will,
+        username,
     })
 }
 

@@ -52,6 +52,7 @@ impl Broker {
                         self.persist.retained_changed(&msg.topic, None);
                     } else {
                         let topic = msg.topic.clone();
+                        self.retained_bytes += super::super::route::retained_size(&msg);
                         self.retained.insert(&topic, msg);
                         report.retained += 1;
                     }
@@ -70,6 +71,9 @@ impl Broker {
             };
             let client_id = ByteString::from(client_id);
             let sid = self.create_session(client_id.clone(), rec.version);
+            // The ACL rules follow the user name of the last connection (an ACL installed
+            // later resolves them again, see access.rs).
+            let rules = self.rules_for(rec.username.as_deref(), &client_id);
             for (filter, entry) in &rec.subscriptions {
                 self.insert_into_trie(sid, filter, entry.clone());
             }
@@ -77,6 +81,8 @@ impl Broker {
                 continue;
             };
             s.expiry_secs = rec.expiry_secs;
+            s.username = rec.username;
+            s.rules = rules;
             for (filter, entry) in rec.subscriptions {
                 s.subscriptions.insert((filter, entry.stream), entry);
             }
@@ -96,6 +102,7 @@ impl Broker {
                     client_id,
                     record_digest: digest(&bytes),
                     deliveries: Default::default(),
+                    generation: 0,
                 },
             );
             restored.push(sid);
@@ -136,9 +143,9 @@ impl Broker {
                 Some(id) => {
                     s.inflight.insert(id, Inflight::Published(delivery));
                 }
-                None => s.queue.push_back(delivery),
+                None => s.push_queued(delivery),
             }
-            stored.deliveries.insert(seq, state);
+            stored.deliveries.insert(seq, (state, 0));
             report.deliveries += 1;
         }
         for sid in restored {

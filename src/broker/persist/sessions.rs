@@ -67,4 +67,9 @@ impl SessionMap {
     pub fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Every session, read-only (no change to track).
+    pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
+        self.map.iter().map(|(k, v)| (k, &**v))
+    }
 }

@@ -128,9 +128,20 @@ impl Node {
     }
 
     fn connect(&mut self, c: Connect) -> (ConnId, bool) {
+        self.connect_as(c, None)
+    }
+
+    /// CONNECT after the transport's login verdict for `username`.
+    fn connect_as(&mut self, c: Connect, username: Option<&str>) -> (ConnId, bool) {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.broker.connection_opened(conn, "test".into(), self.now);
+        self.broker.set_login(
+            conn,
+            crate::broker::Login::Accepted {
+                username: username.map(Into::into),
+            },
+        );
         self.send(conn, Packet::Connect(Box::new(c)));
         let got = self.recv(conn);
         match got.first() {
@@ -274,6 +285,7 @@ fn sample_records() -> (SessionRecord, DeliveryRecord, StoredMessage) {
             delay_secs: 30,
             publish_at_ms: Some(1_700_000_030_000),
         }),
+        username: Some("alice".into()),
     };
     let delivery = DeliveryRecord {
         packet_id: Some(17),
@@ -321,6 +333,13 @@ fn damaged_records_are_errors_never_panics() {
             }
         }
     }
+    // Format 1 had no user name after the will.
+    let mut v1 = session.clone();
+    v1.username = None;
+    let mut v1_bytes = encode_session(&v1);
+    v1_bytes.pop();
+    v1_bytes[0] = 1;
+    assert_eq!(decode_session(&v1_bytes), Ok(v1));
     let mut other_version = records[0].clone();
     other_version[0] = FORMAT + 1;
     assert_eq!(
@@ -377,7 +396,7 @@ fn clean_sessions_write_nothing_and_persistent_ones_are_stored_and_removed() {
 fn restart_restores_sessions_queues_inflight_qos2_state_retained_and_wills() {
     let mut n = Node::new();
     let (publ, _) = n.connect(clean("pub"));
-    let (sub, _) = n.connect(persistent("sub", 3600));
+    let (sub, _) = n.connect_as(persistent("sub", 3600), Some("alice"));
     n.subscribe(sub, "t/#", QoS::ExactlyOnce);
     n.send(publ, publish("t/1", "q1", QoS::AtLeastOnce, false, Some(1)));
     n.send(publ, publish("t/2", "q2", QoS::ExactlyOnce, false, Some(2)));
@@ -418,6 +437,12 @@ fn restart_restores_sessions_queues_inflight_qos2_state_retained_and_wills() {
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     assert_eq!((report.sessions, report.retained), (3, 1));
     assert_eq!(report.deliveries, 3, "t/1 inflight, t/3 queued, t/4 queued");
+    let sid = m.broker.client_ids["sub"];
+    assert_eq!(
+        m.broker.sessions.get(&sid).unwrap().username.as_deref(),
+        Some("alice"),
+        "the ACL identity of the offline session"
+    );
 
     let (watcher, _) = m.connect(clean("watcher"));
     m.subscribe(watcher, "will/#", QoS::AtLeastOnce);
@@ -524,4 +549,21 @@ fn a_session_connected_at_the_crash_gets_its_will_and_expiry_from_the_restart() 
     assert!(m.store.sessions.contains_key("w"));
     m.advance(Duration::from_secs(21));
     assert!(!m.store.sessions.contains_key("w"));
+}
+
+#[test]
+fn assigned_client_ids_never_reuse_a_restored_session() {
+    let mut n = Node::new();
+    let mut c = persistent("", 600);
+    c.clean_start = true;
+    let conn = ConnId(n.next_conn);
+    let (first, _) = n.connect(c.clone());
+    assert_eq!(first, conn);
+    let first_id = n.broker.client_ids.keys().next().unwrap().clone();
+    let (mut m, report) = Node::restart(n.store.clone(), n.wall, Duration::from_secs(1));
+    assert_eq!(report.sessions, 1);
+    // The restarted broker counts connections from the same number again.
+    m.next_conn = conn.0;
+    m.connect(c);
+    assert_eq!(m.broker.client_ids.len(), 2, "a new id, not {first_id}");
 }

@@ -1,0 +1,70 @@
+//! A token bucket for per-connection rate limits of the QUIC glue (stream opens, datagrams):
+//! `rate` events per second on average, bursts of up to `rate`. Sans-IO: the caller passes the
+//! time.
+
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    /// Events per second; 0 means no limit.
+    rate: u32,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket: a burst of `rate` events is allowed at once.
+    pub fn new(rate: u32, now: Instant) -> TokenBucket {
+        TokenBucket {
+            rate,
+            tokens: f64::from(rate),
+            last: now,
+        }
+    }
+
+    /// Whether one more event is allowed at `now` (and takes its token if so).
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        let rate = f64::from(self.rate);
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10, t0);
+        assert_eq!((0..20).filter(|_| bucket.allow(t0)).count(), 10);
+        // 100 ms later: one more token.
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(bucket.allow(t1));
+        assert!(!bucket.allow(t1));
+        // A long pause refills the burst, never more.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| bucket.allow(t2)).count(), 10);
+        // Time going backwards gives nothing.
+        assert!(!bucket.allow(t0));
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(0, t0);
+        assert!((0..10_000).all(|_| bucket.allow(t0)));
+    }
+}
