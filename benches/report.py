@@ -27,6 +27,7 @@ MESSAGE_SCENARIOS = [
 CONNECTION_SCENARIOS = [
     ("idle-tcp", "idle connections held (TCP)"),
     ("conn-rate", "connection storm (TCP)"),
+    ("idle-tcp-many", "up to 50,000 idle connections (TCP, as the fd limit allows)"),
 ]
 # (TCP scenario, QUIC scenarios) of mqttd.
 QUIC_PAIRS = [

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod fdlimit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod server;

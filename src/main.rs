@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         }
     };
     mqttd::cli::init_logging(&config);
+    if let Some(limit) = mqttd::fdlimit::raise_nofile() {
+        tracing::debug!(limit, "open files limit");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -63,6 +63,8 @@ pub fn run(args: &BenchArgs) -> ExitCode {
         }
     }
     init_logging();
+    // One descriptor per connection: take what the hard limit allows before checking.
+    crate::fdlimit::raise_nofile();
     warn_about_file_limit(&plan);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,7 +158,7 @@ fn warn_about_file_limit(plan: &Plan) {
     if let Some(limit) = procstat::open_files_limit() {
         if limit < needed {
             eprintln!(
-                "mqttd bench: warning: {needed} open files needed, the limit is {limit} (raise it with `ulimit -n {needed}`)"
+                "mqttd bench: warning: {needed} open files needed, the limit is {limit} (the hard limit; raise it with `ulimit -Hn {needed}` as root, or split the load over several generators)"
             );
         }
     }

@@ -133,7 +133,7 @@ pub struct Broker {
     out: OutputQueue,
     next_session: u64,
     next_assigned_id: u64,
-    scratch: route::Scratch,
+    scratch: Option<route::Scratch>,
     auth: Option<Box<dyn EnhancedAuth>>,
     /// ACL in force (`None`: everything allowed), see access.rs.
     acl: Option<std::sync::Arc<crate::auth::Acl>>,
@@ -169,7 +169,7 @@ impl Broker {
             out: OutputQueue::default(),
             next_session: 1,
             next_assigned_id: 1,
-            scratch: route::Scratch::default(),
+            scratch: None,
             auth: None,
             acl: None,
             login_required: false,
@@ -430,8 +430,19 @@ impl Broker {
             self.doomed.push(conn);
             return;
         }
-        c.unwritten += accounted_size(&packet, c.version);
-        self.out.packet(conn, stream, c.version, packet);
+        let size = accounted_size(&packet, c.version);
+        c.unwritten += size;
+        self.out.packet(conn, stream, c.version, packet, size);
+    }
+
+    /// Queues a PUBLISH whose encoded length the caller has measured (its accounted size),
+    /// so the hot path measures each delivery once.
+    fn send_publish(&mut self, conn: ConnId, stream: StreamId, packet: Packet, len: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.unwritten += len;
+        self.out.packet(conn, stream, c.version, packet, len);
     }
 }
 

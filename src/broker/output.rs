@@ -16,6 +16,9 @@ pub struct Transmit {
     /// The encoding to use.
     pub version: ProtocolVersion,
     pub packets: Vec<Packet>,
+    /// The packets' [`super::accounted_size`] total, computed once by the broker: the writer
+    /// reports it back as written instead of measuring every packet again.
+    pub accounted: usize,
 }
 
 /// Why the broker closes a connection; QUIC maps it to an application error code.
@@ -66,10 +69,18 @@ pub(crate) struct OutputQueue {
 }
 
 impl OutputQueue {
-    pub fn packet(&mut self, conn: ConnId, stream: StreamId, version: ProtocolVersion, p: Packet) {
+    pub fn packet(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        version: ProtocolVersion,
+        p: Packet,
+        accounted: usize,
+    ) {
         if let Some(&i) = self.open.get(&(conn, stream)) {
             if let Some(Output::Transmit(t)) = self.outputs.get_mut(i) {
                 t.packets.push(p);
+                t.accounted += accounted;
                 return;
             }
         }
@@ -79,6 +90,7 @@ impl OutputQueue {
             stream,
             version,
             packets: vec![p],
+            accounted,
         }));
     }
 

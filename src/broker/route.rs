@@ -20,7 +20,7 @@ use crate::codec::{Packet, Publish, QoS};
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     direct: AHashMap<(SessionId, StreamId), Acc>,
-    shared: Vec<(ByteString, Box<str>, SessionId, SubEntry)>,
+    shared: Vec<(ByteString, ByteString, SessionId, SubEntry)>,
     apps: Vec<HandlerId>,
 }
 
@@ -82,7 +82,9 @@ impl Broker {
     }
 
     fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
-        let mut scratch = std::mem::take(&mut self.scratch);
+        // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
+        // random hash state, for every message.)
+        let mut scratch = self.scratch.take().unwrap_or_default();
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
@@ -102,7 +104,7 @@ impl Broker {
                             sub_ids: Vec::new(),
                             stream: entry.stream,
                             datagram: true,
-                            flow: bytestring::ByteString::from(filter),
+                            flow: filter.clone(),
                             priority: entry.priority,
                         });
                     acc.datagram &= entry.datagram;
@@ -114,7 +116,7 @@ impl Broker {
                 Some(group) => {
                     scratch
                         .shared
-                        .push((group.clone(), filter.into(), key.session, entry.clone()))
+                        .push((group.clone(), filter.clone(), key.session, entry.clone()))
                 }
             });
         self.app_subscriptions
@@ -179,7 +181,7 @@ impl Broker {
                     sub_ids: entry.id.into_iter().collect(),
                     stream: entry.stream,
                     datagram: entry.datagram,
-                    flow: Some(ByteString::from(&*first_filter)),
+                    flow: Some(first_filter),
                     priority: entry.priority,
                     seq: 0,
                 };
@@ -189,7 +191,7 @@ impl Broker {
         for handler in scratch.apps.drain(..) {
             self.out.app(handler, msg.clone());
         }
-        self.scratch = scratch;
+        self.scratch = Some(scratch);
         reached
     }
 
@@ -197,7 +199,7 @@ impl Broker {
     /// is online (their session queues the message).
     fn pick_shared(
         &mut self,
-        members: &[(ByteString, Box<str>, SessionId, SubEntry)],
+        members: &[(ByteString, ByteString, SessionId, SubEntry)],
     ) -> Option<(SessionId, SubEntry)> {
         let (group, filter) = (&members[0].0, &members[0].1);
         let online: Vec<usize> = (0..members.len())
@@ -209,7 +211,7 @@ impl Broker {
             .collect();
         let cursor = self
             .shared_cursor
-            .entry((group.clone(), ByteString::from(&**filter)))
+            .entry((group.clone(), filter.clone()))
             .or_insert(0);
         *cursor = cursor.wrapping_add(1);
         let index = if online.is_empty() {
@@ -360,10 +362,11 @@ impl Broker {
             }
         }
         let mut packet = Packet::Publish(publish);
+        let mut len = crate::codec::encoded_len(&packet, version);
         let dropped = if remaining == Some(0) {
             self.metrics.dropped_expired += 1;
             true
-        } else if crate::codec::encoded_len(&packet, version) > c.max_packet_size_out as usize {
+        } else if len > c.max_packet_size_out as usize {
             self.metrics.dropped_too_large += 1;
             true
         } else {
@@ -381,8 +384,7 @@ impl Broker {
         // (datagrams are unordered: an alias could arrive before the packet establishing it).
         let datagram = delivery.qos == QoS::AtMostOnce
             && (c.datagrams_out || delivery.datagram)
-            && c.datagram_max
-                .is_some_and(|max| crate::codec::encoded_len(&packet, version) <= max);
+            && c.datagram_max.is_some_and(|max| len <= max);
         let stream = if datagram {
             self.metrics.datagrams_sent += 1;
             StreamId::DATAGRAM
@@ -411,26 +413,32 @@ impl Broker {
         // be used on another before it arrives.
         if stream == StreamId::CONTROL && c.topic_alias_max_out > 0 {
             if let Packet::Publish(p) = &mut packet {
-                assign_alias(c, p);
+                if assign_alias(c, p) {
+                    len = crate::codec::encoded_len(&packet, version);
+                }
             }
         }
         self.metrics.messages_sent += 1;
-        self.send(conn, stream, packet);
+        self.send_publish(conn, stream, packet, len);
         true
     }
 }
 
 /// Topic alias toward the client (3.3.2.3.4): reuse an alias for a topic sent before, or
 /// establish a new one while the client's maximum allows [MQTT-3.3.2-8]. Aliases are never
-/// remapped, so a packet in flight can never be misread.
-fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) {
+/// remapped, so a packet in flight can never be misread. Returns whether the packet changed.
+fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) -> bool {
     if let Some(&alias) = c.aliases_out.get(&p.topic) {
         p.properties.topic_alias = Some(alias);
         p.topic = ByteString::new();
+        true
     } else if c.aliases_out.len() < usize::from(c.topic_alias_max_out) {
         let alias = c.aliases_out.len() as u16 + 1;
         c.aliases_out.insert(p.topic.clone(), alias);
         p.properties.topic_alias = Some(alias);
+        true
+    } else {
+        false
     }
 }
 

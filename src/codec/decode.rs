@@ -97,7 +97,7 @@ fn properties_for(
 fn topic_name(r: &mut Reader) -> Result<ByteString, DecodeError> {
     let topic = r.string()?;
     // [MQTT-3.3.2-2]; the will topic (3.1.3.3) is a topic name too.
-    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+    if topic.as_bytes().iter().any(|&b| b == b'+' || b == b'#') {
         return Err(DecodeError::TopicNameInvalid);
     }
     check_topic_chars(&topic)?;
@@ -128,10 +128,14 @@ fn identifier(r: &mut Reader) -> Result<ByteString, DecodeError> {
 /// logs, ACL files and shells, so mqttd does (as mosquitto does). Free-form strings (user
 /// properties, content type, reason strings) may carry them.
 fn check_topic_chars(topic: &str) -> Result<(), DecodeError> {
-    if topic
-        .chars()
-        .any(|c| matches!(c, '\u{1}'..='\u{1F}' | '\u{7F}'..='\u{9F}'))
-    {
+    // On the UTF-8 bytes (decoding chars cost ~20 instructions a byte on every PUBLISH):
+    // U+0001..U+001F and U+007F are single bytes; U+0080..U+009F are exactly C2 80..C2 9F.
+    let bytes = topic.as_bytes();
+    let control = bytes.iter().enumerate().any(|(i, &b)| {
+        matches!(b, 0x01..=0x1F | 0x7F)
+            || (b == 0xC2 && matches!(bytes.get(i + 1), Some(0x80..=0x9F)))
+    });
+    if control {
         return Err(DecodeError::Malformed(
             "control character in a topic, client id or user name",
         ));

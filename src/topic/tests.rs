@@ -61,7 +61,7 @@ proptest! {
         prop_assert_eq!(trie.len(), unique.len());
         for name in &names {
             let mut got = Vec::new();
-            trie.for_each_match(name, |filter, key, _| got.push((filter.to_owned(), *key)));
+            trie.for_each_match(name, |filter, key, _| got.push((filter.to_string(), *key)));
             let got_set: BTreeSet<_> = got.iter().cloned().collect();
             prop_assert_eq!(got.len(), got_set.len(), "duplicate match for {}", name);
             let expected: BTreeSet<_> =

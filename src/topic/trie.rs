@@ -9,6 +9,7 @@
 use std::hash::Hash;
 
 use ahash::AHashMap;
+use bytestring::ByteString;
 
 use super::levels::{levels, split_level};
 use super::stack::InlineStack;
@@ -44,7 +45,8 @@ struct Node<K, V> {
 /// The subscriptions of one filter, with the filter itself so matches can hand it out.
 #[derive(Debug)]
 struct Entries<K, V> {
-    filter: Box<str>,
+    /// Shared, so a match hands it out without a copy (the router keeps it per delivery).
+    filter: ByteString,
     subs: AHashMap<K, V>,
 }
 
@@ -188,7 +190,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
         }
         let entries = node.slot_mut(slot).get_or_insert_with(|| {
             Box::new(Entries {
-                filter: filter.into(),
+                filter: ByteString::from(filter),
                 subs: AHashMap::default(),
             })
         });
@@ -254,7 +256,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
 
     /// Calls `f(filter, key, value)` for every entry whose filter matches topic `name`
     /// (wildcard and `$` rules as in [`super::matches`]).
-    pub fn for_each_match(&self, name: &str, mut f: impl FnMut(&str, &K, &V)) {
+    pub fn for_each_match(&self, name: &str, mut f: impl FnMut(&ByteString, &K, &V)) {
         // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a `$` topic.
         let root_wildcards = !name.starts_with('$');
         let mut stack = InlineStack::<_, INLINE_DEPTH>::new();
@@ -306,17 +308,22 @@ fn descend<'t, 'n, K, V>(
     wildcards: bool,
     stack: &mut Work<'t, 'n, K, V>,
 ) {
+    let plus = node.plus.as_deref().filter(|_| wildcards);
+    if node.children.is_empty() && plus.is_none() {
+        // A leaf, or a node with only `#` below it: nothing to split for.
+        return;
+    }
     let (level, rest) = split_level(rest);
     if let Some(child) = node.children.get(level) {
         stack.push((child, rest));
     }
     // [MQTT-4.7.1-2] `+` matches exactly one level, including an empty one.
-    if let (true, Some(plus)) = (wildcards, node.plus.as_deref()) {
+    if let Some(plus) = plus {
         stack.push((plus, rest));
     }
 }
 
-fn emit<K, V>(entries: Option<&Entries<K, V>>, f: &mut impl FnMut(&str, &K, &V)) {
+fn emit<K, V>(entries: Option<&Entries<K, V>>, f: &mut impl FnMut(&ByteString, &K, &V)) {
     if let Some(entries) = entries {
         for (key, value) in &entries.subs {
             f(&entries.filter, key, value);
@@ -331,7 +338,7 @@ mod tests {
     fn matched(trie: &SubscriptionTrie<u32, char>, name: &str) -> Vec<(String, u32, char)> {
         let mut out = Vec::new();
         trie.for_each_match(name, |filter, key, value| {
-            out.push((filter.to_owned(), *key, *value))
+            out.push((filter.to_string(), *key, *value))
         });
         out.sort();
         out

@@ -584,13 +584,17 @@ async fn send_datagrams(
     let version = transmit.version;
     let mut sent = 0;
     let mut fallback = Vec::new();
+    let mut fallback_size = 0;
     for packet in transmit.packets {
         let mut buf = bytes::BytesMut::new();
         crate::codec::encode(&packet, version, &mut buf);
         let size = crate::broker::accounted_size(&packet, version);
         match connection.send_datagram(buf.freeze()) {
             Ok(()) => sent += size,
-            Err(_) => fallback.push(packet),
+            Err(_) => {
+                fallback_size += size;
+                fallback.push(packet);
+            }
         }
     }
     if sent > 0 {
@@ -601,6 +605,7 @@ async fn send_datagrams(
         stream: StreamId::CONTROL,
         version,
         packets: fallback,
+        accounted: fallback_size,
     })
 }
 

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::login::LoginContext;
-use crate::broker::{accounted_size, ConnId, StreamId};
+use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::server::event::Event;
 use crate::server::outbox::Outbox;
@@ -190,8 +190,8 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
         let batch = outbox.next_batch(spare).await;
         let mut accounted = 0;
         for transmit in &batch.transmits {
+            accounted += transmit.accounted;
             for packet in &transmit.packets {
-                accounted += accounted_size(packet, transmit.version);
                 codec::encode(packet, transmit.version, &mut buf);
             }
         }
