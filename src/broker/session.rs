@@ -106,6 +106,19 @@ impl Inflights {
         self.map.remove(id).map(|(_, f)| f)
     }
 
+    /// Makes the send order the packet identifier order (for flows restored from the store,
+    /// which does not keep the order of flows past PUBREC).
+    pub fn order_by_packet_id(&mut self) {
+        let mut ids: Vec<u16> = self.map.keys().copied().collect();
+        ids.sort_unstable();
+        for (seq, id) in ids.into_iter().enumerate() {
+            if let Some(entry) = self.map.get_mut(&id) {
+                entry.0 = seq as u64;
+            }
+        }
+        self.next_seq = self.map.len() as u64;
+    }
+
     /// Every flow, in the order it was first sent.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u16, &mut Inflight)> {
         let mut all: Vec<_> = self.map.iter_mut().collect();

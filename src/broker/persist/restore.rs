@@ -160,6 +160,9 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
+        // The store keeps no send order across PUBREC (a released flow has no delivery record):
+        // resend in packet identifier order [MQTT-4.4.0-1], as ids are handed out ascending.
+        s.inflight.order_by_packet_id();
         let expiry = s.expiry_secs;
         if s.expires_at.is_none() && expiry != u32::MAX {
             s.expires_at = Some(now + Duration::from_secs(u64::from(expiry)));
