@@ -143,14 +143,24 @@ async fn a_graceful_restart_keeps_retained_sessions_queued_inflight_and_wills() 
             other => panic!("unexpected {other:?}"),
         }
     }
+    // Inflight PUBLISH packets again with DUP, in their send order [MQTT-4.4.0-1], and the
+    // PUBREL of the flow past PUBREC (its place among them is not kept across a restart).
+    let resent: Vec<_> = got
+        .iter()
+        .filter(|g| g.2 != "PUBREL")
+        .take(2)
+        .cloned()
+        .collect();
     assert_eq!(
-        got[..3],
+        resent,
         [
             (true, Some(ids[0]), "q1-inflight".to_string()),
-            (false, Some(ids[1]), "PUBREL".to_string()),
             (true, Some(ids[2]), "q2-inflight".to_string()),
-        ],
-        "inflight resent in packet id order, with DUP; PUBREL for the released one"
+        ]
+    );
+    assert!(
+        got[..3].contains(&(false, Some(ids[1]), "PUBREL".to_string())),
+        "{got:?}"
     );
     let queued: Vec<_> = got[3..].iter().map(|g| g.2.as_str()).collect();
     assert_eq!(queued, ["q1-queued", "q2-once"]);

@@ -197,16 +197,11 @@ impl Store {
         &self.path
     }
 
-    /// Applies `ops` in order in one transaction; with `fsync` the commit is durable when this
-    /// returns.
-    pub fn apply(&self, ops: &[StoreOp], fsync: bool) -> Result<(), redb::Error> {
+    /// Applies `ops` in order in one transaction, durable (fsync) when this returns.
+    pub fn apply(&self, ops: &[StoreOp]) -> Result<(), redb::Error> {
         let mut tx = self.db.begin_write()?;
-        tx.set_durability(if fsync {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })
-        .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
         {
             let mut sessions = tx.open_table(SESSIONS)?;
             let mut deliveries = tx.open_table(DELIVERIES)?;

@@ -101,7 +101,7 @@ async fn run(
             ops = compact(ops);
         }
         let store2 = store.clone();
-        let result = tokio::task::spawn_blocking(move || store2.apply(&ops, true)).await;
+        let result = tokio::task::spawn_blocking(move || store2.apply(&ops)).await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(
