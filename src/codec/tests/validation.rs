@@ -212,8 +212,10 @@ fn control_characters_in_topics_are_malformed_noncharacters_are_allowed() {
         assert!(malformed(decode_err(&bytes, Some(V3_1_1))), "{bytes}");
     }
     assert!(malformed(decode_err("A2 05 0001 0001 01", Some(V3_1_1))));
-    // Non-characters are not control characters.
+    // Non-characters are not control characters, nor is U+00A0 (C2 A0, past U+009F).
     assert!(decode_one("30 05 0003 EFBFBF", Some(V3_1_1)).is_ok());
+    assert!(decode_one("30 04 0002 C2A0", Some(V3_1_1)).is_ok());
+    assert!(malformed(decode_err("30 06 0004 61C28062", Some(V3_1_1))));
     // Elsewhere (a user property value) control characters are allowed.
     assert!(decode_one("30 0B 0001 61 07 26 0001 6B 0001 01", Some(V5)).is_ok());
 }
