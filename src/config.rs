@@ -769,8 +769,8 @@ tls:
   cert: null
   key: null
   # Mutual TLS: PEM CA certificate(s) that client certificates must chain to, on MQTTS and
-  # QUIC; null means client certificates are not asked for. QUIC 0-RTT is off with it (a
-  # resumed handshake carries no certificate).
+  # QUIC; null means client certificates are not asked for. QUIC 0-RTT is off with it (early
+  # data would come before the handshake that proves the certificate).
   client_ca: null
   # With client_ca: refuse TLS clients without a valid certificate; false makes one optional
   # (verified when presented).

@@ -15,6 +15,43 @@ use super::{Broker, ConnId, SessionId};
 use crate::auth::{Acl, ClientRules};
 use crate::codec::ReasonCode;
 
+/// ACL decisions of one connection by topic: topics repeat, and a hit costs a hash lookup
+/// instead of a walk over the rules. Bounded (emptied when full), dropped with the connection
+/// and when the ACL changes; nothing at all (one null pointer) until an ACL check runs.
+#[derive(Debug, Default)]
+pub struct AclCache(Option<Box<ahash::AHashMap<Box<str>, u8>>>);
+
+/// Topics remembered per connection.
+const ACL_CACHE_MAX: usize = 128;
+const READ: (u8, u8) = (1, 2);
+const WRITE: (u8, u8) = (4, 8);
+
+impl AclCache {
+    /// The cached decision for `topic` in direction `(known, allowed)` bits, else `compute`d
+    /// and remembered.
+    fn decide(
+        &mut self,
+        topic: &str,
+        (known, allowed): (u8, u8),
+        compute: impl FnOnce() -> bool,
+    ) -> bool {
+        let map = self.0.get_or_insert_with(Default::default);
+        if let Some(bits) = map.get_mut(topic) {
+            if *bits & known == 0 {
+                *bits |= known | if compute() { allowed } else { 0 };
+            }
+            return *bits & allowed != 0;
+        }
+        let decision = compute();
+        if map.len() >= ACL_CACHE_MAX {
+            map.clear();
+        }
+        // A copy: the topic may be a slice of a whole read buffer.
+        map.insert(topic.into(), known | if decision { allowed } else { 0 });
+        decision
+    }
+}
+
 /// The transport's verdict on a CONNECT's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Login {
@@ -38,6 +75,9 @@ impl Broker {
     /// subscriptions stay, and what they deliver is checked against the new rules. Sessions
     /// restored from the store (no user name known yet) get theirs when they reconnect.
     pub fn set_acl(&mut self, acl: Option<Arc<Acl>>) {
+        for c in self.conns.values_mut() {
+            c.acl_cache = AclCache::default();
+        }
         let had_acl = self.acl.is_some();
         for session in self.sessions.values_mut_untracked() {
             // Sessions restored from the store (no rules, no connection) wait for their user.
@@ -100,16 +140,19 @@ impl Broker {
     /// nothing is looked up). A session restored from the store, whose user is not known
     /// until it reconnects, queues what its subscriptions match: [`Broker::filter_queue`]
     /// checks the queue when it connects.
-    pub(super) fn may_read(&self, sid: SessionId, topic: &str) -> bool {
+    pub(super) fn may_read(&mut self, sid: SessionId, topic: &str) -> bool {
         if self.acl.is_none() {
             return true;
         }
-        match self.sessions.get(&sid) {
-            Some(s) => match &s.rules {
-                Some(rules) => rules.may_read(topic),
-                None => s.conn.is_none(),
-            },
-            None => false,
+        let Some(session) = self.sessions.get(&sid) else {
+            return false;
+        };
+        let Some(rules) = &session.rules else {
+            return session.conn.is_none();
+        };
+        match session.conn.and_then(|c| self.conns.get_mut(&c)) {
+            Some(c) => c.acl_cache.decide(topic, READ, || rules.may_read(topic)),
+            None => rules.may_read(topic),
         }
     }
 
@@ -127,16 +170,19 @@ impl Broker {
         self.metrics.acl_denied += (before - session.queue.len()) as u64;
     }
 
-    /// May session `sid` publish to `topic`? Always true without an ACL.
-    pub(super) fn may_publish(&self, sid: SessionId, topic: &str) -> bool {
+    /// May session `sid`, connected on `conn`, publish to `topic`? Always true without an ACL.
+    pub(super) fn may_publish(&mut self, conn: ConnId, sid: SessionId, topic: &str) -> bool {
         if self.acl.is_none() {
             return true;
         }
-        match self.sessions.get(&sid).and_then(|s| s.rules.as_deref()) {
-            Some(rules) => rules.may_publish(topic),
-            None => self
-                .session_rules(sid)
-                .is_none_or(|rules| rules.may_publish(topic)),
+        let Some(rules) = self.session_rules(sid) else {
+            return true;
+        };
+        match self.conns.get_mut(&conn) {
+            Some(c) => c
+                .acl_cache
+                .decide(topic, WRITE, || rules.may_publish(topic)),
+            None => rules.may_publish(topic),
         }
     }
 }

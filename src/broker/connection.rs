@@ -48,6 +48,8 @@ pub struct Connection {
     pub login: Option<super::access::Login>,
     /// The user name the connection logged in as (`None`: anonymous).
     pub username: Option<ByteString>,
+    /// ACL decisions by topic (access.rs).
+    pub acl_cache: super::access::AclCache,
     /// Bytes handed to the glue and not yet reported written.
     pub unwritten: usize,
     /// The client sent DISCONNECT: skip the will unless asked for (0x04).
@@ -99,6 +101,7 @@ impl Connection {
             auth_method: None,
             login: None,
             username: None,
+            acl_cache: Default::default(),
             unwritten: 0,
             clean_disconnect: false,
             connect_expiry_was_zero: true,

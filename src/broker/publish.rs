@@ -92,7 +92,7 @@ impl Broker {
             && p.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&p.payload).is_err();
         let qos = p.qos;
-        let denied = !self.may_publish(sid, &topic);
+        let denied = !self.may_publish(conn, sid, &topic);
         let code = if bad_payload {
             ReasonCode::PAYLOAD_FORMAT_INVALID
         } else if denied {

@@ -164,13 +164,13 @@ impl Broker {
             rest = tail;
             let first_filter = group[0].1.clone();
             // ACL: only members that may read the topic take part in the round robin.
-            let readers: Vec<_>;
+            let mut readers = Vec::new();
             let group = if self.acl.is_some() {
-                readers = group
-                    .iter()
-                    .filter(|m| self.may_read(m.2, &msg.topic))
-                    .cloned()
-                    .collect();
+                for member in group {
+                    if self.may_read(member.2, &msg.topic) {
+                        readers.push(member.clone());
+                    }
+                }
                 if readers.is_empty() {
                     self.metrics.acl_denied += 1;
                     continue;

@@ -341,6 +341,7 @@ fn datagram_publishes_are_checked_too() {
 
 #[test]
 fn reloading_the_acl_applies_to_existing_sessions() {
+    // The same topic each time: decisions cached per connection must not outlive the ACL.
     let mut h = with_acl("topic read a/#\ntopic write a/#\n");
     let sub = as_user(&mut h, "s", None, V5);
     h.subscribe(sub, "a/#", QoS::AtMostOnce);
@@ -350,10 +351,17 @@ fn reloading_the_acl_applies_to_existing_sessions() {
     h.broker.set_acl(Some(Arc::new(
         Acl::parse("topic write a/#\ntopic read b/#\n", Path::new("acl")).unwrap(),
     )));
-    h.publish(publisher, "a/2", "x", QoS::AtMostOnce, false);
+    h.publish(publisher, "a/1", "x", QoS::AtMostOnce, false);
+    assert!(publishes(&h.recv(sub)).is_empty());
+    // Writing is cached too: taking it away takes effect at once.
+    h.broker.set_acl(Some(Arc::new(
+        Acl::parse("topic read a/#\n", Path::new("acl")).unwrap(),
+    )));
+    h.publish(publisher, "a/1", "x", QoS::AtLeastOnce, false);
+    assert_eq!(acks(&h.recv(publisher)), [(4, ReasonCode::NOT_AUTHORIZED)]);
     assert!(publishes(&h.recv(sub)).is_empty());
     h.broker.set_acl(None);
-    h.publish(publisher, "a/3", "x", QoS::AtMostOnce, false);
+    h.publish(publisher, "a/1", "x", QoS::AtMostOnce, false);
     assert_eq!(publishes(&h.recv(sub)).len(), 1);
 }
 

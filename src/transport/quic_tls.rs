@@ -70,7 +70,8 @@ pub fn server_config(
 }
 
 /// Whether `listener` accepts 0-RTT early data under `config`. Never with mutual TLS: the
-/// login needs the client certificate, which a resumed handshake's early data comes before.
+/// login is decided from the verified client certificate, and early data would come before
+/// the handshake that proves it.
 pub fn early_data_enabled(config: &Config, listener: Listener) -> bool {
     listener == Listener::Quic
         && config.quic.session_tickets
