@@ -98,6 +98,8 @@ impl Outbox {
 
     pub fn close(&self, kind: CloseKind) {
         self.lock().close.get_or_insert(kind);
+        // Readers held back by backpressure must see the end too (no one resumes them later).
+        self.read_pause.set(false);
     }
 
     /// Wakes the writer (once per batch of pushes).
@@ -138,5 +140,48 @@ impl Outbox {
         // A panic while holding this lock cannot leave the state half-updated (every update is
         // a single push or assignment), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod read_pause_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{CloseKind, Outbox};
+    use crate::codec::ReasonCode;
+
+    #[tokio::test]
+    async fn paused_readers_wait_until_resumed_or_closed() {
+        let outbox = Arc::new(Outbox::default());
+        // Not paused: returns at once.
+        outbox.read_pause.wait().await;
+
+        outbox.read_pause.set(true);
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.read_pause.wait().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "a paused reader waits");
+        outbox.read_pause.set(false);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("resumed")
+            .unwrap();
+
+        // A close releases a paused reader too (nobody would resume it later).
+        outbox.read_pause.set(true);
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.read_pause.wait().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        outbox.close(CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released by close")
+            .unwrap();
     }
 }
