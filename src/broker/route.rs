@@ -89,9 +89,6 @@ impl Broker {
         // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
         // random hash state, for every message.)
         let mut scratch = self.scratch.take().unwrap_or_default();
-        let publisher_conn = publisher
-            .and_then(|sid| self.sessions.get(&sid))
-            .and_then(|s| s.conn);
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
@@ -149,7 +146,7 @@ impl Broker {
                 priority: acc.priority,
                 seq: 0,
             };
-            self.deliver(sid, delivery, publisher_conn, now);
+            self.deliver(sid, delivery, publisher, now);
         }
         scratch
             .shared
@@ -192,7 +189,7 @@ impl Broker {
                     priority: entry.priority,
                     seq: 0,
                 };
-                self.deliver(sid, delivery, publisher_conn, now);
+                self.deliver(sid, delivery, publisher, now);
             }
         }
         for handler in scratch.apps.drain(..) {
@@ -235,7 +232,7 @@ impl Broker {
         &mut self,
         sid: SessionId,
         mut delivery: Delivery,
-        publisher: Option<ConnId>,
+        publisher: Option<SessionId>,
         now: Instant,
     ) {
         let Some(session) = self.sessions.get_mut(&sid) else {

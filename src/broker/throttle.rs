@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ahash::{AHashMap, AHashSet};
 
 use super::timers::Timer;
-use super::{Broker, ConnId};
+use super::{Broker, ConnId, SessionId};
 
 #[derive(Debug, Default)]
 pub(super) struct Throttle {
@@ -35,9 +35,11 @@ pub(super) struct Throttle {
 impl Broker {
     /// A delivery from `publisher` met `slow`, a connection behind on writing. Returns whether
     /// `slow` may still be given more (it holds the publisher) rather than have QoS 0 dropped.
+    /// `publisher` is the publishing session, resolved to its connection only here (off the
+    /// path of deliveries to connections that keep up).
     pub(super) fn hold_publisher(
         &mut self,
-        publisher: Option<ConnId>,
+        publisher: Option<SessionId>,
         slow: ConnId,
         now: Instant,
     ) -> bool {
@@ -45,6 +47,9 @@ impl Broker {
         if max_pause == 0 || self.throttle.stuck.contains(&slow) {
             return false;
         }
+        let publisher = publisher
+            .and_then(|sid| self.sessions.get(&sid))
+            .and_then(|s| s.conn);
         let Some(publisher) = publisher.filter(|p| *p != slow) else {
             // In-process publishers, wills and a client's own messages are not paused; the
             // buffer limit still bounds what waits for `slow`.
