@@ -33,6 +33,9 @@ pub(crate) const COMMAND_QUEUE: usize = 64;
 const LINK_QUEUE: usize = 64;
 /// Above this many bytes not yet written, new requests wait for the writers.
 const HIGH_WATER: usize = 1024 * 1024;
+/// At most this many further requests or stream reports are handled before the state machine
+/// is drained (its packets encoded and handed to the writers in one batch per stream).
+const DRAIN_BATCH: usize = 256;
 /// How long a clean close waits for the server to close its side after DISCONNECT.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -486,6 +489,16 @@ impl Driver {
                         if !self.command(command).await {
                             return;
                         }
+                        // Requests that queued meanwhile go out in the same batch.
+                        for _ in 0..DRAIN_BATCH {
+                            if self.link.as_ref().is_some_and(|l| l.unwritten.get() > HIGH_WATER) {
+                                break;
+                            }
+                            let Ok(command) = commands.try_recv() else { break };
+                            if !self.command(command).await {
+                                return;
+                            }
+                        }
                     }
                     // Every handle is gone: leave cleanly.
                     None => {
@@ -493,7 +506,13 @@ impl Driver {
                         return;
                     }
                 },
-                Some(event) = self.link_rx.recv() => self.link_event(event),
+                Some(event) = self.link_rx.recv() => {
+                    self.link_event(event);
+                    for _ in 0..DRAIN_BATCH {
+                        let Ok(event) = self.link_rx.try_recv() else { break };
+                        self.link_event(event);
+                    }
+                }
                 _ = sleep_until(deadline) => {
                     if let Err(error) = self.state.handle_timeout(Instant::now()) {
                         self.lose(error);

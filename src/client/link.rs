@@ -214,6 +214,10 @@ pub(crate) async fn read_loop(
     }
 }
 
+/// Most bytes one write gathers from queued batches (each batch is already one write's worth
+/// of packets; gathering the ones that queued meanwhile saves system calls under load).
+const WRITE_GATHER: usize = 64 * 1024;
+
 async fn write_loop(
     epoch: u64,
     stream: StreamKey,
@@ -222,30 +226,58 @@ async fn write_loop(
     events: mpsc::Sender<LinkEvent>,
     unwritten: Arc<Unwritten>,
 ) {
+    let mut gathered = BytesMut::new();
     while let Some(cmd) = rx.recv().await {
-        match cmd {
-            WriteCmd::Data(bytes) => {
-                let result = match writer.write_all(&bytes).await {
-                    Ok(()) => writer.flush().await,
-                    Err(e) => Err(e),
-                };
-                unwritten.sub(bytes.len());
-                if let Err(e) = result {
-                    let error = Some(ClientError::Io(e));
-                    let _ = events
-                        .send(LinkEvent::Ended {
-                            epoch,
-                            stream,
-                            error,
-                        })
-                        .await;
-                    return;
-                }
-            }
+        let mut finish = false;
+        let bytes = match cmd {
+            WriteCmd::Data(bytes) => bytes,
             WriteCmd::Finish => {
                 let _ = writer.shutdown().await;
                 return;
             }
+        };
+        // Whatever else is queued already goes in the same write.
+        let bytes = match rx.try_recv() {
+            Ok(WriteCmd::Data(more)) => {
+                gathered.extend_from_slice(&bytes);
+                gathered.extend_from_slice(&more);
+                while gathered.len() < WRITE_GATHER {
+                    match rx.try_recv() {
+                        Ok(WriteCmd::Data(more)) => gathered.extend_from_slice(&more),
+                        Ok(WriteCmd::Finish) => {
+                            finish = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                gathered.split().freeze()
+            }
+            Ok(WriteCmd::Finish) => {
+                finish = true;
+                bytes
+            }
+            Err(_) => bytes,
+        };
+        let result = match writer.write_all(&bytes).await {
+            Ok(()) => writer.flush().await,
+            Err(e) => Err(e),
+        };
+        unwritten.sub(bytes.len());
+        if let Err(e) = result {
+            let error = Some(ClientError::Io(e));
+            let _ = events
+                .send(LinkEvent::Ended {
+                    epoch,
+                    stream,
+                    error,
+                })
+                .await;
+            return;
+        }
+        if finish {
+            let _ = writer.shutdown().await;
+            return;
         }
     }
 }
