@@ -82,6 +82,17 @@ impl Lane {
         }
     }
 
+    pub async fn recv_many(
+        &self,
+        out: &mut Vec<Result<ReceivedMessage, ClientError>>,
+        limit: usize,
+    ) -> usize {
+        match self {
+            Lane::Control(client) => client.recv_many(out, limit).await,
+            Lane::Stream { stream, .. } => stream.recv_many(out, limit).await,
+        }
+    }
+
     /// Closes the connection cleanly (DISCONNECT).
     pub async fn close(self) -> Result<(), ClientError> {
         let client = match self {

@@ -617,6 +617,9 @@ async fn publish_loop(
     }
 }
 
+/// Messages a subscriber takes from its queue at once.
+const RECV_BATCH: usize = 256;
+
 async fn subscribe_loop(
     ctx: Arc<Ctx>,
     index: usize,
@@ -631,50 +634,67 @@ async fn subscribe_loop(
     let mut tally = Tally::default();
     let mut per_topic: AHashMap<u32, Histogram<u64>> = AHashMap::new();
     let (mut first, mut last) = (None, None);
+    let mut batch = Vec::with_capacity(RECV_BATCH);
+    let cancelled = done.cancelled();
+    tokio::pin!(cancelled);
     loop {
-        let message = tokio::select! {
+        tokio::select! {
             biased;
-            _ = done.cancelled() => break,
-            message = lane.recv() => message,
+            _ = &mut cancelled => break,
+            _ = lane.recv_many(&mut batch, RECV_BATCH) => {}
         };
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => {
-                ctx.errors.record(&ctx.counters, "receive", e);
+        // One clock reading per batch: the messages in it arrived together.
+        let now = Instant::now();
+        let now_nanos = ctx.clock.at(now);
+        // Shared counters are updated once per batch (every subscriber task adds to them).
+        let (mut got, mut new_unique, mut stop) = (0, 0, false);
+        for message in batch.drain(..) {
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    ctx.errors.record(&ctx.counters, "receive", e);
+                    stop = true;
+                    break;
+                }
+            };
+            first.get_or_insert(now);
+            last = Some(now);
+            got += 1;
+            match payload::decode(&message.payload) {
+                Some(header) => {
+                    let nanos = now_nanos.saturating_sub(header.sent_nanos);
+                    latency.record(nanos / 1000);
+                    if plan.per_topic {
+                        per_topic
+                            .entry(header.publisher)
+                            .or_insert_with(histogram)
+                            .saturating_record(nanos / 1000);
+                    }
+                    let seen = tally.observe(header.publisher, header.seq);
+                    if seen != Seen::Duplicate {
+                        new_unique += 1;
+                    }
+                    if seen != Seen::InOrder {
+                        tracing::debug!(
+                            subscriber = index,
+                            publisher = header.publisher,
+                            seq = header.seq,
+                            ?seen,
+                            "out of order"
+                        );
+                    }
+                }
+                None => tally.foreign(),
+            }
+            if target.is_some_and(|n| tally.received >= n) {
+                stop = true;
                 break;
             }
-        };
-        let now = Instant::now();
-        first.get_or_insert(now);
-        last = Some(now);
-        Counters::add(&ctx.counters.received, 1);
-        match payload::decode(&message.payload) {
-            Some(header) => {
-                let nanos = ctx.clock.at(now).saturating_sub(header.sent_nanos);
-                latency.record(nanos / 1000);
-                if plan.per_topic {
-                    per_topic
-                        .entry(header.publisher)
-                        .or_insert_with(histogram)
-                        .saturating_record(nanos / 1000);
-                }
-                let seen = tally.observe(header.publisher, header.seq);
-                if seen != Seen::Duplicate {
-                    unique.fetch_add(1, Ordering::Relaxed);
-                }
-                if seen != Seen::InOrder {
-                    tracing::debug!(
-                        subscriber = index,
-                        publisher = header.publisher,
-                        seq = header.seq,
-                        ?seen,
-                        "out of order"
-                    );
-                }
-            }
-            None => tally.foreign(),
         }
-        if target.is_some_and(|n| tally.received >= n) {
+        batch.clear();
+        Counters::add(&ctx.counters.received, got);
+        unique.fetch_add(new_unique, Ordering::Relaxed);
+        if stop {
             break;
         }
     }

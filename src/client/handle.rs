@@ -91,6 +91,16 @@ impl Inbox {
         self.shared.space.notify_one();
         item.unwrap_or(Err(ClientError::Closed))
     }
+
+    async fn recv_many(&self, out: &mut Vec<Inbound>, limit: usize) -> usize {
+        let n = self.rx.lock().await.recv_many(out, limit.max(1)).await;
+        self.shared.space.notify_one();
+        if n == 0 {
+            out.push(Err(ClientError::Closed));
+            return 1;
+        }
+        n
+    }
 }
 
 impl Client {
@@ -279,6 +289,18 @@ impl Client {
         self.inbox.recv().await
     }
 
+    /// Waits for at least one message and appends what is queued, up to `limit` items, to
+    /// `out`; returns how many it appended. The same items, in the same order, as that many
+    /// [`Client::recv`] calls (an error among them ends the connection as `recv` reports it),
+    /// with one wake-up instead of one per message.
+    pub async fn recv_many(
+        &self,
+        out: &mut Vec<Result<ReceivedMessage, ClientError>>,
+        limit: usize,
+    ) -> usize {
+        self.inbox.recv_many(out, limit).await
+    }
+
     /// Opens another stream of the QUIC connection (multi-stream mode).
     pub async fn open_stream(&self) -> Result<ClientStream, ClientError> {
         let Some(connection) = self.ops.shared.quic_connection() else {
@@ -401,6 +423,15 @@ impl ClientStream {
     /// [`ClientError::ConnectionLost`] once it ended.
     pub async fn recv(&self) -> Result<ReceivedMessage, ClientError> {
         self.inbox.recv().await
+    }
+
+    /// [`Client::recv_many`] for this stream.
+    pub async fn recv_many(
+        &self,
+        out: &mut Vec<Result<ReceivedMessage, ClientError>>,
+        limit: usize,
+    ) -> usize {
+        self.inbox.recv_many(out, limit).await
     }
 }
 
