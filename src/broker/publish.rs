@@ -162,12 +162,10 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        match session.inflight.get(&a.packet_id) {
-            Some(Inflight::Published(d)) if d.qos == QoS::AtLeastOnce => {
-                session.inflight.remove(&a.packet_id);
-                self.pump_queue(sid, now);
-            }
-            Some(_) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
+        let ends = |f: &Inflight| matches!(f, Inflight::Published(d) if d.qos == QoS::AtLeastOnce);
+        match session.inflight.take_if(a.packet_id, ends) {
+            Some(Ok(_)) => self.pump_queue(sid, now),
+            Some(Err(())) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
             None => {}
         }
     }

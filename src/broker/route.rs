@@ -467,6 +467,30 @@ pub(super) fn retained_size(msg: &super::Message) -> usize {
     msg.payload.len() + msg.topic.len() + 64 * super::limits::levels(&msg.topic)
 }
 
+/// Messages up to this size (topic and payload) get their own allocation when accepted.
+const DETACH_LIMIT: usize = 4096;
+
+/// A small message's topic and payload are slices of the connection's read buffer, shared
+/// with every packet read along with it. Copied out once (one allocation), the message no
+/// longer pins that buffer while it waits in queues or the retained store, and its reference
+/// count, touched once per delivery and once per written copy, is no longer the one the
+/// reader bumps for every packet it splits off (a contended cache line on another core).
+/// Larger payloads stay shared, never copied.
+fn detach(topic: ByteString, payload: bytes::Bytes) -> (ByteString, bytes::Bytes) {
+    if topic.len() + payload.len() > DETACH_LIMIT {
+        return (topic, payload);
+    }
+    let mut buf = bytes::BytesMut::with_capacity(topic.len() + payload.len());
+    buf.extend_from_slice(topic.as_bytes());
+    buf.extend_from_slice(&payload);
+    let payload = buf.split_off(topic.len()).freeze();
+    match ByteString::try_from(buf.freeze()) {
+        Ok(copy) => (copy, payload),
+        // Cannot happen (the bytes came from a ByteString); keep the original then.
+        Err(_) => (topic, payload),
+    }
+}
+
 /// Creates the shared message for a PUBLISH received from a client.
 pub(super) fn message_from(
     p: Publish,
@@ -479,9 +503,10 @@ pub(super) fn message_from(
     let expires_at = properties
         .message_expiry_interval
         .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
+    let (topic, payload) = detach(topic, p.payload);
     Arc::new(super::Message {
         topic,
-        payload: p.payload,
+        payload,
         qos: p.qos,
         retain: p.retain,
         properties: super::connect::forwardable(properties),

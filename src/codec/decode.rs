@@ -39,6 +39,27 @@ pub(super) fn decode(
     if buf.len() < total {
         return Ok(None);
     }
+    if let (Some(_), 2) = (version, remaining) {
+        // The commonest packets after PUBLISH: a packet identifier alone (every 3.1.1 ack, a
+        // successful 5.0 ack without properties, 3.4.2.1). Parsed in place, without splitting
+        // the frame off as shared `Bytes` (a reference count per ack).
+        let make: Option<fn(Ack) -> Packet> = match kind {
+            header::PUBACK => Some(Packet::PubAck),
+            header::PUBREC => Some(Packet::PubRec),
+            header::PUBREL => Some(Packet::PubRel),
+            header::PUBCOMP => Some(Packet::PubComp),
+            _ => None,
+        };
+        if let Some(make) = make {
+            let id = u16::from_be_bytes([buf[header_len], buf[header_len + 1]]);
+            buf.advance(total);
+            // [MQTT-2.2.1-3]
+            if id == 0 {
+                return Err(DecodeError::Protocol("packet identifier 0"));
+            }
+            return Ok(Some(make(Ack::new(id))));
+        }
+    }
     let mut frame = buf.split_to(total).freeze();
     frame.advance(header_len);
     let mut r = Reader::new(frame);
