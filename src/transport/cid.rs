@@ -139,9 +139,14 @@ impl quinn::ConnectionIdGenerator for ServerIdCidGenerator {
 }
 
 /// The endpoint configuration that issues connection IDs in `layout`.
-pub fn endpoint_config(layout: CidLayout) -> quinn::EndpointConfig {
+/// `max_udp_payload` (validated by the config: 1200..=65527) is the largest UDP payload the
+/// endpoint accepts.
+pub fn endpoint_config(layout: CidLayout, max_udp_payload: u16) -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
     config.cid_generator(move || Box::new(ServerIdCidGenerator::new(layout.clone())));
+    if let Err(e) = config.max_udp_payload_size(max_udp_payload) {
+        tracing::warn!(max_udp_payload, error = %e, "quic.max_udp_payload not applied");
+    }
     config
 }
 

@@ -123,6 +123,9 @@ pub fn server_config(
         )
         // QoS 0 in DATAGRAM frames (proto-ext/datagrams.md).
         .datagram_receive_buffer_size(Some(super::quic_datagrams::RECEIVE_BUFFER));
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(q.max_udp_payload);
+    transport.mtu_discovery_config(Some(mtu));
     if q.ack_delay_ms > 0 {
         // Ask clients to acknowledge within ack_delay_ms (ACK frequency extension): their
         // max_ack_delay is part of our probe timeout, so a lost packet with nothing after it
