@@ -70,7 +70,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ "$QUICK" = 1 ]; then
     FAN_IN="-n 20000"; FAN_OUT="-c 50 -n 1000"; IDLE=500; HOLD=2; CONNS=1000; LAT_DUR=3
 else
-    FAN_IN="-n 50000"; FAN_OUT="-c 100 -n 5000"; IDLE=1000; HOLD=5; CONNS=5000; LAT_DUR=10
+    FAN_IN="-n 50000"; FAN_OUT="-c 100 -n 20000"; IDLE=1000; HOLD=5; CONNS=5000; LAT_DUR=10
 fi
 # Idle TCP connections held at once (the issue asks for 50,000): as many as the open-file
 # hard limit (broker and generator each need one descriptor per connection; both raise their
