@@ -76,11 +76,11 @@ fn a_subscriber_behind_pauses_the_publisher_instead_of_dropping_qos0() {
 #[test]
 fn past_the_hard_limit_qos0_is_dropped_even_while_the_publisher_is_paused() {
     let (mut h, sub, publ) = setup(1000, QoS::AtMostOnce);
-    // 4 x 2 MiB hard limit: 14 x 600 KiB fit, later ones are dropped.
-    let outputs = flood(&mut h, publ, 20);
+    // 16 x 2 MiB hard limit: 54 x 600 KiB fit, later ones are dropped.
+    let outputs = flood(&mut h, publ, 70);
     let got = delivered(&outputs, sub);
-    assert!((13..20).contains(&got), "delivered {got}");
-    assert_eq!(h.broker.metrics().dropped_qos0, 20 - got as u64);
+    assert!((53..70).contains(&got), "delivered {got}");
+    assert_eq!(h.broker.metrics().dropped_qos0, 70 - got as u64);
 }
 
 #[test]
