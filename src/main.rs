@@ -49,7 +49,9 @@ fn main() -> ExitCode {
     if let Some(limit) = mqttd::fdlimit::raise_nofile() {
         tracing::debug!(limit, "open files limit");
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime.worker_threads_for(cores))
         .enable_all()
         .build()
     {
