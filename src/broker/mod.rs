@@ -445,16 +445,6 @@ impl Broker {
         c.unwritten += size;
         self.out.packet(conn, stream, c.version, packet, size);
     }
-
-    /// Queues a PUBLISH whose encoded length the caller has measured (its accounted size),
-    /// so the hot path measures each delivery once.
-    fn send_publish(&mut self, conn: ConnId, stream: StreamId, packet: Packet, len: usize) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.unwritten += len;
-        self.out.packet(conn, stream, c.version, packet, len);
-    }
 }
 
 /// Bytes a packet counts for in backpressure accounting: exact for PUBLISH (the packets that

@@ -268,17 +268,11 @@ impl Broker {
             }
             return;
         }
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
-        };
         if queue_empty && window_open && !slow {
-            if let Some(packet_id) = session.allocate_packet_id() {
-                session
-                    .inflight
-                    .insert(packet_id, Inflight::Published(delivery.clone()));
-                self.transmit_publish(sid, conn, &delivery, Some(packet_id), false, now);
-                return;
+            if let Err(delivery) = self.start_flow(sid, conn, delivery, now) {
+                self.enqueue(sid, delivery);
             }
+            return;
         }
         self.enqueue(sid, delivery);
     }
@@ -329,28 +323,89 @@ impl Broker {
             let Some(delivery) = session.pop_queued() else {
                 return;
             };
-            let packet_id = if delivery.qos == QoS::AtMostOnce {
-                None
-            } else {
-                let Some(id) = session.allocate_packet_id() else {
+            if delivery.qos == QoS::AtMostOnce {
+                self.transmit_publish(sid, conn, &delivery, None, false, now);
+            } else if let Err(delivery) = self.start_flow(sid, conn, delivery, now) {
+                if let Some(session) = self.sessions.get_mut(&sid) {
                     session.unpop_queued(delivery);
-                    return;
-                };
-                session
-                    .inflight
-                    .insert(id, Inflight::Published(delivery.clone()));
-                Some(id)
-            };
-            self.transmit_publish(sid, conn, &delivery, packet_id, false, now);
+                }
+                return;
+            }
         }
     }
 
     /// Builds the PUBLISH for one connection (expiry, subscription identifiers, topic alias)
     /// and queues it. A message that expired or exceeds the client's Maximum Packet Size is
-    /// dropped as if delivered [MQTT-3.3.2-5] [MQTT-3.1.2-25]. Returns whether it was sent.
+    /// dropped as if delivered [MQTT-3.3.2-5] [MQTT-3.1.2-25] (its inflight entry, if any,
+    /// goes too). Returns whether it was sent.
     pub(super) fn transmit_publish(
         &mut self,
         sid: SessionId,
+        conn: ConnId,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
+        let mut wire = Wire {
+            conns: &mut self.conns,
+            out: &mut self.out,
+            metrics: &mut self.metrics,
+        };
+        let sent = wire.publish(conn, delivery, packet_id, dup, now);
+        if !sent {
+            if let (Some(id), Some(s)) = (packet_id, self.sessions.get_mut(&sid)) {
+                s.inflight.remove(&id);
+            }
+        }
+        sent
+    }
+
+    /// Starts a QoS 1/2 flow: the delivery moves into the session's inflight table under a
+    /// new packet identifier and is sent from there (no copy of it). `None` when every
+    /// identifier is in use; the delivery is handed back.
+    fn start_flow(
+        &mut self,
+        sid: SessionId,
+        conn: ConnId,
+        delivery: Delivery,
+        now: Instant,
+    ) -> Result<(), Delivery> {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return Ok(());
+        };
+        let Some(id) = session.allocate_packet_id() else {
+            return Err(delivery);
+        };
+        session.inflight.insert(id, Inflight::Published(delivery));
+        let Some(Inflight::Published(delivery)) = session.inflight.get(&id) else {
+            return Ok(());
+        };
+        let mut wire = Wire {
+            conns: &mut self.conns,
+            out: &mut self.out,
+            metrics: &mut self.metrics,
+        };
+        if !wire.publish(conn, delivery, Some(id), false, now) {
+            session.inflight.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// What turning a delivery into a PUBLISH touches, borrowed apart from the sessions so that
+/// the delivery can stay in its session's inflight table meanwhile.
+struct Wire<'a> {
+    conns: &'a mut AHashMap<ConnId, Box<super::connection::Connection>>,
+    out: &'a mut super::output::OutputQueue,
+    metrics: &'a mut super::Metrics,
+}
+
+impl Wire<'_> {
+    /// See [`Broker::transmit_publish`]; the caller handles the inflight entry of a delivery
+    /// that was dropped (returns false).
+    fn publish(
+        &mut self,
         conn: ConnId,
         delivery: &Delivery,
         packet_id: Option<u16>,
@@ -385,21 +440,12 @@ impl Broker {
         }
         let mut packet = Packet::Publish(publish);
         let mut len = crate::codec::encoded_len(&packet, version);
-        let dropped = if remaining == Some(0) {
+        if remaining == Some(0) {
             self.metrics.dropped_expired += 1;
-            true
-        } else if len > c.max_packet_size_out as usize {
+            return false;
+        }
+        if len > c.max_packet_size_out as usize {
             self.metrics.dropped_too_large += 1;
-            true
-        } else {
-            false
-        };
-        if dropped {
-            if let Some(id) = packet_id {
-                if let Some(s) = self.sessions.get_mut(&sid) {
-                    s.inflight.remove(&id);
-                }
-            }
             return false;
         }
         // QoS 0 goes in a datagram when the client asked and it fits; never with a topic alias
@@ -441,7 +487,8 @@ impl Broker {
             }
         }
         self.metrics.messages_sent += 1;
-        self.send_publish(conn, stream, packet, len);
+        c.unwritten += len;
+        self.out.packet(conn, stream, version, packet, len);
         true
     }
 }
