@@ -1742,7 +1742,11 @@ log:
         assert_eq!(runtime.worker_threads_for(2), 1024);
         let auto = Runtime::default();
         assert_eq!(
-            (auto.worker_threads_for(1), auto.worker_threads_for(2), auto.worker_threads_for(8)),
+            (
+                auto.worker_threads_for(1),
+                auto.worker_threads_for(2),
+                auto.worker_threads_for(8)
+            ),
             (1, 1, 4)
         );
         for level in [

@@ -390,6 +390,24 @@ impl ServerCertVerifier for DangerousAcceptAnyCert {
     }
 }
 
+/// A client endpoint on `bind` that accepts UDP payloads up to [`MAX_UDP_PAYLOAD`] (quinn's
+/// default accepts 1472), so that MTU discovery can use what the path carries.
+fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(bind)?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    quinn::Endpoint::new(config, None, socket, runtime)
+}
+
+/// The largest UDP payload MTU discovery may try (and this endpoint accepts): jumbo frames
+/// (9000-byte MTU) less IPv6 and UDP headers. Paths with a smaller MTU stay where DPLPMTUD
+/// finds them (1200 at worst); loopback and jumbo-frame networks send ~6x fewer packets.
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 8952;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,21 +450,3 @@ mod tests {
         assert!(error.to_string().contains("no PEM certificate"), "{error}");
     }
 }
-
-/// A client endpoint on `bind` that accepts UDP payloads up to [`MAX_UDP_PAYLOAD`] (quinn's
-/// default accepts 1472), so that MTU discovery can use what the path carries.
-fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(bind)?;
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| std::io::Error::other("no async runtime found"))?;
-    let mut config = quinn::EndpointConfig::default();
-    config
-        .max_udp_payload_size(MAX_UDP_PAYLOAD)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    quinn::Endpoint::new(config, None, socket, runtime)
-}
-
-/// The largest UDP payload MTU discovery may try (and this endpoint accepts): jumbo frames
-/// (9000-byte MTU) less IPv6 and UDP headers. Paths with a smaller MTU stay where DPLPMTUD
-/// finds them (1200 at worst); loopback and jumbo-frame networks send ~6x fewer packets.
-pub(crate) const MAX_UDP_PAYLOAD: u16 = 8952;
