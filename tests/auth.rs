@@ -20,6 +20,9 @@ use mqttd::Config;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 const ACL: &str = "\
@@ -35,9 +38,7 @@ topic readwrite sensors/7/#
 ";
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    in_process::within(WAIT, what, future).await
 }
 
 /// A directory with `passwd` (alice/wonderland, bob/builder) and `acl`.

@@ -3,54 +3,29 @@
 //! session resumption, and `mqttd pub/sub --quic` end to end.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mqttd::client::{Client, ClientError, ClientOptions, QuicOptions, Transport};
 use mqttd::codec::{Properties, ProtocolVersion, QoS, ReasonCode, Will};
-use mqttd::server::{self, ServerHandle};
-use mqttd::Config;
+
+#[path = "common/in_process.rs"]
+mod in_process;
+
+use in_process::Broker;
 
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// A broker with TCP and QUIC on loopback, its certificate generated in `dir`.
-struct Broker {
-    server: ServerHandle,
-    tcp: SocketAddr,
-    quic: SocketAddr,
-    cert: PathBuf,
-    _dir: tempfile::TempDir,
+    in_process::within(WAIT, what, future).await
 }
 
 async fn broker() -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
-    config.listeners.quic = Some("127.0.0.1:0".parse().unwrap());
-    config.storage.data_dir = Some(dir.path().to_path_buf());
-    config.log.level = "warn".into();
-    let server = server::start(config).await.expect("broker starts");
-    Broker {
-        tcp: server.tcp_addr().unwrap(),
-        quic: server.quic_addr().unwrap(),
-        cert: server
-            .cert_path()
-            .expect("a generated certificate")
-            .to_path_buf(),
-        server,
-        _dir: dir,
-    }
+    in_process::start(|_| {}).await
 }
 
 fn quic_options(server: String, cafile: Option<&Path>, insecure: bool) -> ClientOptions {

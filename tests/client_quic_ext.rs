@@ -6,8 +6,6 @@
 //! stream was used silently.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,38 +13,20 @@ use mqttd::client::{
     Client, ClientOptions, Message, QuicOptions, StreamMapping, Subscription, Transport,
 };
 use mqttd::codec::QoS;
-use mqttd::server::{self, ServerHandle};
-use mqttd::Config;
+
+#[path = "common/in_process.rs"]
+mod in_process;
+
+use in_process::Broker;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-struct Broker {
-    server: ServerHandle,
-    quic: SocketAddr,
-    cert: PathBuf,
-    _dir: tempfile::TempDir,
+    in_process::within(WAIT, what, future).await
 }
 
 async fn broker() -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.listeners.tcp = None;
-    config.listeners.quic = Some("127.0.0.1:0".parse().unwrap());
-    config.storage.data_dir = Some(dir.path().to_path_buf());
-    config.log.level = "warn".into();
-    let server = server::start(config).await.expect("broker starts");
-    Broker {
-        quic: server.quic_addr().unwrap(),
-        cert: server.cert_path().expect("a certificate").to_path_buf(),
-        server,
-        _dir: dir,
-    }
+    in_process::start(|_| {}).await
 }
 
 fn options(b: &Broker, id: &str) -> ClientOptions {

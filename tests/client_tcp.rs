@@ -15,12 +15,13 @@ const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
 /// Every wait in these tests is bounded by this.
+#[path = "common/in_process.rs"]
+mod in_process;
+
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    in_process::within(WAIT, what, future).await
 }
 
 async fn broker() -> (ServerHandle, SocketAddr) {

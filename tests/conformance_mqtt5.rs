@@ -40,6 +40,9 @@ use common::TestBroker;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 /// Upper bound of every wait for something that must happen.
+#[path = "common/in_process.rs"]
+mod in_process;
+
 const WAIT: Duration = Duration::from_secs(3);
 /// How long "nothing arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(300);
@@ -469,9 +472,7 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
+    in_process::within(WAIT, what, f).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,48 +5,30 @@
 //! counts the migration. The broker issues connection IDs carrying its server id.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mqttd::client::{Client, ClientOptions, QuicOptions, Transport};
 use mqttd::codec::QoS;
-use mqttd::server::{self, ServerHandle};
-use mqttd::Config;
+use mqttd::server::ServerHandle;
+
+#[path = "common/in_process.rs"]
+mod in_process;
+
+use in_process::Broker;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    in_process::within(WAIT, what, future).await
 }
 
-struct Broker {
-    server: ServerHandle,
-    quic: SocketAddr,
-    tcp: SocketAddr,
-    cert: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
+/// The broker issues connection IDs with server id 0a01 (config rotation 1).
 async fn broker() -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.listeners.tcp = Some("127.0.0.1:0".parse().unwrap());
-    config.listeners.quic = Some("127.0.0.1:0".parse().unwrap());
-    config.storage.data_dir = Some(dir.path().to_path_buf());
-    config.quic.server_id = Some("0a01".into());
-    config.quic.cid_config_id = 1;
-    config.log.level = "warn".into();
-    let server = server::start(config).await.expect("broker starts");
-    Broker {
-        quic: server.quic_addr().unwrap(),
-        tcp: server.tcp_addr().unwrap(),
-        cert: server.cert_path().unwrap().to_path_buf(),
-        server,
-        _dir: dir,
-    }
+    in_process::start(|config| {
+        config.quic.server_id = Some("0a01".into());
+        config.quic.cid_config_id = 1;
+    })
+    .await
 }
 
 fn quic(b: &Broker, id: &str) -> ClientOptions {

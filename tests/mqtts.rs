@@ -13,12 +13,13 @@ use mqttd::codec::QoS;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    in_process::within(WAIT, what, future).await
 }
 
 fn connector(cert: &Path) -> tokio_rustls::TlsConnector {

@@ -23,14 +23,15 @@ use mqttd::Config;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+#[path = "common/in_process.rs"]
+mod in_process;
+
 const WAIT: Duration = Duration::from_secs(10);
 /// One-way delay of the relay: a round trip is twice this.
 const DELAY: Duration = Duration::from_millis(100);
 
 async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    in_process::within(WAIT, what, future).await
 }
 
 struct Broker {
