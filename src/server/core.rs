@@ -5,7 +5,8 @@
 //! and the batch's outputs wait until the writer reports it committed: no PUBACK, PUBREC,
 //! PUBCOMP, CONNACK or delivery leaves before the state it reflects is on disk (`durability:
 //! off` excepted), and the embedding API's publish is answered likewise. A batch without
-//! changes goes out at once when nothing waits before it.
+//! changes goes out at once when nothing waits before it. While the store fails, the writer
+//! retries and everything waits; at shutdown, what waits for changes it gave up on is dropped.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -152,9 +153,10 @@ pub async fn run(
         }
     }
     if let Some(writer) = writer {
-        // Everything sent is committed before the task ends, then what waited for it leaves.
-        writer.finish().await;
-        for outputs in held.release(u64::MAX) {
+        // Everything sent is committed before the task ends, then what waited for it leaves;
+        // what waited for changes the store failed to commit is dropped.
+        let committed = writer.finish().await;
+        for outputs in held.release(committed) {
             dispatch(
                 outputs,
                 &mut outboxes,

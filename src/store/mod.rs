@@ -24,13 +24,20 @@
 //! logging loudly; if even that fails it runs in memory. Only a store held by another running
 //! broker (the file lock) stops the start.
 //!
-//! **Durability** (`storage.durability`, see [`writer`]): the server task applies each batch's
+//! A commit that fails (disk full, I/O error) closes the database: after an I/O error redb
+//! refuses every further transaction (`PreviousIo`) until the database is closed and opened
+//! again, so the next [`Store::apply`] reopens it first, with the opener the store was made with
+//! (the file, or a test's storage backend). The writer retries the failed change set.
+//!
+//! **Durability** (`storage.durability`, see [`writer`]): the store writer applies each batch's
 //! [`ChangeSet`](crate::broker::ChangeSet) in one write transaction committed with fsync, and
-//! holds the outputs of that batch (acknowledgements, CONNACKs, deliveries) until the commit.
+//! the server task holds the outputs of that batch (acknowledgements, CONNACKs, deliveries)
+//! until the commit.
 
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -64,9 +71,14 @@ pub enum StoreError {
 }
 
 pub struct Store {
-    db: Database,
+    /// `None` after a failed operation closed it; the next one opens it again.
+    db: Mutex<Option<Database>>,
+    reopen: Opener,
     path: PathBuf,
 }
+
+/// Opens the database again after a failed commit.
+type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
 
 /// What [`Store::open`] found.
 pub struct Opened {
@@ -126,26 +138,59 @@ impl Store {
                 source: Box::new(e),
             },
         };
-        let mut builder = Database::builder();
-        builder.set_repair_callback(|session| {
-            tracing::warn!(
-                progress = format!("{:.0}%", session.progress() * 100.0),
-                "store was not closed cleanly: checking it"
-            );
-        });
-        let db = builder.create(path).map_err(|e| err(e.into()))?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-        };
-        store.init().map_err(err)?;
+        let db = open_file(path, false).map_err(|e| err(e.into()))?;
+        let file = path.to_path_buf();
+        let reopen = Box::new(move || open_file(&file, true));
+        let store = Store::new(path.to_path_buf(), db, reopen).map_err(err)?;
         let loaded = store.load().map_err(err)?;
         Ok((store, loaded))
     }
 
+    /// The store on `db` (named `path` in logs), opened again with `reopen` after a failed
+    /// commit; creates the tables if needed.
+    fn new(path: PathBuf, db: Database, reopen: Opener) -> Result<Store, redb::Error> {
+        let store = Store {
+            db: Mutex::new(Some(db)),
+            reopen,
+            path,
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the database, opening it first if a failed operation closed it. An error
+    /// closes it: after an I/O error redb fails every later transaction with `PreviousIo` until
+    /// the database is opened again (the closed file also releases its lock, which a reopen
+    /// needs).
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, redb::Error> {
+        let mut slot = self.slot();
+        let db = match slot.take() {
+            Some(db) => db,
+            None => (self.reopen)()?,
+        };
+        let result = f(&db);
+        if result.is_ok() {
+            *slot = Some(db);
+        }
+        result
+    }
+
+    /// The database slot. A panic while it was held left it empty (taken by `with_db`): the next
+    /// operation opens the database again, so a poisoned lock is safe to use.
+    fn slot(&self) -> MutexGuard<'_, Option<Database>> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Creates the tables and records the format version.
     fn init(&self) -> Result<(), redb::Error> {
-        let tx = self.db.begin_write()?;
+        self.with_db(Self::init_db)
+    }
+
+    fn init_db(db: &Database) -> Result<(), redb::Error> {
+        let tx = db.begin_write()?;
         {
             tx.open_table(SESSIONS)?;
             tx.open_table(DELIVERIES)?;
@@ -169,7 +214,11 @@ impl Store {
     }
 
     fn load(&self) -> Result<Loaded, redb::Error> {
-        let tx = self.db.begin_read()?;
+        self.with_db(Self::load_db)
+    }
+
+    fn load_db(db: &Database) -> Result<Loaded, redb::Error> {
+        let tx = db.begin_read()?;
         let mut loaded = Loaded::default();
         for entry in tx.open_table(SESSIONS)?.iter()? {
             let (k, v) = entry?;
@@ -197,9 +246,14 @@ impl Store {
         &self.path
     }
 
-    /// Applies `ops` in order in one transaction, durable (fsync) when this returns.
+    /// Applies `ops` in order in one transaction, durable (fsync) when this returns. An error
+    /// closes the database; the next call opens it again.
     pub fn apply(&self, ops: &[StoreOp]) -> Result<(), redb::Error> {
-        let mut tx = self.db.begin_write()?;
+        self.with_db(|db| Self::apply_db(db, ops))
+    }
+
+    fn apply_db(db: &Database, ops: &[StoreOp]) -> Result<(), redb::Error> {
+        let mut tx = db.begin_write()?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
         {
@@ -238,6 +292,22 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Opens (or creates) the store file. redb checks the file when it was not closed cleanly: at
+/// the start that is worth a warning; on a `reopen` after a failed commit it always happens and
+/// is logged at debug level, so a commit that keeps failing logs only what the writer logs.
+fn open_file(path: &Path, reopen: bool) -> Result<Database, redb::DatabaseError> {
+    let mut builder = Database::builder();
+    builder.set_repair_callback(move |session| {
+        let progress = format!("{:.0}%", session.progress() * 100.0);
+        if reopen {
+            tracing::debug!(progress, "store checked again after a failed commit");
+        } else {
+            tracing::warn!(progress, "store was not closed cleanly: checking it");
+        }
+    });
+    builder.create(path)
 }
 
 #[cfg(test)]

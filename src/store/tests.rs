@@ -1,5 +1,6 @@
 //! The redb store on a temporary directory: operations round trip, a session delete removes
-//! its deliveries and no other client's, and a damaged file is moved aside.
+//! its deliveries and no other client's, a damaged file is moved aside, a closed store opens
+//! again. On a simulated disk: power loss at any write, and the writer on a full disk.
 
 use super::*;
 
@@ -96,6 +97,20 @@ fn a_damaged_file_is_moved_aside_and_the_store_starts_empty() {
 }
 
 #[test]
+fn a_closed_file_store_opens_again_at_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap().store;
+    store.apply(&[put_delivery("a", 1)]).unwrap();
+    // As a failed commit leaves it.
+    *store.slot() = None;
+    store.apply(&[put_delivery("a", 2)]).unwrap();
+    assert_eq!(
+        store.load().unwrap().deliveries,
+        vec![("a".to_string(), 1, vec![1]), ("a".to_string(), 2, vec![2])]
+    );
+}
+
+#[test]
 fn a_store_in_use_by_another_broker_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Store::open(dir.path()).unwrap();
@@ -109,6 +124,9 @@ fn a_store_in_use_by_another_broker_is_an_error() {
 /// (a prefix) or not at all, in any combination. The store must come back with exactly the
 /// state of a commit that returned, or of the one that was in progress: nothing committed
 /// before is lost, nothing half-applied shows.
+///
+/// The same disk can also be full: the writer must hold a failed commit back (no
+/// acknowledgement before the disk), retry it until the disk has room, and still stop.
 mod power_loss {
     use std::sync::{Arc, Mutex};
 
@@ -127,6 +145,8 @@ mod power_loss {
         /// Writes left before the power goes; `None`: no crash planned.
         writes_left: Option<u64>,
         writes: u64,
+        /// No room: writes and length changes fail, and change nothing.
+        full: bool,
     }
 
     #[derive(Debug, Clone, Default)]
@@ -134,6 +154,10 @@ mod power_loss {
 
     fn gone() -> std::io::Error {
         std::io::Error::other("power lost")
+    }
+
+    fn no_room() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full")
     }
 
     impl Disk {
@@ -199,6 +223,9 @@ mod power_loss {
             if Self::crashed(&s) {
                 return Err(gone());
             }
+            if s.full {
+                return Err(no_room());
+            }
             s.visible.resize(len as usize, 0);
             s.pending.push((len, None));
             Ok(())
@@ -218,6 +245,9 @@ mod power_loss {
             let mut s = self.state();
             if Self::crashed(&s) {
                 return Err(gone());
+            }
+            if s.full {
+                return Err(no_room());
             }
             if let Some(left) = s.writes_left.as_mut() {
                 *left -= 1;
@@ -241,16 +271,15 @@ mod power_loss {
         *rng
     }
 
+    /// The store on `disk`; it reopens on the same disk after a failed commit.
     fn open(disk: &Disk) -> Result<Store, redb::Error> {
-        let db = redb::Database::builder()
-            .create_with_backend(disk.clone())
-            .map_err(redb::Error::from)?;
-        let store = Store {
-            db,
-            path: PathBuf::from("<power-loss disk>"),
-        };
-        store.init()?;
-        Ok(store)
+        let disk = disk.clone();
+        let reopen = move || redb::Database::builder().create_with_backend(disk.clone());
+        Store::new(
+            PathBuf::from("<simulated disk>"),
+            reopen()?,
+            Box::new(reopen),
+        )
     }
 
     /// Transaction `i`: session "c" becomes `[i]`, retained topic `t/i` appears, delivery
@@ -347,6 +376,126 @@ mod power_loss {
                 state >= returned && state <= Some(in_progress),
                 "crash at write {crash_at}/{total}: state {state:?}, last returned commit {returned:?}"
             );
+        }
+    }
+
+    mod disk_full {
+        use std::time::Duration;
+
+        use tokio::time::timeout;
+
+        use super::*;
+        use crate::config::Durability;
+        use crate::store::writer::{Writer, QUEUE};
+
+        const MODES: [Durability; 2] = [Durability::Fsync, Durability::Batched];
+
+        /// The state committed on `disk`, read from a fresh store.
+        fn committed_state(disk: &Disk) -> Option<u64> {
+            state_of(&open(disk).unwrap().load().unwrap())
+        }
+
+        #[tokio::test]
+        async fn a_failed_commit_is_held_and_retried_until_the_disk_has_room() {
+            for mode in MODES {
+                let disk = Disk::default();
+                let mut writer = Writer::start(open(&disk).unwrap(), mode, 5);
+                disk.state().full = true;
+                writer.send(1, transaction(0)).await;
+                assert!(
+                    timeout(Duration::from_millis(300), writer.committed())
+                        .await
+                        .is_err(),
+                    "{mode:?}: reported committed with the disk full"
+                );
+                disk.state().full = false;
+                assert_eq!(
+                    timeout(Duration::from_secs(5), writer.committed()).await,
+                    Ok(Some(1)),
+                    "{mode:?}: committed once the disk has room"
+                );
+                assert_eq!(writer.finish().await, 1, "{mode:?}");
+                assert_eq!(committed_state(&disk), Some(0), "{mode:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_failing_commit_stops_the_writer_taking_change_sets() {
+            for mode in MODES {
+                let disk = Disk::default();
+                let mut writer = Writer::start(open(&disk).unwrap(), mode, 5);
+                disk.state().full = true;
+                writer.send(1, transaction(0)).await;
+                // Taken (past the batch window) and failing.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let mut ticket = 1;
+                while timeout(
+                    Duration::from_millis(200),
+                    writer.send(ticket + 1, transaction(ticket)),
+                )
+                .await
+                .is_ok()
+                {
+                    ticket += 1;
+                    assert!(
+                        ticket < 1000,
+                        "{mode:?}: the writer keeps taking change sets"
+                    );
+                }
+                assert_eq!(
+                    ticket,
+                    1 + QUEUE as u64,
+                    "{mode:?}: one failing, a queue full"
+                );
+                disk.state().full = false;
+                let mut committed = 0;
+                while committed < ticket {
+                    committed = timeout(Duration::from_secs(5), writer.committed())
+                        .await
+                        .expect("the queue drains once the disk has room")
+                        .unwrap();
+                }
+                assert_eq!(writer.finish().await, ticket, "{mode:?}");
+                assert_eq!(committed_state(&disk), Some(ticket - 1), "{mode:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_writer_on_a_disk_that_stays_full_still_finishes() {
+            for mode in MODES {
+                let disk = Disk::default();
+                let store = open(&disk).unwrap();
+                store.apply(&transaction(0)).unwrap();
+                let mut writer = Writer::start(store, mode, 5);
+                disk.state().full = true;
+                writer.send(1, transaction(1)).await;
+                writer.send(2, transaction(2)).await;
+                assert_eq!(
+                    timeout(Duration::from_secs(5), writer.finish()).await,
+                    Ok(0),
+                    "{mode:?}: finishes, reporting nothing committed"
+                );
+                disk.state().full = false;
+                assert_eq!(committed_state(&disk), Some(0), "{mode:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_disk_that_recovers_while_the_writer_finishes_gets_the_changes() {
+            for mode in MODES {
+                let disk = Disk::default();
+                let mut writer = Writer::start(open(&disk).unwrap(), mode, 5);
+                disk.state().full = true;
+                writer.send(1, transaction(0)).await;
+                writer.send(2, transaction(1)).await;
+                let room = async {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    disk.state().full = false;
+                };
+                let (finished, ()) = tokio::join!(writer.finish(), room);
+                assert_eq!(finished, 2, "{mode:?}");
+                assert_eq!(committed_state(&disk), Some(1), "{mode:?}");
+            }
         }
     }
 }

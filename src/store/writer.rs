@@ -11,24 +11,49 @@
 //! - `batched`: the first change set opens a window of `batch_ms`; everything that arrives in
 //!   it is committed together with one fsync (group commit).
 //! - `off`: as `batched`, but nobody waits for the commit.
+//!
+//! **A failed commit** (disk full, I/O error) is never reported committed, so the outputs that
+//! wait for it stay held: no acknowledgement before the disk. The writer retries the same
+//! change set after 50 ms, doubling up to 5 s, on a reopened database ([`Store::apply`]). It
+//! takes no further change sets meanwhile: its queue fills and the broker task waits in
+//! [`Writer::send`], so it stops reading connections (flow control then slows the clients) and
+//! memory stays bounded; when the disk recovers, everything proceeds in order. Applying a change
+//! set again is safe even if the failed commit did reach the disk: it is a sequence of puts and
+//! deletes, which leaves the same state when applied over its own result. Logged: the first
+//! failure, then at most one line per 10 s (`LOG_EVERY`), and the success after retries.
+//!
+//! **At shutdown** ([`Writer::finish`]) a commit that keeps failing cannot hold the broker
+//! forever: from then on the writer retries for 2 s (`FINAL_ATTEMPTS_FOR`) at most, then logs
+//! that the last changes could not be persisted and ends. `finish` returns the last ticket
+//! committed, and the outputs held for later ones are never sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::Store;
 use crate::broker::{ChangeSet, StoreOp};
 use crate::config::Durability;
 
 /// Change sets waiting for the writer; beyond this the broker task waits (backpressure).
-const QUEUE: usize = 64;
+pub(super) const QUEUE: usize = 64;
+
+/// The wait before the first retry of a failed commit; it doubles up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+/// At most one log line per this while a commit keeps failing.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a failing commit is still retried once the writer is finishing.
+const FINAL_ATTEMPTS_FOR: Duration = Duration::from_secs(2);
 
 pub struct Writer {
     tx: Option<mpsc::Sender<(u64, ChangeSet)>>,
     committed: mpsc::UnboundedReceiver<u64>,
-    task: JoinHandle<()>,
+    /// Ends with the last ticket committed.
+    task: JoinHandle<u64>,
     pub durability: Durability,
 }
 
@@ -68,22 +93,50 @@ impl Writer {
         Some(last)
     }
 
-    /// Commits everything sent so far and stops the writer.
-    pub async fn finish(mut self) {
-        self.tx = None;
-        let _ = (&mut self.task).await;
+    /// Commits everything sent so far and stops the writer; returns the last ticket committed
+    /// (0: none). A commit that still fails gets `FINAL_ATTEMPTS_FOR` more, then the changes
+    /// from it on are given up (logged), and the result is below the last ticket sent.
+    pub async fn finish(self) -> u64 {
+        let Writer {
+            tx,
+            committed,
+            task,
+            ..
+        } = self;
+        drop(tx);
+        // A closed `committed` channel is what tells a retrying writer to stop soon.
+        drop(committed);
+        match task.await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::error!(error = %e, "store writer failed");
+                0
+            }
+        }
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error(transparent)]
+    Store(#[from] redb::Error),
+    #[error("the commit panicked: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
+}
+
+/// Returns the last ticket committed.
 async fn run(
     store: Arc<Store>,
     mut rx: mpsc::Receiver<(u64, ChangeSet)>,
     done: mpsc::UnboundedSender<u64>,
     window: Option<Duration>,
-) {
+) -> u64 {
+    let mut committed = 0;
+    // Set once the writer is finishing: when failing commits are given up.
+    let mut give_up_at = None;
     while let Some((mut last, mut ops)) = rx.recv().await {
         if let Some(window) = window {
-            let deadline = tokio::time::Instant::now() + window;
+            let deadline = Instant::now() + window;
             loop {
                 tokio::select! {
                     more = rx.recv() => match more {
@@ -100,17 +153,77 @@ async fn run(
         if window.is_some() {
             ops = compact(ops);
         }
-        let store2 = store.clone();
-        let result = tokio::task::spawn_blocking(move || store2.apply(&ops)).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(
+        if let Err(e) = commit(&store, ops, &done, &mut give_up_at).await {
+            tracing::error!(
                 store = %store.path().display(), error = %e,
-                "store commit failed: these changes are not persisted"
-            ),
-            Err(e) => tracing::error!(error = %e, "store commit panicked"),
+                "store writer stopping with the store failing: the last changes could not be \
+                 persisted (the acknowledgements that waited for them are not sent)"
+            );
+            break;
         }
+        committed = last;
         let _ = done.send(last);
+    }
+    committed
+}
+
+/// Commits `ops`, retrying a failed commit with a backoff until it succeeds or, once the
+/// writer is finishing (`done` closed), until `give_up_at`.
+async fn commit(
+    store: &Arc<Store>,
+    ops: ChangeSet,
+    done: &mpsc::UnboundedSender<u64>,
+    give_up_at: &mut Option<Instant>,
+) -> Result<(), CommitError> {
+    let ops = Arc::new(ops);
+    let mut attempts: u32 = 0;
+    let mut wait = FIRST_RETRY;
+    let mut logged_at: Option<Instant> = None;
+    loop {
+        attempts += 1;
+        let (store2, ops2) = (store.clone(), ops.clone());
+        let error = match tokio::task::spawn_blocking(move || store2.apply(&ops2)).await {
+            Ok(Ok(())) => {
+                if attempts > 1 {
+                    tracing::info!(
+                        store = %store.path().display(), attempts,
+                        "store commit succeeded after {attempts} attempts"
+                    );
+                }
+                return Ok(());
+            }
+            Ok(Err(e)) => CommitError::from(e),
+            Err(e) => CommitError::from(e),
+        };
+        let now = Instant::now();
+        if give_up_at.is_some_and(|at| now >= at) {
+            return Err(error);
+        }
+        match logged_at {
+            None => {
+                tracing::error!(
+                    store = %store.path().display(), error = %error,
+                    "store commit failed: retrying; acknowledgements wait until it succeeds"
+                );
+                logged_at = Some(now);
+            }
+            Some(at) if now - at >= LOG_EVERY => {
+                tracing::error!(
+                    store = %store.path().display(), error = %error, attempts,
+                    "store commit still failing: acknowledgements held, the broker waits for it"
+                );
+                logged_at = Some(now);
+            }
+            Some(_) => {}
+        }
+        let pause = give_up_at.map_or(wait, |at| wait.min(at - now));
+        tokio::select! {
+            () = tokio::time::sleep(pause) => wait = (wait * 2).min(LAST_RETRY),
+            () = done.closed(), if give_up_at.is_none() => {
+                *give_up_at = Some(Instant::now() + FINAL_ATTEMPTS_FOR);
+                wait = FIRST_RETRY;
+            }
+        }
     }
 }
 
