@@ -8,7 +8,7 @@
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
 //! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
-//! - [`bench`]: `mqttd bench`, a load generator and benchmark for any MQTT broker.
+//! - [`bench`](mod@bench): `mqttd bench`, a load generator and benchmark for any MQTT broker.
 #![forbid(unsafe_code)]
 
 pub mod app;

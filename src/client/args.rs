@@ -49,7 +49,7 @@ pub struct ConnectionArgs {
     #[arg(long, conflicts_with = "quic")]
     pub mqtts: bool,
     /// With --quic or --mqtts: PEM file of the certificate(s) to trust, e.g.
-    /// <data-dir>/cert.pem of the broker.
+    /// `<data-dir>/cert.pem` of the broker.
     #[arg(long, value_name = "FILE", requires = "tls")]
     pub cafile: Option<PathBuf>,
     /// With --quic or --mqtts: accept any server certificate (no authentication of the broker).
