@@ -1,6 +1,7 @@
 //! Connection limits over real sockets: `max_connections_per_address` refuses the next
 //! connection from the same address with CONNACK 0x97 (3.1.1: return code 3) and closes it,
-//! and admits it again once a slot is free.
+//! and admits it again once a slot is free. Over QUIC the connection past the limit is refused
+//! before its TLS handshake (QUIC CONNECTION_REFUSED, `transport/admission.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use mqttd::codec::{self, Connect, Packet, Properties, ProtocolVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+#[path = "common/in_process.rs"]
+mod in_process;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -85,4 +89,50 @@ async fn the_per_address_limit_refuses_with_connack_0x97_and_frees_slots() {
     let m = server.metrics().await.unwrap();
     assert!(m.connections_refused >= 2, "{m:?}");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_quic_the_connection_past_the_limit_is_refused_before_its_handshake() {
+    use mqttd::client::{Client, ClientOptions, QuicOptions, Transport};
+    let b = in_process::start(|config| config.limits.max_connections_per_address = 2).await;
+    let options = |id: &str| {
+        ClientOptions::new(b.quic.to_string())
+            .transport(Transport::Quic(QuicOptions {
+                ca_file: Some(b.cert.clone()),
+                insecure: false,
+                server_name: None,
+            }))
+            .client_id(id)
+    };
+    let connect = |id: &'static str| {
+        let options = options(id);
+        async move { in_process::within(WAIT, id, Client::connect(options)).await }
+    };
+    let (first, _) = connect("q1").await.expect("first QUIC connection");
+    let (_second, _) = connect("q2").await.expect("second QUIC connection");
+    let refused = connect("q3").await;
+    assert!(
+        refused.is_err(),
+        "a third connection from the same address is refused"
+    );
+    assert_eq!(b.server.quic_stats().refused_before_handshake, 1);
+    let metrics = b.server.metrics().await.unwrap();
+    assert_eq!(
+        metrics.connections_refused, 0,
+        "the broker never saw it: no handshake, no CONNECT"
+    );
+
+    // A slot comes back when a connection ends.
+    first.disconnect().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match connect("q4").await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no slot came back: {e}"),
+        }
+    }
 }

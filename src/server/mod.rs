@@ -99,6 +99,7 @@ pub struct ServerHandle {
     mqtts_addr: Option<SocketAddr>,
     quic_endpoint: Option<quinn::Endpoint>,
     quic_stats: Arc<crate::transport::early::QuicStats>,
+    quic_admission: Arc<crate::transport::admission::Admission>,
     /// The certificate the QUIC listener presents (PEM file), for clients to trust.
     cert_path: Option<std::path::PathBuf>,
     pub(crate) events: mpsc::Sender<Event>,
@@ -161,6 +162,7 @@ pub(crate) async fn start_with_channel(
     let mut cert_path = None;
     let quic_settings = crate::transport::quic::QuicSettings::from_config(&config);
     let quic_stats = quic_settings.stats.clone();
+    let quic_admission = quic_settings.admission.clone();
     // One certificate for every TLS listener (QUIC and MQTTS).
     let identity = if config.listeners.quic.is_some() || config.listeners.mqtts.is_some() {
         let identity = match (&config.tls.cert, &config.tls.key) {
@@ -264,6 +266,7 @@ pub(crate) async fn start_with_channel(
         mqtts_addr,
         quic_endpoint,
         quic_stats,
+        quic_admission,
         cert_path,
         events,
         stop,
@@ -353,9 +356,12 @@ impl ServerHandle {
         self.mqtts_addr
     }
 
-    /// 0-RTT counters of the QUIC listener.
+    /// Counters of the QUIC listener: 0-RTT, and connections refused before their handshake.
     pub fn quic_stats(&self) -> crate::transport::early::QuicStatsSnapshot {
-        self.quic_stats.snapshot()
+        crate::transport::early::QuicStatsSnapshot {
+            refused_before_handshake: self.quic_admission.refused(),
+            ..self.quic_stats.snapshot()
+        }
     }
 
     /// The broker's counters (connections, sessions, messages, migrations...).

@@ -62,6 +62,9 @@ pub struct QuicStatsSnapshot {
     pub held_packets: u64,
     /// Held packets dropped because the handshake never completed.
     pub dropped_packets: u64,
+    /// Connections refused before their handshake: their address or the listener was at the
+    /// connection limits (`super::admission`).
+    pub refused_before_handshake: u64,
 }
 
 impl QuicStats {
@@ -71,6 +74,8 @@ impl QuicStats {
             early_packets: self.early_packets.load(Ordering::Relaxed),
             held_packets: self.held_packets.load(Ordering::Relaxed),
             dropped_packets: self.dropped_packets.load(Ordering::Relaxed),
+            // Counted by the listener's admission; filled in by `ServerHandle::quic_stats`.
+            refused_before_handshake: 0,
         }
     }
 

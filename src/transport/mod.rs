@@ -6,6 +6,7 @@
 //! (following a client's address) and [`cid`] (connection IDs carrying a server id).
 //! [`login`] judges each CONNECT's credentials before the broker sees it.
 
+pub mod admission;
 pub mod cert;
 pub mod cid;
 pub mod early;

@@ -75,6 +75,8 @@ pub struct QuicSettings {
     /// Streams a client may open per second, and datagrams it may send (0: no limit).
     pub stream_opens_per_sec: u32,
     pub datagrams_per_sec: u32,
+    /// Connections refused before their handshake (`super::admission`).
+    pub admission: Arc<super::admission::Admission>,
 }
 
 impl QuicSettings {
@@ -92,6 +94,7 @@ impl QuicSettings {
             stats: Arc::default(),
             stream_opens_per_sec: config.limits.quic_stream_opens_per_sec,
             datagrams_per_sec: config.limits.quic_datagrams_per_sec,
+            admission: Arc::new(super::admission::Admission::new(&config.limits)),
         }
     }
 }
@@ -173,14 +176,18 @@ pub async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         let Some(incoming) = incoming else { return };
+        // Past the connection limits: refused before any TLS work (admission.rs).
+        let Some(ticket) = settings.admission.try_admit(incoming.remote_address().ip()) else {
+            tracing::debug!(remote = %incoming.remote_address(), "QUIC connection refused before its handshake: connection limit");
+            incoming.refuse();
+            continue;
+        };
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
-        tokio::spawn(serve_incoming(
-            conn,
-            incoming,
-            events.clone(),
-            settings.clone(),
-            gate.clone(),
-        ));
+        let (events, settings, gate) = (events.clone(), settings.clone(), gate.clone());
+        tokio::spawn(async move {
+            serve_incoming(conn, incoming, events, settings, gate).await;
+            drop(ticket);
+        });
     }
 }
 
