@@ -1,24 +1,57 @@
 //! What the broker state machine asks its transport glue to do.
 //!
 //! Packets for one connection and stream produced while handling one batch of events are
-//! coalesced into one [`Transmit`], so the glue encodes them into one buffer and writes once.
+//! encoded into one [`Transmit`] as they are produced, so the glue writes them at once. The
+//! state machine stays sans-IO: encoding is a pure function of the packet, and
+//! [`Transmit::packets`] decodes them again for tests and the QUIC glue's CONNACK check.
 
 use ahash::AHashMap;
 
 use super::types::{ConnId, SharedMessage, StreamId};
-use crate::codec::{Packet, ProtocolVersion, ReasonCode};
+use bytes::BytesMut;
 
-/// Packets to write, in order, on one stream of one connection.
+use crate::codec::{Packet, ProtocolVersion, PublishRef, ReasonCode};
+
+/// Packets to write, in order, on one stream of one connection, already encoded: the broker
+/// task writes each PUBLISH straight from the shared message (no `Packet`, no reference count
+/// per subscriber), and the glue writes the bytes as they are.
 #[derive(Debug)]
 pub struct Transmit {
     pub conn: ConnId,
     pub stream: StreamId,
-    /// The encoding to use.
+    /// The encoding used.
     pub version: ProtocolVersion,
-    pub packets: Vec<Packet>,
+    /// The packets back to back (MQTT packets are self-delimiting: `codec::frame_len`).
+    pub bytes: BytesMut,
+    /// How many packets `bytes` holds.
+    pub count: usize,
     /// The packets' [`super::accounted_size`] total, computed once by the broker: the writer
     /// reports it back as written instead of measuring every packet again.
     pub accounted: usize,
+}
+
+impl Transmit {
+    /// The packets again, decoded (tests, and the QUIC glue while it waits for the CONNACK).
+    pub fn packets(&self) -> Vec<Packet> {
+        let mut buf = self.bytes.clone();
+        let mut packets = Vec::with_capacity(self.count);
+        while let Ok(Some(packet)) = crate::codec::decode(&mut buf, Some(self.version), u32::MAX) {
+            packets.push(packet);
+        }
+        debug_assert!(buf.is_empty(), "a transmit holds whole packets");
+        packets
+    }
+
+    /// Each packet's bytes, in order (QUIC datagrams carry one packet each).
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.bytes[..];
+        std::iter::from_fn(move || {
+            let len = crate::codec::frame_len(rest)?.min(rest.len());
+            let (frame, tail) = rest.split_at(len);
+            rest = tail;
+            Some(frame)
+        })
+    }
 }
 
 /// Why the broker closes a connection; QUIC maps it to an application error code.
@@ -83,21 +116,55 @@ impl OutputQueue {
         p: Packet,
         accounted: usize,
     ) {
+        self.with_transmit(conn, stream, version, |t| {
+            crate::codec::encode(&p, version, &mut t.bytes);
+            t.count += 1;
+            t.accounted += accounted;
+        });
+    }
+
+    /// Queues a PUBLISH written from borrowed parts; `len` is its encoded length (measured by
+    /// the caller, who checked it against the client's Maximum Packet Size).
+    pub fn publish(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        version: ProtocolVersion,
+        p: &PublishRef<'_>,
+        len: usize,
+    ) {
+        self.with_transmit(conn, stream, version, |t| {
+            p.encode(version, &mut t.bytes);
+            t.count += 1;
+            t.accounted += len;
+        });
+    }
+
+    /// Runs `add` on the open transmit for this connection and stream, or on a new one.
+    fn with_transmit(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        version: ProtocolVersion,
+        add: impl FnOnce(&mut Transmit),
+    ) {
         if let Some(&i) = self.open.get(&(conn, stream)) {
             if let Some(Output::Transmit(t)) = self.outputs.get_mut(i) {
-                t.packets.push(p);
-                t.accounted += accounted;
+                add(t);
                 return;
             }
         }
-        self.open.insert((conn, stream), self.outputs.len());
-        self.outputs.push(Output::Transmit(Transmit {
+        let mut t = Transmit {
             conn,
             stream,
             version,
-            packets: vec![p],
-            accounted,
-        }));
+            bytes: BytesMut::new(),
+            count: 0,
+            accounted: 0,
+        };
+        add(&mut t);
+        self.open.insert((conn, stream), self.outputs.len());
+        self.outputs.push(Output::Transmit(t));
     }
 
     pub fn close(&mut self, conn: ConnId, kind: CloseKind) {

@@ -14,7 +14,7 @@ use bytestring::ByteString;
 
 use super::session::{Delivery, Inflight, SubEntry};
 use super::{Broker, ConnId, HandlerId, SessionId, SharedMessage, StreamId, SubKey};
-use crate::codec::{Packet, Publish, QoS};
+use crate::codec::{Properties, Publish, PublishRef, QoS};
 
 /// A connection behind on writing may hold this many times the soft limit of unwritten bytes
 /// while it holds its publishers back; beyond it QoS 0 to it is dropped. What arrives after
@@ -418,28 +418,30 @@ impl Wire<'_> {
             return false;
         };
         let version = c.version;
-        let mut publish = Publish {
+        // 5.0: the message's forwarded properties, with what is particular to this delivery
+        // (a copy only when there is something to add; 3.x writes no properties at all).
+        let mut own: Option<Properties> = None;
+        if version.is_v5() && (remaining.is_some() || !delivery.sub_ids.is_empty()) {
+            let mut p = msg.properties.clone();
+            // [MQTT-3.3.2-6] the remaining lifetime, not the original interval.
+            if remaining.is_some() {
+                p.message_expiry_interval = remaining;
+            }
+            if !delivery.sub_ids.is_empty() {
+                p.subscription_identifiers = delivery.sub_ids.clone();
+            }
+            own = Some(p);
+        }
+        let mut publish = PublishRef {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: msg.topic.clone(),
+            topic: msg.topic.as_bytes(),
             packet_id,
-            properties: Default::default(),
-            payload: msg.payload.clone(),
+            properties: own.as_ref().unwrap_or(&msg.properties),
+            payload: &msg.payload,
         };
-        if version.is_v5() {
-            publish.properties = msg.properties.clone();
-            // [MQTT-3.3.2-6] the remaining lifetime, not the original interval.
-            // (Written only when present: an absent property set stays unallocated.)
-            if remaining.is_some() {
-                publish.properties.message_expiry_interval = remaining;
-            }
-            if !delivery.sub_ids.is_empty() {
-                publish.properties.subscription_identifiers = delivery.sub_ids.clone();
-            }
-        }
-        let mut packet = Packet::Publish(publish);
-        let mut len = crate::codec::encoded_len(&packet, version);
+        let mut len = publish.encoded_len(version);
         if remaining == Some(0) {
             self.metrics.dropped_expired += 1;
             return false;
@@ -479,35 +481,39 @@ impl Wire<'_> {
         };
         // Topic aliases only on the control stream: an alias established on one stream could
         // be used on another before it arrives.
+        let aliased;
         if stream == StreamId::CONTROL && c.topic_alias_max_out > 0 {
-            if let Packet::Publish(p) = &mut packet {
-                if assign_alias(c, p) {
-                    len = crate::codec::encoded_len(&packet, version);
+            if let Some((alias, known)) = assign_alias(c, &msg.topic) {
+                let mut p = publish.properties.clone();
+                p.topic_alias = Some(alias);
+                aliased = p;
+                publish.properties = &aliased;
+                if known {
+                    publish.topic = b"";
                 }
+                len = publish.encoded_len(version);
             }
         }
         self.metrics.messages_sent += 1;
         c.unwritten += len;
-        self.out.packet(conn, stream, version, packet, len);
+        self.out.publish(conn, stream, version, &publish, len);
         true
     }
 }
 
 /// Topic alias toward the client (3.3.2.3.4): reuse an alias for a topic sent before, or
 /// establish a new one while the client's maximum allows [MQTT-3.3.2-8]. Aliases are never
-/// remapped, so a packet in flight can never be misread. Returns whether the packet changed.
-fn assign_alias(c: &mut super::connection::Connection, p: &mut Publish) -> bool {
-    if let Some(&alias) = c.aliases_out.get(&p.topic) {
-        p.properties.topic_alias = Some(alias);
-        p.topic = ByteString::new();
-        true
+/// remapped, so a packet in flight can never be misread. Returns the alias and whether it was
+/// known before (then the topic is left out).
+fn assign_alias(c: &mut super::connection::Connection, topic: &ByteString) -> Option<(u16, bool)> {
+    if let Some(&alias) = c.aliases_out.get(topic) {
+        Some((alias, true))
     } else if c.aliases_out.len() < usize::from(c.topic_alias_max_out) {
         let alias = c.aliases_out.len() as u16 + 1;
-        c.aliases_out.insert(p.topic.clone(), alias);
-        p.properties.topic_alias = Some(alias);
-        true
+        c.aliases_out.insert(topic.clone(), alias);
+        Some((alias, false))
     } else {
-        false
+        None
     }
 }
 

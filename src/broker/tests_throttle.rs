@@ -46,7 +46,7 @@ fn delivered(outputs: &[Output], conn: ConnId) -> usize {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Transmit(t) if t.conn == conn => Some(publishes(&t.packets).len()),
+            Output::Transmit(t) if t.conn == conn => Some(publishes(&t.packets()).len()),
             _ => None,
         })
         .sum()

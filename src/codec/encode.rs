@@ -164,12 +164,20 @@ fn put_connack(c: &ConnAck, v: ProtocolVersion, out: &mut BytesMut) {
 }
 
 fn publish_len(p: &Publish, v: ProtocolVersion) -> usize {
-    let packet_id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
-    prefixed_len(p.topic.as_bytes()) + packet_id + props_len(&p.properties, v) + p.payload.len()
+    publish_ref_len(&PublishRef::of(p), v)
 }
 
 fn put_publish(p: &Publish, v: ProtocolVersion, out: &mut BytesMut) {
-    put_prefixed(out, p.topic.as_bytes());
+    put_publish_ref(&PublishRef::of(p), v, out)
+}
+
+fn publish_ref_len(p: &PublishRef<'_>, v: ProtocolVersion) -> usize {
+    let packet_id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+    prefixed_len(p.topic) + packet_id + props_len(p.properties, v) + p.payload.len()
+}
+
+fn put_publish_ref(p: &PublishRef<'_>, v: ProtocolVersion, out: &mut BytesMut) {
+    put_prefixed(out, p.topic);
     if p.qos != QoS::AtMostOnce {
         debug_assert!(
             p.packet_id.is_some(),
@@ -177,8 +185,59 @@ fn put_publish(p: &Publish, v: ProtocolVersion, out: &mut BytesMut) {
         );
         out.put_u16(p.packet_id.unwrap_or(0));
     }
-    put_props(&p.properties, v, out);
-    out.put_slice(&p.payload);
+    put_props(p.properties, v, out);
+    out.put_slice(p.payload);
+}
+
+/// A PUBLISH to encode from borrowed parts: the broker writes each delivery straight from the
+/// shared message, without building a [`Publish`] (two reference counts and a packet per
+/// subscriber). Encodes exactly as the equivalent [`Packet::Publish`].
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Empty when a topic alias stands for it.
+    pub topic: &'a [u8],
+    pub packet_id: Option<u16>,
+    pub properties: &'a Properties,
+    pub payload: &'a [u8],
+}
+
+impl<'a> PublishRef<'a> {
+    pub fn of(p: &'a Publish) -> PublishRef<'a> {
+        PublishRef {
+            dup: p.dup,
+            qos: p.qos,
+            retain: p.retain,
+            topic: p.topic.as_bytes(),
+            packet_id: p.packet_id,
+            properties: &p.properties,
+            payload: &p.payload,
+        }
+    }
+
+    /// The encoded size for `v`, fixed header included.
+    pub fn encoded_len(&self, v: ProtocolVersion) -> usize {
+        let body = publish_ref_len(self, v);
+        1 + varint_len(body) + body
+    }
+
+    /// Appends the encoding for `v` to `out`.
+    pub fn encode(&self, v: ProtocolVersion, out: &mut BytesMut) {
+        let body = publish_ref_len(self, v);
+        debug_assert!(
+            body <= MAX_VARINT,
+            "packet too large to encode: {body} bytes"
+        );
+        out.reserve(1 + varint_len(body) + body);
+        let flags = (u8::from(self.dup && self.qos as u8 > 0) << 3)
+            | ((self.qos as u8) << 1)
+            | u8::from(self.retain);
+        out.put_u8((super::header::PUBLISH << 4) | flags);
+        put_varint(out, body);
+        put_publish_ref(self, v, out);
+    }
 }
 
 /// How a reason code and its properties are written in acks, DISCONNECT and AUTH (5.0).

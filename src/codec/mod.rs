@@ -17,6 +17,7 @@ mod reason_sets;
 #[cfg(test)]
 mod tests;
 
+pub use encode::PublishRef;
 pub use error::DecodeError;
 pub use packet::*;
 pub use properties::{Properties, PropertyValues};
@@ -75,6 +76,14 @@ pub fn decode_from_client(
 /// debug assertions only; [`encoded_len`] sizes an oversized packet without panicking).
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
     encode::encode(packet, version, out)
+}
+
+/// The length of the whole packet (fixed header included) at the start of `buf`, from its fixed
+/// header alone; `None` when `buf` does not hold a complete, well-formed fixed header. Used to
+/// split buffers of packets this crate encoded (one QUIC datagram per packet).
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let (remaining, len_bytes) = primitives::peek_varint(buf.get(1..)?).ok()??;
+    Some(1 + len_bytes + remaining as usize)
 }
 
 /// The encoded size of `packet` for `version`, in bytes, without encoding it (used to enforce the

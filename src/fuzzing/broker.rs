@@ -368,7 +368,11 @@ impl Sim {
                         t.conn.0
                     );
                     let slot = self.slots.iter_mut().flatten().find(|s| s.conn == t.conn);
-                    for packet in &t.packets {
+                    let packets = t.packets();
+                    assert_eq!(packets.len(), t.count, "Transmit::count is off");
+                    let framed: usize = t.frames().map(<[u8]>::len).sum();
+                    assert_eq!(framed, t.bytes.len(), "Transmit::bytes holds whole packets");
+                    for packet in &packets {
                         check_sent(packet, t.version);
                         if let Some(s) = &slot {
                             let size = codec::encoded_len(packet, t.version);
@@ -381,7 +385,7 @@ impl Sim {
                         }
                     }
                     let accounted: usize =
-                        t.packets.iter().map(|p| accounted_size(p, t.version)).sum();
+                        packets.iter().map(|p| accounted_size(p, t.version)).sum();
                     assert_eq!(t.accounted, accounted, "Transmit::accounted is off");
                     if let Some(s) = slot {
                         s.unwritten += accounted;

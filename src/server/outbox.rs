@@ -1,7 +1,7 @@
 //! The hand-off between the broker task and one connection's writer.
 //!
-//! The broker task appends whole [`Transmit`]s and wakes the writer; the writer takes everything
-//! at once, encodes it into one buffer and writes it with one call. The broker accounts every
+//! The broker task appends whole [`Transmit`]s (encoded packets) and wakes the writer; the writer
+//! takes everything at once and writes it with one call. The broker accounts every
 //! byte it hands over until the writer reports it written, and stops feeding deliveries to a
 //! connection that falls behind (see `Broker::handle_written`). What it cannot hold back are
 //! answers to the client's own packets (PUBACK, PINGRESP...): a client that sends without ever
@@ -83,7 +83,7 @@ impl Outbox {
     /// Queues `transmit`; `false` when the outbox now holds more than [`MAX_PENDING_PACKETS`].
     pub fn push(&self, transmit: Transmit) -> bool {
         let mut state = self.lock();
-        state.pending_packets += transmit.packets.len();
+        state.pending_packets += transmit.count;
         state.transmits.push(transmit);
         state.pending_packets <= MAX_PENDING_PACKETS
     }

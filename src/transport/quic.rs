@@ -461,12 +461,16 @@ async fn serve_connection(
         // Data streams are opened for reading once the control stream's writer has handed a
         // successful CONNACK to QUIC: with the control stream's higher priority, nothing sent on
         // a data stream can then overtake the CONNACK.
+        // Decoded only until the CONNACK went out (AUTH exchanges may come first).
+        let mut connack_sent = false;
         let on_control_written = move |transmits: &[crate::broker::Transmit]| {
-            if transmits
-                .iter()
-                .flat_map(|t| &t.packets)
-                .any(is_successful_connack)
+            if !connack_sent
+                && transmits
+                    .iter()
+                    .flat_map(|t| t.packets())
+                    .any(|p| is_successful_connack(&p))
             {
+                connack_sent = true;
                 let _ = accepted_tx.send(true);
             }
         };
@@ -604,31 +608,29 @@ async fn send_datagrams(
     transmit: crate::broker::Transmit,
     events: &mpsc::Sender<Event>,
 ) -> Option<crate::broker::Transmit> {
-    let version = transmit.version;
     let mut sent = 0;
-    let mut fallback = Vec::new();
-    let mut fallback_size = 0;
-    for packet in transmit.packets {
-        let mut buf = bytes::BytesMut::new();
-        crate::codec::encode(&packet, version, &mut buf);
-        let size = crate::broker::accounted_size(&packet, version);
-        match connection.send_datagram(buf.freeze()) {
-            Ok(()) => sent += size,
+    let mut fallback = bytes::BytesMut::new();
+    let mut fallback_count = 0;
+    for frame in transmit.frames() {
+        // Only PUBLISH packets go in datagrams: each accounts for its encoded length.
+        match connection.send_datagram(bytes::Bytes::copy_from_slice(frame)) {
+            Ok(()) => sent += frame.len(),
             Err(_) => {
-                fallback_size += size;
-                fallback.push(packet);
+                fallback.extend_from_slice(frame);
+                fallback_count += 1;
             }
         }
     }
     if sent > 0 {
         let _ = events.send(Event::Written { conn, bytes: sent }).await;
     }
-    (!fallback.is_empty()).then(|| crate::broker::Transmit {
+    (fallback_count > 0).then(|| crate::broker::Transmit {
         conn,
         stream: StreamId::CONTROL,
-        version,
-        packets: fallback,
-        accounted: fallback_size,
+        version: transmit.version,
+        accounted: fallback.len(),
+        bytes: fallback,
+        count: fallback_count,
     })
 }
 

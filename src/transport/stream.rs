@@ -1,10 +1,11 @@
 //! One MQTT connection over an ordered byte stream: a read loop that decodes packets and a
-//! write loop that encodes whole batches. TCP serves a connection with one of each; QUIC runs
+//! write loop that writes whole batches. TCP serves a connection with one of each; QUIC runs
 //! the same loops on each of its streams.
 //!
 //! Reading: everything a read returns is decoded at once and sent to the broker as one event.
-//! Writing: the writer takes everything queued for the stream, encodes it into one buffer and
-//! writes it with one call (no flush per packet). Idle connections give their buffers back.
+//! Writing: the writer takes everything queued for the stream (packets the broker task already
+//! encoded) and writes it with one call (no flush per packet). Idle connections give their
+//! buffers back.
 
 use std::sync::Arc;
 
@@ -194,20 +195,26 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
     let mut spare = Vec::new();
     loop {
         let batch = outbox.next_batch(spare).await;
-        let mut accounted = 0;
-        for transmit in &batch.transmits {
-            accounted += transmit.accounted;
-            for packet in &transmit.packets {
-                codec::encode(packet, transmit.version, &mut buf);
+        let accounted: usize = batch.transmits.iter().map(|t| t.accounted).sum();
+        // The broker encoded the packets: one transmit is written as it is, several are
+        // gathered into one buffer for one write.
+        let single = match &batch.transmits[..] {
+            [one] => Some(&one.bytes[..]),
+            _ => {
+                for transmit in &batch.transmits {
+                    buf.extend_from_slice(&transmit.bytes);
+                }
+                None
             }
-        }
-        if !buf.is_empty() {
-            if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
+        };
+        let out = single.unwrap_or(&buf[..]);
+        if !out.is_empty() {
+            if writer.write_all(out).await.is_err() || writer.flush().await.is_err() {
                 return;
             }
             // A busy connection keeps its buffer for the next batch; one that wrote a small
             // batch (a CONNACK, a PINGRESP) is likely idle and gives it back.
-            let busy = buf.len() >= BUSY_BATCH;
+            let busy = out.len() >= BUSY_BATCH;
             buf.clear();
             if !busy || buf.capacity() > KEEP_WRITE_BUFFER {
                 buf = BytesMut::new();

@@ -106,13 +106,13 @@ impl Node {
         self.store.apply(ops);
         for output in self.broker.take_outputs() {
             if let Output::Transmit(t) = output {
-                let bytes: usize = t
-                    .packets
+                let packets = t.packets();
+                let bytes: usize = packets
                     .iter()
                     .map(|p| crate::broker::accounted_size(p, t.version))
                     .sum();
                 self.broker.handle_written(t.conn, bytes, self.now);
-                self.inbox.entry(t.conn.0).or_default().extend(t.packets);
+                self.inbox.entry(t.conn.0).or_default().extend(packets);
             }
         }
     }

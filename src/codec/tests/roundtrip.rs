@@ -61,6 +61,25 @@ proptest! {
         check_roundtrip(&packet, V3_1)?;
     }
 
+    /// `PublishRef` (the broker's borrowed PUBLISH) writes the same bytes as the packet, and
+    /// `frame_len` finds where each encoded packet ends.
+    #[test]
+    fn publish_ref_and_frame_len_agree_with_the_packet(
+        packet in packet(V5),
+        v in prop_oneof![Just(V3_1_1), Just(V5)],
+    ) {
+        let whole = encoded(&packet, v);
+        prop_assert_eq!(super::super::frame_len(&whole), Some(whole.len()));
+        prop_assert_eq!(super::super::frame_len(&whole[..1]), None);
+        if let Packet::Publish(p) = &packet {
+            let by_ref = super::super::PublishRef::of(p);
+            let mut out = BytesMut::new();
+            by_ref.encode(v, &mut out);
+            prop_assert_eq!(&out[..], &whole[..]);
+            prop_assert_eq!(by_ref.encoded_len(v), whole.len());
+        }
+    }
+
     #[test]
     fn encoding_appends(first in packet(V5), second in packet(V5)) {
         let mut out = encoded(&first, V5);
