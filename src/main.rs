@@ -19,12 +19,14 @@ fn main() -> ExitCode {
         _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        // The password and ACL files too: a broker would refuse to start without them.
+        // The password, ACL and TLS files too: a broker would refuse to start without them.
         let checked = mqttd::Config::from_file(file)
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 mqttd::auth::Authenticator::from_config(&c)
                     .and_then(|_| mqttd::auth::load_acl(&c))
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| mqttd::transport::quic_tls::check_files(&c))
                     .map_err(|e| format!("{}: {e}", file.display()))
             });
         return match checked {

@@ -843,3 +843,42 @@ async fn mqttd_passwd_then_the_broker_binary_and_a_reload_on_sighup() {
     assert!(text.contains("anonymous access refused"), "{text}");
     assert!(text.contains("password file reloaded"), "{text}");
 }
+
+/// `mqttd check-config` loads the TLS files a start would load: the client CA of mutual TLS
+/// (and the certificate and key), naming the key and the file when one is wrong.
+#[test]
+fn check_config_loads_the_tls_files() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let config_with = |ca: &std::path::Path| {
+        let path = dir.join("mqttd.yaml");
+        std::fs::write(&path, format!("tls:\n  client_ca: {}\n", ca.display())).unwrap();
+        path
+    };
+    let check =
+        |config: &std::path::Path| mqttd_bin(&["check-config", config.to_str().unwrap()], "");
+
+    let out = check(&config_with(&dir.join("ca.pem")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+
+    let bad = dir.join("not-a-ca.pem");
+    std::fs::write(&bad, "not PEM at all\n").unwrap();
+    for ca in [bad, dir.join("missing.pem")] {
+        let out = check(&config_with(&ca));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("mqttd.yaml") && err.contains("tls.client_ca"),
+            "{err}"
+        );
+        assert!(
+            err.contains(ca.file_name().unwrap().to_str().unwrap()),
+            "{err}"
+        );
+    }
+}

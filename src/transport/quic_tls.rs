@@ -79,6 +79,27 @@ pub fn early_data_enabled(config: &Config, listener: Listener) -> bool {
         && config.tls.client_ca.is_none()
 }
 
+/// What `mqttd check-config` verifies of the TLS files without starting a listener: the
+/// certificate and key when both are set (they must load and match), and the client CA file
+/// of mutual TLS. The messages name the key and the file, as at start-up.
+pub fn check_files(config: &Config) -> Result<(), String> {
+    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+        let identity = super::cert::load_pem(cert, key).map_err(|e| e.to_string())?;
+        let provider = rustls::crypto::ring::default_provider();
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(identity.chain, identity.key)
+            .map_err(|e| format!("tls.cert / tls.key: {}: {e}", cert.display()))?;
+    }
+    if let Some(ca) = &config.tls.client_ca {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        client_verifier(ca, config.tls.require_client_cert, provider)?;
+    }
+    Ok(())
+}
+
 /// Mutual TLS: client certificates must chain to a CA of `ca` (a PEM file); `required`
 /// refuses clients without one.
 fn client_verifier(
