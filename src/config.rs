@@ -369,6 +369,11 @@ pub struct Limits {
     /// QoS 0 deliveries are then dropped, QoS 1/2 queue). 0: never pause publishers, drop
     /// QoS 0 to connections behind at once. Default 1000.
     pub max_publisher_pause_ms: u64,
+    /// New connections one IP address may open per second (burst: as many); beyond it a
+    /// CONNECT gets CONNACK 0x9F Connection rate exceeded (3.1.1: return code 3) and the
+    /// connection is closed. 0: no limit. Default 0 (loopback test rigs and load generators
+    /// open thousands per second from one address; set it for public listeners).
+    pub max_connection_rate_per_address: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -421,6 +426,7 @@ impl Default for Limits {
             quic_datagrams_per_sec: 1000,
             max_topic_levels: 128,
             max_publisher_pause_ms: 1000,
+            max_connection_rate_per_address: 0,
         }
     }
 }
@@ -794,6 +800,9 @@ limits:
   # until the subscriber catches up, for at most this long (ms); a subscriber still behind
   # then stops holding publishers and loses QoS 0 messages (QoS 1/2 queue). 0: never pause.
   max_publisher_pause_ms: 1000
+  # New connections per second from one IP address (0: no limit); beyond it CONNACK 0x9F
+  # Connection rate exceeded (3.1.1: return code 3).
+  max_connection_rate_per_address: 0
 
 session:
   # Upper bound on the Session Expiry Interval an MQTT 5.0 client may request, in seconds
@@ -969,6 +978,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("quic_datagrams_per_sec", U32),
             ("max_topic_levels", USIZE),
             ("max_publisher_pause_ms", U64),
+            ("max_connection_rate_per_address", U32),
         ],
     ),
     (
@@ -1524,7 +1534,7 @@ log:
                  max_connections_per_address, max_sessions, max_subscriptions, \
                  max_queued_bytes, max_retained_messages, max_retained_bytes, \
                  quic_stream_opens_per_sec, quic_datagrams_per_sec, max_topic_levels, \
-                 max_publisher_pause_ms at line 2 column 3",
+                 max_publisher_pause_ms, max_connection_rate_per_address at line 2 column 3",
             ],
         );
         assert_error(

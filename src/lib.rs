@@ -22,6 +22,7 @@ pub mod config;
 pub mod fdlimit;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod rate;
 pub mod server;
 pub mod store;
 pub mod topic;

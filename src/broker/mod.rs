@@ -98,6 +98,8 @@ pub struct Metrics {
     /// Connections refused by `max_connections` / `max_connections_per_address` (CONNACK 0x97
     /// or, in a flood, closed without an answer).
     pub connections_refused: u64,
+    /// Of those, refused by `max_connection_rate_per_address` (CONNACK 0x9F).
+    pub connections_rate_limited: u64,
     /// CONNECTs refused because `max_sessions` sessions exist (CONNACK 0x97).
     pub sessions_refused: u64,
     /// Subscriptions refused by `max_subscriptions` (SUBACK 0x97).
@@ -150,6 +152,8 @@ pub struct Broker {
     doomed: Vec<ConnId>,
     /// Admitted connections per IP address (`limits.max_connections_per_address`).
     per_address: AHashMap<std::net::IpAddr, usize>,
+    /// New connections per IP address over time (`limits.max_connection_rate_per_address`).
+    connect_rates: AHashMap<std::net::IpAddr, crate::rate::TokenBucket>,
     /// Connections over the limits kept only to answer CONNECT with CONNACK 0x97.
     refused_pending: usize,
     /// Payload and topic bytes of the retained store (`limits.max_retained_bytes`).
@@ -183,6 +187,7 @@ impl Broker {
             metrics: Metrics::default(),
             doomed: Vec::new(),
             per_address: AHashMap::new(),
+            connect_rates: AHashMap::new(),
             refused_pending: 0,
             retained_bytes: 0,
             persist: persist::Tracker::default(),
@@ -229,7 +234,7 @@ impl Broker {
     pub fn connection_opened(&mut self, conn: ConnId, peer: String, now: Instant) {
         let ip = limits::peer_ip(&peer);
         let mut c = Connection::new(peer, now);
-        match self.admit(ip) {
+        match self.admit(ip, now) {
             Ok(()) => {
                 if let Some(ip) = ip {
                     *self.per_address.entry(ip).or_default() += 1;

@@ -291,3 +291,36 @@ fn transport_refusals_are_counted_and_an_output_overflow_closes() {
     h.pump();
     assert_eq!(h.broker.metrics().protocol_errors, 1);
 }
+
+#[test]
+fn connections_faster_than_the_address_rate_get_connack_rate_exceeded() {
+    let mut h = limited(|l| l.max_connection_rate_per_address = 2);
+    // A burst of two from one address, then refused until a token comes back (0.5 s).
+    let a = open_from(&mut h, "tcp:10.0.0.1:1000");
+    assert_eq!(connack(&mut h, a, "a", V5), ReasonCode::SUCCESS);
+    let b = open_from(&mut h, "tcp:10.0.0.1:1001");
+    assert_eq!(connack(&mut h, b, "b", V5), ReasonCode::SUCCESS);
+    let c = open_from(&mut h, "tcp:10.0.0.1:1002");
+    assert_eq!(
+        connack(&mut h, c, "c", V5),
+        ReasonCode::CONNECTION_RATE_EXCEEDED
+    );
+    assert!(h.closed.contains(&c));
+    // 3.1.1 reads return code 3 (server unavailable).
+    let d = open_from(&mut h, "quic:10.0.0.1:1003");
+    assert_eq!(connack(&mut h, d, "d", V4), ReasonCode::SERVER_UNAVAILABLE);
+    // Another address has its own rate.
+    let e = open_from(&mut h, "tcp:10.0.0.2:1000");
+    assert_eq!(connack(&mut h, e, "e", V5), ReasonCode::SUCCESS);
+    let m = h.broker.metrics();
+    assert_eq!((m.connections_rate_limited, m.connections_refused), (2, 2));
+    // Refused attempts used no token: half a second later one connection is allowed again.
+    h.now += Duration::from_millis(500);
+    let f = open_from(&mut h, "tcp:10.0.0.1:1004");
+    assert_eq!(connack(&mut h, f, "f", V5), ReasonCode::SUCCESS);
+    let g = open_from(&mut h, "tcp:10.0.0.1:1005");
+    assert_eq!(
+        connack(&mut h, g, "g", V5),
+        ReasonCode::CONNECTION_RATE_EXCEEDED
+    );
+}

@@ -17,7 +17,6 @@ pub mod quic;
 pub mod quic_datagrams;
 pub mod quic_streams;
 pub mod quic_tls;
-pub mod rate;
 pub mod stream;
 pub mod tcp;
 pub mod tls_tcp;

@@ -24,11 +24,11 @@ use super::cert::Identity;
 use super::early::{EarlyData, Handshake, QuicStats};
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
-use super::rate::TokenBucket;
 use super::stream::{read_packets, write_packets, ReadEnd};
 use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId};
 use crate::codec::{Packet, ProtocolVersion, ReasonCode};
 use crate::config::Config;
+use crate::rate::TokenBucket;
 use crate::server::event::Event;
 use crate::server::outbox::Outbox;
 

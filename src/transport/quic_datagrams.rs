@@ -5,9 +5,9 @@ use bytes::{Bytes, BytesMut};
 use quinn::Connection;
 use tokio::sync::mpsc;
 
-use super::rate::TokenBucket;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, ProtocolVersion};
+use crate::rate::TokenBucket;
 use crate::server::event::Event;
 
 /// Datagrams the server buffers before quinn drops the oldest.

@@ -1,6 +1,6 @@
-//! A token bucket for per-connection rate limits of the QUIC glue (stream opens, datagrams):
-//! `rate` events per second on average, bursts of up to `rate`. Sans-IO: the caller passes the
-//! time.
+//! A token bucket for rate limits: the broker's connection rate per address, and the QUIC
+//! glue's stream opens and datagrams per connection. `rate` events per second on average,
+//! bursts of up to `rate`. Sans-IO: the caller passes the time.
 
 use std::time::Instant;
 
@@ -38,6 +38,13 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Whether the bucket would be full at `now` (nothing used recently: it can be forgotten
+    /// and made anew without changing what it allows).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * f64::from(self.rate) >= f64::from(self.rate)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +73,16 @@ mod tests {
         let t0 = Instant::now();
         let mut bucket = TokenBucket::new(0, t0);
         assert!((0..10_000).all(|_| bucket.allow(t0)));
+    }
+
+    #[test]
+    fn a_bucket_is_full_again_once_its_tokens_came_back() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(4, t0);
+        assert!(bucket.is_full(t0));
+        assert!(bucket.allow(t0));
+        assert!(!bucket.is_full(t0));
+        assert!(!bucket.is_full(t0 + Duration::from_millis(200)));
+        assert!(bucket.is_full(t0 + Duration::from_millis(250)));
     }
 }
