@@ -374,6 +374,11 @@ pub struct Limits {
     /// connection is closed. 0: no limit. Default 0 (loopback test rigs and load generators
     /// open thousands per second from one address; set it for public listeners).
     pub max_connection_rate_per_address: u32,
+    /// PUBLISH packets one connection may send per second (burst: as many); beyond it the
+    /// connection is closed, 5.0 clients first getting DISCONNECT 0x96 Message rate too high.
+    /// QoS 0 in QUIC datagrams is bounded by `quic_datagrams_per_sec` instead (dropped, never
+    /// closing). 0: no limit. Default 0.
+    pub max_publish_rate_per_client: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -427,6 +432,7 @@ impl Default for Limits {
             max_topic_levels: 128,
             max_publisher_pause_ms: 1000,
             max_connection_rate_per_address: 0,
+            max_publish_rate_per_client: 0,
         }
     }
 }
@@ -803,6 +809,9 @@ limits:
   # New connections per second from one IP address (0: no limit); beyond it CONNACK 0x9F
   # Connection rate exceeded (3.1.1: return code 3).
   max_connection_rate_per_address: 0
+  # PUBLISH packets per second from one connection (0: no limit); beyond it the connection is
+  # closed (5.0: DISCONNECT 0x96 Message rate too high). Datagrams: quic_datagrams_per_sec.
+  max_publish_rate_per_client: 0
 
 session:
   # Upper bound on the Session Expiry Interval an MQTT 5.0 client may request, in seconds
@@ -979,6 +988,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("max_topic_levels", USIZE),
             ("max_publisher_pause_ms", U64),
             ("max_connection_rate_per_address", U32),
+            ("max_publish_rate_per_client", U32),
         ],
     ),
     (
@@ -1534,7 +1544,8 @@ log:
                  max_connections_per_address, max_sessions, max_subscriptions, \
                  max_queued_bytes, max_retained_messages, max_retained_bytes, \
                  quic_stream_opens_per_sec, quic_datagrams_per_sec, max_topic_levels, \
-                 max_publisher_pause_ms, max_connection_rate_per_address at line 2 column 3",
+                 max_publisher_pause_ms, max_connection_rate_per_address, \
+                 max_publish_rate_per_client at line 2 column 3",
             ],
         );
         assert_error(

@@ -52,6 +52,9 @@ pub struct Connection {
     pub acl_cache: super::access::AclCache,
     /// Bytes handed to the glue and not yet reported written.
     pub unwritten: usize,
+    /// PUBLISH packets over time (`limits.max_publish_rate_per_client`); made at the first
+    /// PUBLISH when the limit is on.
+    pub publish_rate: Option<Box<crate::rate::TokenBucket>>,
     /// The client sent DISCONNECT: skip the will unless asked for (0x04).
     pub clean_disconnect: bool,
     /// Session Expiry Interval requested in CONNECT was zero (3.14.2.2.2 forbids raising it).
@@ -103,6 +106,7 @@ impl Connection {
             username: None,
             acl_cache: Default::default(),
             unwritten: 0,
+            publish_rate: None,
             clean_disconnect: false,
             connect_expiry_was_zero: true,
             data_streams: AHashSet::new(),

@@ -100,6 +100,8 @@ pub struct Metrics {
     pub connections_refused: u64,
     /// Of those, refused by `max_connection_rate_per_address` (CONNACK 0x9F).
     pub connections_rate_limited: u64,
+    /// Connections closed for publishing faster than `max_publish_rate_per_client` (0x96).
+    pub publishes_rate_limited: u64,
     /// CONNECTs refused because `max_sessions` sessions exist (CONNACK 0x97).
     pub sessions_refused: u64,
     /// Subscriptions refused by `max_subscriptions` (SUBACK 0x97).
@@ -353,7 +355,7 @@ impl Broker {
             return;
         }
         match packet {
-            Packet::Publish(p) => self.handle_publish(conn, stream, p, now),
+            Packet::Publish(p) => self.handle_stream_publish(conn, stream, p, now),
             Packet::PubAck(a) => self.handle_puback(conn, a, now),
             Packet::PubRec(a) => self.handle_pubrec(conn, stream, a, now),
             Packet::PubRel(a) => self.handle_pubrel(conn, stream, a, now),

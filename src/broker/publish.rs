@@ -9,6 +9,35 @@ use super::{Broker, ConnId, StreamId};
 use crate::codec::{Ack, Packet, Publish, QoS, ReasonCode};
 
 impl Broker {
+    /// A PUBLISH arrived on a stream: past `limits.max_publish_rate_per_client` the connection
+    /// is closed (5.0: DISCONNECT 0x96 Message rate too high), else it is handled. Datagrams
+    /// skip this (`handle_datagram`): they are bounded by `quic_datagrams_per_sec` and never
+    /// close a connection.
+    pub(super) fn handle_stream_publish(
+        &mut self,
+        conn: ConnId,
+        stream: StreamId,
+        p: Publish,
+        now: Instant,
+    ) {
+        let rate = self.config.limits.max_publish_rate_per_client;
+        if rate > 0 {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let bucket = c
+                .publish_rate
+                .get_or_insert_with(|| Box::new(crate::rate::TokenBucket::new(rate, now)));
+            if !bucket.allow(now) {
+                tracing::debug!(conn = conn.0, peer = %c.peer, rate, "closing: publishing faster than the limit");
+                self.metrics.publishes_rate_limited += 1;
+                self.close_with(conn, ReasonCode::MESSAGE_RATE_TOO_HIGH, now);
+                return;
+            }
+        }
+        self.handle_publish(conn, stream, p, now);
+    }
+
     pub(super) fn handle_publish(
         &mut self,
         conn: ConnId,

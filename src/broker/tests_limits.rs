@@ -324,3 +324,45 @@ fn connections_faster_than_the_address_rate_get_connack_rate_exceeded() {
         ReasonCode::CONNECTION_RATE_EXCEEDED
     );
 }
+
+#[test]
+fn a_client_publishing_faster_than_the_limit_is_disconnected_with_0x96() {
+    let mut h = limited(|l| l.max_publish_rate_per_client = 3);
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "t", QoS::AtMostOnce);
+    let fast = h.connect("fast", V5);
+    let old = h.connect("old", V4);
+    // A burst of three is allowed; the fourth in the same instant closes the connection.
+    for _ in 0..3 {
+        h.send(
+            fast,
+            Packet::Publish(publish("t", "x", QoS::AtMostOnce, false, None)),
+        );
+    }
+    assert_eq!(publishes(&h.recv(sub)).len(), 3);
+    assert!(!h.closed.contains(&fast));
+    h.send(
+        fast,
+        Packet::Publish(publish("t", "x", QoS::AtMostOnce, false, None)),
+    );
+    assert!(h.closed.contains(&fast));
+    assert!(matches!(
+        h.recv(fast).as_slice(),
+        [Packet::Disconnect(d)] if d.code == ReasonCode::MESSAGE_RATE_TOO_HIGH
+    ));
+    assert!(
+        publishes(&h.recv(sub)).is_empty(),
+        "the message over the rate is not delivered"
+    );
+    assert_eq!(h.broker.metrics().publishes_rate_limited, 1);
+    // Another client has its own budget; at the rate itself nobody is closed.
+    for _ in 0..6 {
+        h.send(
+            old,
+            Packet::Publish(publish("t", "y", QoS::AtMostOnce, false, None)),
+        );
+        h.now += Duration::from_millis(334);
+    }
+    assert!(!h.closed.contains(&old));
+    assert_eq!(publishes(&h.recv(sub)).len(), 6);
+}

@@ -86,6 +86,8 @@ pub(super) fn config(selector: u8) -> Config {
         l.max_retained_messages = 2;
         l.max_retained_bytes = 300;
         l.max_topic_levels = 4;
+        l.max_connection_rate_per_address = 3;
+        l.max_publish_rate_per_client = 5;
         config.session.max_session_expiry_secs = 30;
     }
     if selector & 2 != 0 {
