@@ -217,6 +217,12 @@ pub struct Quic {
     /// a path with a 1500-byte MTU settles at about 1452 after a few lost probes, and
     /// loopback or a jumbo-frame network sends fewer, larger packets. 1200..=65527.
     pub max_udp_payload: u16,
+    /// Address validation: answer every new connection's first packet with a Retry (QUIC's
+    /// stateless retry, RFC 9000 8.1.2), so a client proves it receives at its address before
+    /// the broker keeps any state or does any TLS work for it. Stops floods from spoofed
+    /// addresses; costs every new connection one round trip (and its 0-RTT data is sent
+    /// again after the Retry). Default false.
+    pub address_validation: bool,
 }
 
 /// What MQTT packets that arrive as 0-RTT early data may do.
@@ -296,6 +302,7 @@ impl Default for Quic {
             cid_config_id: 0,
             ack_delay_ms: 0,
             max_udp_payload: 8952,
+            address_validation: false,
         }
     }
 }
@@ -900,6 +907,9 @@ quic:
   # Largest UDP payload MTU discovery may try, bytes (1200..=65527): 8952 fits jumbo frames;
   # paths with a 1500-byte MTU settle at ~1452 by themselves.
   max_udp_payload: 8952
+  # Answer each new connection with a QUIC Retry first (stateless address validation against
+  # spoofed floods; one more round trip per connection).
+  address_validation: false
 
 auth:
   # Password file: `user:$argon2id$...` lines; create and edit it with
@@ -1037,6 +1047,7 @@ const SCHEMA: &[(&str, &[(&str, Kind)])] = &[
             ("cid_config_id", U8),
             ("ack_delay_ms", U32),
             ("max_udp_payload", U16),
+            ("address_validation", Kind::Bool),
         ],
     ),
     (

@@ -136,3 +136,40 @@ async fn over_quic_the_connection_past_the_limit_is_refused_before_its_handshake
         }
     }
 }
+
+/// `quic.address_validation`: every new QUIC connection is answered with a Retry first; the
+/// bundled client follows it (one more round trip) and works as usual.
+#[tokio::test]
+async fn with_address_validation_quic_clients_connect_through_a_retry() {
+    use mqttd::client::{Client, ClientOptions, QuicOptions, Transport};
+    use mqttd::codec::QoS;
+    let b = in_process::start(|config| config.quic.address_validation = true).await;
+    let options = |id: &str| {
+        ClientOptions::new(b.quic.to_string())
+            .transport(Transport::Quic(QuicOptions {
+                ca_file: Some(b.cert.clone()),
+                insecure: false,
+                server_name: None,
+            }))
+            .client_id(id)
+    };
+    let (sub, _) = in_process::within(WAIT, "subscriber", Client::connect(options("rs")))
+        .await
+        .expect("connects through the Retry");
+    sub.subscribe("retry/#", QoS::AtLeastOnce).await.unwrap();
+    let (publ, _) = in_process::within(WAIT, "publisher", Client::connect(options("rp")))
+        .await
+        .expect("connects through the Retry");
+    publ.publish("retry/t", "hello", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let got = in_process::within(WAIT, "delivery", sub.recv())
+        .await
+        .unwrap();
+    assert_eq!(&got.payload[..], b"hello");
+    assert!(
+        b.server.quic_stats().retries_sent >= 2,
+        "{:?}",
+        b.server.quic_stats()
+    );
+}

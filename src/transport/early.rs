@@ -46,6 +46,7 @@ pub struct QuicStats {
     early_packets: AtomicU64,
     held_packets: AtomicU64,
     dropped_packets: AtomicU64,
+    retries_sent: AtomicU64,
 }
 
 /// A copy of [`QuicStats`].
@@ -65,6 +66,8 @@ pub struct QuicStatsSnapshot {
     /// Connections refused before their handshake: their address or the listener was at the
     /// connection limits (`super::admission`).
     pub refused_before_handshake: u64,
+    /// Retry packets sent (`quic.address_validation`).
+    pub retries_sent: u64,
 }
 
 impl QuicStats {
@@ -76,7 +79,12 @@ impl QuicStats {
             dropped_packets: self.dropped_packets.load(Ordering::Relaxed),
             // Counted by the listener's admission; filled in by `ServerHandle::quic_stats`.
             refused_before_handshake: 0,
+            retries_sent: self.retries_sent.load(Ordering::Relaxed),
         }
+    }
+
+    pub fn retry_sent(&self) {
+        self.retries_sent.fetch_add(1, Ordering::Relaxed);
     }
 
     fn add(counter: &AtomicU64, n: usize) {

@@ -77,6 +77,8 @@ pub struct QuicSettings {
     pub datagrams_per_sec: u32,
     /// Connections refused before their handshake (`super::admission`).
     pub admission: Arc<super::admission::Admission>,
+    /// `quic.address_validation`: a Retry before every new connection.
+    pub address_validation: bool,
 }
 
 impl QuicSettings {
@@ -95,6 +97,7 @@ impl QuicSettings {
             stream_opens_per_sec: config.limits.quic_stream_opens_per_sec,
             datagrams_per_sec: config.limits.quic_datagrams_per_sec,
             admission: Arc::new(super::admission::Admission::new(&config.limits)),
+            address_validation: config.quic.address_validation,
         }
     }
 }
@@ -176,6 +179,15 @@ pub async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         let Some(incoming) = incoming else { return };
+        // Address validation: a stateless Retry first; the client's next Initial carries the
+        // token that proves its address (RFC 9000 8.1.2).
+        if settings.address_validation && incoming.may_retry() {
+            settings.stats.retry_sent();
+            if incoming.retry().is_err() {
+                tracing::debug!("QUIC Retry not sent: the address was already validated");
+            }
+            continue;
+        }
         // Past the connection limits: refused before any TLS work (admission.rs).
         let Some(ticket) = settings.admission.try_admit(incoming.remote_address().ip()) else {
             tracing::debug!(remote = %incoming.remote_address(), "QUIC connection refused before its handshake: connection limit");
