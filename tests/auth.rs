@@ -381,6 +381,32 @@ async fn mqtts_client(
     connected.map(|(c, _)| c).map_err(|e| e.to_string())
 }
 
+/// The ACL section of the certificate identity "sensor-7" applies to `sensor`: it may
+/// subscribe to and publish in `sensors/7/`, not subscribe to `denied`.
+async fn sensor_7_reads_and_writes_its_own_tree(
+    sensor: &mqttd::client::Client,
+    denied: &str,
+    payload: &str,
+) {
+    assert_eq!(
+        sensor
+            .subscribe("sensors/7/#", QoS::AtLeastOnce)
+            .await
+            .unwrap(),
+        ReasonCode(1)
+    );
+    assert_eq!(
+        rejected(sensor.subscribe(denied.to_string(), QoS::AtMostOnce).await),
+        ReasonCode::NOT_AUTHORIZED
+    );
+    sensor
+        .publish("sensors/7/t", payload.to_string(), QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let m = within("own delivery", sensor.recv()).await.unwrap();
+    assert_eq!(&m.payload[..], payload.as_bytes());
+}
+
 #[tokio::test]
 async fn mutual_tls_on_mqtts_uses_the_certificate_identity_for_the_acl() {
     let pki = Pki::new();
@@ -395,23 +421,7 @@ async fn mutual_tls_on_mqtts_uses_the_certificate_identity_for_the_acl() {
         .await
         .unwrap();
     // The identity is "sensor-7": its ACL section applies.
-    assert_eq!(
-        sensor
-            .subscribe("sensors/7/#", QoS::AtLeastOnce)
-            .await
-            .unwrap(),
-        ReasonCode(1)
-    );
-    assert_eq!(
-        rejected(sensor.subscribe("sensors/8/#", QoS::AtMostOnce).await),
-        ReasonCode::NOT_AUTHORIZED
-    );
-    sensor
-        .publish("sensors/7/t", "21", QoS::AtLeastOnce, false)
-        .await
-        .unwrap();
-    let m = within("own delivery", sensor.recv()).await.unwrap();
-    assert_eq!(&m.payload[..], b"21");
+    sensor_7_reads_and_writes_its_own_tree(&sensor, "sensors/8/#", "21").await;
     assert_eq!(
         rejected(
             sensor
@@ -547,25 +557,7 @@ async fn mutual_tls_on_quic_uses_the_certificate_identity_for_the_acl() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        sensor
-            .subscribe("sensors/7/#", QoS::AtLeastOnce)
-            .await
-            .unwrap(),
-        ReasonCode(1)
-    );
-    assert_eq!(
-        rejected(sensor.subscribe("alice/#", QoS::AtMostOnce).await),
-        ReasonCode::NOT_AUTHORIZED
-    );
-    sensor
-        .publish("sensors/7/t", "q", QoS::AtLeastOnce, false)
-        .await
-        .unwrap();
-    assert_eq!(
-        &within("delivery", sensor.recv()).await.unwrap().payload[..],
-        b"q"
-    );
+    sensor_7_reads_and_writes_its_own_tree(&sensor, "alice/#", "q").await;
 
     // Without a certificate, or with one the CA did not sign, there is no connection.
     let none = within(

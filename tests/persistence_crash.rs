@@ -58,23 +58,9 @@ async fn publisher(name: &'static str, qos: QoS, shared: Arc<Shared>) -> Acked {
     let mut acked = Vec::new();
     let mut first = true;
     'connection: loop {
-        if shared.stop_all.load(Ordering::SeqCst) {
+        let Some(mut raw) = connect_persistent(&shared, name, &mut first).await else {
             break;
-        }
-        let Some(addr) = shared.addr() else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
         };
-        let mut connect = persistent(name, 3600);
-        connect.clean_start = first;
-        let Ok((mut raw, ack)) = Raw::connect(addr, connect).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        if !first && !ack.session_present {
-            shared.sessions_lost.lock().unwrap().push(name.into());
-        }
-        first = false;
         for (&pid, &(seq, released)) in &outstanding {
             let packet = if released {
                 Packet::PubRel(Ack::new(pid))
@@ -162,29 +148,40 @@ fn message(name: &str, seq: u64, qos: QoS, pid: u16, dup: bool) -> Packet {
     Packet::Publish(p)
 }
 
-async fn subscriber(shared: Arc<Shared>) {
-    let name = "crash-sub";
-    // QoS 2 packet ids answered with PUBREC, awaiting PUBREL: kept across reconnections.
-    let mut awaiting_pubrel: HashSet<u16> = HashSet::new();
-    let mut first = true;
-    'connection: loop {
+/// Connects `name` with its persistent session (clean start only the first time), retrying
+/// while the broker is down; records a session the broker lost. `None` once the test stops.
+async fn connect_persistent(shared: &Shared, name: &str, first: &mut bool) -> Option<Raw> {
+    loop {
         if shared.stop_all.load(Ordering::SeqCst) {
-            return;
+            return None;
         }
         let Some(addr) = shared.addr() else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         let mut connect = persistent(name, 3600);
-        connect.clean_start = first;
-        let Ok((mut raw, ack)) = Raw::connect(addr, connect).await else {
+        connect.clean_start = *first;
+        let Ok((raw, ack)) = Raw::connect(addr, connect).await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        if !first && !ack.session_present {
+        if !*first && !ack.session_present {
             shared.sessions_lost.lock().unwrap().push(name.into());
         }
-        first = false;
+        *first = false;
+        return Some(raw);
+    }
+}
+
+async fn subscriber(shared: Arc<Shared>) {
+    let name = "crash-sub";
+    // QoS 2 packet ids answered with PUBREC, awaiting PUBREL: kept across reconnections.
+    let mut awaiting_pubrel: HashSet<u16> = HashSet::new();
+    let mut first = true;
+    'connection: loop {
+        let Some(mut raw) = connect_persistent(&shared, name, &mut first).await else {
+            return;
+        };
         if !shared.subscribed.load(Ordering::SeqCst) {
             if raw
                 .send(&subscribe("load/#", QoS::ExactlyOnce))

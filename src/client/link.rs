@@ -226,54 +226,39 @@ async fn write_loop(
     events: mpsc::Sender<LinkEvent>,
     unwritten: Arc<Unwritten>,
 ) {
-    let mut gathered = BytesMut::new();
+    let mut buf = BytesMut::new();
     while let Some(cmd) = rx.recv().await {
         let mut finish = false;
-        let bytes = match cmd {
-            WriteCmd::Data(bytes) => bytes,
-            WriteCmd::Finish => {
-                let _ = writer.shutdown().await;
+        match cmd {
+            WriteCmd::Data(bytes) => buf.extend_from_slice(&bytes),
+            WriteCmd::Finish => finish = true,
+        }
+        // Whatever else is queued already goes in the same write.
+        while !finish && buf.len() < WRITE_GATHER {
+            match rx.try_recv() {
+                Ok(WriteCmd::Data(more)) => buf.extend_from_slice(&more),
+                Ok(WriteCmd::Finish) => finish = true,
+                Err(_) => break,
+            }
+        }
+        if !buf.is_empty() {
+            let result = match writer.write_all(&buf).await {
+                Ok(()) => writer.flush().await,
+                Err(e) => Err(e),
+            };
+            unwritten.sub(buf.len());
+            buf.clear();
+            if let Err(e) = result {
+                let error = Some(ClientError::Io(e));
+                let _ = events
+                    .send(LinkEvent::Ended {
+                        epoch,
+                        stream,
+                        error,
+                    })
+                    .await;
                 return;
             }
-        };
-        // Whatever else is queued already goes in the same write.
-        let bytes = match rx.try_recv() {
-            Ok(WriteCmd::Data(more)) => {
-                gathered.extend_from_slice(&bytes);
-                gathered.extend_from_slice(&more);
-                while gathered.len() < WRITE_GATHER {
-                    match rx.try_recv() {
-                        Ok(WriteCmd::Data(more)) => gathered.extend_from_slice(&more),
-                        Ok(WriteCmd::Finish) => {
-                            finish = true;
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                gathered.split().freeze()
-            }
-            Ok(WriteCmd::Finish) => {
-                finish = true;
-                bytes
-            }
-            Err(_) => bytes,
-        };
-        let result = match writer.write_all(&bytes).await {
-            Ok(()) => writer.flush().await,
-            Err(e) => Err(e),
-        };
-        unwritten.sub(bytes.len());
-        if let Err(e) = result {
-            let error = Some(ClientError::Io(e));
-            let _ = events
-                .send(LinkEvent::Ended {
-                    epoch,
-                    stream,
-                    error,
-                })
-                .await;
-            return;
         }
         if finish {
             let _ = writer.shutdown().await;
