@@ -52,11 +52,7 @@ fn main() -> ExitCode {
         tracing::debug!(limit, "open files limit");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.runtime.worker_threads_for(cores))
-        .enable_all()
-        .build()
-    {
+    let runtime = match build_runtime(config.runtime.worker_threads_for(cores)) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mqttd: cannot start the runtime: {e}");
@@ -69,5 +65,28 @@ fn main() -> ExitCode {
             eprintln!("mqttd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The tokio runtime the broker runs on.
+///
+/// One thread (the default on up to three cores) is a current-thread runtime: it runs the
+/// tasks that readiness woke in the order the kernel reported it, so a SUBSCRIBE read before a
+/// PUBLISH from another connection reaches the broker task first, whatever the gap between
+/// them. A multi-thread runtime with one worker does not: its LIFO slot runs the last task
+/// woken first, so of two connections that became readable in the same poll, the later one
+/// was read first (a subscription made 100 µs before a matching publish missed it in most
+/// tries). Several threads read connections in parallel, and two reads less than a wake-up
+/// apart may reach the broker in either order (README "Threads").
+fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
     }
 }
