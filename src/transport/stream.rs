@@ -74,12 +74,38 @@ pub async fn serve<R, W>(
         }
     };
     let write = write_packets(conn, &mut writer, &outbox, &events, |_| {});
-    tokio::select! {
-        _ = read => {}
-        _ = write => {}
-    }
+    let server_closed = tokio::select! {
+        _ = read => false,
+        _ = write => true,
+    };
+    // FIN (and TLS close_notify) after the last packet.
     let _ = writer.shutdown().await;
+    if server_closed {
+        linger(&mut reader).await;
+    }
     let _ = events.send(Event::Lost { conn }).await;
+}
+
+/// The longest a closed connection keeps reading (and discarding) what its client still sends.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Lingering close, as HTTP servers do: after the broker ended a connection (a DISCONNECT with
+/// a reason, a refused CONNECT) and its write side is shut down, read and discard what the
+/// client still sends until it closes too, for at most [`LINGER`]. Closing a TCP socket with
+/// unread data resets the connection, and a reset may destroy our last packet in the client's
+/// receive buffer before the client has read it: a client that exceeded Receive Maximum while
+/// still publishing would see `EPIPE` / `ECONNRESET` instead of DISCONNECT 0x93.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut sink = [0u8; 1024];
+    let discard = async {
+        loop {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
 }
 
 /// How a read loop ended.

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
