@@ -22,6 +22,11 @@
 //! Handlers run on their own task, one message at a time and in order, so a slow handler never
 //! stalls the broker; each has a bounded queue and loses (and logs) messages it cannot keep up
 //! with, like a QoS 0 subscriber.
+//!
+//! The broker runs on the caller's tokio runtime. Run it on a current-thread runtime (as the
+//! `mqttd` binary does with one worker thread) to have packets from different connections
+//! handled in the order they arrived: tokio's multi-thread runtime may run the later of two
+//! connections that became readable together first (README "Threads").
 
 use std::future::Future;
 use std::pin::Pin;
