@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::broker::{HandlerId, Message, SharedMessage};
 use crate::codec::{Properties, QoS, ReasonCode};
 use crate::config::Config;
-use crate::server::event::{Event, EVENT_QUEUE};
+use crate::handoff::{Event, EVENT_QUEUE};
 use crate::server::{ServerError, ServerHandle, ServerOptions};
 
 /// Messages waiting for one handler before new ones are dropped.

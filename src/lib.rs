@@ -4,6 +4,7 @@
 //! - [`codec`]: sans-IO packet encoding and decoding.
 //! - [`topic`]: topic rules, the subscription trie and the retained store.
 //! - [`broker`]: the sans-IO broker state machine (sessions, routing, QoS, wills, timers).
+//! - `handoff`: the events connections send the broker task, and the outboxes it fills.
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
@@ -22,6 +23,7 @@ pub mod config;
 pub mod fdlimit;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod handoff;
 pub mod rate;
 pub mod server;
 pub mod store;
@@ -30,3 +32,6 @@ pub mod transport;
 
 pub use app::{App, AppHandle, AppMessage};
 pub use config::Config;
+
+#[cfg(test)]
+mod tests_layers;

@@ -109,7 +109,7 @@ fn multi_stream_examples() {
 
 #[test]
 fn flows_and_datagrams_examples() {
-    // Flow headers are checked by the transport's own parser in src/transport/flow.rs; here
+    // Flow headers are checked by the transport's own parser in src/codec/flow.rs; here
     // the document must show the bytes the tests of that parser use.
     let flows = doc("flows.md");
     for hex in [

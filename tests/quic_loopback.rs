@@ -453,8 +453,8 @@ async fn mqtt_next_deliveries_arrive_on_server_streams_one_per_subscription() {
                 .unwrap()
                 .unwrap();
             bytes.extend_from_slice(&chunk[..n]);
-            if let Some((mqttd::transport::flow::FlowHeader::Data { kind: 0x13, id, .. }, len)) =
-                mqttd::transport::flow::parse(&bytes).unwrap()
+            if let Some((mqttd::codec::flow::FlowHeader::Data { kind: 0x13, id, .. }, len)) =
+                mqttd::codec::flow::parse(&bytes).unwrap()
             {
                 assert!(id.is_server_initiated());
                 let mut rest = BytesMut::from(&bytes[len..]);

@@ -27,11 +27,20 @@ use std::sync::Arc;
 
 use bytestring::ByteString;
 
-use crate::broker::Login;
 use crate::codec::ReasonCode;
 use crate::config::Config;
 pub use acl::{Acl, AclError, ClientRules};
 pub use password::{PasswordFile, PasswordFileError};
+
+/// The verdict on a CONNECT's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// Let it in; the user name the ACL sees (`None`: anonymous).
+    Accepted { username: Option<ByteString> },
+    /// Refuse with this CONNACK reason code (0x86 bad user name or password, 0x87 not
+    /// authorized; 3.1.1 clients get return codes 4 and 5).
+    Refused(ReasonCode),
+}
 
 /// Who may connect without credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

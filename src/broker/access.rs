@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytestring::ByteString;
 
 use super::{Broker, ConnId, SessionId};
-use crate::auth::{Acl, ClientRules};
+use crate::auth::{Acl, ClientRules, Login};
 use crate::codec::ReasonCode;
 
 /// ACL decisions of one connection by topic: topics repeat, and a hit costs a hash lookup
@@ -50,16 +50,6 @@ impl AclCache {
         map.insert(topic.into(), known | if decision { allowed } else { 0 });
         decision
     }
-}
-
-/// The transport's verdict on a CONNECT's credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Login {
-    /// Let it in; the user name the ACL sees (`None`: anonymous).
-    Accepted { username: Option<ByteString> },
-    /// Refuse with this CONNACK reason code (0x86 bad user name or password, 0x87 not
-    /// authorized; 3.1.1 clients get return codes 4 and 5).
-    Refused(ReasonCode),
 }
 
 impl Broker {

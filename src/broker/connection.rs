@@ -45,7 +45,7 @@ pub struct Connection {
     pub problem_info: bool,
     pub auth_method: Option<ByteString>,
     /// The transport's verdict on the credentials of the coming CONNECT (access.rs).
-    pub login: Option<super::access::Login>,
+    pub login: Option<crate::auth::Login>,
     /// The user name the connection logged in as (`None`: anonymous).
     pub username: Option<ByteString>,
     /// ACL decisions by topic (access.rs).

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::auth::Acl;
+use crate::auth::{Acl, Login};
 
 const ACL: &str = "\
 topic read public/#

@@ -10,19 +10,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::error::ClientError;
-use super::link::{BoxRead, BoxWrite};
+use super::link::LinkParts;
 use super::options::{ClientOptions, Transport};
 use super::quic::QuicDialer;
-
-/// The transport halves of a new connection.
-pub(crate) struct LinkParts {
-    pub reader: BoxRead,
-    pub writer: BoxWrite,
-    /// The QUIC connection under the first stream, for opening more.
-    pub quic: Option<(quinn::Endpoint, quinn::Connection)>,
-    /// QUIC: the first stream was opened in 0-RTT (see `QuicConnection::early`).
-    pub early: Option<quinn::ZeroRttAccepted>,
-}
 
 pub(crate) enum Dialer {
     Tcp,

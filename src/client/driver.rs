@@ -16,10 +16,9 @@ use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use super::dial::LinkParts;
 use super::error::{io_reason, ClientError};
 use super::inbox::{Inbound, Inboxes};
-use super::link::{self, BoxRead, BoxWrite, LinkEvent, ReadSetup, StreamIo, Unwritten};
+use super::link::{self, BoxRead, BoxWrite, LinkEvent, LinkParts, ReadSetup, StreamIo, Unwritten};
 use super::options::ClientOptions;
 use super::quic_ext::Counters;
 use super::server_streams::{self, ExtSetup};

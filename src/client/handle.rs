@@ -11,10 +11,11 @@ use bytestring::ByteString;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::dial::{Dialer, LinkParts};
+use super::dial::Dialer;
 use super::driver::{Command, Driver, EarlyOp, Shared, COMMAND_QUEUE};
 use super::error::ClientError;
 use super::inbox::Inbound;
+use super::link::LinkParts;
 use super::options::ClientOptions;
 use super::quic;
 use super::quic_ext::QuicStats;

@@ -23,6 +23,16 @@ use crate::codec::{self, Packet, ProtocolVersion};
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// The transport halves of a new connection.
+pub(crate) struct LinkParts {
+    pub reader: BoxRead,
+    pub writer: BoxWrite,
+    /// The QUIC connection under the first stream, for opening more.
+    pub quic: Option<(quinn::Endpoint, quinn::Connection)>,
+    /// QUIC: the first stream was opened in 0-RTT (see `QuicConnection::early`).
+    pub early: Option<quinn::ZeroRttAccepted>,
+}
+
 /// Initial read buffer; it grows for large packets.
 const READ_CHUNK: usize = 8 * 1024;
 

@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use super::link::{self, LinkEvent, ReadSetup};
 use super::quic_ext::Counters;
 use super::state::StreamKey;
+use crate::codec::flow::{self, FlowError, FlowHeader, FLOW_SERVER_DATA};
 use crate::codec::{self, Packet, ProtocolVersion};
-use crate::transport::flow::{self, FlowError, FlowHeader, FLOW_SERVER_DATA};
 
 /// Stream error codes of the MQTT-next draft (flows.md section 5).
 const STREAM_TYPE: u32 = 0xB5;
@@ -162,7 +162,7 @@ pub(crate) async fn read_datagrams(connection: quinn::Connection, setup: ExtSetu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::flow::{FlowFlags, FlowId};
+    use crate::codec::flow::{FlowFlags, FlowId};
 
     #[test]
     fn only_server_data_flows_with_server_ids_are_accepted() {

@@ -9,8 +9,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::dial::LinkParts;
 use super::error::ClientError;
+use super::link::LinkParts;
 use super::options::{ClientCert, QuicOptions};
 use super::quic::host_of;
 

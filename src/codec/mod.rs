@@ -7,6 +7,7 @@
 mod decode;
 mod encode;
 mod error;
+pub mod flow;
 mod header;
 mod packet;
 mod primitives;

@@ -16,7 +16,7 @@ use crate::broker::{
 };
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion, QoS};
 use crate::config::Config;
-use crate::server::event::Event;
+use crate::handoff::Event;
 
 const SLOTS: usize = 4;
 

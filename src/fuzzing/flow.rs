@@ -1,9 +1,9 @@
-//! Flow header target (`transport::flow`): parsing never panics, never reads past what it
+//! Flow header target (`codec::flow`): parsing never panics, never reads past what it
 //! reports, is stable under truncation, and server data headers round trip.
 
 use bytes::BytesMut;
 
-use crate::transport::flow::{self, FlowHeader, MAX_HEADER_LEN};
+use crate::codec::flow::{self, FlowHeader, MAX_HEADER_LEN};
 
 pub fn flow_header(data: &[u8]) {
     let parsed = flow::parse(data);

@@ -16,11 +16,11 @@ use ahash::AHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::event::Event;
-use super::outbox::Outbox;
 use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
 use crate::codec::ReasonCode;
 use crate::config::Durability;
+use crate::handoff::Event;
+use crate::handoff::Outbox;
 use crate::store::writer::Writer;
 
 /// Events handled per wake-up before outputs are flushed.

@@ -2,8 +2,6 @@
 //! stop it. This is the tokio layer around the sans-IO [`crate::broker::Broker`].
 
 mod core;
-pub(crate) mod event;
-pub(crate) mod outbox;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -16,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, EnhancedAuth};
 use crate::config::Config;
-use event::{Event, EVENT_QUEUE};
+use crate::handoff::{Event, EVENT_QUEUE};
 
 /// Failure to start the broker.
 #[derive(Debug, thiserror::Error)]
@@ -404,7 +402,7 @@ impl ServerHandle {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Some(endpoint) = self.quic_endpoint {
             endpoint.close(
-                quinn::VarInt::from_u32(crate::transport::quic::app_error::NORMAL),
+                quinn::VarInt::from_u32(crate::transport::app_error::NORMAL),
                 b"server shutting down",
             );
             let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::broker::ConnId;
 use crate::codec::{Packet, QoS};
 use crate::config::ZeroRtt;
-use crate::server::event::Event;
+use crate::handoff::Event;
 
 /// Where the handshake of a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,7 @@ pub async fn confirm(
         Err(_) => {
             tracing::debug!(remote = %connection.remote_address(), "QUIC handshake timed out");
             connection.close(
-                quinn::VarInt::from_u32(super::quic::app_error::ABNORMAL),
+                quinn::VarInt::from_u32(super::app_error::ABNORMAL),
                 b"handshake timeout",
             );
             Handshake::Failed

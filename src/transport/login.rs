@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Semaphore;
 
+use crate::auth::Login;
 use crate::auth::{Authenticator, Credentials};
-use crate::broker::Login;
 use crate::codec::{Connect, ReasonCode};
 
 /// The authenticator in force (replaced on reload) and the bound on concurrent checks.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::broker::ConnId;
-use crate::server::event::Event;
+use crate::handoff::Event;
 
 /// How often a connection's peer address is checked.
 pub const POLL: Duration = Duration::from_millis(500);

@@ -7,10 +7,10 @@
 //! [`login`] judges each CONNECT's credentials before the broker sees it.
 
 pub mod admission;
+pub mod app_error;
 pub mod cert;
 pub mod cid;
 pub mod early;
-pub mod flow;
 pub mod login;
 pub mod migration;
 pub mod quic;

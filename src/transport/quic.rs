@@ -20,6 +20,7 @@ use quinn::{Endpoint, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::app_error;
 use super::cert::Identity;
 use super::early::{EarlyData, Handshake, QuicStats};
 use super::quic_datagrams;
@@ -28,27 +29,14 @@ use super::stream::{read_packets, write_packets, ReadEnd};
 use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId};
 use crate::codec::{Packet, ProtocolVersion, ReasonCode};
 use crate::config::Config;
+use crate::handoff::Event;
+use crate::handoff::Outbox;
 use crate::rate::TokenBucket;
-use crate::server::event::Event;
-use crate::server::outbox::Outbox;
 
 /// ALPN protocol ids accepted on the listener: plain MQTT over QUIC (EMQX style) and the
 /// MQTT-next draft (flow headers).
 pub const ALPN: [&[u8]; 3] = [b"mqtt", b"mqttv5", MQTT_NEXT];
 pub const MQTT_NEXT: &[u8] = b"MQTT-next";
-
-/// QUIC application error codes on CONNECTION_CLOSE (compatible with EMQX).
-pub mod app_error {
-    /// The MQTT connection ended normally (DISCONNECT, or the server shutting down cleanly).
-    pub const NORMAL: u32 = 0;
-    /// The MQTT connection ended abnormally (protocol error, keep alive, takeover, lost stream).
-    pub const ABNORMAL: u32 = 1;
-    /// The server refused the connection because it is overloaded; also the stream error of a
-    /// stream opened faster than `limits.quic_stream_opens_per_sec`.
-    pub const OVERLOAD: u32 = 2;
-    /// On ALPN `MQTT-next`, an abnormal end is the draft's ERROR_UNSPECIFIED.
-    pub const MQTT_NEXT_UNSPECIFIED: u32 = 0xB2;
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuicSetupError {
@@ -787,10 +775,10 @@ impl StreamWriter {
                 };
                 let _ = send.set_priority(priority);
                 let mut header = bytes::BytesMut::new();
-                super::flow::encode_server_data(
-                    super::flow::FlowId(flow_id),
+                crate::codec::flow::encode_server_data(
+                    crate::codec::flow::FlowId(flow_id),
                     0,
-                    super::flow::FlowFlags::default(),
+                    crate::codec::flow::FlowFlags::default(),
                     &mut header,
                 );
                 if send.write_all(&header).await.is_err() {

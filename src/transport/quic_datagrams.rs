@@ -7,8 +7,8 @@ use tokio::sync::mpsc;
 
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, ProtocolVersion};
+use crate::handoff::Event;
 use crate::rate::TokenBucket;
-use crate::server::event::Event;
 
 /// Datagrams the server buffers before quinn drops the oldest.
 pub const RECEIVE_BUFFER: usize = 64 * 1024;

@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use quinn::{RecvStream, VarInt};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::flow::{self, FlowHeader, FLOW_CLIENT_DATA};
+use crate::codec::flow::{self, FlowHeader, FLOW_CLIENT_DATA};
 
 /// Stream error codes (STOP_SENDING / RESET_STREAM) of the MQTT-next draft that mqttd uses.
 pub mod stream_error {
@@ -185,7 +185,7 @@ pub fn refuse(mut recv: RecvStream, code: u32, why: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::flow::{FlowFlags, FlowId};
+    use crate::codec::flow::{FlowFlags, FlowId};
 
     #[test]
     fn headers_must_fit_their_stream() {

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use super::login::LoginContext;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
-use crate::server::event::Event;
-use crate::server::outbox::{Outbox, ReadPause};
+use crate::handoff::Event;
+use crate::handoff::{Outbox, ReadPause};
 
 /// Read buffer of a busy connection; grown on demand up to the maximum packet size.
 const READ_CHUNK: usize = 4096;

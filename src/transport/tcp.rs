@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::ConnId;
-use crate::server::event::Event;
+use crate::handoff::Event;
 
 /// Accepts connections until `shutdown` turns true; each connection gets its own task, so a
 /// slow client never blocks the accept loop.

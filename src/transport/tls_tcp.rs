@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::ConnId;
-use crate::server::event::Event;
+use crate::handoff::Event;
 
 /// The acceptor for `tls` (see `quic_tls::server_config` with `Listener::Mqtts`).
 pub fn acceptor(tls: rustls::ServerConfig) -> TlsAcceptor {

@@ -138,7 +138,7 @@ impl Node {
         self.broker.connection_opened(conn, "test".into(), self.now);
         self.broker.set_login(
             conn,
-            crate::broker::Login::Accepted {
+            crate::auth::Login::Accepted {
                 username: username.map(Into::into),
             },
         );

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::outbox::Outbox;
+use super::Outbox;
 use crate::broker::{ClientInfo, ConnId, HandlerId, Message, Metrics, SharedMessage, StreamId};
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
 
@@ -29,7 +29,7 @@ pub enum Event {
     /// The verdict on the credentials of the CONNECT that follows (transport::login).
     Login {
         conn: ConnId,
-        login: crate::broker::Login,
+        login: crate::auth::Login,
     },
     /// A reloaded ACL (SIGHUP); `None` allows everything.
     SetAcl {

@@ -1,0 +1,14 @@
+//! The hand-off between the connection tasks and the broker task, in both directions.
+//!
+//! [`Event`]s go in: the transports, the QUIC glue and the embedding API report what they read
+//! and what happened on one bounded channel ([`EVENT_QUEUE`]). [`Outbox`]es come out: the broker
+//! task appends encoded packets for one connection (or one stream) and wakes its writer.
+//!
+//! Both the transports and the server use these types, so they live below both: a transport
+//! never needs the server to talk to the broker task.
+
+pub mod event;
+pub mod outbox;
+
+pub use event::{Event, EVENT_QUEUE};
+pub use outbox::{Outbox, ReadPause};
