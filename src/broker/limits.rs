@@ -11,7 +11,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::output::CloseKind;
 use super::{Broker, ConnId};
 use crate::codec::ReasonCode;
 use crate::rate::TokenBucket;
@@ -103,21 +102,6 @@ impl Broker {
             tracing::debug!(conn = conn.0, peer = %c.peer, count, "datagrams dropped: sent too fast");
         }
         self.metrics.datagrams_rate_limited += count;
-    }
-
-    /// The transport holds more unwritten packets for `conn` than it will keep: the client
-    /// does not read what it is sent (typically a publisher that never reads its PUBACKs).
-    /// The connection is closed (0x97 Quota exceeded; no DISCONNECT, it would not be read).
-    pub fn output_overflow(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        tracing::info!(conn = conn.0, peer = %c.peer, "closing: the client does not read what it is sent");
-        self.metrics.output_overflows += 1;
-        self.out
-            .close(conn, CloseKind::Abnormal(ReasonCode::QUOTA_EXCEEDED));
-        self.drop_connection(conn, now);
-        self.reap(now);
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod access;
 mod auth;
+mod budget;
 mod close;
 mod connect;
 mod connection;
@@ -125,9 +126,8 @@ pub struct Metrics {
 /// The sans-IO broker.
 pub struct Broker {
     config: Config,
-    /// Above this many unwritten bytes a connection counts as slow: QoS 0 deliveries are dropped
-    /// and QoS 1/2 wait in the session queue.
-    outbound_soft_limit: usize,
+    /// How far a connection may fall behind on writing (budget.rs).
+    budget: budget::OutputBudget,
     /// Boxed: a map's table is over-allocated up to 2x, and an idle connection should cost
     /// one `Connection` plus a pointer, not twice its size (issue: memory per idle connection).
     conns: AHashMap<ConnId, Box<Connection>>,
@@ -166,10 +166,10 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(config: Config) -> Broker {
-        let outbound_soft_limit = (config.limits.max_packet_size as usize).max(64 * 1024) * 2;
+        let budget = budget::OutputBudget::new(config.limits.max_packet_size);
         Broker {
             config,
-            outbound_soft_limit,
+            budget,
             conns: AHashMap::new(),
             sessions: persist::SessionMap::default(),
             client_ids: AHashMap::new(),
@@ -263,9 +263,9 @@ impl Broker {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let was_slow = c.unwritten >= self.outbound_soft_limit;
+        let was_behind = self.budget.is_behind(c.unwritten);
         c.unwritten = c.unwritten.saturating_sub(bytes);
-        if was_slow && c.unwritten < self.outbound_soft_limit {
+        if was_behind && !self.budget.is_behind(c.unwritten) {
             let session = c.session;
             self.release_publishers(conn);
             if let Some(sid) = session {
@@ -450,15 +450,25 @@ impl Broker {
         let size = accounted_size(&packet, c.version);
         c.unwritten += size;
         self.out.packet(conn, stream, c.version, packet, size);
+        if self.budget.standing(c.unwritten) == budget::Standing::Over {
+            // The client does not read what it is sent (deliveries stopped long before: these
+            // are answers to its own packets). No DISCONNECT: it would not be read either.
+            tracing::info!(conn = conn.0, peer = %c.peer, "closing: the client does not read what it is sent");
+            self.metrics.output_overflows += 1;
+            self.out
+                .close(conn, CloseKind::Abnormal(ReasonCode::QUOTA_EXCEEDED));
+            c.closing = true;
+            self.doomed.push(conn);
+        }
     }
 }
 
-/// Bytes a packet counts for in backpressure accounting: exact for PUBLISH (the packets that
-/// matter), a fixed estimate for the small control packets. The glue reports written packets
-/// with the same measure.
+/// Bytes a packet counts for in the output budget (budget.rs): exact for PUBLISH (the packets
+/// that matter), what holding one costs for the small control packets. The glue reports
+/// written packets with the same measure.
 pub fn accounted_size(packet: &Packet, version: crate::codec::ProtocolVersion) -> usize {
     match packet {
         Packet::Publish(_) => crate::codec::encoded_len(packet, version),
-        _ => 8,
+        _ => budget::CONTROL_PACKET_COST,
     }
 }

@@ -16,13 +16,6 @@ use super::session::{Delivery, Inflight, SubEntry};
 use super::{Broker, ConnId, HandlerId, SessionId, SharedMessage, StreamId, SubKey};
 use crate::codec::{Properties, Publish, PublishRef, QoS};
 
-/// A connection behind on writing may hold this many times the soft limit of unwritten bytes
-/// while it holds its publishers back; beyond it QoS 0 to it is dropped. What arrives after
-/// the pause are messages read before it: the transport's event queue (4,096 reads of up to a
-/// few KiB) and the reads in progress. At 4x (8 MiB) full-speed fan-in QoS 0 overran it and
-/// lost up to 8% of the messages in some runs; 16x (32 MiB) holds that whole pipeline.
-const OUTBOUND_HARD_FACTOR: usize = 16;
-
 /// Reused buffers, so routing a message does not allocate in the steady state.
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
@@ -252,11 +245,11 @@ impl Broker {
             }
             return;
         };
-        let slow = c.unwritten >= self.outbound_soft_limit;
-        // Below the hard limit a connection behind on writing still takes QoS 0 while it
-        // holds the publisher back (throttle.rs); beyond it, or once it is stuck, QoS 0 to it
-        // is dropped. The hard limit bounds what one subscriber can make the broker hold.
-        let over_hard_limit = c.unwritten >= self.outbound_soft_limit * OUTBOUND_HARD_FACTOR;
+        // The output budget (budget.rs): behind, a connection still takes QoS 0 while it holds
+        // the publisher back (throttle.rs); full, or once it is stuck, QoS 0 to it is dropped.
+        let standing = self.budget.standing(c.unwritten);
+        let slow = standing >= super::budget::Standing::Behind;
+        let over_hard_limit = standing >= super::budget::Standing::Full;
         let window_open = session.inflight.len() < c.send_window;
         let queue_empty = session.queue.is_empty();
         let holds = slow && self.hold_publisher(publisher, conn, now);
@@ -316,7 +309,7 @@ impl Broker {
             };
             if session.queue.is_empty()
                 || session.inflight.len() >= c.send_window
-                || c.unwritten >= self.outbound_soft_limit
+                || self.budget.is_behind(c.unwritten)
             {
                 return;
             }

@@ -266,24 +266,48 @@ fn topics_deeper_than_max_topic_levels_are_invalid() {
 }
 
 #[test]
-fn transport_refusals_are_counted_and_an_output_overflow_closes() {
+fn a_client_that_never_reads_is_closed_at_the_end_of_its_output_budget() {
+    let mut h = limited(|l| l.max_packet_size = 64);
+    let over = super::budget::OutputBudget::new(64).over_limit();
+    let deaf = h.connect("deaf", V5);
+    let reader = h.connect("reader", V5);
+    // The reader's writes are reported (pump): it sends as much and stays.
+    let pings = over.div_ceil(super::budget::CONTROL_PACKET_COST);
+    for _ in 0..pings {
+        h.broker
+            .handle_packet(reader, StreamId::CONTROL, Packet::PingReq, h.now);
+        h.pump();
+    }
+    assert!(!h.closed.contains(&reader));
+    // The deaf client's PINGRESPs are never written: the last one crosses the budget.
+    let mut closes = Vec::new();
+    for i in 0..pings {
+        assert!(closes.is_empty(), "closed after {i} of {pings} PINGREQs");
+        h.broker
+            .handle_packet(deaf, StreamId::CONTROL, Packet::PingReq, h.now);
+        for output in h.broker.take_outputs() {
+            if let Output::Close { conn, kind } = output {
+                closes.push((conn, kind));
+            }
+        }
+    }
+    assert_eq!(
+        closes,
+        vec![(deaf, CloseKind::Abnormal(ReasonCode::QUOTA_EXCEEDED))]
+    );
+    let m = h.broker.metrics();
+    assert_eq!((m.output_overflows, m.connections), (1, 1));
+}
+
+#[test]
+fn transport_refusals_are_counted() {
     let mut h = Harness::new();
     let conn = h.connect("q", V5);
     h.broker.quic_stream_refused(conn);
     h.broker.datagrams_rate_limited(conn, 3);
-    h.broker.output_overflow(conn, h.now);
     h.pump();
-    assert!(h.closed.contains(&conn));
     let m = h.broker.metrics();
-    assert_eq!(
-        (
-            m.streams_refused,
-            m.datagrams_rate_limited,
-            m.output_overflows,
-            m.connections
-        ),
-        (1, 3, 1, 0)
-    );
+    assert_eq!((m.streams_refused, m.datagrams_rate_limited), (1, 3));
     // A malformed packet is counted as a protocol error.
     let bad = h.connect("bad", V5);
     h.broker

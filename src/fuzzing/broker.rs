@@ -350,7 +350,7 @@ impl Sim {
                     QoS::AtMostOnce,
                 );
             }
-            (5, Some(conn)) => self.broker.output_overflow(conn, now),
+            // 5 was the glue's outbox overflow, now the broker's own output budget.
             (6, Some(conn)) => self.broker.quic_stream_refused(conn),
             (7, Some(conn)) => self.broker.datagrams_rate_limited(conn, u64::from(what)),
             _ => {}

@@ -57,10 +57,6 @@ pub enum Event {
         conn: ConnId,
         count: u64,
     },
-    /// A writer holds more unwritten packets than it keeps (`outbox::MAX_PENDING_PACKETS`).
-    OutputOverflow {
-        conn: ConnId,
-    },
     /// QUIC: the client opened a data stream.
     StreamOpened {
         conn: ConnId,

@@ -1,12 +1,10 @@
 //! The hand-off between the broker task and one connection's writer.
 //!
 //! The broker task appends whole [`Transmit`]s (encoded packets) and wakes the writer; the writer
-//! takes everything at once and writes it with one call. The broker accounts every
-//! byte it hands over until the writer reports it written, and stops feeding deliveries to a
-//! connection that falls behind (see `Broker::handle_written`). What it cannot hold back are
-//! answers to the client's own packets (PUBACK, PINGRESP...): a client that sends without ever
-//! reading would pile them up, so past [`MAX_PENDING_PACKETS`] `push` reports an overflow and
-//! the connection is closed (`Broker::output_overflow`).
+//! takes everything at once and writes it with one call. The outbox keeps no limit of its own:
+//! the broker accounts every byte it hands over until the writer reports it written, and its
+//! output budget (`broker/budget.rs`) decides when a connection that falls behind gets no more
+//! deliveries and when one that does not read at all is closed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -53,14 +51,8 @@ impl ReadPause {
     }
 }
 
-/// Packets an outbox holds for a writer that does not take them before the connection counts
-/// as not reading. Above any QoS window (65,535) plus the answers a burst of input needs.
-pub const MAX_PENDING_PACKETS: usize = 1 << 17;
-
 #[derive(Debug, Default)]
 struct OutboxState {
-    /// Packets in `transmits`.
-    pending_packets: usize,
     server_flows: Vec<crate::broker::FlowEvent>,
     transmits: Vec<Transmit>,
     closed_streams: Vec<StreamId>,
@@ -80,12 +72,9 @@ pub struct Batch {
 }
 
 impl Outbox {
-    /// Queues `transmit`; `false` when the outbox now holds more than [`MAX_PENDING_PACKETS`].
-    pub fn push(&self, transmit: Transmit) -> bool {
-        let mut state = self.lock();
-        state.pending_packets += transmit.count;
-        state.transmits.push(transmit);
-        state.pending_packets <= MAX_PENDING_PACKETS
+    /// Queues `transmit` (bounded by the broker's output budget, not here).
+    pub fn push(&self, transmit: Transmit) {
+        self.lock().transmits.push(transmit);
     }
 
     pub fn server_flow(&self, event: crate::broker::FlowEvent) {
@@ -121,7 +110,6 @@ impl Outbox {
                     let mut transmits = spare.take().unwrap_or_default();
                     transmits.clear();
                     std::mem::swap(&mut transmits, &mut state.transmits);
-                    state.pending_packets = 0;
                     let closed_streams = std::mem::take(&mut state.closed_streams);
                     let server_flows = std::mem::take(&mut state.server_flows);
                     return Batch {

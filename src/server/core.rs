@@ -38,15 +38,12 @@ pub async fn run(
     let mut shutting_down = false;
     let mut held = Held::default();
     let mut replies = Vec::new();
-    // Connections whose outbox overflowed (the client does not read): closed by the broker at
-    // the next wake-up, which its own packets bring.
-    let mut overflowed: Vec<ConnId> = Vec::new();
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
             Some(ticket) = committed(&mut writer) => {
                 for outputs in held.release(ticket) {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut overflowed);
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
                 }
                 continue;
             }
@@ -79,7 +76,6 @@ pub async fn run(
                         Event::DatagramsRateLimited { conn, count } => {
                             broker.datagrams_rate_limited(conn, count)
                         }
-                        Event::OutputOverflow { conn } => broker.output_overflow(conn, now),
                         Event::StreamClosed { conn, stream } => broker.stream_closed(conn, stream, now),
                         Event::StreamError { conn, stream, error } => {
                             broker.handle_stream_error(conn, stream, &error, now)
@@ -111,22 +107,13 @@ pub async fn run(
             _ = sleep_until(deadline) => {}
         }
         let now = Instant::now().into_std();
-        for conn in overflowed.drain(..) {
-            broker.output_overflow(conn, now);
-        }
         broker.handle_timeout(now);
         let outputs = Released {
             outputs: broker.take_outputs(),
             replies: std::mem::take(&mut replies),
         };
         match writer.as_mut() {
-            None => dispatch(
-                outputs,
-                &mut outboxes,
-                &handlers,
-                &mut dirty,
-                &mut overflowed,
-            ),
+            None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty),
             Some(writer) => {
                 let changes = broker.take_changes(now, SystemTime::now());
                 if !changes.is_empty() {
@@ -136,13 +123,7 @@ pub async fn run(
                 // Outputs wait for the commit of their batch's changes, and behind any batch
                 // still waiting (order per connection). `off` waits for nothing.
                 if writer.durability == Durability::Off || held.all_committed() {
-                    dispatch(
-                        outputs,
-                        &mut outboxes,
-                        &handlers,
-                        &mut dirty,
-                        &mut overflowed,
-                    );
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
                 } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
                     held.batches.push_back((held.ticket, outputs));
                 }
@@ -157,13 +138,7 @@ pub async fn run(
         // what waited for changes the store failed to commit is dropped.
         let committed = writer.finish().await;
         for outputs in held.release(committed) {
-            dispatch(
-                outputs,
-                &mut outboxes,
-                &handlers,
-                &mut dirty,
-                &mut overflowed,
-            );
+            dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
         }
     }
 }
@@ -228,7 +203,6 @@ fn dispatch(
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
-    overflowed: &mut Vec<ConnId>,
 ) {
     for (reply, result) in released.replies {
         let _ = reply.send(result);
@@ -238,10 +212,7 @@ fn dispatch(
             Output::Transmit(t) => {
                 if let Some(outbox) = outboxes.get(&t.conn) {
                     dirty.push(t.conn);
-                    let conn = t.conn;
-                    if !outbox.push(t) {
-                        overflowed.push(conn);
-                    }
+                    outbox.push(t);
                 }
             }
             Output::Close { conn, kind } => {

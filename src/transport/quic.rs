@@ -480,7 +480,6 @@ async fn serve_connection(
         );
         let mut spare = Vec::new();
         let mut pending_closes = Vec::new();
-        let mut overflow_reported = false;
         loop {
             let batch = tokio::select! {
                 biased;
@@ -525,20 +524,13 @@ async fn serve_connection(
                     // is full) goes on the control stream instead.
                     let fallback = send_datagrams(conn, &connection, transmit, &events).await;
                     if let (Some(t), Some(w)) = (fallback, writers.get(&StreamId::CONTROL)) {
-                        if !w.outbox.push(t) && !overflow_reported {
-                            overflow_reported = true;
-                            let _ = events.send(Event::OutputOverflow { conn }).await;
-                        }
+                        w.outbox.push(t);
                         w.outbox.wake();
                     }
                     continue;
                 }
                 if let Some(w) = writers.get(&transmit.stream) {
-                    if !w.outbox.push(transmit) && !overflow_reported {
-                        // The client does not read this stream; the broker closes it.
-                        overflow_reported = true;
-                        let _ = events.send(Event::OutputOverflow { conn }).await;
-                    }
+                    w.outbox.push(transmit);
                     w.outbox.wake();
                 }
             }

@@ -1,0 +1,107 @@
+//! The output budget: how far a connection may fall behind on writing what the broker hands
+//! it, and what happens at each step. Backpressure is this one idea; everything else is
+//! bookkeeping around it.
+//!
+//! The broker counts, per connection, the bytes it handed to the transport and has not yet
+//! seen written (`Connection::unwritten`: it adds what it queues, the glue reports what it
+//! wrote with `Broker::handle_written`). The glue keeps no limit of its own; it only reports
+//! bytes. By that count a connection is:
+//!
+//! - **keeping up**: everything is sent;
+//! - **behind** (past the soft limit, twice the largest packet and at least 128 KiB): QoS 1/2
+//!   deliveries wait in its session queue, and the publishers feeding it are paused so that
+//!   TCP/QUIC flow control slows them down (`throttle.rs`); QoS 0 is still sent while it
+//!   holds them;
+//! - **full** (16 times the soft limit): QoS 0 to it is dropped and counted. What arrives
+//!   after a pause was read before it (the event queue into the broker task, 4,096 reads of
+//!   up to a few KiB, and reads in progress): 16x holds that whole pipeline (at 4x, full-speed
+//!   fan-in QoS 0 lost up to 8 % of the messages in some runs);
+//! - **over** (the full limit plus the soft limit): the client does not read what it is sent
+//!   (deliveries stop at *behind* and *full*, so only answers to its own packets, PUBACKs or
+//!   PINGRESPs, can get here): it is closed with 0x97 Quota exceeded.
+//!
+//! Control packets count [`CONTROL_PACKET_COST`] bytes, what holding one costs the transport
+//! (its share of a `Transmit` and of an allocation), not their 2 to 5 bytes on the wire: a
+//! client that publishes without reading is closed after a bounded amount of memory.
+//!
+//! Inbound, the bound is the event channel into the broker task (`handoff::EVENT_QUEUE`):
+//! readers wait when it is full, so a busy broker slows every reader down evenly.
+
+/// What a queued control packet (anything but PUBLISH) counts for in the budget.
+pub const CONTROL_PACKET_COST: usize = 64;
+
+/// Multiple of the soft limit at which QoS 0 to a connection is dropped.
+const FULL_FACTOR: usize = 16;
+
+/// A connection's standing against its budget, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Standing {
+    KeepingUp,
+    Behind,
+    Full,
+    Over,
+}
+
+/// The limits, in accounted bytes, of what a connection may leave unwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBudget {
+    behind: usize,
+    full: usize,
+    over: usize,
+}
+
+impl OutputBudget {
+    /// The budget for connections whose packets are at most `max_packet_size` bytes.
+    pub fn new(max_packet_size: u32) -> OutputBudget {
+        let behind = (max_packet_size as usize).max(64 * 1024) * 2;
+        let full = behind * FULL_FACTOR;
+        OutputBudget {
+            behind,
+            full,
+            over: full + behind,
+        }
+    }
+
+    pub fn standing(&self, unwritten: usize) -> Standing {
+        if unwritten >= self.over {
+            Standing::Over
+        } else if unwritten >= self.full {
+            Standing::Full
+        } else if unwritten >= self.behind {
+            Standing::Behind
+        } else {
+            Standing::KeepingUp
+        }
+    }
+
+    /// Behind or worse: nothing more is started for the connection.
+    pub fn is_behind(&self, unwritten: usize) -> bool {
+        unwritten >= self.behind
+    }
+
+    /// The accounted bytes at which a connection is closed.
+    #[cfg(test)]
+    pub fn over_limit(&self) -> usize {
+        self.over
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_follow_the_largest_packet() {
+        let b = OutputBudget::new(1024 * 1024);
+        assert_eq!(b.standing(0), Standing::KeepingUp);
+        assert_eq!(b.standing(2 * 1024 * 1024 - 1), Standing::KeepingUp);
+        assert_eq!(b.standing(2 * 1024 * 1024), Standing::Behind);
+        assert_eq!(b.standing(32 * 1024 * 1024), Standing::Full);
+        assert_eq!(b.standing(34 * 1024 * 1024), Standing::Over);
+        assert_eq!(b.over_limit(), 34 * 1024 * 1024);
+        // Small packets still get room for a burst.
+        let small = OutputBudget::new(64);
+        assert!(!small.is_behind(128 * 1024 - 1));
+        assert!(small.is_behind(128 * 1024));
+    }
+}
