@@ -23,6 +23,7 @@ mod publish;
 mod route;
 mod server_flows;
 mod session;
+mod settings;
 mod streams;
 mod subscribe;
 mod throttle;
@@ -49,11 +50,11 @@ pub fn persist_format() -> u8 {
     persist::record::FORMAT
 }
 pub use server_flows::{FlowEvent, StreamMapping};
+pub use settings::Settings;
 pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
-use crate::config::Config;
 use crate::topic::{RetainedStore, SubscriptionTrie};
 use connection::{ConnState, Connection};
 use output::OutputQueue;
@@ -124,7 +125,7 @@ pub struct Metrics {
 
 /// The sans-IO broker.
 pub struct Broker {
-    config: Config,
+    settings: Settings,
     /// Above this many unwritten bytes a connection counts as slow: QoS 0 deliveries are dropped
     /// and QoS 1/2 wait in the session queue.
     outbound_soft_limit: usize,
@@ -165,10 +166,10 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Broker {
-        let outbound_soft_limit = (config.limits.max_packet_size as usize).max(64 * 1024) * 2;
+    pub fn new(settings: Settings) -> Broker {
+        let outbound_soft_limit = (settings.limits.max_packet_size as usize).max(64 * 1024) * 2;
         Broker {
-            config,
+            settings,
             outbound_soft_limit,
             conns: AHashMap::new(),
             sessions: persist::SessionMap::default(),
@@ -202,8 +203,8 @@ impl Broker {
         self.auth = Some(auth);
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -417,7 +418,7 @@ impl Broker {
     }
 
     fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.limits.connect_timeout_secs)
+        Duration::from_secs(self.settings.limits.connect_timeout_secs)
     }
 
     /// Queues one packet for `conn` on `stream`.
