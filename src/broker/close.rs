@@ -54,7 +54,7 @@ impl Broker {
                 self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now);
                 return;
             }
-            let max = self.config.session.max_session_expiry_secs;
+            let max = self.settings.session.max_session_expiry_secs;
             if let Some(s) = c.session.and_then(|sid| self.sessions.get_mut(&sid)) {
                 s.expiry_secs = expiry.min(max);
             }

@@ -86,11 +86,11 @@ impl Broker {
                 return Err(ReasonCode::TOPIC_NAME_INVALID);
             }
             // [MQTT-3.2.2-12] will QoS above Maximum QoS.
-            if will.qos as u8 > self.config.session.max_qos {
+            if will.qos as u8 > self.settings.session.max_qos {
                 return Err(ReasonCode::QOS_NOT_SUPPORTED);
             }
             // [MQTT-3.2.2-13] will retain when retain is not available.
-            if will.retain && !self.config.session.retain_available {
+            if will.retain && !self.settings.session.retain_available {
                 return Err(ReasonCode::RETAIN_NOT_SUPPORTED);
             }
         }
@@ -158,7 +158,7 @@ impl Broker {
 
         // A new session beyond `max_sessions` is refused (a clean start replaces one: no more).
         if !self.client_ids.contains_key(&client_id)
-            && self.sessions.len() >= self.config.limits.max_sessions
+            && self.sessions.len() >= self.settings.limits.max_sessions
         {
             self.metrics.sessions_refused += 1;
             self.refuse_connect(conn, version, ReasonCode::QUOTA_EXCEEDED, now);
@@ -189,7 +189,7 @@ impl Broker {
             }
         };
 
-        let limits = &self.config.limits;
+        let limits = &self.settings.limits;
         let requested_expiry = if version.is_v5() {
             connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
@@ -197,7 +197,7 @@ impl Broker {
         } else {
             u32::MAX
         };
-        let max_expiry = self.config.session.max_session_expiry_secs;
+        let max_expiry = self.settings.session.max_session_expiry_secs;
         let expiry = requested_expiry.min(max_expiry);
 
         let (keep_alive, server_keep_alive) = match limits.max_keep_alive {
@@ -292,8 +292,8 @@ impl Broker {
     }
 
     fn connack_properties(&self, connect: &Connect, expiry: u32, requested: u32) -> Properties {
-        let limits = &self.config.limits;
-        let session = &self.config.session;
+        let limits = &self.settings.limits;
+        let session = &self.settings.session;
         let mut p = Properties::from(PropertyValues {
             receive_maximum: Some(limits.receive_maximum),
             maximum_packet_size: Some(limits.max_packet_size),

@@ -88,7 +88,7 @@ impl Broker {
             && crate::topic::is_valid_topic_name(&p.topic)
             && !self.too_deep(&p.topic)
             // [MQTT-3.2.2-14]
-            && (!p.retain || self.config.session.retain_available)
+            && (!p.retain || self.settings.session.retain_available)
     }
 
     /// CONNACK user properties answering a datagram request, and whether datagrams are on.

@@ -9,7 +9,7 @@ impl Broker {
     /// agree; `Err` names the first disagreement.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
-        let limits = &self.config.limits;
+        let limits = &self.settings.limits;
         for (conn, c) in &self.conns {
             if let Some(sid) = c.session {
                 let Some(s) = self.sessions.get(&sid) else {

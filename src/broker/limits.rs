@@ -38,7 +38,7 @@ impl Broker {
     /// An attempt within the address's connection rate takes a token even when a quota then
     /// refuses it; one over the rate takes none.
     pub(super) fn admit(&mut self, ip: Option<IpAddr>, now: Instant) -> Result<(), ReasonCode> {
-        let rate = self.config.limits.max_connection_rate_per_address;
+        let rate = self.settings.limits.max_connection_rate_per_address;
         if let (Some(ip), true) = (ip, rate > 0) {
             if self.connect_rates.len() >= MAX_RATE_ENTRIES {
                 // Addresses that have not connected lately are forgotten: a full bucket is
@@ -54,7 +54,7 @@ impl Broker {
                 return Err(ReasonCode::CONNECTION_RATE_EXCEEDED);
             }
         }
-        let limits = &self.config.limits;
+        let limits = &self.settings.limits;
         let admitted = self.conns.len() - self.refused_pending;
         if admitted >= limits.max_connections {
             return Err(ReasonCode::QUOTA_EXCEEDED);
@@ -85,7 +85,7 @@ impl Broker {
 
     /// True when a topic name or filter has more levels than `limits.max_topic_levels`.
     pub(super) fn too_deep(&self, topic: &str) -> bool {
-        levels(topic) > self.config.limits.max_topic_levels
+        levels(topic) > self.settings.limits.max_topic_levels
     }
 
     /// QUIC: the transport refused a stream of `conn` (over `quic_stream_opens_per_sec`).

@@ -24,6 +24,7 @@ mod publish;
 mod route;
 mod server_flows;
 mod session;
+mod settings;
 mod streams;
 mod subscribe;
 mod throttle;
@@ -50,11 +51,11 @@ pub fn persist_format() -> u8 {
     persist::record::FORMAT
 }
 pub use server_flows::{FlowEvent, StreamMapping};
+pub use settings::Settings;
 pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
 use crate::codec::{DecodeError, Packet, QoS, ReasonCode};
-use crate::config::Config;
 use crate::topic::{RetainedStore, SubscriptionTrie};
 use connection::{ConnState, Connection};
 use output::OutputQueue;
@@ -125,7 +126,7 @@ pub struct Metrics {
 
 /// The sans-IO broker.
 pub struct Broker {
-    config: Config,
+    settings: Settings,
     /// How far a connection may fall behind on writing (budget.rs).
     budget: budget::OutputBudget,
     /// Boxed: a map's table is over-allocated up to 2x, and an idle connection should cost
@@ -165,10 +166,10 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Broker {
-        let budget = budget::OutputBudget::new(config.limits.max_packet_size);
+    pub fn new(settings: Settings) -> Broker {
+        let budget = budget::OutputBudget::new(settings.limits.max_packet_size);
         Broker {
-            config,
+            settings,
             budget,
             conns: AHashMap::new(),
             sessions: persist::SessionMap::default(),
@@ -202,8 +203,8 @@ impl Broker {
         self.auth = Some(auth);
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -417,7 +418,7 @@ impl Broker {
     }
 
     fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.limits.connect_timeout_secs)
+        Duration::from_secs(self.settings.limits.connect_timeout_secs)
     }
 
     /// Queues one packet for `conn` on `stream`.

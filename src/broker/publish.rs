@@ -20,7 +20,7 @@ impl Broker {
         p: Publish,
         now: Instant,
     ) {
-        let rate = self.config.limits.max_publish_rate_per_client;
+        let rate = self.settings.limits.max_publish_rate_per_client;
         if rate > 0 {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -60,7 +60,7 @@ impl Broker {
         let mut topic = p.topic.clone();
         if let Some(alias) = p.properties.topic_alias {
             // [MQTT-3.3.2-9] [MQTT-3.3.2-10]: 0 or above our maximum is an error.
-            if alias == 0 || alias > self.config.limits.topic_alias_maximum {
+            if alias == 0 || alias > self.settings.limits.topic_alias_maximum {
                 self.protocol_violation(conn, ReasonCode::TOPIC_ALIAS_INVALID, now);
                 return;
             }
@@ -88,12 +88,12 @@ impl Broker {
             return;
         }
         // [MQTT-3.2.2-11]: QoS above the Maximum QoS we announced.
-        if p.qos as u8 > self.config.session.max_qos {
+        if p.qos as u8 > self.settings.session.max_qos {
             self.protocol_violation(conn, ReasonCode::QOS_NOT_SUPPORTED, now);
             return;
         }
         // [MQTT-3.2.2-14]: RETAIN when we announced Retain Available = 0.
-        if p.retain && !self.config.session.retain_available {
+        if p.retain && !self.settings.session.retain_available {
             self.protocol_violation(conn, ReasonCode::RETAIN_NOT_SUPPORTED, now);
             return;
         }
@@ -109,7 +109,7 @@ impl Broker {
                 return;
             }
             // [MQTT-3.3.4-9]: more unacknowledged QoS 2 than our Receive Maximum.
-            if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
+            if session.incoming_qos2.len() >= usize::from(self.settings.limits.receive_maximum) {
                 self.protocol_violation(conn, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED, now);
                 return;
             }

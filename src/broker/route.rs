@@ -44,7 +44,7 @@ impl Broker {
         publisher: Option<SessionId>,
         now: Instant,
     ) -> usize {
-        if msg.retain && self.config.session.retain_available {
+        if msg.retain && self.settings.session.retain_available {
             self.retain(&msg);
         }
         self.route(msg, publisher, now)
@@ -63,7 +63,7 @@ impl Broker {
             self.persist.retained_changed(&msg.topic, None);
             return;
         }
-        let limits = &self.config.limits;
+        let limits = &self.settings.limits;
         let size = retained_size(msg);
         if self.retained.len() >= limits.max_retained_messages
             || self.retained_bytes + size > limits.max_retained_bytes
@@ -277,7 +277,7 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let limits = &self.config.limits;
+        let limits = &self.settings.limits;
         let size = delivery.size();
         if size > limits.max_queued_bytes {
             // Larger than the whole queue may hold: dropping everything else would not help.

@@ -99,7 +99,7 @@ impl Broker {
             tracing::debug!(session = sid.0, %filter, "SUBSCRIBE not authorized");
             return ReasonCode::NOT_AUTHORIZED;
         }
-        let granted = cap_qos(options.qos, self.config.session.max_qos);
+        let granted = cap_qos(options.qos, self.settings.session.max_qos);
         let entry = SubEntry {
             options: SubscriptionOptions {
                 qos: granted,
@@ -114,7 +114,7 @@ impl Broker {
             return ReasonCode::UNSPECIFIED_ERROR;
         };
         // A new subscription beyond `max_subscriptions` is refused; replacing one is not.
-        if session.subscriptions.len() >= self.config.limits.max_subscriptions
+        if session.subscriptions.len() >= self.settings.limits.max_subscriptions
             && !session
                 .subscriptions
                 .contains_key(&(filter.clone(), stream))
@@ -132,7 +132,7 @@ impl Broker {
         // Retain Handling (3.8.3.1): 0 always, 1 only for a new subscription, 2 never. Shared
         // subscriptions get no retained messages [MQTT-3.8.4-...] (4.8.2).
         let send_retained = !is_shared
-            && self.config.session.retain_available
+            && self.settings.session.retain_available
             && (options.retain_handling == 0 || (options.retain_handling == 1 && !existed));
         if send_retained {
             let mut denied = 0;

@@ -9,6 +9,7 @@ use bytestring::ByteString;
 
 use super::*;
 use crate::codec::*;
+use crate::config::Config;
 
 struct Harness {
     broker: Broker,
@@ -31,7 +32,7 @@ impl Harness {
 
     fn with_config(config: Config) -> Harness {
         Harness {
-            broker: Broker::new(config),
+            broker: Broker::new(Settings::from(&config)),
             now: Instant::now(),
             next_conn: 1,
             next_packet_id: 0,

@@ -1,4 +1,4 @@
-//! Limits against abuse (`limits.rs`, `config.rs` `limits:`): each limit, what is refused
+//! Limits against abuse (`limits.rs`, `config/sections/limits.rs`): each limit, what is refused
 //! with which code, and that the rest goes on.
 
 use super::*;

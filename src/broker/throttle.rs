@@ -43,7 +43,7 @@ impl Broker {
         slow: ConnId,
         now: Instant,
     ) -> bool {
-        let max_pause = self.config.limits.max_publisher_pause_ms;
+        let max_pause = self.settings.limits.max_publisher_pause_ms;
         if max_pause == 0 || self.throttle.stuck.contains(&slow) {
             return false;
         }
@@ -101,7 +101,7 @@ impl Broker {
     /// The pause of `publisher` may have lasted `max_publisher_pause_ms`: whoever holds it
     /// is stuck and lets go of every publisher.
     pub(super) fn check_publisher_pause(&mut self, publisher: ConnId, now: Instant) {
-        let max_pause = Duration::from_millis(self.config.limits.max_publisher_pause_ms);
+        let max_pause = Duration::from_millis(self.settings.limits.max_publisher_pause_ms);
         match self.throttle.paused.get(&publisher) {
             Some((_, since)) if now >= *since + max_pause => {}
             // Resumed since (a later pause has its own timer).

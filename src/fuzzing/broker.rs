@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::Input;
 use crate::broker::{
-    accounted_size, Broker, ConnId, HandlerId, Message, Output, QuicCaps, StreamId,
+    accounted_size, Broker, ConnId, HandlerId, Message, Output, QuicCaps, Settings, StreamId,
 };
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion, QoS};
 use crate::config::Config;
@@ -132,7 +132,7 @@ impl Sim {
     pub(super) fn new(config: Config) -> Sim {
         let max_packet_size = config.limits.max_packet_size;
         Sim {
-            broker: Broker::new(config),
+            broker: Broker::new(Settings::from(&config)),
             now: Instant::now(),
             next_conn: 1,
             slots: Default::default(),

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::broker::{Broker, EnhancedAuth};
+use crate::broker::{Broker, EnhancedAuth, Settings};
 use crate::config::Config;
 use crate::handoff::{Event, EVENT_QUEUE};
 
@@ -137,7 +137,7 @@ pub(crate) async fn start_with_channel(
     // Then the store: recovery happens before any listener accepts, and a store in use by
     // another broker stops the start before anything is bound.
     let storage = config.storage.clone();
-    let mut broker = Broker::new(config.clone());
+    let mut broker = Broker::new(Settings::from(&config));
     if let Some(auth) = options.enhanced_auth {
         broker.set_enhanced_auth(auth);
     }

@@ -8,9 +8,9 @@ use bytes::Bytes;
 
 use super::record::*;
 use super::*;
+use crate::broker::Settings;
 use crate::broker::{ConnId, Message, Output};
 use crate::codec::*;
-use crate::config::Config;
 
 /// The store's three tables, applying [`StoreOp`]s as `store::Store::apply` does.
 #[derive(Default, Clone)]
@@ -77,7 +77,7 @@ struct Node {
 
 impl Node {
     fn new() -> Node {
-        let mut broker = Broker::new(Config::default());
+        let mut broker = Broker::new(Settings::default());
         broker.enable_persistence();
         Node {
             broker,
@@ -92,7 +92,7 @@ impl Node {
     /// A new broker on `store` after `gap` of downtime, as after a restart.
     fn restart(store: FakeStore, wall: SystemTime, gap: Duration) -> (Node, RestoreReport) {
         let mut node = Node::new();
-        node.broker = Broker::new(Config::default());
+        node.broker = Broker::new(Settings::default());
         node.wall = wall + gap;
         node.next_conn = 100;
         let report = node.broker.restore(store.loaded(), node.now, node.wall);

@@ -1,0 +1,23 @@
+//! One file per top-level section of the YAML file: the section's struct, its documented
+//! defaults, and any field reader that needs a better message than serde's own.
+
+mod auth;
+mod limits;
+mod listeners;
+mod log;
+mod quic;
+mod runtime;
+mod session;
+mod storage;
+mod tls;
+
+pub use auth::Auth;
+pub use limits::Limits;
+pub use listeners::Listeners;
+pub use log::Logging;
+pub use quic::{parse_hex, Quic, ZeroRtt, MAX_SERVER_ID_LEN};
+pub use runtime::Runtime;
+pub(super) use runtime::MAX_WORKER_THREADS;
+pub use session::SessionDefaults;
+pub use storage::{Durability, Storage};
+pub use tls::Tls;
