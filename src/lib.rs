@@ -5,6 +5,8 @@
 //! - [`topic`]: topic rules, the subscription trie and the retained store.
 //! - [`broker`]: the sans-IO broker state machine (sessions, routing, QoS, wills, timers).
 //! - `handoff`: the events connections send the broker task, and the outboxes it fills.
+//! - `framing`: MQTT packets over a byte stream (read and decode in batches, write batches),
+//!   shared by the server's connections and the client.
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
@@ -21,6 +23,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod fdlimit;
+pub(crate) mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod handoff;

@@ -22,8 +22,9 @@ const LAYERS: &[&[&str]] = &[
     &["auth"],
     // The sans-IO broker core.
     &["broker"],
-    // The store's writer task; what connection tasks and the broker task pass each other.
-    &["store", "handoff"],
+    // The store's writer task; what connection tasks and the broker task pass each other;
+    // packets over a byte stream (for the transports and the client alike).
+    &["store", "handoff", "framing"],
     // Glue around the core: the server's transports; the bundled client (over the codec only).
     &["transport", "client"],
     &["server", "bench"],

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::error::ClientError;
 use super::state::{ClientState, StreamKey};
 use crate::codec::{self, Packet, ProtocolVersion};
+use crate::framing::{BatchWriter, PacketReader};
 
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -171,17 +172,12 @@ pub(crate) async fn read_loop(
         stream,
         version,
         max_packet_size,
-        buffered: mut buf,
+        buffered,
     } = setup;
+    let mut input = PacketReader::with_buffered(buffered);
     loop {
-        let mut packets = Vec::new();
-        let error = loop {
-            match codec::decode(&mut buf, Some(version), max_packet_size) {
-                Ok(Some(packet)) => packets.push(packet),
-                Ok(None) => break None,
-                Err(e) => break Some(e),
-            }
-        };
+        let (packets, error) =
+            input.decode_all(|buf| codec::decode(buf, Some(version), max_packet_size));
         if !packets.is_empty()
             && events
                 .send(LinkEvent::Packets {
@@ -205,10 +201,8 @@ pub(crate) async fn read_loop(
                 .await;
             return;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        let error = match reader.read_buf(&mut buf).await {
+        input.settle();
+        let error = match input.read(&mut reader).await {
             Ok(0) => None,
             Ok(_) => continue,
             Err(e) => Some(ClientError::Io(e)),
@@ -236,9 +230,10 @@ async fn write_loop(
     events: mpsc::Sender<LinkEvent>,
     unwritten: Arc<Unwritten>,
 ) {
-    let mut buf = BytesMut::new();
+    let mut out = BatchWriter::default();
     while let Some(cmd) = rx.recv().await {
         let mut finish = false;
+        let buf = out.gather();
         match cmd {
             WriteCmd::Data(bytes) => buf.extend_from_slice(&bytes),
             WriteCmd::Finish => finish = true,
@@ -251,24 +246,19 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if !buf.is_empty() {
-            let result = match writer.write_all(&buf).await {
-                Ok(()) => writer.flush().await,
-                Err(e) => Err(e),
-            };
-            unwritten.sub(buf.len());
-            buf.clear();
-            if let Err(e) = result {
-                let error = Some(ClientError::Io(e));
-                let _ = events
-                    .send(LinkEvent::Ended {
-                        epoch,
-                        stream,
-                        error,
-                    })
-                    .await;
-                return;
-            }
+        let pending = buf.len();
+        let result = out.write_gathered(&mut writer).await;
+        unwritten.sub(pending);
+        if let Err(e) = result {
+            let error = Some(ClientError::Io(e));
+            let _ = events
+                .send(LinkEvent::Ended {
+                    epoch,
+                    stream,
+                    error,
+                })
+                .await;
+            return;
         }
         if finish {
             let _ = writer.shutdown().await;

@@ -4,29 +4,20 @@
 //!
 //! Reading: everything a read returns is decoded at once and sent to the broker as one event.
 //! Writing: the writer takes everything queued for the stream (packets the broker task already
-//! encoded) and writes it with one call (no flush per packet). Idle connections give their
-//! buffers back.
+//! encoded) and writes it with one call (no flush per packet). How bytes become packets and
+//! batches become writes is `crate::framing`, shared with the bundled client.
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::login::LoginContext;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
+use crate::framing::{BatchWriter, PacketReader};
 use crate::handoff::Event;
 use crate::handoff::{Outbox, ReadPause};
-
-/// Read buffer of a busy connection; grown on demand up to the maximum packet size.
-const READ_CHUNK: usize = 4096;
-/// What an idle connection waits with (inside its task, not on the heap).
-const IDLE_READ: usize = 256;
-/// A write buffer above this size is released after use instead of kept for the next batch.
-const KEEP_WRITE_BUFFER: usize = 64 * 1024;
-/// A batch at least this large marks a busy connection, which keeps its write buffer.
-const BUSY_BATCH: usize = 1024;
 
 /// Serves one connection over a single byte stream (TCP) until either side ends it.
 pub async fn serve<R, W>(
@@ -134,48 +125,26 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     login: Option<&LoginContext>,
     pause: &ReadPause,
 ) -> ReadEnd {
-    let mut buf = BytesMut::new();
-    // While a connection is idle it holds no heap buffer: it waits with a small buffer inside
-    // the task and allocates when bytes arrive. A read that fills the small buffer marks the
-    // connection busy, and busy connections read in large chunks (one read, many packets).
-    let mut small = [0u8; IDLE_READ];
-    let mut busy = false;
+    let mut input = PacketReader::default();
     loop {
         // Backpressure: not read while the broker holds this publisher back.
         pause.wait().await;
-        if buf.is_empty() && !busy {
-            match reader.read(&mut small).await {
-                Ok(0) | Err(_) => return ReadEnd::Closed,
-                Ok(n) => {
-                    buf.extend_from_slice(&small[..n]);
-                    busy = n == IDLE_READ;
-                }
-            }
-        } else {
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            match reader.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return ReadEnd::Closed,
-                Ok(n) => busy = n >= READ_CHUNK / 4,
-            }
+        match input.read(reader).await {
+            Ok(0) | Err(_) => return ReadEnd::Closed,
+            Ok(_) => {}
         }
-        let mut packets = Vec::new();
         let mut connect_at = None;
-        let error = loop {
-            match codec::decode_from_client(&mut buf, *version, max_packet_size) {
-                Ok(Some(packet)) => {
-                    if let Packet::Connect(c) = &packet {
-                        *version = Some(c.protocol);
-                        on_connect(c.protocol);
-                        connect_at.get_or_insert(packets.len());
-                    }
-                    packets.push(packet);
-                }
-                Ok(None) => break None,
-                Err(e) => break Some(e),
+        let mut decoded = 0;
+        let (packets, error) = input.decode_all(|buf| {
+            let packet = codec::decode_from_client(buf, *version, max_packet_size);
+            if let Ok(Some(Packet::Connect(c))) = &packet {
+                *version = Some(c.protocol);
+                on_connect(c.protocol);
+                connect_at.get_or_insert(decoded);
             }
-        };
+            decoded += 1;
+            packet
+        });
         if let (Some(login), Some(Packet::Connect(connect))) =
             (login, connect_at.and_then(|i| packets.get(i)))
         {
@@ -201,9 +170,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
         if let Some(error) = error {
             return ReadEnd::Failed(error);
         }
-        if buf.is_empty() && !busy {
-            buf = BytesMut::new();
-        }
+        input.settle();
     }
 }
 
@@ -217,43 +184,33 @@ pub async fn write_packets<W: AsyncWrite + Unpin>(
     events: &mpsc::Sender<Event>,
     mut written: impl FnMut(&[crate::broker::Transmit]),
 ) {
-    let mut buf = BytesMut::new();
+    let mut out = BatchWriter::default();
     let mut spare = Vec::new();
     loop {
         let batch = outbox.next_batch(spare).await;
         let accounted: usize = batch.transmits.iter().map(|t| t.accounted).sum();
         // The broker encoded the packets: one transmit is written as it is, several are
-        // gathered into one buffer for one write.
-        let single = match &batch.transmits[..] {
-            [one] => Some(&one.bytes[..]),
-            _ => {
-                for transmit in &batch.transmits {
-                    buf.extend_from_slice(&transmit.bytes);
+        // gathered for one write.
+        let result = match &batch.transmits[..] {
+            [one] => out.write_one(writer, &one.bytes).await,
+            several => {
+                for t in several {
+                    out.gather().extend_from_slice(&t.bytes);
                 }
-                None
+                out.write_gathered(writer).await
             }
         };
-        let out = single.unwrap_or(&buf[..]);
-        if !out.is_empty() {
-            if writer.write_all(out).await.is_err() || writer.flush().await.is_err() {
-                return;
-            }
-            // A busy connection keeps its buffer for the next batch; one that wrote a small
-            // batch (a CONNACK, a PINGRESP) is likely idle and gives it back.
-            let busy = out.len() >= BUSY_BATCH;
-            buf.clear();
-            if !busy || buf.capacity() > KEEP_WRITE_BUFFER {
-                buf = BytesMut::new();
-            }
-            if events
-                .send(Event::Written {
+        match result {
+            Err(_) => return,
+            Ok(0) => {}
+            Ok(_) => {
+                let written = Event::Written {
                     conn,
                     bytes: accounted,
-                })
-                .await
-                .is_err()
-            {
-                return;
+                };
+                if events.send(written).await.is_err() {
+                    return;
+                }
             }
         }
         written(&batch.transmits);
