@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use super::app_error;
 use super::cert::Identity;
 use super::early::{EarlyData, Handshake, QuicStats};
+use super::migration::PeerPath;
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
@@ -251,6 +252,7 @@ async fn serve_connection(
     gate: Arc<super::login::LoginGate>,
 ) {
     let peer = super::migration::peer_label(connection.remote_address());
+    let (path, moves) = PeerPath::new(connection.clone());
     let outbox = Arc::new(Outbox::default());
     if events
         .send(Event::Opened {
@@ -322,7 +324,7 @@ async fn serve_connection(
         let end = read_packets(
             conn,
             StreamId::CONTROL,
-            &mut control_recv,
+            &mut path.observe(&mut control_recv),
             &events,
             settings.max_packet_size,
             &mut version,
@@ -403,6 +405,7 @@ async fn serve_connection(
                 settings.max_packet_size,
                 version,
                 outbox.clone(),
+                path.clone(),
             ));
         }
         std::future::pending::<()>().await;
@@ -436,6 +439,7 @@ async fn serve_connection(
                 settings.max_packet_size,
                 version,
                 outbox.clone(),
+                path.clone(),
             ));
         }
         std::future::pending::<()>().await;
@@ -450,6 +454,7 @@ async fn serve_connection(
                 version,
                 settings.max_packet_size,
                 TokenBucket::new(settings.datagrams_per_sec, std::time::Instant::now()),
+                &path,
             )
             .await;
         }
@@ -578,7 +583,7 @@ async fn serve_connection(
         _ = bidi_acceptor => {}
         _ = uni_acceptor => {}
         _ = datagram_reader => {}
-        _ = super::migration::watch_peer(conn, connection.clone(), events.clone()) => {}
+        _ = super::migration::report_moves(conn, moves, events.clone()) => {}
     }
 }
 
@@ -657,12 +662,13 @@ async fn read_data_stream(
     max_packet_size: u32,
     version: ProtocolVersion,
     outbox: Arc<Outbox>,
+    path: PeerPath,
 ) {
     let mut version = Some(version);
     match read_packets(
         conn,
         stream,
-        &mut recv,
+        &mut path.observe(&mut recv),
         &events,
         max_packet_size,
         &mut version,
@@ -699,6 +705,7 @@ async fn read_uni_stream(
     max_packet_size: u32,
     version: ProtocolVersion,
     outbox: Arc<Outbox>,
+    path: PeerPath,
 ) {
     let (filtered, rx) = mpsc::channel::<Event>(16);
     let events = &events;
@@ -722,7 +729,7 @@ async fn read_uni_stream(
         let end = read_packets(
             conn,
             StreamId::CONTROL,
-            &mut recv,
+            &mut path.observe(&mut recv),
             &filtered,
             max_packet_size,
             &mut version,
