@@ -73,6 +73,12 @@ pub struct Observed<R> {
     path: PeerPath,
 }
 
+impl<R> Observed<R> {
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for Observed<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use super::app_error;
 use super::cert::Identity;
 use super::early::{EarlyData, Handshake, QuicStats};
-use super::migration::PeerPath;
+use super::migration::{Observed, PeerPath};
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
@@ -400,12 +400,11 @@ async fn serve_connection(
             tokio::spawn(read_data_stream(
                 conn,
                 stream,
-                reader,
+                path.observe(reader),
                 stream_events,
                 settings.max_packet_size,
                 version,
                 outbox.clone(),
-                path.clone(),
             ));
         }
         std::future::pending::<()>().await;
@@ -434,12 +433,11 @@ async fn serve_connection(
             let stream_events = early.stream_events(conn, reader.inner().is_0rtt(), &events);
             tokio::spawn(read_uni_stream(
                 conn,
-                reader,
+                path.observe(reader),
                 stream_events,
                 settings.max_packet_size,
                 version,
                 outbox.clone(),
-                path.clone(),
             ));
         }
         std::future::pending::<()>().await;
@@ -657,18 +655,17 @@ async fn wait_accepted(
 async fn read_data_stream(
     conn: ConnId,
     stream: StreamId,
-    mut recv: Prefixed<RecvStream>,
+    mut recv: Observed<Prefixed<RecvStream>>,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
     outbox: Arc<Outbox>,
-    path: PeerPath,
 ) {
     let mut version = Some(version);
     match read_packets(
         conn,
         stream,
-        &mut path.observe(&mut recv),
+        &mut recv,
         &events,
         max_packet_size,
         &mut version,
@@ -682,7 +679,10 @@ async fn read_data_stream(
             let _ = events.send(Event::StreamClosed { conn, stream }).await;
         }
         ReadEnd::Failed(error) => {
-            let _ = recv.inner_mut().stop(VarInt::from_u32(app_error::ABNORMAL));
+            let _ = recv
+                .get_mut()
+                .inner_mut()
+                .stop(VarInt::from_u32(app_error::ABNORMAL));
             let _ = events
                 .send(Event::StreamError {
                     conn,
@@ -700,12 +700,11 @@ async fn read_data_stream(
 /// that do not decode, stop this stream only.
 async fn read_uni_stream(
     conn: ConnId,
-    mut recv: Prefixed<RecvStream>,
+    mut recv: Observed<Prefixed<RecvStream>>,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
     outbox: Arc<Outbox>,
-    path: PeerPath,
 ) {
     let (filtered, rx) = mpsc::channel::<Event>(16);
     let events = &events;
@@ -729,7 +728,7 @@ async fn read_uni_stream(
         let end = read_packets(
             conn,
             StreamId::CONTROL,
-            &mut path.observe(&mut recv),
+            &mut recv,
             &filtered,
             max_packet_size,
             &mut version,
@@ -747,7 +746,10 @@ async fn read_uni_stream(
             conn = conn.0,
             "unidirectional stream stopped: packet not allowed or malformed"
         );
-        let _ = recv.inner_mut().stop(VarInt::from_u32(app_error::ABNORMAL));
+        let _ = recv
+            .get_mut()
+            .inner_mut()
+            .stop(VarInt::from_u32(app_error::ABNORMAL));
     }
 }
 
