@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// Clock ticks per second of /proc/PID/stat. The kernel exports times in USER_HZ, which is
-/// 100 on every Linux architecture in use (sysconf(_SC_CLK_TCK) says the same), and reading it
-/// would need libc.
-const TICKS_PER_SECOND: u64 = 100;
+/// Clock ticks per second of /proc/PID/stat (USER_HZ, what sysconf(_SC_CLK_TCK) answers), as
+/// the kernel tells every process in its auxiliary vector.
+fn ticks_per_second() -> u64 {
+    #[cfg(unix)]
+    let ticks = rustix::param::clock_ticks_per_second();
+    #[cfg(not(unix))]
+    let ticks = 100;
+    ticks.max(1)
+}
 
 /// One reading of a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,7 +55,7 @@ pub fn parse_stat(text: &str) -> Option<Duration> {
     let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
     let ticks = utime + stime;
-    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
+    Some(Duration::from_millis(ticks * 1000 / ticks_per_second()))
 }
 
 /// (VmRSS, VmHWM) in KiB from the text of /proc/PID/status.

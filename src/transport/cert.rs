@@ -75,8 +75,8 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<Identity, CertError> {
 
 /// The certificate in `data_dir` (`cert.pem`, `key.pem`), generated there if missing.
 ///
-/// Several brokers may start at once on a fresh data directory: an exclusive lock file
-/// (`cert.lock`, created with O_EXCL) lets exactly one generate, the others wait for its files,
+/// Several brokers may start at once on a fresh data directory: an exclusive file lock on
+/// `cert.lock` lets exactly one generate, the others wait for it and then load its files,
 /// and every file is written under a temporary name and renamed, so nobody ever reads half a
 /// file or a key that belongs to another certificate.
 pub fn load_or_generate(data_dir: &Path) -> Result<Identity, CertError> {
@@ -89,42 +89,24 @@ pub fn load_or_generate(data_dir: &Path) -> Result<Identity, CertError> {
         path: data_dir.into(),
         source,
     })?;
+    // An advisory lock on `cert.lock` (flock): the others block until the first has written
+    // its files and closed the lock file; the kernel releases it if that broker dies meanwhile,
+    // so no lock is ever left stale. The file stays: removing it would let a late comer lock
+    // a new file while another still holds the old one.
     let lock_path = data_dir.join("cert.lock");
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock_path)
-        {
-            Ok(_) => {
-                let result = generate_unless_present(&cert_path, &key_path);
-                let _ = std::fs::remove_file(&lock_path);
-                return result;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if std::time::Instant::now() >= deadline {
-                    // A broker died while generating: take the stale lock over.
-                    let _ = std::fs::remove_file(&lock_path);
-                    continue;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(source) => {
-                return Err(CertError::Write {
-                    path: lock_path,
-                    source,
-                })
-            }
-        }
-        if cert_path.exists() && key_path.exists() && !lock_path.exists() {
-            return load_pem(&cert_path, &key_path);
-        }
-    }
+    let lock_error = |source| CertError::Write {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(lock_error)?;
+    lock.lock().map_err(lock_error)?;
+    generate_unless_present(&cert_path, &key_path)
 }
-
-/// How long a broker waits for another one generating the certificate.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs under the lock: another broker may have finished just before we took it.
 fn generate_unless_present(cert_path: &Path, key_path: &Path) -> Result<Identity, CertError> {

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use super::app_error;
 use super::cert::Identity;
 use super::early::{EarlyData, Handshake, QuicStats};
+use super::migration::{Observed, PeerPath};
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
@@ -251,6 +252,7 @@ async fn serve_connection(
     gate: Arc<super::login::LoginGate>,
 ) {
     let peer = super::migration::peer_label(connection.remote_address());
+    let (path, moves) = PeerPath::new(connection.clone());
     let outbox = Arc::new(Outbox::default());
     if events
         .send(Event::Opened {
@@ -322,7 +324,7 @@ async fn serve_connection(
         let end = read_packets(
             conn,
             StreamId::CONTROL,
-            &mut control_recv,
+            &mut path.observe(&mut control_recv),
             &events,
             settings.max_packet_size,
             &mut version,
@@ -398,7 +400,7 @@ async fn serve_connection(
             tokio::spawn(read_data_stream(
                 conn,
                 stream,
-                reader,
+                path.observe(reader),
                 stream_events,
                 settings.max_packet_size,
                 version,
@@ -431,7 +433,7 @@ async fn serve_connection(
             let stream_events = early.stream_events(conn, reader.inner().is_0rtt(), &events);
             tokio::spawn(read_uni_stream(
                 conn,
-                reader,
+                path.observe(reader),
                 stream_events,
                 settings.max_packet_size,
                 version,
@@ -450,6 +452,7 @@ async fn serve_connection(
                 version,
                 settings.max_packet_size,
                 TokenBucket::new(settings.datagrams_per_sec, std::time::Instant::now()),
+                &path,
             )
             .await;
         }
@@ -570,7 +573,7 @@ async fn serve_connection(
         _ = bidi_acceptor => {}
         _ = uni_acceptor => {}
         _ = datagram_reader => {}
-        _ = super::migration::watch_peer(conn, connection.clone(), events.clone()) => {}
+        _ = super::migration::report_moves(conn, moves, events.clone()) => {}
     }
 }
 
@@ -644,7 +647,7 @@ async fn wait_accepted(
 async fn read_data_stream(
     conn: ConnId,
     stream: StreamId,
-    mut recv: Prefixed<RecvStream>,
+    mut recv: Observed<Prefixed<RecvStream>>,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
@@ -668,7 +671,10 @@ async fn read_data_stream(
             let _ = events.send(Event::StreamClosed { conn, stream }).await;
         }
         ReadEnd::Failed(error) => {
-            let _ = recv.inner_mut().stop(VarInt::from_u32(app_error::ABNORMAL));
+            let _ = recv
+                .get_mut()
+                .inner_mut()
+                .stop(VarInt::from_u32(app_error::ABNORMAL));
             let _ = events
                 .send(Event::StreamError {
                     conn,
@@ -686,7 +692,7 @@ async fn read_data_stream(
 /// that do not decode, stop this stream only.
 async fn read_uni_stream(
     conn: ConnId,
-    mut recv: Prefixed<RecvStream>,
+    mut recv: Observed<Prefixed<RecvStream>>,
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     version: ProtocolVersion,
@@ -732,7 +738,10 @@ async fn read_uni_stream(
             conn = conn.0,
             "unidirectional stream stopped: packet not allowed or malformed"
         );
-        let _ = recv.inner_mut().stop(VarInt::from_u32(app_error::ABNORMAL));
+        let _ = recv
+            .get_mut()
+            .inner_mut()
+            .stop(VarInt::from_u32(app_error::ABNORMAL));
     }
 }
 

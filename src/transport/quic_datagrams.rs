@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use quinn::Connection;
 use tokio::sync::mpsc;
 
+use super::migration::PeerPath;
 use crate::broker::{ConnId, StreamId};
 use crate::codec::{self, ProtocolVersion};
 use crate::handoff::Event;
@@ -53,9 +54,11 @@ pub async fn read(
     version: ProtocolVersion,
     max_packet_size: u32,
     mut rate: TokenBucket,
+    path: &PeerPath,
 ) {
     let mut dropped = 0;
     while let Ok(datagram) = connection.read_datagram().await {
+        path.on_receipt();
         let allowed = rate.allow(std::time::Instant::now());
         if !allowed {
             dropped += 1;
