@@ -283,7 +283,10 @@ impl Broker {
             code: ReasonCode::SUCCESS,
             properties,
         };
-        self.send(conn, StreamId::CONTROL, Packet::ConnAck(connack));
+        if self.queue_packet(conn, StreamId::CONTROL, Packet::ConnAck(connack)) {
+            // An explicit output: the glue never decodes what it writes to find the CONNACK.
+            self.out.accepted(conn);
+        }
         if session_present {
             self.rebind_session_to_control(sid);
             self.resend_inflight(sid, conn, now);

@@ -16,6 +16,7 @@ mod close;
 mod connect;
 mod connection;
 mod datagram;
+pub mod early;
 mod invariants;
 mod limits;
 mod output;
@@ -52,6 +53,7 @@ pub fn persist_format() -> u8 {
 }
 pub use server_flows::{FlowEvent, StreamMapping};
 pub use settings::Settings;
+pub use streams::allowed_on_unidirectional_stream;
 pub use transport_events::ClientInfo;
 pub use types::{ConnId, Message, SessionId, SharedMessage, StreamId};
 
@@ -427,11 +429,17 @@ impl Broker {
     /// [MQTT-3.1.2-24] and the connection cannot go on without it: it is closed (PUBLISH packets
     /// are checked, and dropped, before they get here).
     fn send(&mut self, conn: ConnId, stream: StreamId, packet: Packet) {
+        self.queue_packet(conn, stream, packet);
+    }
+
+    /// Queues `packet`; false when it was not (the connection is gone, closing, or the packet
+    /// is too large for the client, which closes the connection).
+    fn queue_packet(&mut self, conn: ConnId, stream: StreamId, packet: Packet) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
-            return;
+            return false;
         };
         if c.closing {
-            return;
+            return false;
         }
         if c.max_packet_size_out != u32::MAX
             && !matches!(packet, Packet::Publish(_))
@@ -446,7 +454,7 @@ impl Broker {
                 .close(conn, CloseKind::Abnormal(ReasonCode::PACKET_TOO_LARGE));
             c.closing = true;
             self.doomed.push(conn);
-            return;
+            return false;
         }
         let size = accounted_size(&packet, c.version);
         c.unwritten += size;
@@ -461,6 +469,7 @@ impl Broker {
             c.closing = true;
             self.doomed.push(conn);
         }
+        true
     }
 }
 

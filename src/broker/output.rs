@@ -3,7 +3,8 @@
 //! Packets for one connection and stream produced while handling one batch of events are
 //! encoded into one [`Transmit`] as they are produced, so the glue writes them at once. The
 //! state machine stays sans-IO: encoding is a pure function of the packet, and
-//! [`Transmit::packets`] decodes them again for tests and the QUIC glue's CONNACK check.
+//! [`Transmit::packets`] decodes them again for tests. What the glue must know about the bytes
+//! it writes the broker says beside them ([`Transmit::accepted`]), so the glue never decodes.
 
 use ahash::AHashMap;
 
@@ -28,10 +29,14 @@ pub struct Transmit {
     /// The packets' [`super::accounted_size`] total, computed once by the broker: the writer
     /// reports it back as written instead of measuring every packet again.
     pub accounted: usize,
+    /// This transmit carries the successful CONNACK: once it is written, the connection is
+    /// accepted (the QUIC glue starts reading the client's data streams then, so nothing it
+    /// answers there can overtake the CONNACK).
+    pub accepted: bool,
 }
 
 impl Transmit {
-    /// The packets again, decoded (tests, and the QUIC glue while it waits for the CONNACK).
+    /// The packets again, decoded (tests).
     pub fn packets(&self) -> Vec<Packet> {
         let mut buf = self.bytes.clone();
         let mut packets = Vec::with_capacity(self.count);
@@ -161,10 +166,21 @@ impl OutputQueue {
             bytes: BytesMut::new(),
             count: 0,
             accounted: 0,
+            accepted: false,
         };
         add(&mut t);
         self.open.insert((conn, stream), self.outputs.len());
         self.outputs.push(Output::Transmit(t));
+    }
+
+    /// Marks the control stream's open transmit, which ends with the successful CONNACK just
+    /// queued, as accepting the connection.
+    pub fn accepted(&mut self, conn: ConnId) {
+        if let Some(&i) = self.open.get(&(conn, StreamId::CONTROL)) {
+            if let Some(Output::Transmit(t)) = self.outputs.get_mut(i) {
+                t.accepted = true;
+            }
+        }
     }
 
     pub fn close(&mut self, conn: ConnId, kind: CloseKind) {

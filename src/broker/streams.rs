@@ -176,3 +176,121 @@ impl Broker {
         moved
     }
 }
+
+/// Packets a client-initiated unidirectional QUIC stream may carry (the `mqtt5` crate publishes
+/// this way): PUBLISH, SUBSCRIBE, UNSUBSCRIBE and PINGREQ, whose answers and deliveries go on the
+/// control stream (the client cannot read a stream it only writes). Anything else stops that
+/// stream only; the connection lives on (`transport::quic` applies it while it reads).
+pub fn allowed_on_unidirectional_stream(packet: &Packet) -> bool {
+    matches!(
+        packet,
+        Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PingReq
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::{
+        Ack, Auth, ConnAck, Connect, Disconnect, Properties, ProtocolVersion, Publish, QoS, SubAck,
+        Subscribe, UnsubAck, Unsubscribe,
+    };
+
+    /// One packet of every type, in type order (1..=15).
+    fn every_packet_type() -> Vec<Packet> {
+        let props = Properties::default;
+        vec![
+            Packet::Connect(Box::new(Connect {
+                protocol: ProtocolVersion::V5,
+                clean_start: true,
+                keep_alive: 30,
+                properties: props(),
+                client_id: "c".into(),
+                will: None,
+                username: None,
+                password: None,
+            })),
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: ReasonCode::SUCCESS,
+                properties: props(),
+            }),
+            Packet::Publish(Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: "t".into(),
+                packet_id: Some(1),
+                properties: props(),
+                payload: Bytes::from_static(b"p"),
+            }),
+            Packet::PubAck(Ack::new(1)),
+            Packet::PubRec(Ack::new(1)),
+            Packet::PubRel(Ack::new(1)),
+            Packet::PubComp(Ack::new(1)),
+            Packet::Subscribe(Subscribe {
+                packet_id: 2,
+                properties: props(),
+                filters: vec![("t".into(), Default::default())],
+            }),
+            Packet::SubAck(SubAck {
+                packet_id: 2,
+                properties: props(),
+                codes: vec![ReasonCode::SUCCESS],
+            }),
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id: 3,
+                properties: props(),
+                filters: vec!["t".into()],
+            }),
+            Packet::UnsubAck(UnsubAck {
+                packet_id: 3,
+                properties: props(),
+                codes: vec![ReasonCode::SUCCESS],
+            }),
+            Packet::PingReq,
+            Packet::PingResp,
+            Packet::Disconnect(Disconnect {
+                code: ReasonCode::SUCCESS,
+                properties: props(),
+            }),
+            Packet::Auth(Auth {
+                code: ReasonCode::CONTINUE_AUTHENTICATION,
+                properties: props(),
+            }),
+        ]
+    }
+
+    fn allowed_types(rule: impl Fn(&Packet) -> bool) -> Vec<u8> {
+        let packets = every_packet_type();
+        let types: Vec<u8> = packets.iter().map(Packet::packet_type).collect();
+        assert_eq!(
+            types,
+            (1..=15).collect::<Vec<u8>>(),
+            "one packet of each type"
+        );
+        packets
+            .iter()
+            .filter(|p| rule(p))
+            .map(Packet::packet_type)
+            .collect()
+    }
+
+    #[test]
+    fn a_unidirectional_stream_carries_publish_subscribe_unsubscribe_and_pingreq() {
+        assert_eq!(
+            allowed_types(allowed_on_unidirectional_stream),
+            [3, 8, 10, 12]
+        );
+    }
+
+    #[test]
+    fn a_data_stream_carries_publish_its_acknowledgements_subscriptions_and_pingreq() {
+        assert_eq!(
+            allowed_types(Broker::allowed_on_data_stream),
+            [3, 4, 5, 6, 7, 8, 10, 12]
+        );
+    }
+}

@@ -20,6 +20,8 @@ struct Harness {
     /// The stream of each packet in `inbox`, in the same order.
     streams: HashMap<ConnId, Vec<StreamId>>,
     closed: HashSet<ConnId>,
+    /// Connections whose successful CONNACK came in a transmit marked `accepted`.
+    accepted: HashSet<ConnId>,
     closed_streams: HashSet<(ConnId, StreamId)>,
     flows: Vec<(ConnId, FlowEvent)>,
     app: Vec<(HandlerId, SharedMessage)>,
@@ -39,6 +41,7 @@ impl Harness {
             inbox: HashMap::new(),
             streams: HashMap::new(),
             closed: HashSet::new(),
+            accepted: HashSet::new(),
             closed_streams: HashSet::new(),
             flows: Vec::new(),
             app: Vec::new(),
@@ -53,6 +56,15 @@ impl Harness {
                     assert_eq!(packets.len(), t.count, "Transmit::count");
                     let bytes: usize = packets.iter().map(|p| accounted_size(p, t.version)).sum();
                     assert_eq!(bytes, t.accounted, "Transmit::accounted");
+                    let connack = packets
+                        .iter()
+                        .any(|p| matches!(p, Packet::ConnAck(a) if a.code == ReasonCode::SUCCESS));
+                    // The glue relies on the mark alone, without decoding.
+                    assert_eq!(t.accepted, connack, "Transmit::accepted");
+                    if t.accepted {
+                        assert_eq!(t.stream, StreamId::CONTROL);
+                        assert!(self.accepted.insert(t.conn), "accepted twice");
+                    }
                     self.streams
                         .entry(t.conn)
                         .or_default()
@@ -846,6 +858,7 @@ fn authentication_method_without_a_hook_is_refused_with_0x8c() {
     let (conn, ack) = h.connect_with(c);
     assert_eq!(ack.code, ReasonCode::BAD_AUTHENTICATION_METHOD);
     assert!(h.closed.contains(&conn));
+    assert!(!h.accepted.contains(&conn), "a refusal accepts nothing");
 }
 
 struct Challenge;
@@ -878,6 +891,10 @@ fn enhanced_authentication_challenge_then_connack() {
     assert!(
         matches!(h.recv(conn).as_slice(), [Packet::Auth(a)] if a.code == ReasonCode::CONTINUE_AUTHENTICATION)
     );
+    assert!(
+        !h.accepted.contains(&conn),
+        "not accepted before the CONNACK"
+    );
     let answer = Auth {
         code: ReasonCode::CONTINUE_AUTHENTICATION,
         properties: Properties::from(crate::codec::PropertyValues {
@@ -897,6 +914,24 @@ fn enhanced_authentication_challenge_then_connack() {
         }
         other => panic!("expected CONNACK, got {other:?}"),
     }
+    assert!(h.accepted.contains(&conn), "accepted with the CONNACK");
+}
+
+#[test]
+fn only_a_successful_connack_accepts_the_connection() {
+    let mut h = Harness::new();
+    let c = h.connect("c", V4);
+    assert!(h.accepted.contains(&c));
+    // The same client id again: the new connection is accepted, the old one is taken over.
+    let again = h.connect("c", V5);
+    assert!(h.accepted.contains(&again));
+    // A refused CONNECT (3.1.1: an empty client id without clean session, identifier
+    // rejected [MQTT-3.1.3-8]) is not.
+    let mut refused = connect_packet("", V4);
+    refused.clean_start = false;
+    let (conn, ack) = h.connect_with(refused);
+    assert_ne!(ack.code, ReasonCode::SUCCESS);
+    assert!(!h.accepted.contains(&conn));
 }
 
 #[test]

@@ -1,15 +1,8 @@
-//! QUIC 0-RTT on the server: which MQTT packets that arrive before the handshake is confirmed
-//! act at once, and which wait (`quic.zero_rtt`, `proto-ext/zero-rtt.md`).
-//!
-//! The broker is sans-IO and knows nothing of 0-RTT. A stream the client opened in 0-RTT
-//! (`RecvStream::is_0rtt`) gets a *gate* between its reader and the broker: until the handshake
-//! is confirmed, a QoS 1/2 PUBLISH is held back, and so is everything after it on that stream
-//! (per-stream order is kept); the will of a CONNECT is announced to the broker as held
-//! (`Event::HoldWill`, the broker registers it at `Event::HandshakeConfirmed`). CONNECT itself,
-//! SUBSCRIBE, UNSUBSCRIBE, PINGREQ and QoS 0 PUBLISH pass at once, so CONNACK leaves as 0.5-RTT
-//! data. If the handshake never completes (a replayed or abandoned flight), what was held is
-//! dropped: a replay can subscribe and read nothing (it has no keys to read with), but it can
-//! never publish a QoS 1/2 message or arm a will.
+//! QUIC 0-RTT on the server: the glue around the broker's 0-RTT rules (`broker::early`, which
+//! decides what early data may do). A stream the client opened in 0-RTT
+//! (`RecvStream::is_0rtt`) gets a *gate* between its reader and the broker task that feeds the
+//! stream's packets and the handshake's progress to an [`EarlyStream`] and forwards what it
+//! says; while it holds packets the gate reads nothing more, so QUIC flow control bounds them.
 //!
 //! quinn 0.11: on the server, `ZeroRttAccepted` resolves `false` even when 0-RTT was used; it
 //! is read as "the handshake is done" (or the connection failed: `close_reason` tells which).
@@ -17,27 +10,16 @@
 //! accepted after it (the server task was slow) is ordinary, which is safe: its data belongs
 //! to a connection whose handshake is already confirmed, so it cannot be a replay.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::broker::ConnId;
-use crate::codec::{Packet, QoS};
+pub use crate::broker::early::Handshake;
+use crate::broker::early::{EarlyCounts, EarlyPolicy, EarlyStep, EarlyStream};
+use crate::broker::{ConnId, StreamId};
 use crate::config::ZeroRtt;
 use crate::handoff::Event;
-
-/// Where the handshake of a connection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handshake {
-    /// 0.5-RTT: the server's flight is out, the client's Finished is not in.
-    Pending,
-    /// The client proved it holds the keys: nothing it sends can be a replay.
-    Confirmed,
-    /// The connection ended before that.
-    Failed,
-}
 
 /// What the QUIC listener counts about 0-RTT.
 #[derive(Debug, Default)]
@@ -87,8 +69,16 @@ impl QuicStats {
         self.retries_sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+    fn record(&self, counts: EarlyCounts) {
+        let add = |counter: &AtomicU64, n: usize| {
+            if n > 0 {
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        };
+        add(&self.zero_rtt_connects, counts.connects);
+        add(&self.early_packets, counts.early);
+        add(&self.held_packets, counts.held);
+        add(&self.dropped_packets, counts.dropped);
     }
 }
 
@@ -129,9 +119,12 @@ impl EarlyData {
         is_0rtt: bool,
         events: &mpsc::Sender<Event>,
     ) -> mpsc::Sender<Event> {
-        if !is_0rtt || self.policy == ZeroRtt::Off {
-            return events.clone();
-        }
+        let policy = match self.policy {
+            _ if !is_0rtt => return events.clone(),
+            ZeroRtt::Off => return events.clone(),
+            ZeroRtt::Safe => EarlyPolicy::Safe,
+            ZeroRtt::Full => EarlyPolicy::Full,
+        };
         // Capacity 1: while the gate holds packets it stops reading, so the reader stops, and
         // QUIC flow control stops the client: held data is bounded by the receive windows.
         let (tx, rx) = mpsc::channel(1);
@@ -140,7 +133,7 @@ impl EarlyData {
             rx,
             events.clone(),
             self.handshake.clone(),
-            self.policy,
+            EarlyStream::new(policy),
             self.stats.clone(),
         ));
         tx
@@ -170,60 +163,31 @@ pub async fn confirm(
     let _ = tx.send(state);
 }
 
-/// Whether `safe` holds `packet` until the handshake is confirmed.
-pub fn held_in_safe_mode(packet: &Packet) -> bool {
-    matches!(packet, Packet::Publish(p) if p.qos != QoS::AtMostOnce)
-}
-
+/// Forwards the events of one stream to the broker task (`events`) through `early`: packets as
+/// it says, everything else as it comes, all in order.
 async fn gate(
     conn: ConnId,
     mut rx: mpsc::Receiver<Event>,
     events: mpsc::Sender<Event>,
     mut handshake: watch::Receiver<Handshake>,
-    policy: ZeroRtt,
+    mut early: EarlyStream,
     stats: Arc<QuicStats>,
 ) {
-    let mut held: VecDeque<Event> = VecDeque::new();
-    let mut will_held = false;
+    let mut steps = Vec::new();
+    // The stream the packets come from (held ones are sent on settling).
+    let mut stream = StreamId::CONTROL;
+    let mut settled = false;
     loop {
         let state = *handshake.borrow_and_update();
-        if state != Handshake::Pending {
-            if state == Handshake::Confirmed && will_held {
-                let _ = events.send(Event::HandshakeConfirmed { conn }).await;
+        if state != Handshake::Pending && !settled {
+            settled = true;
+            stats.record(early.settle(state, &mut steps));
+            if !forward(conn, stream, &mut steps, &events).await {
+                return;
             }
-            for event in held.drain(..) {
-                match event {
-                    Event::Packets { packets, .. } if state == Handshake::Failed => {
-                        QuicStats::add(&stats.dropped_packets, packets.len());
-                    }
-                    event => {
-                        if events.send(event).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            // From now on the stream's data is bound to a confirmed connection (or to a
-            // connection that is closing): pass it on as it comes.
-            while let Some(event) = rx.recv().await {
-                if let Event::Packets { packets, .. } = &event {
-                    if state == Handshake::Failed {
-                        continue;
-                    }
-                    let connects = packets
-                        .iter()
-                        .filter(|p| matches!(p, Packet::Connect(_)))
-                        .count();
-                    QuicStats::add(&stats.zero_rtt_connects, connects);
-                }
-                if events.send(event).await.is_err() {
-                    return;
-                }
-            }
-            return;
         }
-        if !held.is_empty() {
-            // Holding: read nothing more until the handshake settles.
+        if early.holding() {
+            // Read nothing more until the handshake settles.
             if handshake.changed().await.is_err() {
                 return;
             }
@@ -232,51 +196,19 @@ async fn gate(
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                let Event::Packets { conn, stream, packets } = event else {
+                let Event::Packets { stream: from, packets, .. } = event else {
                     if events.send(event).await.is_err() {
                         return;
                     }
                     continue;
                 };
-                QuicStats::add(&stats.early_packets, packets.len());
-                let mut pass = Vec::with_capacity(packets.len());
-                let mut hold = Vec::new();
-                for packet in packets {
-                    if let Packet::Connect(connect) = &packet {
-                        QuicStats::add(&stats.zero_rtt_connects, 1);
-                        tracing::debug!(conn = conn.0, client = %connect.client_id, "CONNECT in 0-RTT early data");
-                        if policy == ZeroRtt::Safe && connect.will.is_some() {
-                            // The broker must know before it reads this CONNECT.
-                            if !pass.is_empty() {
-                                let packets = std::mem::take(&mut pass);
-                                if events.send(Event::Packets { conn, stream, packets }).await.is_err() {
-                                    return;
-                                }
-                            }
-                            if events.send(Event::HoldWill { conn }).await.is_err() {
-                                return;
-                            }
-                            will_held = true;
-                        }
-                    }
-                    if policy == ZeroRtt::Safe && (!hold.is_empty() || held_in_safe_mode(&packet)) {
-                        hold.push(packet);
-                    } else {
-                        pass.push(packet);
-                    }
-                }
-                if !pass.is_empty()
-                    && events.send(Event::Packets { conn, stream, packets: pass }).await.is_err()
-                {
+                stream = from;
+                stats.record(early.read(packets, &mut steps));
+                if !forward(conn, stream, &mut steps, &events).await {
                     return;
                 }
-                if !hold.is_empty() {
-                    tracing::debug!(conn = conn.0, packets = hold.len(), "early QoS 1/2 PUBLISH held until the handshake is confirmed");
-                    QuicStats::add(&stats.held_packets, hold.len());
-                    held.push_back(Event::Packets { conn, stream, packets: hold });
-                }
             }
-            changed = handshake.changed() => {
+            changed = handshake.changed(), if !settled => {
                 if changed.is_err() {
                     // The connection task is gone without a verdict.
                     return;
@@ -286,11 +218,34 @@ async fn gate(
     }
 }
 
+/// Sends the broker task what `steps` says, in order; false when it is gone.
+async fn forward(
+    conn: ConnId,
+    stream: StreamId,
+    steps: &mut Vec<EarlyStep>,
+    events: &mpsc::Sender<Event>,
+) -> bool {
+    for step in steps.drain(..) {
+        let event = match step {
+            EarlyStep::Packets(packets) => Event::Packets {
+                conn,
+                stream,
+                packets,
+            },
+            EarlyStep::HoldWill => Event::HoldWill { conn },
+            EarlyStep::Confirmed => Event::HandshakeConfirmed { conn },
+        };
+        if events.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::StreamId;
-    use crate::codec::{Connect, Properties, ProtocolVersion, Publish, Will};
+    use crate::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Will};
     use bytes::Bytes;
 
     fn connect(will: bool) -> Packet {

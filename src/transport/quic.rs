@@ -27,8 +27,8 @@ use super::migration::{Observed, PeerPath};
 use super::quic_datagrams;
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, write_packets, ReadEnd};
-use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId};
-use crate::codec::{Packet, ProtocolVersion, ReasonCode};
+use crate::broker::{allowed_on_unidirectional_stream, CloseKind, ConnId, FlowEvent, StreamId};
+use crate::codec::ProtocolVersion;
 use crate::config::Config;
 use crate::handoff::Event;
 use crate::handoff::Outbox;
@@ -207,7 +207,7 @@ async fn serve_incoming(
             return;
         }
     };
-    // 0-RTT: serve the connection from 0.5-RTT on; early.rs decides what early data may do.
+    // 0-RTT: serve the connection from 0.5-RTT on; broker::early decides what early data may do.
     let connecting = if settings.zero_rtt != crate::config::ZeroRtt::Off {
         match connecting.into_0rtt() {
             Ok((connection, accepted)) => {
@@ -464,17 +464,10 @@ async fn serve_connection(
         // Data streams are opened for reading once the control stream's writer has handed a
         // successful CONNACK to QUIC: with the control stream's higher priority, nothing sent on
         // a data stream can then overtake the CONNACK.
-        // Decoded only until the CONNACK went out (AUTH exchanges may come first).
-        let mut connack_sent = false;
+        // The broker marks the transmit that carries it (`Transmit::accepted`).
         let on_control_written = move |transmits: &[crate::broker::Transmit]| {
-            if !connack_sent
-                && transmits
-                    .iter()
-                    .flat_map(|t| t.packets())
-                    .any(|p| is_successful_connack(&p))
-            {
-                connack_sent = true;
-                let _ = accepted_tx.send(true);
+            if transmits.iter().any(|t| t.accepted) {
+                accepted_tx.send_replace(true);
             }
         };
         writers.insert(
@@ -626,11 +619,8 @@ async fn send_datagrams(
         accounted: fallback.len(),
         bytes: fallback,
         count: fallback_count,
+        accepted: false,
     })
-}
-
-fn is_successful_connack(packet: &Packet) -> bool {
-    matches!(packet, Packet::ConnAck(ack) if ack.code == ReasonCode::SUCCESS)
 }
 
 /// Waits for a successful CONNACK; returns the connection's protocol version, or `None` if the
@@ -705,7 +695,7 @@ async fn read_uni_stream(
         let mut rx = rx;
         while let Some(event) = rx.recv().await {
             if let Event::Packets { packets, .. } = &event {
-                if !packets.iter().all(allowed_on_uni_stream) {
+                if !packets.iter().all(allowed_on_unidirectional_stream) {
                     return false;
                 }
             }
@@ -743,13 +733,6 @@ async fn read_uni_stream(
             .inner_mut()
             .stop(VarInt::from_u32(app_error::ABNORMAL));
     }
-}
-
-fn allowed_on_uni_stream(packet: &Packet) -> bool {
-    matches!(
-        packet,
-        Packet::Publish(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::PingReq
-    )
 }
 
 /// The writer task of one stream and the outbox that feeds it.
