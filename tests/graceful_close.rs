@@ -126,3 +126,49 @@ fn quic_client_reads_the_disconnect_before_the_connection_closes() {
         other => panic!("expected CONNECTION_CLOSE with application error 1, got {other:?}"),
     }
 }
+
+/// What a client reads when the broker shuts down: DISCONNECT 0x8B Server shutting down, then
+/// a clean end.
+fn expect_goodbye(transport: &str, mut next: impl FnMut() -> Next) {
+    match next() {
+        Next::Packet(Packet::Disconnect(d)) => {
+            assert_eq!(d.code, ReasonCode::SERVER_SHUTTING_DOWN, "{transport}")
+        }
+        other => panic!("{transport}: expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    match next() {
+        Next::Eof => {}
+        other => panic!("{transport}: expected a clean end after the DISCONNECT, got {other:?}"),
+    }
+}
+
+/// A broker shutting down (SIGTERM) tells each client why before the process exits: shutdown
+/// waits until every connection has written its last packets (`ServerHandle::shutdown`). TCP
+/// clients alone: with QUIC connections open, the wait for QUIC to go idle would hide a missing
+/// wait.
+#[test]
+fn tcp_clients_read_the_disconnect_when_the_broker_shuts_down() {
+    let (mut broker, _dir) = broker(&[]);
+    let mut clients: Vec<_> = (0..8)
+        .map(|i| {
+            StreamClient::tcp(
+                broker.addr,
+                &common::unique(&format!("bye-{i}")),
+                ProtocolVersion::V5,
+            )
+        })
+        .collect();
+    broker.stop();
+    for client in &mut clients {
+        expect_goodbye("TCP", || client.next(PATIENCE));
+    }
+}
+
+#[test]
+fn quic_clients_read_the_disconnect_when_the_broker_shuts_down() {
+    let (mut broker, _dir) = broker(&[]);
+    let (addr, ca) = (broker.quic_addr.unwrap(), broker.cert_path.clone().unwrap());
+    let mut quic = QuicClient::connect(addr, &ca, &common::unique("bye-quic"), ProtocolVersion::V5);
+    broker.stop();
+    expect_goodbye("QUIC", || quic.next(PATIENCE));
+}

@@ -11,10 +11,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, EnhancedAuth, Settings};
 use crate::config::Config;
 use crate::handoff::{Event, EVENT_QUEUE};
+
+/// The longest shutdown waits for connections to write their last packets: a client that
+/// stopped reading would otherwise hold it up.
+const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// Failure to start the broker.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +109,8 @@ pub struct ServerHandle {
     stop: watch::Sender<bool>,
     core: JoinHandle<()>,
     listeners: Vec<JoinHandle<()>>,
+    /// Connections that have not yet written their last packets (see `shutdown`).
+    flushing: TaskTracker,
 }
 
 /// Binds every configured listener and starts serving.
@@ -161,6 +168,8 @@ pub(crate) async fn start_with_channel(
     let quic_settings = crate::transport::quic::QuicSettings::from_config(&config);
     let quic_stats = quic_settings.stats.clone();
     let quic_admission = quic_settings.admission.clone();
+    // Every connection, on any listener, until it has written its last packets.
+    let flushing = quic_settings.flushing.clone();
     // One certificate for every TLS listener (QUIC and MQTTS).
     let identity = if config.listeners.quic.is_some() || config.listeners.mqtts.is_some() {
         let identity = match (&config.tls.cert, &config.tls.key) {
@@ -201,6 +210,7 @@ pub(crate) async fn start_with_channel(
             Duration::from_secs(config.quic.handshake_timeout_secs),
             gate.clone(),
             stop_rx.clone(),
+            flushing.clone(),
         )));
     }
     if let (Some(addr), Some(identity)) = (config.listeners.quic, identity) {
@@ -244,6 +254,7 @@ pub(crate) async fn start_with_channel(
             max_packet_size,
             gate.clone(),
             stop_rx.clone(),
+            flushing.clone(),
         )));
     }
     #[cfg(unix)]
@@ -270,6 +281,7 @@ pub(crate) async fn start_with_channel(
         stop,
         core,
         listeners,
+        flushing,
     })
 }
 
@@ -398,8 +410,10 @@ impl ServerHandle {
         }
         let _ = self.events.send(Event::Shutdown).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.core).await;
-        // Let writers flush their last DISCONNECTs.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Every connection has its DISCONNECT (or close) queued: wait until each has written
+        // it and shut its write side down, bounded for clients that stopped reading.
+        self.flushing.close();
+        let _ = tokio::time::timeout(FLUSH_AT_SHUTDOWN, self.flushing.wait()).await;
         if let Some(endpoint) = self.quic_endpoint {
             endpoint.close(
                 quinn::VarInt::from_u32(crate::transport::app_error::NORMAL),

@@ -19,6 +19,7 @@ use std::time::Duration;
 use quinn::{Endpoint, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use super::app_error;
 use super::cert::Identity;
@@ -68,6 +69,9 @@ pub struct QuicSettings {
     pub admission: Arc<super::admission::Admission>,
     /// `quic.address_validation`: a Retry before every new connection.
     pub address_validation: bool,
+    /// Connections being served; server shutdown waits until each has handed its last packets
+    /// to QUIC and closed.
+    pub flushing: TaskTracker,
 }
 
 impl QuicSettings {
@@ -87,6 +91,7 @@ impl QuicSettings {
             datagrams_per_sec: config.limits.quic_datagrams_per_sec,
             admission: Arc::new(super::admission::Admission::new(&config.limits)),
             address_validation: config.quic.address_validation,
+            flushing: TaskTracker::new(),
         }
     }
 }
@@ -251,6 +256,7 @@ async fn serve_connection(
     early: EarlyData,
     gate: Arc<super::login::LoginGate>,
 ) {
+    let _flushing = settings.flushing.token();
     let peer = super::migration::peer_label(connection.remote_address());
     let (path, moves) = PeerPath::new(connection.clone());
     let outbox = Arc::new(Outbox::default());

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::login::LoginContext;
 use crate::broker::{ConnId, StreamId};
@@ -19,7 +20,10 @@ use crate::framing::{BatchWriter, PacketReader};
 use crate::handoff::Event;
 use crate::handoff::{Outbox, ReadPause};
 
-/// Serves one connection over a single byte stream (TCP) until either side ends it.
+/// Serves one connection over a single byte stream (TCP) until either side ends it. `flushing`
+/// is held until the last packet is written and the write side shut down: server shutdown
+/// waits for it.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<R, W>(
     conn: ConnId,
     peer: String,
@@ -28,6 +32,7 @@ pub async fn serve<R, W>(
     events: mpsc::Sender<Event>,
     max_packet_size: u32,
     login: LoginContext,
+    flushing: TaskTrackerToken,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -71,6 +76,7 @@ pub async fn serve<R, W>(
     };
     // FIN (and TLS close_notify) after the last packet.
     let _ = writer.shutdown().await;
+    drop(flushing);
     if server_closed {
         linger(&mut reader).await;
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::broker::ConnId;
 use crate::handoff::Event;
@@ -20,6 +21,7 @@ pub async fn accept_loop(
     max_packet_size: u32,
     gate: Arc<super::login::LoginGate>,
     shutdown: watch::Receiver<bool>,
+    flushing: TaskTracker,
 ) {
     accept_sockets(listener, "MQTT", shutdown, |socket, peer| {
         let conn = ConnId(ids.fetch_add(1, Ordering::Relaxed));
@@ -29,6 +31,7 @@ pub async fn accept_loop(
             peer,
             identity: None,
         };
+        let flushing = flushing.token();
         tokio::spawn(async move {
             let (reader, writer) = socket.into_split();
             super::stream::serve(
@@ -39,6 +42,7 @@ pub async fn accept_loop(
                 events,
                 max_packet_size,
                 login,
+                flushing,
             )
             .await;
         });

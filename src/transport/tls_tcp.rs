@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use crate::broker::ConnId;
 use crate::handoff::Event;
@@ -31,12 +32,14 @@ pub async fn accept_loop(
     handshake_timeout: Duration,
     gate: Arc<super::login::LoginGate>,
     shutdown: watch::Receiver<bool>,
+    flushing: TaskTracker,
 ) {
     super::tcp::accept_sockets(listener, "MQTTS", shutdown, |socket, peer| {
         let acceptor = acceptor.clone();
         let events = events.clone();
         let ids = ids.clone();
         let gate = gate.clone();
+        let flushing = flushing.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await {
                 Ok(Ok(tls)) => tls,
@@ -58,6 +61,7 @@ pub async fn accept_loop(
                 identity,
             };
             let (reader, writer) = tokio::io::split(tls);
+            let flushing = flushing.token();
             super::stream::serve(
                 conn,
                 peer_label(peer),
@@ -66,6 +70,7 @@ pub async fn accept_loop(
                 events,
                 max_packet_size,
                 login,
+                flushing,
             )
             .await;
         });

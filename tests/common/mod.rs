@@ -225,7 +225,8 @@ impl TestBroker {
         }
     }
 
-    fn stop(&mut self) {
+    /// Stops the broker: SIGTERM (a clean shutdown), SIGKILL if it does not exit in time.
+    pub fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
