@@ -24,6 +24,7 @@ pub mod fdlimit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod handoff;
+pub mod ipnet;
 pub mod rate;
 pub mod server;
 pub mod store;
