@@ -28,8 +28,8 @@ use super::ws_http::{self, Answer, Response};
 use super::ws_io::WsIo;
 use crate::broker::ConnId;
 use crate::config::ProxyTrust;
-use crate::ipnet::{any_contains, IpNetwork};
 use crate::handoff::Event;
+use crate::ipnet::{any_contains, IpNetwork};
 
 /// tungstenite's read buffer (its default, 128 KiB, is allocated per connection up front).
 const READ_BUFFER: usize = 8 * 1024;
