@@ -422,5 +422,8 @@ fn websocket_keys() {
         "websocket:\n  ws_proxy: nginx\n",
         &["websocket.ws_proxy", "x_forwarded_for"],
     );
-    assert_error("websocket:\n  path: mqtt\n", &["websocket.path", "starting with /"]);
+    assert_error(
+        "websocket:\n  path: mqtt\n",
+        &["websocket.path", "starting with /"],
+    );
 }
