@@ -32,6 +32,14 @@ pub struct Cli {
     /// e.g. 0.0.0.0:8883.
     #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
     pub mqtts: Option<Listen>,
+    /// Listen for MQTT over WebSocket on ADDR, or `off` (overrides listeners.ws), e.g.
+    /// 0.0.0.0:8083.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pub ws: Option<Listen>,
+    /// Listen for MQTT over WebSocket + TLS 1.3 on ADDR, or `off` (overrides listeners.wss),
+    /// e.g. 0.0.0.0:8084.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pub wss: Option<Listen>,
     /// What 0-RTT early data may do: off, safe or full (overrides quic.zero_rtt).
     #[arg(long = "zero-rtt", value_name = "off|safe|full", value_parser = parse_zero_rtt)]
     pub zero_rtt: Option<crate::config::ZeroRtt>,
@@ -105,6 +113,12 @@ impl Cli {
         }
         if let Some(Listen(addr)) = self.mqtts {
             config.listeners.mqtts = addr;
+        }
+        if let Some(Listen(addr)) = self.ws {
+            config.listeners.ws = addr;
+        }
+        if let Some(Listen(addr)) = self.wss {
+            config.listeners.wss = addr;
         }
         if let Some(mode) = self.zero_rtt {
             config.quic.zero_rtt = mode;
@@ -457,5 +471,15 @@ mod tests {
         assert_eq!(config.listeners.mqtts, None);
         assert!(Cli::try_parse_from(["mqttd", "--zero-rtt", "maybe"]).is_err());
         assert!(Cli::try_parse_from(["mqttd", "--server-id", "xyz"]).is_err());
+    }
+
+    #[test]
+    fn websocket_flags() {
+        let config = Cli::try_parse_from(["mqttd", "--ws", "127.0.0.1:8083", "--wss", "off"])
+            .unwrap()
+            .load_config()
+            .unwrap();
+        assert_eq!(config.listeners.ws, Some("127.0.0.1:8083".parse().unwrap()));
+        assert_eq!(config.listeners.wss, None);
     }
 }

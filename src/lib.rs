@@ -27,6 +27,7 @@ pub(crate) mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod handoff;
+pub mod ipnet;
 pub mod rate;
 pub mod server;
 pub mod store;

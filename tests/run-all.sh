@@ -9,7 +9,11 @@
 # 2. Creates target/test-venv with the Python packages of
 #    tests/interop/requirements.txt (paho-mqtt 2.x), again whenever that
 #    file changes, and exports MQTTD_TEST_PYTHON for the tests.
-# 3. Runs `cargo test --all-targets --no-fail-fast` (every test binary runs
+# 3. Installs Debian's chromium (and node/npm) and, in target/node, the npm packages
+#    playwright-core and mqtt (MQTT.js) for the browser tests (tests/browser.rs); never a
+#    browser download: Playwright drives /usr/lib/chromium/chromium. The prefix is shared by
+#    every browser test: installing is idempotent (skipped when the packages are there).
+# 4. Runs `cargo test --all-targets --no-fail-fast` (every test binary runs
 #    even after a failure); its exit status is this script's.
 set -euo pipefail
 
@@ -36,6 +40,9 @@ if ! type -P python3 >/dev/null; then
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     missing+=(python3-venv)
 fi
+[ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
+type -P node >/dev/null || missing+=(nodejs)
+type -P npm >/dev/null || missing+=(npm)
 if [ "${MQTTD_TEST_BROKER:-}" = mosquitto ] && [ -z "${MQTTD_TEST_MOSQUITTO:-}" ] \
     && ! type -P mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     missing+=(mosquitto)
@@ -45,7 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
-    say "Debian packages present (mosquitto-clients, procps, python3 venv)"
+    say "Debian packages present (mosquitto-clients, procps, python3 venv, chromium, node)"
 fi
 
 # --- 2. Python venv for the paho-mqtt interop scripts -------------------------
@@ -65,7 +72,20 @@ fi
 export MQTTD_TEST_PYTHON="$VENV/bin/python"
 say "paho-mqtt $("$MQTTD_TEST_PYTHON" -c 'import paho.mqtt; print(paho.mqtt.__version__)') via MQTTD_TEST_PYTHON=$MQTTD_TEST_PYTHON"
 
-# --- 3. The tests ---------------------------------------------------------------
+# --- 3. npm packages for the browser tests -------------------------------------
+NODE_PREFIX="$ROOT/target/node"
+if [ ! -f "$NODE_PREFIX/node_modules/playwright-core/package.json" ] \
+    || [ ! -f "$NODE_PREFIX/node_modules/mqtt/dist/mqtt.min.js" ]; then
+    say "installing npm playwright-core@1 and mqtt@5 into target/node"
+    # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: playwright-core downloads nothing anyway; belt and braces.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix "$NODE_PREFIX" --no-audit --no-fund \
+        --loglevel=error playwright-core@1 mqtt@5
+else
+    say "npm packages present (target/node: playwright-core, mqtt)"
+fi
+export MQTTD_TEST_NODE_MODULES="$NODE_PREFIX/node_modules"
+
+# --- 4. The tests ---------------------------------------------------------------
 say "broker under test: ${MQTTD_TEST_BROKER:-mqttd}"
 say "running: cargo test --all-targets --no-fail-fast $*"
 exec cargo test --all-targets --no-fail-fast "$@"

@@ -58,6 +58,8 @@ pub struct Config {
     pub quic: Quic,
     #[serde(deserialize_with = "section")]
     pub auth: Auth,
+    #[serde(deserialize_with = "section")]
+    pub websocket: WebSocket,
 }
 
 /// Reads a section, taking an empty one (`limits:`, `limits: ~`) as all its defaults.

@@ -250,7 +250,7 @@ fn wrong_types_name_the_key_path() {
         "- limits\n",
         &[
             "expected a mapping with the sections listeners, limits, session, log, runtime, tls, storage, quic, auth, \
-           found a sequence",
+           websocket, found a sequence",
         ],
     );
 }
@@ -371,7 +371,7 @@ fn every_section_is_optional_and_closed() {
         .keys()
         .map(|k| k.as_str().unwrap())
         .collect();
-    assert_eq!(sections.len(), 9, "{sections:?}");
+    assert_eq!(sections.len(), 10, "{sections:?}");
     for section in sections {
         for empty in ["", " ~", " null", " {}"] {
             let text = format!("{section}:{empty}\n");
@@ -396,4 +396,34 @@ fn suggestions_are_close_names_only() {
         Some("receive_maximum")
     );
     assert_eq!(explain::closest("colour", ["listeners", "limits"]), None);
+}
+
+#[test]
+fn websocket_keys() {
+    let config = load(
+        "listeners:\n  ws: 127.0.0.1:8083\n  wss: \"[::]:8084\"\nwebsocket:\n  path: /broker\n  \
+         trusted_proxies: [\"10.0.0.0/8\", \"::1\"]\n  ws_proxy: x_forwarded_for\n  \
+         wss_proxy: both\n",
+    )
+    .unwrap();
+    assert_eq!(config.listeners.ws, Some("127.0.0.1:8083".parse().unwrap()));
+    assert_eq!(config.listeners.wss, Some("[::]:8084".parse().unwrap()));
+    let ws = &config.websocket;
+    assert_eq!(ws.path, "/broker");
+    assert_eq!(ws.trusted_proxies.len(), 2);
+    assert!(ws.ws_proxy.forwarded_for() && !ws.ws_proxy.proxy_protocol());
+    assert!(ws.wss_proxy.forwarded_for() && ws.wss_proxy.proxy_protocol());
+    assert_eq!(Config::default().listeners.ws, None, "WebSocket is opt-in");
+    assert_error(
+        "websocket:\n  trusted_proxies: [\"10.0.0.0/40\"]\n",
+        &["websocket.trusted_proxies", "0..=32"],
+    );
+    assert_error(
+        "websocket:\n  ws_proxy: nginx\n",
+        &["websocket.ws_proxy", "x_forwarded_for"],
+    );
+    assert_error(
+        "websocket:\n  path: mqtt\n",
+        &["websocket.path", "starting with /"],
+    );
 }

@@ -207,6 +207,14 @@ impl Config {
                 &format!("a tracing filter such as info, debug or \"mqttd=debug,warn\" ({why})"),
             );
         }
+        let path = &self.websocket.path;
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return fail(
+                "websocket.path",
+                &format!("{path:?}"),
+                "an HTTP path starting with / such as /mqtt",
+            );
+        }
         Ok(())
     }
 }

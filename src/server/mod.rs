@@ -31,6 +31,11 @@ pub enum ServerError {
     },
     #[error("MQTTS TLS configuration: {0}")]
     MqttsTls(String),
+    #[error("cannot listen for MQTT over WebSocket on {addr}: {source}")]
+    BindWs {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen for MQTT over TCP on {addr}: {source}")]
     BindTcp {
         addr: SocketAddr,
@@ -100,6 +105,8 @@ pub struct ServerHandle {
     tcp_addr: Option<SocketAddr>,
     quic_addr: Option<SocketAddr>,
     mqtts_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
+    wss_addr: Option<SocketAddr>,
     quic_endpoint: Option<quinn::Endpoint>,
     quic_stats: Arc<crate::transport::early::QuicStats>,
     quic_admission: Arc<crate::transport::admission::Admission>,
@@ -171,7 +178,12 @@ pub(crate) async fn start_with_channel(
     // Every connection, on any listener, until it has written its last packets.
     let flushing = quic_settings.flushing.clone();
     // One certificate for every TLS listener (QUIC and MQTTS).
-    let identity = if config.listeners.quic.is_some() || config.listeners.mqtts.is_some() {
+    let tls_listeners = [
+        config.listeners.quic,
+        config.listeners.mqtts,
+        config.listeners.wss,
+    ];
+    let identity = if tls_listeners.iter().any(Option::is_some) {
         let identity = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => crate::transport::cert::load_pem(cert, key)?,
             _ => crate::transport::cert::load_or_generate(&config.storage.resolved_data_dir())?,
@@ -213,6 +225,16 @@ pub(crate) async fn start_with_channel(
             flushing.clone(),
         )));
     }
+    let (ws_addr, wss_addr) = start_websocket(
+        &config,
+        identity.as_ref(),
+        &events,
+        &ids,
+        &gate,
+        &stop_rx,
+        &mut listeners,
+    )
+    .await?;
     if let (Some(addr), Some(identity)) = (config.listeners.quic, identity) {
         let server_config = crate::transport::quic::server_config(&config, identity)?;
         let layout = crate::transport::cid::CidLayout::from_config(&config.quic);
@@ -273,6 +295,8 @@ pub(crate) async fn start_with_channel(
         tcp_addr,
         quic_addr,
         mqtts_addr,
+        ws_addr,
+        wss_addr,
         quic_endpoint,
         quic_stats,
         quic_admission,
@@ -283,6 +307,67 @@ pub(crate) async fn start_with_channel(
         listeners,
         flushing,
     })
+}
+
+/// Binds `listeners.ws` and `listeners.wss` (when set) and starts their accept loops; returns
+/// their bound addresses.
+async fn start_websocket(
+    config: &Config,
+    identity: Option<&crate::transport::cert::Identity>,
+    events: &mpsc::Sender<Event>,
+    ids: &Arc<AtomicU64>,
+    gate: &Arc<crate::transport::login::LoginGate>,
+    stop: &watch::Receiver<bool>,
+    listeners: &mut Vec<JoinHandle<()>>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ServerError> {
+    use crate::transport::ws::{accept_loop, no_resources, WsListener};
+    let ws = &config.websocket;
+    let mut bound = [None, None];
+    for (i, (addr, scheme, proxy)) in [
+        (config.listeners.ws, "ws", ws.ws_proxy),
+        (config.listeners.wss, "wss", ws.wss_proxy),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(addr) = addr else { continue };
+        let tls = match (scheme, identity) {
+            ("wss", Some(identity)) => {
+                use crate::transport::quic_tls::{server_config, Listener};
+                let tls = server_config(config, identity, Listener::Mqtts, &[])
+                    .map_err(ServerError::MqttsTls)?;
+                Some(crate::transport::tls_tcp::acceptor(tls))
+            }
+            _ => None,
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::BindWs { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::BindWs { addr, source })?;
+        tracing::info!(addr = %local, path = %ws.path, tls = tls.is_some(), proxy = ?proxy, "listening for MQTT over WebSocket");
+        bound[i] = Some(local);
+        let settings = WsListener {
+            scheme,
+            tls,
+            path: ws.path.as_str().into(),
+            proxy,
+            trusted_proxies: ws.trusted_proxies.clone().into(),
+            handshake_timeout: Duration::from_secs(config.quic.handshake_timeout_secs),
+            max_packet_size: config.limits.max_packet_size,
+            resources: no_resources(),
+        };
+        listeners.push(tokio::spawn(accept_loop(
+            listener,
+            settings,
+            events.clone(),
+            ids.clone(),
+            gate.clone(),
+            stop.clone(),
+        )));
+    }
+    Ok((bound[0], bound[1]))
 }
 
 /// Says at startup who may connect and whether an ACL applies.
@@ -364,6 +449,16 @@ impl ServerHandle {
     /// The bound MQTTS (TCP + TLS) address.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.mqtts_addr
+    }
+
+    /// The bound MQTT over WebSocket address (`listeners.ws`).
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// The bound MQTT over WebSocket + TLS address (`listeners.wss`).
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.wss_addr
     }
 
     /// Counters of the QUIC listener: 0-RTT, and connections refused before their handshake.

@@ -4,7 +4,9 @@
 //! [`tcp`] and [`tls_tcp`] accept sockets; [`quic`] serves QUIC connections, with [`quic_tls`]
 //! (certificate, tickets, early data), [`early`] (what 0-RTT data may do), [`migration`]
 //! (following a client's address) and [`cid`] (connection IDs carrying a server id).
-//! [`login`] judges each CONNECT's credentials before the broker sees it.
+//! [`login`] judges each CONNECT's credentials before the broker sees it. [`ws`] serves MQTT
+//! over WebSocket ([`ws_http`] the upgrade, [`ws_io`] the frames as bytes, [`proxy_protocol`]
+//! the client address from a trusted proxy).
 
 pub mod admission;
 pub mod app_error;
@@ -13,6 +15,7 @@ pub mod cid;
 pub mod early;
 pub mod login;
 pub mod migration;
+pub mod proxy_protocol;
 pub mod quic;
 pub mod quic_datagrams;
 pub mod quic_streams;
@@ -20,3 +23,6 @@ pub mod quic_tls;
 pub mod stream;
 pub mod tcp;
 pub mod tls_tcp;
+pub mod ws;
+pub mod ws_http;
+pub mod ws_io;

@@ -34,6 +34,10 @@ WATCHDOG_SECONDS = 18
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
 
+# How every Client connects, set from the command line by main(): plain TCP (the default),
+# or MQTT over WebSocket at PATH ("websockets"), with TLS trusting CA when given.
+TRANSPORT = {"transport": "tcp", "path": "/mqtt", "ca": None}
+
 
 class Fail(Exception):
     """The broker did something the scenario does not accept."""
@@ -107,7 +111,12 @@ class Client:
             reconnect_on_failure=False,
             # v3.1.1 takes clean_session here; v5 takes clean_start in connect().
             clean_session=None if self.protocol == V5 else clean,
+            transport=TRANSPORT["transport"],
         )
+        if TRANSPORT["transport"] == "websockets":
+            client.ws_set_options(path=TRANSPORT["path"])
+        if TRANSPORT["ca"]:
+            client.tls_set(ca_certs=TRANSPORT["ca"])
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -220,6 +229,8 @@ class Client:
         """Ends the connection without DISCONNECT, as a crashed client would."""
         self.paho.loop_stop()
         sock = self.paho.socket()
+        # Over WebSocket, paho's socket is a wrapper around the TCP socket.
+        sock = getattr(sock, "_socket", sock)
         if sock is not None:
             try:
                 sock.shutdown(2)
@@ -233,8 +244,12 @@ def main(scenarios, description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--transport", choices=["tcp", "websockets"], default="tcp")
+    parser.add_argument("--ws-path", default="/mqtt")
+    parser.add_argument("--tls-ca", help="TLS (wss with websockets), trusting this CA file")
     parser.add_argument("scenario", choices=sorted(scenarios))
     args = parser.parse_args()
+    TRANSPORT.update(transport=args.transport, path=args.ws_path, ca=args.tls_ca)
 
     def watchdog(signum, frame):
         sys.stderr.write(f"FAIL: {args.scenario}: watchdog: still running after {WATCHDOG_SECONDS}s\n")

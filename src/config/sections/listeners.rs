@@ -19,6 +19,12 @@ pub struct Listeners {
     /// MQTT over TCP + TLS 1.3 (MQTTS, usually port 8883); `null` disables it. Default null.
     #[serde(deserialize_with = "optional_address")]
     pub mqtts: Option<SocketAddr>,
+    /// MQTT over WebSocket (usually port 8083); `null` disables it. Default null.
+    #[serde(deserialize_with = "optional_address")]
+    pub ws: Option<SocketAddr>,
+    /// MQTT over WebSocket + TLS 1.3 (usually 8084), the QUIC certificate. Default null.
+    #[serde(deserialize_with = "optional_address")]
+    pub wss: Option<SocketAddr>,
 }
 
 impl Default for Listeners {
@@ -27,6 +33,8 @@ impl Default for Listeners {
             tcp: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
             quic: Some(SocketAddr::from(([0, 0, 0, 0], 1884))),
             mqtts: None,
+            ws: None,
+            wss: None,
         }
     }
 }

@@ -10,6 +10,7 @@ mod runtime;
 mod session;
 mod storage;
 mod tls;
+mod websocket;
 
 pub use auth::Auth;
 pub use limits::Limits;
@@ -21,3 +22,4 @@ pub(super) use runtime::MAX_WORKER_THREADS;
 pub use session::SessionDefaults;
 pub use storage::{Durability, Storage};
 pub use tls::Tls;
+pub use websocket::{ProxyTrust, WebSocket};
