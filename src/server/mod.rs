@@ -225,16 +225,17 @@ pub(crate) async fn start_with_channel(
             flushing.clone(),
         )));
     }
-    let (ws_addr, wss_addr) = start_websocket(
+    let (ws_addr, wss_addr, ws_listeners) = start_websocket(
         &config,
         identity.as_ref(),
         &events,
         &ids,
         &gate,
         &stop_rx,
-        &mut listeners,
+        &flushing,
     )
     .await?;
+    listeners.extend(ws_listeners);
     if let (Some(addr), Some(identity)) = (config.listeners.quic, identity) {
         let server_config = crate::transport::quic::server_config(&config, identity)?;
         let layout = crate::transport::cid::CidLayout::from_config(&config.quic);
@@ -318,9 +319,10 @@ async fn start_websocket(
     ids: &Arc<AtomicU64>,
     gate: &Arc<crate::transport::login::LoginGate>,
     stop: &watch::Receiver<bool>,
-    listeners: &mut Vec<JoinHandle<()>>,
-) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ServerError> {
+    flushing: &TaskTracker,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>, Vec<JoinHandle<()>>), ServerError> {
     use crate::transport::ws::{accept_loop, no_resources, WsListener};
+    let mut listeners = Vec::new();
     let ws = &config.websocket;
     let mut bound = [None, None];
     for (i, (addr, scheme, proxy)) in [
@@ -357,6 +359,7 @@ async fn start_websocket(
             handshake_timeout: Duration::from_secs(config.quic.handshake_timeout_secs),
             max_packet_size: config.limits.max_packet_size,
             resources: no_resources(),
+            flushing: flushing.clone(),
         };
         listeners.push(tokio::spawn(accept_loop(
             listener,
@@ -367,7 +370,7 @@ async fn start_websocket(
             stop.clone(),
         )));
     }
-    Ok((bound[0], bound[1]))
+    Ok((bound[0], bound[1], listeners))
 }
 
 /// Says at startup who may connect and whether an ACL applies.

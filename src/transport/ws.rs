@@ -52,6 +52,8 @@ pub struct WsListener {
     pub handshake_timeout: Duration,
     pub max_packet_size: u32,
     pub resources: Resources,
+    /// Shutdown waits for each connection's last packets (see `stream::serve`).
+    pub flushing: tokio_util::task::TaskTracker,
 }
 
 /// Accepts connections until `shutdown` turns true; each connection's handshakes run on its
@@ -99,6 +101,7 @@ pub async fn accept_loop(
                 events,
                 settings.max_packet_size,
                 login,
+                settings.flushing.token(),
             )
             .await;
         });
