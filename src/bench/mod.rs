@@ -16,10 +16,12 @@
 //! rumqttd with it.
 //!
 //! Layout: [`args`] (command line, [`Plan`]), [`lane`] (a client's connection or data stream:
-//! where new transport modes plug in), `run` (connecting, publishing, receiving), `conn`,
+//! where new transport modes plug in), `run` (connecting, running a scenario, adding up), `clients` (the publisher and subscriber
+//! tasks), `conn`,
 //! [`monitor`] (progress line, error log, memory sampler), [`stats`], [`report`].
 
 pub mod args;
+mod clients;
 mod conn;
 pub mod lane;
 pub mod monitor;
