@@ -146,8 +146,9 @@ impl App {
         }
     }
 
-    /// Starts the broker and the handlers.
+    /// Starts the broker, the handlers and the bridges.
     pub async fn start(self) -> Result<AppHandle, AppError> {
+        let bridges = self.config.bridges.clone();
         let server = crate::server::start_with_channel(
             self.config,
             self.options,
@@ -155,13 +156,15 @@ impl App {
             self.events_rx,
         )
         .await?;
-        let handle = AppHandle {
+        let mut handle = AppHandle {
             server,
             next_handler: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            bridges: crate::bridge::Bridges::default(),
         };
         for r in self.registrations {
             handle.register(&r.filter, r.qos, r.handler).await?;
         }
+        handle.bridges = crate::bridge::start(&handle.server, &bridges).await;
         Ok(handle)
     }
 
@@ -179,6 +182,7 @@ impl App {
 pub struct AppHandle {
     server: ServerHandle,
     next_handler: Arc<std::sync::atomic::AtomicU64>,
+    bridges: crate::bridge::Bridges,
 }
 
 impl AppHandle {
@@ -242,7 +246,14 @@ impl AppHandle {
         Ok(())
     }
 
+    /// Each bridge's name and counters (`bridges:` in the configuration).
+    pub fn bridge_stats(&self) -> Vec<(String, crate::bridge::BridgeStatsSnapshot)> {
+        self.bridges.stats()
+    }
+
+    /// Stops the bridges (DISCONNECT to each remote), then the broker.
     pub async fn shutdown(self) {
+        self.bridges.stop().await;
         self.server.shutdown().await;
     }
 }

@@ -11,12 +11,14 @@
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
 //! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
+//! - [`bridge`]: bridges to other MQTT brokers, made of two bundled clients.
 //! - [`bench`](mod@bench): `mqttd bench`, a load generator and benchmark for any MQTT broker.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod client;

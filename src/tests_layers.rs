@@ -28,6 +28,8 @@ const LAYERS: &[&[&str]] = &[
     // Glue around the core: the server's transports; the bundled client (over the codec only).
     &["transport", "client"],
     &["server", "bench"],
+    // Bridges: two clients, one of them connected to the server in-process.
+    &["bridge"],
     &["app", "cli", "fuzzing"],
 ];
 

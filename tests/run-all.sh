@@ -3,9 +3,9 @@
 # or a developer's: `tests/run-all.sh [extra cargo test arguments]`.
 #
 # 1. Installs the Debian packages the tests need when they are missing:
-#    mosquitto-clients (mosquitto_pub/_sub), procps (kill), python3 with venv;
-#    plus the mosquitto broker when MQTTD_TEST_BROKER=mosquitto asks the
-#    harness to run against it instead of mqttd.
+#    mosquitto-clients (mosquitto_pub/_sub), procps (kill), python3 with venv,
+#    and the mosquitto broker (the remote of the bridge tests, and the broker
+#    under test when MQTTD_TEST_BROKER=mosquitto).
 # 2. Creates target/test-venv with the Python packages of
 #    tests/interop/requirements.txt (paho-mqtt 2.x), again whenever that
 #    file changes, and exports MQTTD_TEST_PYTHON for the tests.
@@ -43,8 +43,9 @@ fi
 [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 type -P node >/dev/null || missing+=(nodejs)
 type -P npm >/dev/null || missing+=(npm)
-if [ "${MQTTD_TEST_BROKER:-}" = mosquitto ] && [ -z "${MQTTD_TEST_MOSQUITTO:-}" ] \
-    && ! type -P mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+# The mosquitto broker: the remote of the bridge tests (tests/bridge_*.rs), and the broker
+# under test when MQTTD_TEST_BROKER=mosquitto.
+if [ -z "${MQTTD_TEST_MOSQUITTO:-}" ] && ! type -P mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     missing+=(mosquitto)
 fi
 if [ ${#missing[@]} -gt 0 ]; then

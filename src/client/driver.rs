@@ -13,17 +13,20 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::dial::Dialer;
 use super::error::{io_reason, ClientError};
 use super::inbox::{Inbound, Inboxes};
 use super::link::{self, BoxRead, BoxWrite, LinkEvent, LinkParts, ReadSetup, StreamIo, Unwritten};
-use super::options::ClientOptions;
+use super::options::{ClientOptions, Reconnect};
 use super::quic_ext::Counters;
 use super::server_streams::{self, ExtSetup};
 use super::state::{ClientState, Completion, Event, Failure, OpId, StreamKey};
-use super::types::{Acknowledged, Connected, Message, PublishOutcome, Subscription, ZeroRtt};
+use super::types::{
+    AckToken, Acknowledged, Connected, Message, PublishOutcome, Subscription, ZeroRtt,
+};
 use crate::codec::{self, Properties, ReasonCode};
 
 /// Requests queued from the handles before they wait.
@@ -44,14 +47,26 @@ const QUIC_NORMAL: u32 = 0;
 const QUIC_ABNORMAL: u32 = 1;
 
 /// What the handles and the driver share.
-#[derive(Default)]
 pub(crate) struct Shared {
+    /// Whether a connection is up (CONNACK received), for `Client::connection_state`.
+    pub up: watch::Sender<bool>,
     /// The current QUIC connection, to open more streams on.
     pub quic: Mutex<Option<quinn::Connection>>,
     /// A `recv` took a message: waiting ones may move into the queue.
     pub space: Notify,
     /// Datagrams and server streams, across connections.
     pub counters: Arc<Counters>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            up: watch::channel(false).0,
+            quic: Mutex::default(),
+            space: Notify::new(),
+            counters: Arc::default(),
+        }
+    }
 }
 
 impl Shared {
@@ -108,6 +123,10 @@ pub(crate) enum Command {
     },
     Abort {
         reply: oneshot::Sender<()>,
+    },
+    /// Manual acknowledgements: the application is done with a received message.
+    Ack {
+        token: AckToken,
     },
 }
 
@@ -198,6 +217,60 @@ pub(crate) struct Driver {
     connected: Option<Connected>,
     /// Why the last connection ended, for operations that fail because of it.
     loss: String,
+    /// Automatic reconnection, when configured (`ClientOptions::reconnect`).
+    redial: Option<Redial>,
+}
+
+/// Automatic reconnection: where to dial, and when next.
+pub(crate) struct Redial {
+    reconnect: Reconnect,
+    /// `options.server` first, then the alternates: the options to dial with and their dialer.
+    servers: Vec<(ClientOptions, Arc<Dialer>)>,
+    /// Failed attempts since the last connection.
+    attempt: u32,
+    /// When to dial next; `None` while connected (or closed).
+    at: Option<Instant>,
+    /// What was subscribed on the control stream, to subscribe again on a new session.
+    subscriptions: Vec<Subscription>,
+}
+
+impl Redial {
+    /// Dialers for `options.server` (the client's own, `first`) and every alternate.
+    pub fn new(options: &ClientOptions, first: Arc<Dialer>) -> Result<Option<Redial>, ClientError> {
+        let Some(reconnect) = options.reconnect.clone() else {
+            return Ok(None);
+        };
+        if matches!(*first, Dialer::Given) {
+            return Ok(None);
+        }
+        let mut servers = vec![(options.clone(), first)];
+        for alternate in &reconnect.alternates {
+            let mut alt = options.clone();
+            alt.server = alternate.clone();
+            let dialer = Arc::new(Dialer::new(&alt)?);
+            servers.push((alt, dialer));
+        }
+        Ok(Some(Redial {
+            reconnect,
+            servers,
+            attempt: 0,
+            at: None,
+            subscriptions: Vec::new(),
+        }))
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        let delay = self.reconnect.delay(self.attempt, super::options::jitter());
+        self.at = Some(now + delay);
+    }
+
+    /// Forgets `filters` from the subscriptions to restore.
+    fn unsubscribed(&mut self, filters: &[ByteString]) {
+        for s in &mut self.subscriptions {
+            s.filters.retain(|(f, _)| !filters.contains(f));
+        }
+        self.subscriptions.retain(|s| !s.filters.is_empty());
+    }
 }
 
 impl Driver {
@@ -206,7 +279,9 @@ impl Driver {
         shared: Arc<Shared>,
         control_inbox: mpsc::Sender<Inbound>,
     ) -> Driver {
-        let state = ClientState::new(options.connect_packet(), Instant::now());
+        let mut state = ClientState::new(options.connect_packet(), Instant::now());
+        state.set_manual_acks(options.manual_acks);
+        state.set_resume_operations(options.reconnect.is_some());
         let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
         let mut inboxes = Inboxes::new(options.inbox_capacity);
         inboxes.insert(StreamKey::CONTROL, control_inbox);
@@ -223,6 +298,50 @@ impl Driver {
             inboxes,
             connected: None,
             loss: "not connected".into(),
+            redial: None,
+        }
+    }
+
+    /// Turns on automatic reconnection (`ClientOptions::reconnect`).
+    pub fn set_redial(&mut self, redial: Option<Redial>) {
+        self.redial = redial;
+    }
+
+    /// Dials the next server of the automatic reconnection and resumes the session; on failure
+    /// schedules the next attempt.
+    async fn redial(&mut self) {
+        let Some(redial) = &mut self.redial else {
+            return;
+        };
+        redial.at = None;
+        let index = redial.attempt as usize % redial.servers.len();
+        let (options, dialer) = redial.servers[index].clone();
+        redial.attempt = redial.attempt.saturating_add(1);
+        tracing::debug!(server = %options.server, attempt = redial.attempt, "reconnecting");
+        let result = match dialer.dial(&options).await {
+            Ok(parts) => self.establish(parts, false, Vec::new()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(connected) => {
+                tracing::info!(server = %options.server, session_present = connected.session_present, "reconnected");
+                if let Some(redial) = &mut self.redial {
+                    redial.attempt = 0;
+                    if !connected.session_present {
+                        let now = Instant::now();
+                        for subscription in redial.subscriptions.clone() {
+                            let _ = self.state.subscribe(StreamKey::CONTROL, subscription, now);
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(server = %options.server, %error, "reconnection failed");
+                self.loss = error.to_string();
+                if let Some(redial) = &mut self.redial {
+                    redial.schedule(Instant::now());
+                }
+            }
         }
     }
 
@@ -385,6 +504,11 @@ impl Driver {
             ext_tasks,
         });
         self.flush();
+        self.shared.up.send_replace(true);
+        if let Some(redial) = &mut self.redial {
+            redial.at = None;
+            redial.attempt = 0;
+        }
         let mut connected = self.connected.take().ok_or_else(|| ClientError::Protocol {
             code: ReasonCode::PROTOCOL_ERROR,
             message: "the handshake ended without CONNACK".into(),
@@ -482,6 +606,7 @@ impl Driver {
             let busy = unwritten.as_ref().is_some_and(|u| u.get() > HIGH_WATER);
             let backlog = self.inboxes.has_backlog();
             let shared = self.shared.clone();
+            let redial_at = self.redial.as_ref().and_then(|r| r.at);
             tokio::select! {
                 command = commands.recv(), if !busy => match command {
                     Some(command) => {
@@ -524,6 +649,7 @@ impl Driver {
                     }
                 }
                 _ = drained(unwritten), if busy => {}
+                _ = sleep_until(redial_at), if redial_at.is_some() => self.redial().await,
             }
         }
     }
@@ -542,6 +668,13 @@ impl Driver {
                 subscription,
                 reply,
             } => {
+                if let Some(redial) = self
+                    .redial
+                    .as_mut()
+                    .filter(|_| stream == StreamKey::CONTROL)
+                {
+                    redial.subscriptions.push(subscription.clone());
+                }
                 let started = self.state.subscribe(stream, subscription, now);
                 self.await_ack(started, reply)
             }
@@ -551,6 +684,13 @@ impl Driver {
                 properties,
                 reply,
             } => {
+                if let Some(redial) = self
+                    .redial
+                    .as_mut()
+                    .filter(|_| stream == StreamKey::CONTROL)
+                {
+                    redial.unsubscribed(&filters);
+                }
                 let started = self.state.unsubscribe(stream, filters, properties, now);
                 self.await_ack(started, reply)
             }
@@ -582,6 +722,7 @@ impl Driver {
                 self.abort();
                 let _ = reply.send(());
             }
+            Command::Ack { token } => self.state.acknowledge(token, now),
         }
         true
     }
@@ -729,6 +870,8 @@ impl Driver {
                         message,
                         ack,
                     } => {
+                        // Manual acknowledgements: the application sends them (`Command::Ack`).
+                        let ack = ack.filter(|_| !self.options.manual_acks);
                         if let Some(token) = self.inboxes.deliver(stream, message, ack) {
                             self.state.acknowledge(token, now);
                         }
@@ -815,6 +958,10 @@ impl Driver {
     }
 
     fn end_connection(&mut self, error: ClientError) {
+        self.shared.up.send_replace(false);
+        if let Some(redial) = &mut self.redial {
+            redial.schedule(Instant::now());
+        }
         self.loss = error.to_string();
         self.state.connection_lost();
         self.flush();
@@ -851,6 +998,10 @@ impl Driver {
             close_gracefully(link, &mut self.link_rx).await;
         }
         self.loss = "the client disconnected".into();
+        self.shared.up.send_replace(false);
+        if let Some(redial) = &mut self.redial {
+            redial.at = None;
+        }
         self.state.connection_lost();
         self.flush();
     }

@@ -94,6 +94,10 @@ pub enum ClientError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
+    /// A publish asked for a packet identifier that an unfinished flow still holds.
+    #[error("packet identifier {0} is in use")]
+    PacketIdInUse(u16),
+
     /// The server did not keep the session: messages awaiting acknowledgement were discarded.
     #[error("the server did not keep the session: unacknowledged messages were discarded")]
     SessionLost,

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::dial::Dialer;
-use super::driver::{Command, Driver, EarlyOp, Shared, COMMAND_QUEUE};
+use super::driver::{Command, Driver, EarlyOp, Redial, Shared, COMMAND_QUEUE};
 use super::error::ClientError;
 use super::inbox::Inbound;
 use super::link::LinkParts;
@@ -21,8 +21,8 @@ use super::quic;
 use super::quic_ext::QuicStats;
 use super::state::StreamKey;
 use super::types::{
-    Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome, ReceivedMessage,
-    Subscription,
+    AckToken, Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome,
+    ReceivedMessage, Subscription,
 };
 use crate::codec::{Properties, QoS, ReasonCode};
 
@@ -179,7 +179,9 @@ impl Client {
     ) -> Result<(Client, Connected), ClientError> {
         let shared = Arc::new(Shared::default());
         let (inbox_tx, inbox) = Inbox::new(options.inbox_capacity, shared.clone());
+        let dialer = Arc::new(dialer);
         let mut driver = Driver::new(options.clone(), shared.clone(), inbox_tx);
+        driver.set_redial(Redial::new(&options, dialer.clone())?);
         let connected = driver
             .establish(parts, options.clean_start, pipelined)
             .await?;
@@ -192,7 +194,7 @@ impl Client {
                 shared,
             },
             inbox: Arc::new(inbox),
-            dialer: Arc::new(dialer),
+            dialer,
             options: Arc::new(options),
         };
         Ok((client, connected))
@@ -238,6 +240,42 @@ impl Client {
     /// Publishes a [`Message`] with properties (5.0).
     pub async fn publish_with(&self, message: Message) -> Result<PublishOutcome, ClientError> {
         self.ops.publish(message).await
+    }
+
+    /// Starts a publish and returns once it is queued on the connection, with a future of its
+    /// outcome (what [`Client::publish_with`] returns). Publishes started one after another
+    /// go out in that order, so a caller can keep many in flight from one task and still
+    /// keep their order, as a bridge does.
+    pub async fn start_publish(&self, message: Message) -> Result<PendingPublish, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let stream = self.ops.stream;
+        self.ops
+            .commands
+            .send(Command::Publish {
+                stream,
+                message,
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        Ok(PendingPublish { answer })
+    }
+
+    /// Manual acknowledgements ([`ClientOptions::manual_acks`]): the application is done with
+    /// the message `token` came with ([`ReceivedMessage::ack`]); its PUBACK (QoS 1) or PUBREC
+    /// (QoS 2) goes to the server. Without manual acknowledgements this does nothing.
+    pub async fn ack(&self, token: AckToken) -> Result<(), ClientError> {
+        self.ops
+            .commands
+            .send(Command::Ack { token })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Whether the connection is up (true from each CONNACK until the connection ends); with
+    /// [`ClientOptions::reconnect`] it follows the automatic reconnections.
+    pub fn connection_state(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ops.shared.up.subscribe()
     }
 
     /// Subscribes to one filter; returns the granted QoS code, or [`ClientError::Rejected`] if
@@ -372,6 +410,24 @@ impl Client {
         {
             let _ = answer.await;
         }
+    }
+}
+
+/// The outcome of a publish started with [`Client::start_publish`].
+pub struct PendingPublish {
+    answer: oneshot::Receiver<Result<PublishOutcome, ClientError>>,
+}
+
+impl std::future::Future for PendingPublish {
+    type Output = Result<PublishOutcome, ClientError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.answer)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
     }
 }
 

@@ -29,14 +29,15 @@ mod tool;
 mod types;
 
 pub use error::{reason_name, ClientError, Reason, TRUST_HINT};
-pub use handle::{Client, ClientStream};
+pub use handle::{Client, ClientStream, PendingPublish};
+pub(crate) use options::jitter;
 pub use options::{
-    ClientCert, ClientOptions, QuicOptions, Transport, DEFAULT_MQTTS_PORT, DEFAULT_QUIC_PORT,
-    DEFAULT_TCP_PORT, MQTT_ALPN,
+    ClientCert, ClientOptions, QuicOptions, Reconnect, Transport, DEFAULT_MQTTS_PORT,
+    DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
 };
 pub use quic_ext::{QuicGrants, QuicStats, StreamMapping};
 pub use tool::{run_pub, run_sub};
 pub use types::{
-    Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome, ReceivedMessage,
-    ServerLimits, Subscription, ZeroRtt,
+    AckToken, Acknowledged, Connected, Message, Pipelined, PipelinedOutcome, PublishOutcome,
+    ReceivedMessage, ServerLimits, Subscription, ZeroRtt,
 };

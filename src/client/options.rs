@@ -114,6 +114,70 @@ pub struct ClientOptions {
     pub stream_mapping: Option<StreamMapping>,
     /// QUIC and MQTTS: present this certificate to the server (mutual TLS). Default none.
     pub client_cert: Option<ClientCert>,
+    /// Received QoS 1/2 messages are acknowledged only when the application calls
+    /// [`Client::ack`](super::Client::ack) with [`ReceivedMessage::ack`](super::ReceivedMessage):
+    /// the server keeps (and after a reconnection resends) each message until the application
+    /// is done with it, e.g. a bridge that forwarded it. Default false: acknowledged once
+    /// queued for `recv`.
+    pub manual_acks: bool,
+    /// Reconnect by itself when the connection is lost (see [`Reconnect`]). Default `None`.
+    pub reconnect: Option<Reconnect>,
+}
+
+/// Automatic reconnection: after a lost connection the client dials again, `server` first
+/// and then each of `alternates` in turn, waiting between attempts an exponential backoff
+/// from `base` up to `cap` with jitter (each wait is drawn between half and all of it). It
+/// resumes the session (clean start 0), so QoS 1/2 publishes keep waiting for their outcome
+/// across the gap (and publishes made meanwhile wait for the connection); when the server
+/// did not keep the session it subscribes again to everything subscribed on the control
+/// stream. [`Client::connection_state`](super::Client::connection_state) tells when it is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnect {
+    pub base: Duration,
+    pub cap: Duration,
+    /// More `host:port` servers tried in order after `server` (failover).
+    pub alternates: Vec<String>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+            alternates: Vec::new(),
+        }
+    }
+}
+
+/// A factor in [0.5, 1] for the reconnection backoff, so clients that lost the same server at
+/// once do not all come back at once.
+pub(crate) fn jitter() -> f64 {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 2];
+    match SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => 0.5 + f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX) / 2.0,
+        Err(_) => 0.75,
+    }
+}
+
+impl Reconnect {
+    /// The wait before attempt `attempt` (0 for the first retry): `base * 2^attempt` capped at
+    /// `cap`, scaled by `jitter` in [0.5, 1].
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
+        exp.min(self.cap).mul_f64(jitter.clamp(0.5, 1.0))
+    }
+
+    /// The server of attempt `attempt`: `server`, then the alternates, round and round.
+    pub fn server_for<'a>(&'a self, server: &'a str, attempt: u32) -> &'a str {
+        let n = self.alternates.len() + 1;
+        match attempt as usize % n {
+            0 => server,
+            i => &self.alternates[i - 1],
+        }
+    }
 }
 
 impl ClientOptions {
@@ -142,7 +206,21 @@ impl ClientOptions {
             send_datagrams: false,
             stream_mapping: None,
             client_cert: None,
+            manual_acks: false,
+            reconnect: None,
         }
+    }
+
+    /// See [`ClientOptions::manual_acks`].
+    pub fn manual_acks(mut self, on: bool) -> ClientOptions {
+        self.manual_acks = on;
+        self
+    }
+
+    /// See [`ClientOptions::reconnect`].
+    pub fn reconnect(mut self, reconnect: Reconnect) -> ClientOptions {
+        self.reconnect = Some(reconnect);
+        self
     }
 
     /// Ask for QoS 0 deliveries in datagrams and send QoS 0 publishes in datagrams.

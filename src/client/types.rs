@@ -33,6 +33,11 @@ pub struct Message {
     /// QUIC: send a QoS 0 message in a DATAGRAM frame (`proto-ext/datagrams.md`) when the
     /// connection allows and it fits; else it goes on the stream. Ignored for QoS 1/2.
     pub datagram: bool,
+    /// QoS 1/2: send with this packet identifier instead of one the client picks. A bridge
+    /// uses it to carry the identifier a message arrived with to the other side, so a
+    /// retransmission after a crash is recognised there as the same message (README
+    /// "Bridges"). It must not be in use ([`ClientError::PacketIdInUse`](super::ClientError)).
+    pub packet_id: Option<u16>,
 }
 
 impl Message {
@@ -45,7 +50,14 @@ impl Message {
             retain: false,
             properties: Properties::default(),
             datagram: false,
+            packet_id: None,
         }
+    }
+
+    /// Use this packet identifier (QoS 1/2), see [`Message::packet_id`].
+    pub fn packet_id(mut self, id: u16) -> Message {
+        self.packet_id = Some(id);
+        self
     }
 
     /// Send it in a QUIC datagram if it is QoS 0 and fits (see [`Message::datagram`]).
@@ -127,6 +139,23 @@ pub struct ReceivedMessage {
     /// MQTT 5.0 properties (user properties, content type, response topic, correlation data,
     /// subscription identifiers, message expiry...). The Topic Alias is removed: it is per hop.
     pub properties: Properties,
+    /// QoS 1/2: names the acknowledgement this message owes. With
+    /// [`ClientOptions::manual_acks`](super::ClientOptions::manual_acks) the application sends
+    /// it with [`Client::ack`](super::Client::ack); otherwise the client already did.
+    pub ack: Option<AckToken>,
+}
+
+/// Identifies a received QoS 1/2 message whose acknowledgement is owed (PUBACK, or PUBREC for
+/// QoS 2). With manual acknowledgements it stays valid across reconnections as long as the
+/// server keeps the session; after the session was lost it acknowledges nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckToken {
+    pub stream: super::state::StreamKey,
+    /// The identifier the server sent the message with.
+    pub packet_id: u16,
+    pub qos: QoS,
+    /// The connection (automatic acknowledgements) or session (manual ones) it belongs to.
+    pub(crate) epoch: u64,
 }
 
 /// How a publish ended.

@@ -174,11 +174,20 @@ fn unknown_key(parent: &[String], name: &str) -> String {
 /// The keys of the mapping at `path` in the default configuration (the sections for an empty
 /// path): exactly the fields the structs declare, in their order.
 fn keys_at(path: &[String]) -> Vec<String> {
-    let Ok(mut value) = serde_yaml::to_value(Config::default()) else {
+    // Lists hold no entry by default: one example entry shows an entry's keys.
+    let config = Config {
+        bridges: vec![super::bridges::BridgeConfig::example()],
+        ..Config::default()
+    };
+    let Ok(mut value) = serde_yaml::to_value(config) else {
         return Vec::new();
     };
     for key in path {
-        match value.get(key.as_str()) {
+        let inner = match key.parse::<usize>() {
+            Ok(index) => value.get(index),
+            Err(_) => value.get(key.as_str()),
+        };
+        match inner {
             Some(inner) => value = inner.clone(),
             None => return Vec::new(),
         }

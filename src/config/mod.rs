@@ -60,6 +60,10 @@ pub struct Config {
     pub auth: Auth,
     #[serde(deserialize_with = "section")]
     pub websocket: WebSocket,
+    /// Bridges to other MQTT brokers: a list, empty by default (`crate::bridge`, README
+    /// "Bridges"; checked by `crate::bridge::config::check`).
+    #[serde(deserialize_with = "section")]
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// Reads a section, taking an empty one (`limits:`, `limits: ~`) as all its defaults.

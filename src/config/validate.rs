@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::explain::closest;
+use super::sections;
 use super::{parse_hex, Config, ConfigError, MAX_SERVER_ID_LEN, MAX_WORKER_THREADS};
 
 impl Config {
@@ -15,6 +16,10 @@ impl Config {
                 message: format!("{key}: invalid value {value}: expected {expected}"),
             })
         };
+        sections::bridges::check(&self.bridges).map_err(|message| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            message,
+        })?;
         let quic = &self.quic;
         let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 7] = [
             (

@@ -113,6 +113,10 @@ pub struct ServerHandle {
     /// The certificate the QUIC listener presents (PEM file), for clients to trust.
     cert_path: Option<std::path::PathBuf>,
     pub(crate) events: mpsc::Sender<Event>,
+    /// What an in-process connection needs ([`ServerHandle::connect_in_process`]).
+    ids: Arc<AtomicU64>,
+    gate: Arc<crate::transport::login::LoginGate>,
+    max_packet_size: u32,
     stop: watch::Sender<bool>,
     core: JoinHandle<()>,
     listeners: Vec<JoinHandle<()>>,
@@ -303,6 +307,9 @@ pub(crate) async fn start_with_channel(
         quic_admission,
         cert_path,
         events,
+        ids,
+        gate,
+        max_packet_size,
         stop,
         core,
         listeners,
@@ -492,6 +499,46 @@ impl ServerHandle {
             .await
             .map_err(|_| ServerError::Stopped)?;
         answer.await.map_err(|_| ServerError::Stopped)
+    }
+
+    /// A connection to this broker inside the process: the returned stream is the client's
+    /// end of an in-memory pipe whose other end the broker serves like a TCP socket (same
+    /// code, same protocol rules, same persistence), logged in with `login` without a password
+    /// check. A bridge's local side is one (`crate::bridge`). `label` names the peer in logs.
+    pub fn connect_in_process(
+        &self,
+        label: String,
+        login: crate::auth::Login,
+    ) -> tokio::io::DuplexStream {
+        /// Bytes buffered in each direction of the pipe.
+        const PIPE_BUFFER: usize = 256 * 1024;
+        let (client, server) = tokio::io::duplex(PIPE_BUFFER);
+        let conn =
+            crate::broker::ConnId(self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let login = crate::transport::login::LoginContext {
+            gate: self.gate.clone(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            identity: None,
+            preauthorized: Some(login),
+        };
+        let events = self.events.clone();
+        let max_packet_size = self.max_packet_size;
+        let flushing = self.flushing.token();
+        tokio::spawn(async move {
+            let (reader, writer) = tokio::io::split(server);
+            crate::transport::stream::serve(
+                conn,
+                label,
+                reader,
+                writer,
+                events,
+                max_packet_size,
+                login,
+                flushing,
+            )
+            .await;
+        });
+        client
     }
 
     /// The PEM certificate the QUIC listener presents (generated or configured).

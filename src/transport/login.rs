@@ -57,11 +57,17 @@ pub struct LoginContext {
     pub peer: SocketAddr,
     /// The verified client certificate's identity (mutual TLS), if any.
     pub identity: Option<String>,
+    /// A verdict given beforehand, without looking at the credentials: connections the
+    /// broker opens to itself in-process (a bridge's local side) are its own.
+    pub preauthorized: Option<Login>,
 }
 
 impl LoginContext {
     /// The verdict on `connect`.
     pub async fn verdict(&self, connect: &Connect) -> Login {
+        if let Some(login) = &self.preauthorized {
+            return login.clone();
+        }
         let auth = self.gate.current();
         let username = connect.username.as_deref();
         let creds = Credentials {

@@ -325,6 +325,7 @@ async fn serve_connection(
             gate: gate.clone(),
             peer: connection.remote_address(),
             identity: super::login::peer_identity(chain.as_deref().map(|c| c.as_slice())),
+            preauthorized: None,
         };
         let mut version = None;
         let end = read_packets(

@@ -30,6 +30,7 @@ pub async fn accept_loop(
             gate: gate.clone(),
             peer,
             identity: None,
+            preauthorized: None,
         };
         let flushing = flushing.token();
         tokio::spawn(async move {

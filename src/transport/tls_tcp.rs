@@ -59,6 +59,7 @@ pub async fn accept_loop(
                 gate,
                 peer,
                 identity,
+                preauthorized: None,
             };
             let (reader, writer) = tokio::io::split(tls);
             let flushing = flushing.token();

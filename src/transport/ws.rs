@@ -91,6 +91,7 @@ pub async fn accept_loop(
                 gate,
                 peer: opened.client,
                 identity: opened.identity,
+                preauthorized: None,
             };
             let (reader, writer) = tokio::io::split(opened.io);
             super::stream::serve(

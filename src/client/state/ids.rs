@@ -38,6 +38,10 @@ impl PacketIds {
         }
     }
 
+    pub fn is_free(&self, id: u16) -> bool {
+        !self.in_use.contains(&id)
+    }
+
     pub fn release(&mut self, id: u16) {
         self.in_use.remove(&id);
     }

@@ -21,6 +21,9 @@ pub(super) enum Incoming {
     Queued(QoS),
     /// QoS 2: PUBREC sent, PUBREL awaited.
     AwaitingRelease,
+    /// Manual acknowledgements: acknowledged by the application while disconnected; the
+    /// acknowledgement answers the server's retransmission.
+    AcknowledgedOffline(QoS),
 }
 
 impl ClientState {
@@ -77,6 +80,16 @@ impl ClientState {
                 // A retransmission of a message the application has not taken yet: it will
                 // be acknowledged once, when it is.
                 Some(Incoming::Queued(_)) => return Ok(()),
+                Some(Incoming::AcknowledgedOffline(QoS::ExactlyOnce)) => {
+                    self.incoming.insert(id, Incoming::AwaitingRelease);
+                    self.push(stream, Packet::PubRec(Ack::new(id)), now);
+                    return Ok(());
+                }
+                Some(Incoming::AcknowledgedOffline(_)) => {
+                    self.incoming.remove(&id);
+                    self.push(stream, Packet::PubAck(Ack::new(id)), now);
+                    return Ok(());
+                }
                 Some(Incoming::AwaitingRelease) if qos == QoS::ExactlyOnce => {
                     // [MQTT-4.3.3-10] acknowledge again, do not deliver again.
                     self.push(stream, Packet::PubRec(Ack::new(id)), now);
@@ -100,6 +113,7 @@ impl ClientState {
             retain: p.retain,
             dup: p.dup,
             properties,
+            ack,
         };
         self.events.push_back(Event::Message {
             stream,
@@ -130,11 +144,21 @@ impl ClientState {
         ))
     }
 
-    /// The message `token` names is queued for the application: send its PUBACK
-    /// [MQTT-4.3.2-4] or PUBREC [MQTT-4.3.3-9]. A token of an earlier connection is ignored
-    /// (the server will retransmit that message).
+    /// The message `token` names is queued for the application (with manual acknowledgements:
+    /// the application is done with it): send its PUBACK [MQTT-4.3.2-4] or PUBREC
+    /// [MQTT-4.3.3-9]. A token of an earlier connection (manual: of a lost session) is ignored
+    /// (the server will retransmit that message). Manual: while disconnected the
+    /// acknowledgement waits for the next connection, which the server's retransmission of
+    /// the message prompts.
     pub fn acknowledge(&mut self, token: AckToken, now: Instant) {
-        if token.epoch != self.epoch || !self.is_connected() {
+        if token.epoch != self.token_epoch() {
+            return;
+        }
+        if !self.is_connected() {
+            if let Some(Incoming::Queued(qos)) = self.incoming.get(&token.packet_id).copied() {
+                self.incoming
+                    .insert(token.packet_id, Incoming::AcknowledgedOffline(qos));
+            }
             return;
         }
         let id = token.packet_id;
@@ -163,7 +187,7 @@ impl ClientState {
             Some(Incoming::AwaitingRelease) => {
                 self.incoming.remove(&a.packet_id);
             }
-            Some(Incoming::Queued(_)) => {
+            Some(Incoming::Queued(_) | Incoming::AcknowledgedOffline(_)) => {
                 return Err(self.violation(
                     ReasonCode::PROTOCOL_ERROR,
                     format!("PUBREL before PUBREC for packet identifier {}", a.packet_id),

@@ -67,16 +67,7 @@ impl StreamKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OpId(pub u64);
 
-/// Identifies a received QoS 1/2 message whose acknowledgement is owed. The glue hands it back
-/// to [`ClientState::acknowledge`] once the message is safely queued for the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AckToken {
-    pub stream: StreamKey,
-    pub packet_id: u16,
-    pub qos: QoS,
-    /// The connection it arrived on: a token from an older connection acknowledges nothing.
-    epoch: u64,
-}
+pub use super::types::AckToken;
 
 /// What the state machine reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +151,12 @@ pub struct ClientState {
     server_streams: AHashSet<StreamKey>,
     transmits: VecDeque<(StreamKey, Packet)>,
     events: VecDeque<Event>,
+    /// The application acknowledges received messages itself ([`ClientState::set_manual_acks`]).
+    manual_acks: bool,
+    /// Publishes outlive a lost connection ([`ClientState::set_resume_operations`]).
+    resume_operations: bool,
+    /// Bumped whenever the session is discarded: manual acknowledgement tokens carry it.
+    session_generation: u64,
 }
 
 impl ClientState {
@@ -187,7 +184,31 @@ impl ClientState {
             server_streams: AHashSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            manual_acks: false,
+            resume_operations: false,
+            session_generation: 0,
         }
+    }
+
+    /// The application acknowledges each received QoS 1/2 message itself, when it is done with
+    /// it ([`ClientState::acknowledge`] with [`ReceivedMessage::ack`]), instead of the glue
+    /// doing it when the message is queued. A message not acknowledged yet when the connection
+    /// drops stays owed: the server's retransmission (DUP) is not delivered again, and the
+    /// late acknowledgement goes on the next connection [MQTT-4.3.2-4] [MQTT-4.3.3-9]. A bridge
+    /// acknowledges only once the other side has the message.
+    pub fn set_manual_acks(&mut self, on: bool) {
+        self.manual_acks = on;
+    }
+
+    /// QoS 1/2 publishes outlive a lost connection: instead of failing with
+    /// [`Failure::ConnectionLost`] they complete when their flow does on a later connection
+    /// that resumes the session (they are retransmitted with DUP [MQTT-4.4.0-1]), and new ones
+    /// made while disconnected wait for the next connection. If the server did not keep the
+    /// session, those already sent fail with [`Failure::SessionLost`] (the server may or may
+    /// not have them) and those never sent are sent on the new session. For a client that
+    /// reconnects by itself.
+    pub fn set_resume_operations(&mut self, on: bool) {
+        self.resume_operations = on;
     }
 
     pub fn version(&self) -> ProtocolVersion {
@@ -302,14 +323,16 @@ impl ClientState {
             self.ids.release(id);
             self.fail(p.op, Failure::ConnectionLost);
         }
-        let ops: Vec<OpId> = self
-            .inflight
-            .values_mut()
-            .filter_map(|f| f.op.take())
-            .chain(self.waiting.iter_mut().filter_map(|w| w.op.take()))
-            .collect();
-        for op in ops {
-            self.fail(op, Failure::ConnectionLost);
+        if !self.resume_operations {
+            let ops: Vec<OpId> = self
+                .inflight
+                .values_mut()
+                .filter_map(|f| f.op.take())
+                .chain(self.waiting.iter_mut().filter_map(|w| w.op.take()))
+                .collect();
+            for op in ops {
+                self.fail(op, Failure::ConnectionLost);
+            }
         }
         for f in self.inflight.values_mut() {
             f.stream = StreamKey::CONTROL;
@@ -320,9 +343,12 @@ impl ClientState {
         // Messages not acknowledged yet will be sent again by the server: forget them so the
         // retransmission is delivered. QoS 2 messages already acknowledged with PUBREC stay:
         // their PUBREL is still to come, and a retransmission must not be delivered twice
-        // [MQTT-4.3.3-10].
-        self.incoming
-            .retain(|_, i| matches!(i, Incoming::AwaitingRelease));
+        // [MQTT-4.3.3-10]. With manual acknowledgements the application holds the messages
+        // not acknowledged yet: they stay owed, and their retransmission is not delivered again.
+        if !self.manual_acks {
+            self.incoming
+                .retain(|_, i| matches!(i, Incoming::AwaitingRelease));
+        }
         if !self.session_persists() {
             self.discard_session(Failure::ConnectionLost);
         }
@@ -557,6 +583,14 @@ impl ClientState {
 
     /// Forgets every outgoing and incoming QoS flow; pending operations fail with `why`.
     fn discard_session(&mut self, why: Failure) {
+        self.session_generation += 1;
+        // Publishes never sent belong to no session: a client that resumes its operations
+        // sends them on the new one.
+        let unsent = if self.resume_operations {
+            std::mem::take(&mut self.waiting)
+        } else {
+            VecDeque::new()
+        };
         let ops: Vec<OpId> = self
             .inflight
             .drain()
@@ -566,11 +600,17 @@ impl ClientState {
         for op in ops {
             self.fail(op, why);
         }
+        self.waiting = unsent;
         // Pending SUBSCRIBE/UNSUBSCRIBE belong to the connection, not the session: those
         // pipelined after CONNECT keep their identifiers.
         self.ids.clear();
         for id in self.pending.keys() {
             self.ids.reserve(*id);
+        }
+        for w in &self.waiting {
+            if let Some(id) = w.publish.packet_id {
+                self.ids.reserve(id);
+            }
         }
         self.incoming.clear();
     }
@@ -637,7 +677,17 @@ impl ClientState {
             stream,
             packet_id,
             qos,
-            epoch: self.epoch,
+            epoch: self.token_epoch(),
+        }
+    }
+
+    /// What a token must carry to acknowledge: the connection, or with manual
+    /// acknowledgements the session.
+    fn token_epoch(&self) -> u64 {
+        if self.manual_acks {
+            self.session_generation
+        } else {
+            self.epoch
         }
     }
 }

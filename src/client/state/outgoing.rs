@@ -91,9 +91,15 @@ impl ClientState {
     ) -> Result<Option<OpId>, ClientError> {
         if message.qos == QoS::AtMostOnce {
             self.check_may_pipeline()?;
-        } else {
+        } else if !(self.resume_operations && self.session_persists()) {
             self.check_connected()?;
         }
+        let given_id = match (message.qos, message.packet_id) {
+            (QoS::AtMostOnce, _) | (_, None) => None,
+            (_, Some(0)) => return Err(invalid("packet identifier 0 is not valid".into())),
+            (_, Some(id)) if !self.ids.is_free(id) => return Err(ClientError::PacketIdInUse(id)),
+            (_, Some(id)) => Some(id),
+        };
         let v5 = self.version().is_v5();
         if !topic::is_valid_topic_name(&message.topic) {
             // [MQTT-3.3.2-1] [MQTT-3.3.2-2] [MQTT-4.7.3-1]
@@ -162,11 +168,14 @@ impl ClientState {
             return Ok(None);
         }
         let op = self.next_op();
+        if let Some(id) = given_id {
+            self.ids.reserve(id);
+        }
         self.waiting.push_back(Waiting {
             op: Some(op),
             stream,
             publish: Publish {
-                packet_id: None,
+                packet_id: given_id,
                 ..publish
             },
         });
@@ -343,7 +352,8 @@ impl ClientState {
         while !self.waiting.is_empty()
             && self.inflight.len() < usize::from(self.limits.receive_maximum)
         {
-            let Some(id) = self.ids.allocate() else {
+            let given = self.waiting.front().and_then(|w| w.publish.packet_id);
+            let Some(id) = given.or_else(|| self.ids.allocate()) else {
                 return;
             };
             let Some(mut w) = self.waiting.pop_front() else {

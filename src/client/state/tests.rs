@@ -1004,3 +1004,6 @@ mod pipelined;
 
 #[path = "tests_quic_ext.rs"]
 mod quic_ext;
+
+#[path = "tests_bridge.rs"]
+mod bridge;

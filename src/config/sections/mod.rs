@@ -2,6 +2,7 @@
 //! defaults, and any field reader that needs a better message than serde's own.
 
 mod auth;
+pub mod bridges;
 mod limits;
 mod listeners;
 mod log;
@@ -13,6 +14,7 @@ mod tls;
 mod websocket;
 
 pub use auth::Auth;
+pub use bridges::{BridgeConfig, BridgeTopic, Direction};
 pub use limits::Limits;
 pub use listeners::Listeners;
 pub use log::Logging;
