@@ -17,13 +17,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, Message, PublishOutcome};
 
+use super::args::Plan;
 use super::args::Scenario;
 use super::lane::Lane;
-use super::monitor::Counters;
-use super::payload::{self, Header};
-use super::run::Ctx;
+use super::monitor::{Counters, ErrorLog};
+use super::payload::{self, Clock, Header};
 use super::stats::{histogram, micros, Recorder};
 use super::tracker::{Seen, Tally};
+
+/// What every task of a run shares.
+pub struct Ctx {
+    pub plan: Plan,
+    pub clock: Clock,
+    pub counters: Arc<Counters>,
+    pub errors: ErrorLog,
+}
 
 /// A publisher yields to the other tasks after starting this many publishes in a row.
 const YIELD_EVERY: u32 = 32;

@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::clients::Ctx;
 use super::report::{GeneratorStats, IdleStats, Report};
-use super::run::{broker_sample, broker_stats, close_all, connect_all, own_cpu, Ctx, Spec};
+use super::run::{broker_sample, broker_stats, close_all, connect_all, own_cpu, Spec};
 use super::stats::{micros, round3};
 
 pub async fn run_conn(ctx: Arc<Ctx>, broker_rss_peak: impl Fn() -> u64) -> Report {

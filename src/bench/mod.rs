@@ -43,9 +43,9 @@ use tracing_subscriber::EnvFilter;
 pub use args::{BenchArgs, Plan, QuicMode, Scenario, TransportKind};
 pub use report::Report;
 
+use clients::Ctx;
 use monitor::{Counters, ErrorLog};
 use payload::Clock;
-use run::Ctx;
 
 /// `mqttd bench`: exit status 0 when the run completed (its report says how well: errors and
 /// losses are results), 1 when it could not run (no client could connect), 2 for bad

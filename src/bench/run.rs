@@ -20,10 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::QoS;
 
 use super::args::{Plan, Scenario};
-use super::clients::{publish_loop, subscribe_loop, Received};
+use super::clients::{publish_loop, subscribe_loop, Ctx, Received};
 use super::lane::{self, Lane};
-use super::monitor::{Counters, ErrorLog};
-use super::payload::Clock;
+use super::monitor::Counters;
 use super::procstat::{self, Sample};
 use super::report::{
     BrokerStats, ConnectionStats, DeliveryStats, GeneratorStats, PublishStats, Report,
@@ -31,14 +30,6 @@ use super::report::{
 use super::report::{QuicExtStats, TopicLatency};
 use super::stats::{histogram, micros, rate, round3, Percentiles, Recorder, Shards};
 use super::tracker::Tally;
-
-/// What every task of a run shares.
-pub struct Ctx {
-    pub plan: Plan,
-    pub clock: Clock,
-    pub counters: Arc<Counters>,
-    pub errors: ErrorLog,
-}
 
 /// A client to open: its role letter, index, and the filter a subscriber subscribes to.
 pub struct Spec {
