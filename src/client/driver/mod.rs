@@ -7,6 +7,9 @@
 //! session (and its unacknowledged messages) carries over; it ends on `disconnect` or when every
 //! handle is dropped (which also disconnects cleanly).
 
+mod closing;
+mod redial;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,11 +19,10 @@ use bytestring::ByteString;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::dial::Dialer;
 use super::error::{io_reason, ClientError};
 use super::inbox::{Inbound, Inboxes};
 use super::link::{self, BoxRead, BoxWrite, LinkEvent, LinkParts, ReadSetup, StreamIo, Unwritten};
-use super::options::{ClientOptions, Reconnect};
+use super::options::ClientOptions;
 use super::quic_ext::Counters;
 use super::server_streams::{self, ExtSetup};
 use super::state::{ClientState, Completion, Event, Failure, OpId, StreamKey};
@@ -28,6 +30,8 @@ use super::types::{
     AckToken, Acknowledged, Connected, Message, PublishOutcome, Subscription, ZeroRtt,
 };
 use crate::codec::{self, Properties, ReasonCode};
+use closing::{close_gracefully, close_soon};
+pub(crate) use redial::Redial;
 
 /// Requests queued from the handles before they wait.
 pub(crate) const COMMAND_QUEUE: usize = 64;
@@ -221,58 +225,6 @@ pub(crate) struct Driver {
     redial: Option<Redial>,
 }
 
-/// Automatic reconnection: where to dial, and when next.
-pub(crate) struct Redial {
-    reconnect: Reconnect,
-    /// `options.server` first, then the alternates: the options to dial with and their dialer.
-    servers: Vec<(ClientOptions, Arc<Dialer>)>,
-    /// Failed attempts since the last connection.
-    attempt: u32,
-    /// When to dial next; `None` while connected (or closed).
-    at: Option<Instant>,
-    /// What was subscribed on the control stream, to subscribe again on a new session.
-    subscriptions: Vec<Subscription>,
-}
-
-impl Redial {
-    /// Dialers for `options.server` (the client's own, `first`) and every alternate.
-    pub fn new(options: &ClientOptions, first: Arc<Dialer>) -> Result<Option<Redial>, ClientError> {
-        let Some(reconnect) = options.reconnect.clone() else {
-            return Ok(None);
-        };
-        if matches!(*first, Dialer::Given) {
-            return Ok(None);
-        }
-        let mut servers = vec![(options.clone(), first)];
-        for alternate in &reconnect.alternates {
-            let mut alt = options.clone();
-            alt.server = alternate.clone();
-            let dialer = Arc::new(Dialer::new(&alt)?);
-            servers.push((alt, dialer));
-        }
-        Ok(Some(Redial {
-            reconnect,
-            servers,
-            attempt: 0,
-            at: None,
-            subscriptions: Vec::new(),
-        }))
-    }
-
-    fn schedule(&mut self, now: Instant) {
-        let delay = self.reconnect.delay(self.attempt, super::options::jitter());
-        self.at = Some(now + delay);
-    }
-
-    /// Forgets `filters` from the subscriptions to restore.
-    fn unsubscribed(&mut self, filters: &[ByteString]) {
-        for s in &mut self.subscriptions {
-            s.filters.retain(|(f, _)| !filters.contains(f));
-        }
-        self.subscriptions.retain(|s| !s.filters.is_empty());
-    }
-}
-
 impl Driver {
     pub fn new(
         options: ClientOptions,
@@ -305,44 +257,6 @@ impl Driver {
     /// Turns on automatic reconnection (`ClientOptions::reconnect`).
     pub fn set_redial(&mut self, redial: Option<Redial>) {
         self.redial = redial;
-    }
-
-    /// Dials the next server of the automatic reconnection and resumes the session; on failure
-    /// schedules the next attempt.
-    async fn redial(&mut self) {
-        let Some(redial) = &mut self.redial else {
-            return;
-        };
-        redial.at = None;
-        let index = redial.attempt as usize % redial.servers.len();
-        let (options, dialer) = redial.servers[index].clone();
-        redial.attempt = redial.attempt.saturating_add(1);
-        tracing::debug!(server = %options.server, attempt = redial.attempt, "reconnecting");
-        let result = match dialer.dial(&options).await {
-            Ok(parts) => self.establish(parts, false, Vec::new()).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(connected) => {
-                tracing::info!(server = %options.server, session_present = connected.session_present, "reconnected");
-                if let Some(redial) = &mut self.redial {
-                    redial.attempt = 0;
-                    if !connected.session_present {
-                        let now = Instant::now();
-                        for subscription in redial.subscriptions.clone() {
-                            let _ = self.state.subscribe(StreamKey::CONTROL, subscription, now);
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::debug!(server = %options.server, %error, "reconnection failed");
-                self.loss = error.to_string();
-                if let Some(redial) = &mut self.redial {
-                    redial.schedule(Instant::now());
-                }
-            }
-        }
     }
 
     /// Runs CONNECT/CONNACK over `parts` and makes it the current connection. `pipelined`
@@ -1004,70 +918,6 @@ impl Driver {
         }
         self.state.connection_lost();
         self.flush();
-    }
-}
-
-/// Closes a failed connection in the background: queued bytes are written first.
-fn close_soon(mut link: Link) {
-    link.stop_ext_tasks();
-    let mut writers = Vec::new();
-    for (_, io) in link.streams {
-        let (writer, reader) = io.finish();
-        reader.abort();
-        writers.push(writer);
-    }
-    if let Some((endpoint, connection)) = link.quic {
-        tokio::spawn(async move {
-            for writer in writers {
-                let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
-            }
-            let _ = tokio::time::timeout(CLOSE_WAIT, connection.closed()).await;
-            connection.close(QUIC_ABNORMAL.into(), b"");
-            drop(endpoint);
-        });
-    }
-}
-
-async fn close_gracefully(mut link: Link, link_rx: &mut mpsc::Receiver<LinkEvent>) {
-    link.stop_ext_tasks();
-    let mut control_reader = None;
-    let mut writers = Vec::new();
-    for (stream, io) in link.streams {
-        let (writer, reader) = io.finish();
-        writers.push(writer);
-        if stream == StreamKey::CONTROL {
-            control_reader = Some(reader);
-        } else {
-            reader.abort();
-        }
-    }
-    let server_closed = async {
-        for writer in writers {
-            let _ = writer.await;
-        }
-        match (&link.quic, control_reader) {
-            (Some((_, connection)), reader) => {
-                if let Some(reader) = reader {
-                    reader.abort();
-                }
-                connection.closed().await;
-            }
-            (None, Some(reader)) => {
-                let _ = reader.await;
-            }
-            (None, None) => {}
-        }
-    };
-    // Keep reading reports meanwhile, so a reader is never stuck on a full channel.
-    let drain = async { while link_rx.recv().await.is_some() {} };
-    tokio::select! {
-        _ = server_closed => {}
-        _ = drain => {}
-        _ = tokio::time::sleep(CLOSE_WAIT) => {}
-    }
-    if let Some((endpoint, connection)) = link.quic {
-        connection.close(QUIC_NORMAL.into(), b"");
-        drop(endpoint);
     }
 }
 
