@@ -64,7 +64,8 @@ pub struct Cli {
     #[arg(long, value_name = "fsync|batched|off", value_parser = parse_durability)]
     pub durability: Option<crate::config::Durability>,
     /// Once every listener is bound, write their addresses to FILE, one `KIND ADDR` a line
-    /// (`tcp`, `quic`, `mqtts`): how a script learns the ports of listeners on port 0.
+    /// (`tcp`, `quic`, `mqtts`, `ws`, `wss`): how a script learns the ports of listeners on
+    /// port 0.
     #[arg(long = "listening-file", value_name = "FILE")]
     pub listening_file: Option<PathBuf>,
     /// Print an example configuration with every key and its default, then exit.
@@ -195,6 +196,8 @@ pub fn write_listening_file(
         ("tcp", server.tcp_addr()),
         ("quic", server.quic_addr()),
         ("mqtts", server.mqtts_addr()),
+        ("ws", server.ws_addr()),
+        ("wss", server.wss_addr()),
     ] {
         if let Some(addr) = addr {
             text.push_str(&format!("{kind} {addr}\n"));

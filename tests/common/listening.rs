@@ -15,6 +15,8 @@ pub struct Listening {
     pub tcp: Option<SocketAddr>,
     pub quic: Option<SocketAddr>,
     pub mqtts: Option<SocketAddr>,
+    pub ws: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
 }
 
 impl Listening {
@@ -32,6 +34,8 @@ impl Listening {
                 "tcp" => listening.tcp = Some(addr),
                 "quic" => listening.quic = Some(addr),
                 "mqtts" => listening.mqtts = Some(addr),
+                "ws" => listening.ws = Some(addr),
+                "wss" => listening.wss = Some(addr),
                 other => return Err(format!("listening file: unknown listener {other:?}")),
             }
         }
