@@ -170,10 +170,7 @@ impl App {
 
     /// Starts the broker and runs until Ctrl-C or SIGTERM, then shuts down gracefully.
     pub async fn run(self) -> Result<(), AppError> {
-        let handle = self.start().await?;
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        handle.shutdown().await;
+        self.start().await?.run_until_signal().await;
         Ok(())
     }
 }
@@ -194,6 +191,13 @@ impl AppHandle {
 
     pub fn server(&self) -> &ServerHandle {
         &self.server
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
     }
 
     pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {

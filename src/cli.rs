@@ -63,6 +63,11 @@ pub struct Cli {
     /// storage.durability).
     #[arg(long, value_name = "fsync|batched|off", value_parser = parse_durability)]
     pub durability: Option<crate::config::Durability>,
+    /// Once every listener is bound, write their addresses to FILE, one `KIND ADDR` a line
+    /// (`tcp`, `quic`, `mqtts`, `ws`, `wss`): how a script learns the ports of listeners on
+    /// port 0.
+    #[arg(long = "listening-file", value_name = "FILE")]
+    pub listening_file: Option<PathBuf>,
     /// Print an example configuration with every key and its default, then exit.
     #[arg(long)]
     pub print_config: bool,
@@ -179,25 +184,39 @@ fn parse_server_id(s: &str) -> Result<String, String> {
     }
 }
 
+/// Writes the addresses `server` listens on to `path` (`--listening-file`): one `KIND ADDR`
+/// a line. The file appears whole (written beside it, then renamed), so a reader that sees it
+/// sees every line.
+pub fn write_listening_file(
+    path: &std::path::Path,
+    server: &crate::server::ServerHandle,
+) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (kind, addr) in [
+        ("tcp", server.tcp_addr()),
+        ("quic", server.quic_addr()),
+        ("mqtts", server.mqtts_addr()),
+        ("ws", server.ws_addr()),
+        ("wss", server.wss_addr()),
+    ] {
+        if let Some(addr) = addr {
+            text.push_str(&format!("{kind} {addr}\n"));
+        }
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
+}
+
 /// Installs the global `tracing` subscriber, writing to stderr.
 ///
 /// The filter comes from `RUST_LOG` when it is set and valid, else from `config.log.level`
 /// (else `info`, should that be invalid too). Calling it again is harmless: the first
 /// subscriber stays.
 pub fn init_logging(config: &Config) {
-    let from_config =
-        || EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let mut bad_rust_log = None;
-    let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
-            Ok(filter) => filter,
-            Err(error) => {
-                bad_rust_log = Some((value, error));
-                from_config()
-            }
-        },
-        _ => from_config(),
-    };
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let (filter, bad_rust_log) = log_filter(&config.log.level, rust_log.as_deref());
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -210,6 +229,19 @@ pub fn init_logging(config: &Config) {
             EnvFilter::DEFAULT_ENV,
             config.log.level
         );
+    }
+}
+
+/// The log filter: `rust_log` when it is set and valid, else `level`, else `info`; with a
+/// rejected `rust_log` and why, to warn about once logging is up.
+fn log_filter(level: &str, rust_log: Option<&str>) -> (EnvFilter, Option<(String, String)>) {
+    let from_config = || EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    match rust_log {
+        Some(value) if !value.trim().is_empty() => match EnvFilter::try_new(value) {
+            Ok(filter) => (filter, None),
+            Err(error) => (from_config(), Some((value.to_owned(), error.to_string()))),
+        },
+        _ => (from_config(), None),
     }
 }
 
@@ -387,13 +419,34 @@ mod tests {
     }
 
     #[test]
-    fn init_logging_twice_does_not_panic() {
+    fn rust_log_wins_when_valid_else_the_configured_level_else_info() {
+        let shown = |level: &str, rust_log: Option<&str>| {
+            let (filter, rejected) = log_filter(level, rust_log);
+            (filter.to_string(), rejected.map(|(value, _)| value))
+        };
+        assert_eq!(shown("debug", None), ("debug".into(), None));
+        assert_eq!(shown("debug", Some("  ")), ("debug".into(), None));
+        assert_eq!(
+            shown("debug", Some("mqttd=trace")),
+            ("mqttd=trace".into(), None)
+        );
+        assert_eq!(
+            shown("debug", Some("[{")),
+            ("debug".into(), Some("[{".into())),
+            "a bad RUST_LOG is reported and the configured level used"
+        );
+        assert_eq!(shown("[{", None), ("info".into(), None));
+    }
+
+    #[test]
+    fn init_logging_installs_a_subscriber_and_a_second_call_keeps_it() {
         let config = Config::default();
         init_logging(&config);
-        init_logging(&config);
+        assert!(tracing::dispatcher::has_been_set());
         let mut odd = Config::default();
         odd.log.level = "[{".into();
         init_logging(&odd);
+        assert!(tracing::dispatcher::has_been_set());
     }
 
     #[test]

@@ -59,7 +59,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mqttd::App::new(config).run()) {
+    let listening_file = cli.listening_file.clone();
+    let serve = async move {
+        let handle = mqttd::App::new(config)
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(path) = &listening_file {
+            if let Err(e) = mqttd::cli::write_listening_file(path, handle.server()) {
+                handle.shutdown().await;
+                return Err(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+        handle.run_until_signal().await;
+        Ok(())
+    };
+    match runtime.block_on(serve) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mqttd: {e}");

@@ -20,6 +20,10 @@ use mqttd::Config;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+#[path = "common/listening.rs"]
+mod listening;
+use listening::Listening;
+
 #[path = "common/in_process.rs"]
 mod in_process;
 
@@ -753,26 +757,25 @@ async fn mqttd_passwd_then_the_broker_binary_and_a_reload_on_sighup() {
     let out = mqttd_bin(&["passwd", pw_arg, "bob", "-p", ""], "");
     assert!(!out.status.success(), "an empty password is refused");
 
-    let tcp_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let config = dir.path().join("mqttd.yaml");
     std::fs::write(
         &config,
         format!(
-            "listeners:\n  tcp: {tcp_addr}\n  quic: null\nauth:\n  password_file: {}\nlog:\n  level: info\n",
+            "listeners:\n  tcp: 127.0.0.1:0\n  quic: null\nauth:\n  password_file: {}\nlog:\n  level: info\n",
             pw.display()
         ),
     )
     .unwrap();
     let log = dir.path().join("broker.log");
-    let broker = BrokerProcess(
+    let listening_file = dir.path().join("listening");
+    let mut broker = BrokerProcess(
         Command::new(env!("CARGO_BIN_EXE_mqttd"))
             .arg("-c")
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
+            .arg("--listening-file")
+            .arg(&listening_file)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.path().join("broker.err")).unwrap())
             .spawn()
@@ -782,15 +785,13 @@ async fn mqttd_passwd_then_the_broker_binary_and_a_reload_on_sighup() {
         std::fs::read_to_string(&log).unwrap_or_default()
             + &std::fs::read_to_string(dir.path().join("broker.err")).unwrap_or_default()
     };
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(tcp_addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(up, "the broker did not start: {}", log_text());
+    let tcp_addr = match Listening::wait_for(&mut broker.0, &listening_file, Duration::from_secs(5))
+    {
+        Ok(Listening {
+            tcp: Some(addr), ..
+        }) => addr,
+        other => panic!("the broker did not start ({other:?}): {}", log_text()),
+    };
     let login = |user: &str, pw: &str| {
         let mut o = ClientOptions::new(tcp_addr.to_string()).client_id(format!("c-{user}"));
         o.username = Some(user.into());

@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::listening::Listening;
 use common::{free_loopback_addr, run_with_timeout, BrokerKind, TestBroker};
 use serde_json::Value;
 
@@ -141,24 +141,23 @@ struct OwnBroker {
 
 impl OwnBroker {
     fn start() -> OwnBroker {
-        let addr = free_loopback_addr();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
-            .args(["--tcp", &addr.to_string(), "--quic", "off", "--data-dir"])
+        let listening_file = dir.path().join("listening");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
+            .args(["--tcp", "127.0.0.1:0", "--quic", "off", "--data-dir"])
             .arg(dir.path())
+            .arg("--listening-file")
+            .arg(&listening_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "mqttd did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let listening = Listening::wait_for(&mut child, &listening_file, Duration::from_secs(10))
+            .expect("mqttd listens");
         OwnBroker {
             child,
-            port: addr.port(),
+            port: listening.tcp.expect("a TCP listener").port(),
             _dir: dir,
         }
     }

@@ -100,11 +100,13 @@ fn tcp_client_reads_the_disconnect_after_exceeding_receive_maximum() {
 
 #[test]
 fn mqtts_client_reads_the_disconnect_and_close_notify() {
-    let mqtts = common::free_loopback_addr().to_string();
-    let (broker, _dir) = broker(&["--mqtts", &mqtts]);
-    let ca = broker.cert_path.clone().unwrap();
+    let (broker, _dir) = broker(&["--mqtts", "127.0.0.1:0"]);
+    let (mqtts, ca) = (
+        broker.mqtts_addr.unwrap(),
+        broker.cert_path.clone().unwrap(),
+    );
     let id = common::unique("close-tls");
-    let client = StreamClient::tls(mqtts.parse().unwrap(), &ca, &id, ProtocolVersion::V5);
+    let client = StreamClient::tls(mqtts, &ca, &id, ProtocolVersion::V5);
     // rustls reports a close without close_notify as an error (UnexpectedEof), so `Eof`
     // below means the broker sent close_notify.
     stream_case(client);

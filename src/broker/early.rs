@@ -176,13 +176,14 @@ fn connects(packets: &[Packet]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
 
     use super::*;
     use crate::codec::{Connect, Properties, ProtocolVersion, Publish, Subscribe, Will};
 
-    fn connect(will: bool) -> Packet {
+    /// A 5.0 CONNECT, with a will or without.
+    pub(crate) fn connect(will: bool) -> Packet {
         Packet::Connect(Box::new(Connect {
             protocol: ProtocolVersion::V5,
             clean_start: true,
@@ -201,7 +202,8 @@ mod tests {
         }))
     }
 
-    fn publish(qos: QoS, id: u16) -> Packet {
+    /// A PUBLISH to `t` at `qos` (packet id `id` unless QoS 0).
+    pub(crate) fn publish(qos: QoS, id: u16) -> Packet {
         Packet::Publish(Publish {
             dup: false,
             qos,

@@ -245,39 +245,9 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Will};
-    use bytes::Bytes;
-
-    fn connect(will: bool) -> Packet {
-        Packet::Connect(Box::new(Connect {
-            protocol: ProtocolVersion::V5,
-            clean_start: true,
-            keep_alive: 30,
-            properties: Properties::default(),
-            client_id: "c".into(),
-            will: will.then(|| Will {
-                topic: "w".into(),
-                payload: Bytes::from_static(b"x"),
-                qos: QoS::AtMostOnce,
-                retain: false,
-                properties: Properties::default(),
-            }),
-            username: None,
-            password: None,
-        }))
-    }
-
-    fn publish(qos: QoS, id: u16) -> Packet {
-        Packet::Publish(Publish {
-            dup: false,
-            qos,
-            retain: false,
-            topic: "t".into(),
-            packet_id: (qos != QoS::AtMostOnce).then_some(id),
-            properties: Properties::default(),
-            payload: Bytes::from_static(b"p"),
-        })
-    }
+    // The packets of the broker's own 0-RTT tests.
+    use crate::broker::early::tests::{connect, publish};
+    use crate::codec::{Packet, QoS};
 
     fn packets(packets: Vec<Packet>) -> Event {
         Event::Packets {

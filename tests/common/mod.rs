@@ -3,7 +3,8 @@
 //! clients) with a time limit.
 //!
 //! By default the broker under test is this crate's `mqttd` binary, started as
-//! `mqttd --tcp 127.0.0.1:PORT --quic 127.0.0.1:UDPPORT --data-dir TMP`. Setting `MQTTD_TEST_BROKER=mosquitto` runs the
+//! `mqttd --tcp 127.0.0.1:0 --quic 127.0.0.1:0 --data-dir TMP --listening-file TMP/listening`,
+//! and the ports are read from that file. Setting `MQTTD_TEST_BROKER=mosquitto` runs the
 //! same tests against Debian's `mosquitto` instead, which is how the harness
 //! itself is validated against a reference broker (`MQTTD_TEST_MOSQUITTO`
 //! can point at another mosquitto executable).
@@ -14,6 +15,7 @@
 
 #![allow(dead_code)]
 
+pub mod listening;
 pub mod raw;
 
 use std::fs::File;
@@ -29,8 +31,8 @@ use std::time::{Duration, Instant};
 const BROKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a broker may take to exit after SIGTERM before it is killed.
 const BROKER_STOP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Attempts to start a broker (a port picked as free can be taken by someone
-/// else before the broker binds it).
+/// Attempts to start a broker. mosquitto only: it gets a port picked as free, which someone
+/// else can take before it binds it (mqttd binds port 0 and reports the port).
 const BROKER_START_ATTEMPTS: usize = 3;
 
 /// Which broker implementation the tests run against.
@@ -59,6 +61,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// mqttd only: the UDP address of its QUIC listener and the certificate it presents.
     pub quic_addr: Option<SocketAddr>,
+    /// mqttd only, with `--mqtts 127.0.0.1:0` among the arguments: its MQTTS address.
+    pub mqtts_addr: Option<SocketAddr>,
     pub cert_path: Option<PathBuf>,
     /// Which implementation is running.
     pub kind: BrokerKind,
@@ -94,7 +98,6 @@ impl TestBroker {
     }
 
     fn try_start(kind: BrokerKind, extra: &[&str]) -> Result<TestBroker, String> {
-        let addr = free_loopback_addr();
         let dir = tempfile::Builder::new()
             .prefix("mqttd-test-broker-")
             .tempdir()
@@ -105,25 +108,26 @@ impl TestBroker {
             .try_clone()
             .map_err(|e| format!("cannot clone the log: {e}"))?;
 
-        let (mut quic_addr, mut cert_path) = (None, None);
+        let (mut addr, mut cert_path) = (None, None);
+        let listening_file = dir.path().join("listening");
         let mut command = match kind {
             BrokerKind::Mqttd => {
-                // Its own QUIC port and data directory, so brokers of parallel tests never
-                // share the default 1884 or a generated certificate.
-                let quic = free_loopback_udp_addr();
+                // Its own ports and data directory, so brokers of parallel tests never share
+                // the default 1884 or a generated certificate.
                 let data_dir = dir.path().join("data");
-                quic_addr = Some(quic);
                 cert_path = Some(data_dir.join("cert.pem"));
                 let mut command = Command::new(env!("CARGO_BIN_EXE_mqttd"));
-                command.arg("--tcp").arg(addr.to_string());
-                command.arg("--quic").arg(quic.to_string());
+                command.args(["--tcp", "127.0.0.1:0", "--quic", "127.0.0.1:0"]);
                 command.arg("--data-dir").arg(&data_dir);
+                command.arg("--listening-file").arg(&listening_file);
                 command.args(extra);
                 command
             }
             BrokerKind::Mosquitto => {
+                let free = free_loopback_addr();
+                addr = Some(free);
                 let conf_path = dir.path().join("mosquitto.conf");
-                std::fs::write(&conf_path, mosquitto_config(addr))
+                std::fs::write(&conf_path, mosquitto_config(free))
                     .map_err(|e| format!("cannot write the mosquitto config: {e}"))?;
                 let mut command = Command::new(mosquitto_binary());
                 command.arg("-c").arg(&conf_path);
@@ -134,13 +138,25 @@ impl TestBroker {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err));
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot spawn {command:?}: {e}"))?;
+        let mut listening = listening::Listening::default();
+        if kind == BrokerKind::Mqttd {
+            listening =
+                listening::Listening::wait_for(&mut child, &listening_file, BROKER_START_TIMEOUT)
+                    .map_err(|e| {
+                    let _ = child.kill();
+                    format!("{e}; log {}", log_path.display())
+                })?;
+            addr = listening.tcp;
+        }
+        let addr = addr.ok_or("mqttd reported no TCP listener")?;
 
         let mut broker = TestBroker {
             addr,
-            quic_addr,
+            quic_addr: listening.quic,
+            mqtts_addr: listening.mqtts,
             cert_path,
             kind,
             child,
@@ -271,18 +287,11 @@ impl Drop for TestBroker {
     }
 }
 
-/// A loopback address whose port was free a moment ago.
+/// A loopback address whose port was free a moment ago: for mosquitto, and for tests that need
+/// a port nobody listens on. mqttd brokers bind port 0 instead.
 pub fn free_loopback_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr")
-}
-
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-pub fn free_loopback_udp_addr() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port on 127.0.0.1");
-    socket
-        .local_addr()
-        .expect("local address of a bound UDP socket")
 }
 
 /// The mosquitto executable: `MQTTD_TEST_MOSQUITTO` if set (to try another

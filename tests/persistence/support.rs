@@ -16,6 +16,10 @@ use mqttd::codec::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "../common/listening.rs"]
+mod listening;
+use listening::Listening;
+
 pub const V5: ProtocolVersion = ProtocolVersion::V5;
 
 /// One `mqttd` process. Each start gets a fresh TCP port; the data directory stays.
@@ -26,48 +30,44 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    /// Starts `mqttd` on `data_dir` (QUIC off) with `extra` arguments and waits until it
-    /// accepts TCP connections. `log` receives its output (appended).
+    /// Starts `mqttd` on `data_dir` (QUIC off, TCP on a port the kernel picks) with `extra`
+    /// arguments and waits until it listens. `log` receives its output (appended).
     pub fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> BrokerProcess {
-        for _attempt in 0..3 {
-            let addr = free_loopback_addr();
-            let out = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .expect("broker log");
-            let err = out.try_clone().expect("broker log");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
-                .args(["--tcp", &addr.to_string(), "--quic", "off", "--data-dir"])
-                .arg(data_dir)
-                .args(extra)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(out))
-                .stderr(Stdio::from(err))
-                .spawn()
-                .expect("spawn mqttd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // port taken or failed: try again, the log tells why
-                }
-                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                    return BrokerProcess {
-                        addr,
-                        child,
-                        log: log.to_path_buf(),
-                    };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("broker log");
+        let err = out.try_clone().expect("broker log");
+        // Beside the data directory, fresh for each start.
+        let listening_file = data_dir.with_extension("listening");
+        let _ = std::fs::remove_file(&listening_file);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mqttd"))
+            .args(["--tcp", "127.0.0.1:0", "--quic", "off", "--data-dir"])
+            .arg(data_dir)
+            .arg("--listening-file")
+            .arg(&listening_file)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn mqttd");
+        match Listening::wait_for(&mut child, &listening_file, Duration::from_secs(10)) {
+            Ok(Listening {
+                tcp: Some(addr), ..
+            }) => BrokerProcess {
+                addr,
+                child,
+                log: log.to_path_buf(),
+            },
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mqttd did not start ({other:?}); log:\n{}", tail(log, 40));
             }
         }
-        panic!("mqttd did not start; log:\n{}", tail(log, 40));
     }
 
     /// SIGTERM and wait: the graceful stop.
@@ -108,11 +108,6 @@ pub fn tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-pub fn free_loopback_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
 }
 
 /// A raw MQTT 5.0 client connection.
