@@ -325,3 +325,60 @@ async fn remote_restart_mid_stream_loses_nothing() {
     publisher.disconnect().await.unwrap();
     app.shutdown().await;
 }
+
+/// Loop test: this broker and mosquitto bridged both ways on the same topics (one bridge,
+/// `direction: both`): a message published on either side reaches each side's subscriber
+/// exactly once, and nothing circulates (No Local on both of the bridge's subscriptions).
+#[tokio::test]
+async fn both_ways_on_the_same_topics_delivers_each_message_once() {
+    const N: usize = 10;
+    let remote = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "bridges:\n  - name: loop\n    addresses: [\"{}\"]\n    backoff: {{base_ms: 50, cap_ms: 200}}\n    \
+         topics:\n      - {{pattern: \"loop/#\", direction: both}}\n",
+        remote.addr
+    );
+    let app = start_mqttd(dir.path(), &yaml).await;
+    let local = app.tcp_addr().unwrap();
+    wait_up(local, "loop").await;
+
+    let local_sub = client(local, "local-sub").await;
+    local_sub
+        .subscribe("loop/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    let remote_sub = client(remote.addr, "remote-sub").await;
+    remote_sub
+        .subscribe("loop/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    let local_pub = client(local, "local-pub").await;
+    let remote_pub = client(remote.addr, "remote-pub").await;
+    for i in 0..N {
+        let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][i % 3];
+        local_pub
+            .publish(format!("loop/here/{i}"), "x", qos, false)
+            .await
+            .unwrap();
+        remote_pub
+            .publish(format!("loop/there/{i}"), "x", qos, false)
+            .await
+            .unwrap();
+    }
+    for (sub, side) in [(&local_sub, "this broker"), (&remote_sub, "the remote")] {
+        let got = collect(sub, 2 * N, side).await;
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for m in &got {
+            *counts.entry(m.topic.to_string()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 2 * N, "{side}: {counts:?}");
+        // Nothing comes round again.
+        let extra = tokio::time::timeout(Duration::from_millis(500), sub.recv()).await;
+        assert!(extra.is_err(), "{side}: unexpected {extra:?}");
+    }
+    let stats = app.bridge_stats();
+    assert_eq!(stats[0].1.forwarded_out, N as u64);
+    assert_eq!(stats[0].1.forwarded_in, N as u64);
+    app.shutdown().await;
+}
