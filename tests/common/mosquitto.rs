@@ -37,6 +37,14 @@ impl Mosquitto {
             .prefix("mqttd-bridge-mosquitto-")
             .tempdir()
             .expect("temp dir");
+        // Started as root, mosquitto drops to the `mosquitto` user: let it write its
+        // persistence database and log here.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+                .expect("chmod the temp dir");
+        }
         let mut m = Mosquitto {
             addr,
             dir,

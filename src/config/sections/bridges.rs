@@ -52,15 +52,6 @@ pub struct BridgeConfig {
     /// (the Receive Maximum of the bridge's two clients). Default 128.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: u16,
-    /// MQTT 3.1.1 remotes: mark the CONNECT as a bridge's (protocol level with bit 7 set, as
-    /// mosquitto's `try_private`), so the remote does not send back what the bridge published.
-    /// Default true.
-    #[serde(default = "yes")]
-    pub try_private: bool,
-    /// `quic` only: when the QUIC handshake fails (UDP blocked), connect over MQTTS to these
-    /// `host:port` addresses instead. Default none.
-    #[serde(default)]
-    pub mqtts_fallback: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -180,10 +171,6 @@ fn default_qos() -> u8 {
     2
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// `version: 5`, `5.0`, `"5"` or `3.1.1`.
 fn version<'de, D: Deserializer<'de>>(d: D) -> Result<BridgeVersion, D::Error> {
     let value = serde_yaml::Value::deserialize(d)?;
@@ -226,8 +213,6 @@ impl BridgeConfig {
             }],
             backoff: Backoff::default(),
             max_inflight: default_max_inflight(),
-            try_private: true,
-            mqtts_fallback: Vec::new(),
         }
     }
 
@@ -271,22 +256,14 @@ pub fn check(bridges: &[BridgeConfig]) -> Result<(), String> {
                 at("addresses")
             ));
         }
-        for (j, a) in b.addresses.iter().chain(&b.mqtts_fallback).enumerate() {
-            let key = if j < b.addresses.len() {
-                format!("addresses[{j}]")
-            } else {
-                format!("mqtts_fallback[{}]", j - b.addresses.len())
-            };
+        for (j, a) in b.addresses.iter().enumerate() {
             let port = a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
             if port.is_none() {
-                return Err(format!("{}: {a:?} is not host:port", at(&key)));
+                return Err(format!(
+                    "{}: {a:?} is not host:port",
+                    at(&format!("addresses[{j}]"))
+                ));
             }
-        }
-        if !b.mqtts_fallback.is_empty() && b.transport != BridgeTransport::Quic {
-            return Err(format!(
-                "{}: only a bridge with transport quic falls back to MQTTS",
-                at("mqtts_fallback")
-            ));
         }
         if b.topics.is_empty() {
             return Err(format!("{}: at least one topic is needed", at("topics")));
@@ -365,7 +342,7 @@ mod tests {
         let b = parse(
             "- name: cloud\n  addresses: [\"a:1883\", \"b:1883\"]\n  transport: quic\n  version: 3.1.1\n  \
              topics:\n    - pattern: sensors/#\n      direction: both\n      qos: 1\n      local_prefix: edge/\n      remote_prefix: site1/\n  \
-             backoff: {base_ms: 100, cap_ms: 1000}\n  mqtts_fallback: [\"a:8883\"]\n",
+             backoff: {base_ms: 100, cap_ms: 1000}\n",
         )
         .unwrap();
         let b = &b[0];
@@ -394,7 +371,7 @@ mod tests {
             ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a, local_prefix: \"x/+/\"}]\n", "topics[0].local_prefix"),
             ("- name: c d\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n", "bridges[0].name"),
             ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n", "bridges[1] (c).name: another bridge"),
-            ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n  mqtts_fallback: [\"h:2\"]\n", "only a bridge with transport quic"),
+            ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n  try_private: true\n", "unknown field `try_private`"),
             ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n  backoff: {base_ms: 10, cap_ms: 5}\n", "(c).backoff"),
             ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n  adresses: []\n", "unknown field `adresses`"),
             ("- name: c\n  addresses: [\"h:1\"]\n  version: 4.5\n  topics: [{pattern: a}]\n", "invalid MQTT version"),

@@ -1,0 +1,137 @@
+//! mqttd to mqttd over QUIC (README "Bridges"): an edge mqttd bridges to a central mqttd over
+//! QUIC, trusting the central broker's generated certificate; both directions, QoS 0/1/2,
+//! retained flags and prefixes cross.
+
+#[path = "common/in_process.rs"]
+mod in_process;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use in_process::within;
+use mqttd::client::{Client, ClientOptions, ReceivedMessage};
+use mqttd::codec::QoS;
+use mqttd::{App, AppHandle, Config};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn start(data_dir: &std::path::Path, quic: bool, bridges_yaml: &str) -> AppHandle {
+    let quic = if quic { "127.0.0.1:0" } else { "null" };
+    let yaml = format!(
+        "listeners:\n  tcp: 127.0.0.1:0\n  quic: {quic}\nstorage:\n  data_dir: {}\nlog:\n  level: warn\n{bridges_yaml}",
+        data_dir.display()
+    );
+    let config = Config::from_yaml(&yaml, std::path::Path::new("test.yaml")).expect("valid config");
+    App::new(config).start().await.expect("mqttd starts")
+}
+
+async fn client(addr: SocketAddr, id: &str) -> Client {
+    Client::connect(ClientOptions::new(addr.to_string()).client_id(id))
+        .await
+        .expect("client connects")
+        .0
+}
+
+async fn collect(c: &Client, n: usize, what: &str) -> HashMap<String, ReceivedMessage> {
+    within(LIMIT, what, async {
+        let mut out = HashMap::new();
+        while out.len() < n {
+            let m = c.recv().await.expect("a message");
+            out.insert(m.topic.to_string(), m);
+        }
+        out
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mqttd_to_mqttd_over_quic() {
+    let central_dir = tempfile::tempdir().unwrap();
+    let central = start(central_dir.path(), true, "").await;
+    let quic = central.quic_addr().expect("QUIC listener");
+    let ca = central.server().cert_path().expect("generated certificate");
+
+    let edge_dir = tempfile::tempdir().unwrap();
+    let bridge = format!(
+        "bridges:\n  - name: central\n    addresses: [\"{quic}\"]\n    transport: quic\n    \
+         tls: {{ca_file: \"{}\", server_name: localhost}}\n    backoff: {{base_ms: 50, cap_ms: 200}}\n    \
+         topics:\n      - {{pattern: \"up/#\", direction: out, remote_prefix: \"edge1/\"}}\n      \
+         - {{pattern: \"down/#\", direction: in, remote_prefix: \"edge1/\"}}\n",
+        ca.display()
+    );
+    let edge = start(edge_dir.path(), false, &bridge).await;
+    let edge_addr = edge.tcp_addr().unwrap();
+    let central_addr = central.tcp_addr().unwrap();
+
+    // The bridge is up: its retained state says 1.
+    let watcher = client(edge_addr, "watcher").await;
+    watcher
+        .subscribe("$SYS/broker/connection/central/state", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    within(LIMIT, "the bridge to come up", async {
+        while &watcher.recv().await.unwrap().payload[..] != b"1" {}
+    })
+    .await;
+
+    let central_sub = client(central_addr, "central-sub").await;
+    central_sub
+        .subscribe("edge1/up/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    let edge_sub = client(edge_addr, "edge-sub").await;
+    edge_sub
+        .subscribe("down/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+
+    let edge_pub = client(edge_addr, "edge-pub").await;
+    let central_pub = client(central_addr, "central-pub").await;
+    let cases = [
+        ("q0", QoS::AtMostOnce, false),
+        ("q1", QoS::AtLeastOnce, false),
+        ("q2", QoS::ExactlyOnce, false),
+        ("kept", QoS::AtLeastOnce, true),
+    ];
+    for (name, qos, retain) in cases {
+        edge_pub
+            .publish(format!("up/{name}"), name, qos, retain)
+            .await
+            .unwrap();
+        central_pub
+            .publish(format!("edge1/down/{name}"), name, qos, retain)
+            .await
+            .unwrap();
+    }
+    let up = collect(&central_sub, cases.len(), "the edge's messages centrally").await;
+    let down = collect(&edge_sub, cases.len(), "the central messages at the edge").await;
+    for (name, qos, _) in cases {
+        for (got, topic) in [
+            (&up, format!("edge1/up/{name}")),
+            (&down, format!("down/{name}")),
+        ] {
+            let m = &got[&topic];
+            assert_eq!(m.qos, qos, "{topic}");
+            assert_eq!(&m.payload[..], name.as_bytes(), "{topic}");
+        }
+    }
+    // The retained flag crossed: a new subscriber at the centre gets it.
+    let late = client(central_addr, "central-late").await;
+    late.subscribe("edge1/up/kept", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let kept = collect(&late, 1, "the retained message centrally").await;
+    assert!(kept["edge1/up/kept"].retain);
+    let late = client(edge_addr, "edge-late").await;
+    late.subscribe("down/kept", QoS::AtLeastOnce).await.unwrap();
+    let kept = collect(&late, 1, "the retained message at the edge").await;
+    assert!(kept["down/kept"].retain);
+
+    let stats = edge.bridge_stats();
+    assert!(stats[0].1.up);
+    assert_eq!(stats[0].1.forwarded_out, 4);
+    assert_eq!(stats[0].1.forwarded_in, 4);
+    edge.shutdown().await;
+    central.shutdown().await;
+}
