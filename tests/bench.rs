@@ -132,6 +132,31 @@ fn fan_out_over_quic_data_streams() {
     assert_all_delivered(&report, 300);
 }
 
+#[test]
+fn fan_in_over_websocket() {
+    let ws = free_loopback_addr();
+    let broker = TestBroker::start_with_args(&["--ws", &ws.to_string()]);
+    if broker.kind != BrokerKind::Mqttd {
+        return; // the WebSocket listener is mqttd's here
+    }
+    let report = bench(&[
+        "fan-in",
+        "-p",
+        &ws.port().to_string(),
+        "--transport",
+        "ws",
+        "-c",
+        "2",
+        "-q",
+        "1",
+        "-n",
+        "200",
+    ]);
+    assert_eq!(report["transport"], "ws");
+    assert_eq!(int(&report, &["publish", "completed"]), 400);
+    assert_all_delivered(&report, 400);
+}
+
 /// A broker of our own, to know its process id.
 struct OwnBroker {
     child: Child,

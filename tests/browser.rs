@@ -111,3 +111,48 @@ async fn mqtt_js_in_chromium_over_ws_and_wss() {
     run_browser(&b, targets, &[]).await;
     b.server.shutdown().await;
 }
+
+/// GETs `path` from the WebSocket listener at `addr` and returns the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    answer.split("\r\n\r\n").nth(1).unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_js_in_chromium_over_webtransport_with_datagrams() {
+    let b = in_process::start(|c| {
+        c.listeners.ws = Some("127.0.0.1:0".parse().unwrap());
+        c.quic.webtransport = true;
+        c.quic.webtransport_dev_cert = true;
+    })
+    .await;
+    // The development certificate's hash, as a page would fetch it.
+    let body = http_get(
+        b.server.ws_addr().unwrap(),
+        "/.well-known/mqttd-webtransport-cert-hash",
+    )
+    .await;
+    let hash: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(hash["algorithm"], "sha-256");
+    let hex = hash["value"].as_str().unwrap().to_owned();
+    assert_eq!(hex.len(), 64, "{body}");
+    let quic = b.quic.port();
+    let targets = serde_json::json!([{
+        "name": "webtransport",
+        "webtransport": {
+            "url": format!("https://127.0.0.1:{quic}/mqtt"),
+            "cert_hash": hex,
+            "refused_path": format!("https://127.0.0.1:{quic}/elsewhere"),
+        },
+        "datagrams": true,
+    }]);
+    run_browser(&b, targets, &[]).await;
+    b.server.shutdown().await;
+}

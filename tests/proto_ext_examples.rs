@@ -207,3 +207,22 @@ fn migration_connection_id_example() {
     assert_eq!(unroutable.first_octet(), 0xE8);
     assert!(doc("migration.md").contains("is `E8`"));
 }
+
+#[test]
+fn webtransport_examples() {
+    // A WebTransport datagram: the quarter stream ID (0), then one MQTT packet.
+    let hex = "00 30 09 00 04 64 67 2F 78 00 68 69";
+    assert!(doc("webtransport.md").contains(hex));
+    let mut buf = bytes(hex);
+    assert_eq!(buf.split_to(1)[0], 0, "quarter stream ID of stream 0");
+    match codec::decode(&mut buf, V5, u32::MAX).unwrap().unwrap() {
+        Packet::Publish(p) => {
+            assert_eq!(
+                (&p.topic[..], &p.payload[..], p.qos),
+                ("dg/x", &b"hi"[..], QoS::AtMostOnce)
+            );
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+    assert!(buf.is_empty());
+}

@@ -53,6 +53,8 @@ impl Scenario {
 pub enum TransportKind {
     Tcp,
     Quic,
+    /// MQTT over WebSocket (`listeners.ws`, path /mqtt), binary frames over TCP.
+    Ws,
 }
 
 /// How a QUIC client carries its MQTT traffic.
@@ -94,10 +96,10 @@ pub struct BenchArgs {
     /// Broker host name or IP address.
     #[arg(short = 'h', long, value_name = "HOST", default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker port [default: 1883, or 1884 with --transport quic].
+    /// Broker port [default: 1883, 1884 with --transport quic, 8083 with --transport ws].
     #[arg(short = 'p', long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// tcp or quic.
+    /// tcp, quic or ws (MQTT over WebSocket at /mqtt).
     #[arg(long, value_enum, value_name = "TRANSPORT", default_value = "tcp")]
     pub transport: TransportKind,
     /// With --transport quic: single (the control stream) or multi (a data stream per client).
@@ -311,10 +313,10 @@ impl Plan {
             (None, None) if !conn => Some(DEFAULT_DURATION),
             (_, duration) => duration,
         };
-        let port = args.port.unwrap_or(if quic {
-            DEFAULT_QUIC_PORT
-        } else {
-            DEFAULT_TCP_PORT
+        let port = args.port.unwrap_or(match args.transport {
+            TransportKind::Quic => DEFAULT_QUIC_PORT,
+            TransportKind::Ws => 8083,
+            TransportKind::Tcp => DEFAULT_TCP_PORT,
         });
         let server = if args.host.contains(':') && !args.host.starts_with('[') {
             format!("[{}]:{port}", args.host)
@@ -437,6 +439,7 @@ impl Plan {
             Some(QuicMode::Multi) => "QUIC multi-stream".to_owned(),
             Some(QuicMode::Topics) => "QUIC per-topic server streams".to_owned(),
             Some(QuicMode::Datagram) => "QUIC datagrams".to_owned(),
+            None if self.transport == TransportKind::Ws => "WebSocket".to_owned(),
             None => "TCP".to_owned(),
         };
         let version = match self.version {
@@ -641,6 +644,9 @@ mod tests {
             "{}",
             p.describe()
         );
+        let p = plan(&["pub", "--transport", "ws"]).unwrap();
+        assert_eq!((p.server.as_str(), p.quic_mode), ("127.0.0.1:8083", None));
+        assert!(p.describe().contains("WebSocket"), "{}", p.describe());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use bytestring::ByteString;
 use crate::client::{Client, ClientError, ClientStream, Message, PublishOutcome, ReceivedMessage};
 use crate::codec::{QoS, ReasonCode};
 
-use super::args::{Plan, QuicMode};
+use super::args::{Plan, QuicMode, TransportKind};
 
 /// Received messages a subscriber's client queues before QoS 0 ones are dropped on our side
 /// (twice this, see `Client::recv`): generous, so that a subscriber that falls behind for a
@@ -40,7 +40,11 @@ pub async fn open(
         options.inbox_capacity = SUBSCRIBER_INBOX;
     }
     let started = Instant::now();
-    let (client, _connack) = Client::connect(options).await?;
+    let (client, _connack) = if plan.transport == TransportKind::Ws {
+        Client::connect_over(websocket(&plan.server).await?, options).await?
+    } else {
+        Client::connect(options).await?
+    };
     let setup = started.elapsed();
     let lane = match plan.quic_mode {
         // Per-topic streams are the server's to open, datagrams are no stream: both use the
@@ -57,6 +61,32 @@ pub async fn open(
         },
     };
     Ok((lane, setup))
+}
+
+/// MQTT over WebSocket to `server` (`ws://server/mqtt`, subprotocol mqtt), as bytes.
+async fn websocket(
+    server: &str,
+) -> Result<crate::transport::ws_io::WsIo<tokio::net::TcpStream>, ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let failed = |e: std::io::Error| ClientError::Connect {
+        server: server.to_owned(),
+        source: e,
+    };
+    let tcp = tokio::net::TcpStream::connect(server)
+        .await
+        .map_err(failed)?;
+    let _ = tcp.set_nodelay(true);
+    let mut request = format!("ws://{server}/mqtt")
+        .into_client_request()
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "mqtt".parse().expect("a valid header"),
+    );
+    let (ws, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .map_err(|e| failed(std::io::Error::other(e)))?;
+    Ok(crate::transport::ws_io::WsIo::new(ws))
 }
 
 impl Lane {

@@ -229,9 +229,24 @@ pub(crate) async fn start_with_channel(
             flushing.clone(),
         )));
     }
+    // WebTransport's development certificate: presented on ALPN h3, its hash served by the
+    // WebSocket listeners.
+    let dev_cert = match (&config.quic, &identity) {
+        (q, Some(_)) if q.webtransport && q.webtransport_dev_cert => {
+            let dev = crate::transport::wt_cert::DevCert::generate()
+                .map_err(|e| crate::transport::quic::QuicSetupError::Tls(e.to_string()))?;
+            tracing::info!(sha256 = %dev.hash(), path = crate::transport::wt_cert::HASH_PATH, "WebTransport development certificate (ECDSA P-256, 13 days, rotated every 6)");
+            listeners.push(tokio::spawn(crate::transport::wt_cert::rotate_forever(
+                dev.clone(),
+            )));
+            Some(dev)
+        }
+        _ => None,
+    };
     let (ws_addr, wss_addr, ws_listeners) = start_websocket(
         &config,
         identity.as_ref(),
+        dev_cert.clone(),
         &events,
         &ids,
         &gate,
@@ -241,7 +256,7 @@ pub(crate) async fn start_with_channel(
     .await?;
     listeners.extend(ws_listeners);
     if let (Some(addr), Some(identity)) = (config.listeners.quic, identity) {
-        let server_config = crate::transport::quic::server_config(&config, identity)?;
+        let server_config = crate::transport::quic::server_config(&config, identity, dev_cert)?;
         let layout = crate::transport::cid::CidLayout::from_config(&config.quic);
         let endpoint = crate::transport::quic::bind(
             addr,
@@ -251,7 +266,7 @@ pub(crate) async fn start_with_channel(
         let local = endpoint
             .local_addr()
             .map_err(|source| crate::transport::quic::QuicSetupError::Bind { addr, source })?;
-        tracing::info!(addr = %local, alpn = "mqtt", "listening for MQTT over QUIC");
+        tracing::info!(addr = %local, alpn = "mqtt", webtransport = config.quic.webtransport, "listening for MQTT over QUIC");
         quic_addr = Some(local);
         listeners.push(tokio::spawn(crate::transport::quic::accept_loop(
             endpoint.clone(),
@@ -319,18 +334,33 @@ pub(crate) async fn start_with_channel(
 
 /// Binds `listeners.ws` and `listeners.wss` (when set) and starts their accept loops; returns
 /// their bound addresses.
+#[allow(clippy::too_many_arguments)]
 async fn start_websocket(
     config: &Config,
     identity: Option<&crate::transport::cert::Identity>,
+    dev_cert: Option<Arc<crate::transport::wt_cert::DevCert>>,
     events: &mpsc::Sender<Event>,
     ids: &Arc<AtomicU64>,
     gate: &Arc<crate::transport::login::LoginGate>,
     stop: &watch::Receiver<bool>,
     flushing: &TaskTracker,
 ) -> Result<(Option<SocketAddr>, Option<SocketAddr>, Vec<JoinHandle<()>>), ServerError> {
-    use crate::transport::ws::{accept_loop, no_resources, WsListener};
+    use crate::transport::ws::{accept_loop, no_resources, Resources, WsListener};
     let mut listeners = Vec::new();
     let ws = &config.websocket;
+    let resources: Resources = match dev_cert {
+        Some(dev) => Arc::new(move |path: &str| {
+            (path == crate::transport::wt_cert::HASH_PATH).then(|| {
+                crate::transport::ws_http::Response {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                    body: dev.hash_json(),
+                }
+            })
+        }),
+        None => no_resources(),
+    };
     let mut bound = [None, None];
     for (i, (addr, scheme, proxy)) in [
         (config.listeners.ws, "ws", ws.ws_proxy),
@@ -365,7 +395,7 @@ async fn start_websocket(
             trusted_proxies: ws.trusted_proxies.clone().into(),
             handshake_timeout: Duration::from_secs(config.quic.handshake_timeout_secs),
             max_packet_size: config.limits.max_packet_size,
-            resources: no_resources(),
+            resources: resources.clone(),
             flushing: flushing.clone(),
         };
         listeners.push(tokio::spawn(accept_loop(

@@ -6,7 +6,8 @@
 //! (following a client's address) and [`cid`] (connection IDs carrying a server id).
 //! [`login`] judges each CONNECT's credentials before the broker sees it. [`ws`] serves MQTT
 //! over WebSocket ([`ws_http`] the upgrade, [`ws_io`] the frames as bytes, [`proxy_protocol`]
-//! the client address from a trusted proxy).
+//! the client address from a trusted proxy). [`webtransport`] serves MQTT over WebTransport
+//! on the QUIC port (ALPN `h3`), [`wt_cert`] its development certificate.
 
 pub mod admission;
 pub mod app_error;
@@ -26,6 +27,8 @@ pub mod quic_tls;
 pub mod stream;
 pub mod tcp;
 pub mod tls_tcp;
+pub mod webtransport;
 pub mod ws;
 pub mod ws_http;
 pub mod ws_io;
+pub mod wt_cert;

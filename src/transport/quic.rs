@@ -42,11 +42,20 @@ pub enum QuicSetupError {
 pub fn server_config(
     config: &Config,
     identity: Identity,
+    webtransport_dev_cert: Option<Arc<super::wt_cert::DevCert>>,
 ) -> Result<quinn::ServerConfig, QuicSetupError> {
-    // Tickets, the session cache and early data: quic_tls.rs.
-    let tls =
-        super::quic_tls::server_config(config, &identity, super::quic_tls::Listener::Quic, &ALPN)
+    // Tickets, the session cache and early data: quic_tls.rs; ALPN h3 and its certificate:
+    // webtransport.rs.
+    let alpn = super::webtransport::alpn(config, &ALPN);
+    let mut tls =
+        super::quic_tls::server_config(config, &identity, super::quic_tls::Listener::Quic, &alpn)
             .map_err(QuicSetupError::Tls)?;
+    if let Some(dev) = webtransport_dev_cert {
+        tls.cert_resolver = Arc::new(super::wt_cert::ByAlpn {
+            usual: tls.cert_resolver.clone(),
+            dev,
+        });
+    }
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| QuicSetupError::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -166,8 +175,7 @@ async fn serve_incoming(
                     tx,
                 ));
                 let early = EarlyData::new(settings.zero_rtt, rx, settings.stats.clone());
-                super::quic_connection::serve(conn, connection, events, settings, early, gate)
-                    .await;
+                serve_by_alpn(conn, connection, events, settings, early, gate).await;
                 return;
             }
             Err(connecting) => connecting,
@@ -187,5 +195,23 @@ async fn serve_incoming(
         }
     };
     let early = EarlyData::confirmed(settings.stats.clone());
-    super::quic_connection::serve(conn, connection, events, settings, early, gate).await;
+    serve_by_alpn(conn, connection, events, settings, early, gate).await;
+}
+
+/// ALPN `h3` is WebTransport (when enabled); every other ALPN is MQTT over QUIC.
+async fn serve_by_alpn(
+    conn: ConnId,
+    connection: quinn::Connection,
+    events: mpsc::Sender<Event>,
+    settings: QuicSettings,
+    early: EarlyData,
+    gate: Arc<super::login::LoginGate>,
+) {
+    match &settings.webtransport {
+        Some(wt) if super::webtransport::negotiated(&connection) => {
+            let _flushing = settings.flushing.token();
+            super::webtransport::serve(conn, connection, events, wt.clone(), gate).await
+        }
+        _ => super::quic_connection::serve(conn, connection, events, settings, early, gate).await,
+    }
 }

@@ -35,6 +35,8 @@ pub struct QuicSettings {
     /// Connections being served; server shutdown waits until each has handed its last packets
     /// to QUIC and closed.
     pub flushing: TaskTracker,
+    /// `quic.webtransport`: connections on ALPN `h3` go to `super::webtransport`.
+    pub webtransport: Option<super::webtransport::WtSettings>,
 }
 
 impl QuicSettings {
@@ -55,6 +57,7 @@ impl QuicSettings {
             admission: Arc::new(super::admission::Admission::new(&config.limits)),
             address_validation: config.quic.address_validation,
             flushing: TaskTracker::new(),
+            webtransport: super::webtransport::WtSettings::from_config(config),
         }
     }
 }

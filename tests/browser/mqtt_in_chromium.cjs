@@ -101,12 +101,19 @@ async function browserConnect(page, target, topic) {
           : undefined,
         datagrams: !!target.datagrams,
       });
+      if (target.datagrams) {
+        // proto-ext/datagrams.md: ask for QoS 0 deliveries in datagrams.
+        options.properties = { userProperties: { "quic-datagrams": "on" } };
+      }
       url = target.webtransport.url.replace(/^https:/, "wss:");
     }
     const client = mqtt.connect(url, options);
     window.client = client;
     await new Promise((resolve, reject) => {
-      client.once("connect", resolve);
+      client.once("connect", (connack) => {
+        window.connack = connack;
+        resolve();
+      });
       client.once("error", (e) => reject(new Error("connect: " + e.message)));
       client.once("close", () => reject(new Error("connection closed before CONNACK")));
     });
@@ -154,9 +161,30 @@ async function checkTarget(context, base, target) {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("console", (m) => {
+    // The refused session of the 404 check is logged by Chromium itself.
+    const refused = target.webtransport && target.webtransport.refused_path;
+    if (m.type() === "error" && !(refused && m.text().includes(refused))) errors.push(m.text());
+  });
   try {
     await page.goto(base + "/");
+    if (target.webtransport && target.webtransport.refused_path) {
+      // A session on another path is refused (404); nothing else is affected.
+      const refused = await page.evaluate(async (t) => {
+        const init = { serverCertificateHashes: [{ algorithm: "sha-256",
+          value: mqttWebTransport.hexToBytes(t.cert_hash) }] };
+        try {
+          const wt = new WebTransport(t.refused_path, init);
+          await wt.ready;
+          wt.close();
+          return "accepted";
+        } catch (e) {
+          return "refused: " + e.message + " " + (e.streamErrorCode ?? "") + " " + (e.source ?? "");
+        }
+      }, target.webtransport);
+      if (!refused.startsWith("refused")) fail(`a session on another path was ${refused}`);
+      console.log(`${target.name}: a session on another path: ${refused}`);
+    }
     const inTopic = `browser/${target.name}/in`;
     const outTopic = `browser/${target.name}/out`;
     await browserConnect(page, target, inTopic);
@@ -183,15 +211,20 @@ async function checkTarget(context, base, target) {
       "browser -> QUIC");
 
     if (target.datagrams) {
-      const granted = await page.evaluate(() => window.client.stream.datagramsGranted === true);
-      if (!granted) fail("QoS 0 datagrams were not granted");
+      const granted = await page.evaluate(() => {
+        const props = (window.connack && window.connack.properties) || {};
+        return JSON.stringify(props.userProperties || {});
+      });
+      if (!granted.includes('"quic-datagrams":"on"')) {
+        fail(`QoS 0 datagrams were not granted: CONNACK user properties ${granted}`);
+      }
       // QoS 0 from the QUIC client reaches the browser in WebTransport datagrams.
-      const before = await page.evaluate(() => window.client.stream.datagramsReceived);
+      const before = await page.evaluate(() => mqttWebTransport.last.datagramsReceived);
       r = await run(config.mqttd, ["pub", "--quic", "--cafile", config.cert, "-h", "127.0.0.1",
         "-p", String(config.quic_port), "-t", inTopic, "-m", `datagram-${target.name}`, "-q", "0"]);
       if (r.code !== 0) fail(describe("mqttd pub --quic -q 0", r));
       await browserReceives(page, `datagram-${target.name}`, "QoS 0 datagram -> browser");
-      const after = await page.evaluate(() => window.client.stream.datagramsReceived);
+      const after = await page.evaluate(() => mqttWebTransport.last.datagramsReceived);
       if (!(after > before)) fail(`the QoS 0 message did not come in a datagram (${before} -> ${after})`);
     }
     await page.evaluate(() => window.client.endAsync());

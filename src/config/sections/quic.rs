@@ -61,6 +61,14 @@ pub struct Quic {
     /// addresses; costs every new connection one round trip (and its 0-RTT data is sent
     /// again after the Retry). Default false.
     pub address_validation: bool,
+    /// MQTT over WebTransport for browsers: ALPN `h3` on this endpoint too, a session at
+    /// `websocket.path` (`proto-ext/webtransport.md`). Default false.
+    pub webtransport: bool,
+    /// Present a generated ECDSA P-256 certificate valid for 13 days (rotated every 6) to
+    /// WebTransport clients, so Chromium accepts it by hash (logged, and served by the
+    /// WebSocket listeners at `/.well-known/mqttd-webtransport-cert-hash`). For development;
+    /// production uses a CA-signed `tls.cert`. Default false.
+    pub webtransport_dev_cert: bool,
 }
 
 /// What MQTT packets that arrive as 0-RTT early data may do.
@@ -141,6 +149,8 @@ impl Default for Quic {
             ack_delay_ms: 0,
             max_udp_payload: 8952,
             address_validation: false,
+            webtransport: false,
+            webtransport_dev_cert: false,
         }
     }
 }
