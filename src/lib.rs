@@ -8,6 +8,7 @@
 //! - `framing`: MQTT packets over a byte stream (read and decode in batches, write batches),
 //!   shared by the server's connections and the client.
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
+//! - [`admin`]: the admin HTTP listener (Prometheus metrics, REST API, dashboard).
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
 //! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
@@ -15,6 +16,7 @@
 //! - [`bench`](mod@bench): `mqttd bench`, a load generator and benchmark for any MQTT broker.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;
