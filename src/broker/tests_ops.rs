@@ -144,7 +144,7 @@ fn sys_is_readable_according_to_the_acl() {
     let login = |user: &str| Login::Accepted {
         username: Some(ByteString::from(user)),
     };
-    let mut connect_as = |h: &mut Harness, id: &str, user: &str| {
+    let connect_as = |h: &mut Harness, id: &str, user: &str| {
         let conn = h.open();
         h.broker.set_login(conn, login(user));
         h.send(conn, Packet::Connect(Box::new(connect_packet(id, V5))));
