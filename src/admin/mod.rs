@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod dashboard;
 mod error;
+mod exposition;
 mod openapi;
 mod prometheus;
 mod quic;

@@ -4,16 +4,15 @@
 //! scrape time. Names are `mqttd_*`; counters end in `_total`; labels are few and bounded
 //! (`transport`, `type`, `reason`, `result`...).
 
-use std::fmt::Write;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::error::ApiError;
+use super::exposition::Text;
 use super::quic::QuicFigures;
 use super::AdminState;
-use crate::broker::{Histogram, Metrics, LATENCY_BOUNDS_US, PACKET_TYPE_NAMES};
+use crate::broker::{Histogram, Metrics, PACKET_TYPE_NAMES};
 use crate::transport::early::QuicStatsSnapshot;
 
 /// Everything one scrape shows.
@@ -51,68 +50,6 @@ pub async fn metrics(State(state): State<AdminState>) -> Result<impl IntoRespons
         )],
         render(&scrape),
     ))
-}
-
-/// A text exposition being written.
-pub(super) struct Text(String);
-
-impl Text {
-    pub(super) fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    pub(super) fn sample(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        value: impl std::fmt::Display,
-    ) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                // Label values here are fixed words, transports and hex codes: nothing to
-                // escape but quotes and backslashes, done anyway.
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"");
-                let _ = write!(self.0, "{k}=\"{v}\"");
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {value}");
-    }
-
-    /// One family with one unlabelled sample.
-    pub(super) fn single(
-        &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
-        value: impl std::fmt::Display,
-    ) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
-
-    pub(super) fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
-        self.family(name, "histogram", help);
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += h.buckets[i];
-            let le = format!("{}", *bound as f64 / 1e6);
-            self.sample(&format!("{name}_bucket"), &[("le", &le)], cumulative);
-        }
-        self.sample(&format!("{name}_bucket"), &[("le", "+Inf")], h.count);
-        self.sample(
-            &format!("{name}_sum"),
-            &[],
-            format!("{}", h.sum_us as f64 / 1e6),
-        );
-        self.sample(&format!("{name}_count"), &[], h.count);
-    }
 }
 
 fn hex(code: u8) -> String {
@@ -422,8 +359,6 @@ pub fn render(s: &Scrape) -> String {
     }
     t.0
 }
-
-pub(super) use Text as Exposition;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! congestion window, losses, MTU) and the totals of the connections that ended. RTT and
 //! congestion window are histograms sampled once per live connection per scrape.
 
-use super::prometheus::Exposition;
+use super::exposition::Text as Exposition;
 use crate::broker::Metrics;
 use crate::server::ServerProbe;
 use crate::transport::early::QuicStatsSnapshot;

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::handoff::Event;
 use super::ServerError;
 use crate::broker::Broker;
+use crate::handoff::Event;
 
 #[derive(Clone)]
 pub struct ServerProbe {
