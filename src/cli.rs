@@ -97,6 +97,9 @@ pub enum Command {
     /// Create or edit a password file (Argon2id hashes), like mosquitto_passwd:
     /// `mqttd passwd [-c] FILE USER`, `-b FILE USER PASSWORD`, `--stdin`, `-D` to delete.
     Passwd(crate::auth::passwd::PasswdArgs),
+    /// Talk to a running broker's admin API: `ctl clients`, `ctl kick ID`, `ctl publish
+    /// TOPIC MESSAGE`, `ctl stats`... (table output, or `--json`).
+    Ctl(crate::ctl::CtlArgs),
 }
 
 impl Cli {

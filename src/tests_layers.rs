@@ -28,9 +28,9 @@ const LAYERS: &[&[&str]] = &[
     // Glue around the core: the server's transports; the bundled client (over the codec only).
     &["transport", "client"],
     &["server", "bench"],
-    // Bridges (two clients, one connected to the server in-process) and the admin HTTP
-    // listener (queries the running server).
-    &["bridge", "admin"],
+    // Bridges (two clients, one connected to the server in-process), the admin HTTP listener
+    // (queries the running server) and `mqttd ctl` (its HTTP client).
+    &["bridge", "admin", "ctl"],
     &["app", "cli", "fuzzing"],
 ];
 
