@@ -63,7 +63,11 @@ impl Admin {
             }
         }
         if self.sys_interval > 86_400 {
-            return Err(("admin.sys_interval", self.sys_interval.to_string(), "0..=86400"));
+            return Err((
+                "admin.sys_interval",
+                self.sys_interval.to_string(),
+                "0..=86400",
+            ));
         }
         Ok(())
     }
