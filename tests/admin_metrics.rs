@@ -256,3 +256,87 @@ fn sys_topics_are_retained_updated_and_read_by_mosquitto_sub() {
     );
     assert!(!out.stdout.contains("$SYS"), "{}", out.stdout);
 }
+
+/// Polls `check` for up to five seconds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn quic_clients_show_in_the_quic_metrics_and_their_quic_block() {
+    let broker = TestBroker::start();
+    let quic_port = broker.quic_addr.unwrap().port().to_string();
+    let cert = broker.cert_path.clone().unwrap();
+    let quic_client = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mqttd"));
+        command
+            .args(args)
+            .args(["--quic", "--cafile", cert.to_str().unwrap()])
+            .args(["-h", "127.0.0.1", "-p", &quic_port]);
+        command
+    };
+    let before = scrape(&broker, None);
+    let id = unique("quic-sub");
+    let mut sub = RunningProgram::spawn(&mut quic_client(&[
+        "sub", "-t", "q/#", "-v", "-i", &id, "-C", "2",
+    ]));
+    eventually("the QUIC subscriber in the API", || {
+        support::get(&broker, &format!("/api/v1/clients/{id}")).status == 200
+    });
+    let client = support::get(&broker, &format!("/api/v1/clients/{id}")).json();
+    assert_eq!(client["transport"], "quic", "{client}");
+    let quic = &client["quic"];
+    assert!(quic["rtt_ms"].as_f64().unwrap() > 0.0, "{client}");
+    assert!(quic["cwnd_bytes"].as_u64().unwrap() > 0, "{client}");
+    assert!(quic["mtu"].as_u64().unwrap() >= 1200, "{client}");
+    assert!(quic["udp_rx"]["datagrams"].as_u64().unwrap() > 0, "{client}");
+    assert_eq!(quic["migrations"], 0);
+    assert_eq!(
+        quic["remote_address"],
+        format!("127.0.0.1:{}", client["port"]),
+        "{client}"
+    );
+
+    let during = scrape(&broker, None);
+    assert_eq!(during["mqttd_connections{transport=quic}"], 1.0);
+    assert_eq!(during["mqttd_quic_connections_live"], 1.0);
+    assert_eq!(during["mqttd_quic_rtt_seconds_count"], 1.0);
+    assert_eq!(during["mqttd_quic_cwnd_bytes_count"], 1.0);
+    assert!(during["mqttd_quic_path_mtu_min_bytes"] >= 1200.0);
+    assert_eq!(
+        moved(&before, &during, "mqttd_quic_handshakes_total{result=accepted}"),
+        1.0
+    );
+
+    for n in 0..2 {
+        let out = run_with_timeout(
+            &mut quic_client(&["pub", "-t", "q/x", "-m", &format!("m{n}"), "-q", "1"]),
+            WAIT,
+        );
+        assert!(out.success(), "{}", out.describe());
+    }
+    let out = sub.wait(WAIT);
+    assert!(out.success(), "{}", out.describe());
+    let after = scrape_until(
+        &broker,
+        &before,
+        &[
+            ("mqttd_quic_handshakes_total{result=accepted}", 3.0),
+            ("mqttd_messages_received_total", 2.0),
+            ("mqttd_connections{transport=quic}", 0.0),
+            ("mqttd_quic_connections_live", 0.0),
+        ],
+    );
+    // Ended connections still count: the UDP and packet counters never go down.
+    for key in [
+        "mqttd_quic_udp_datagrams_total{direction=rx}",
+        "mqttd_quic_udp_bytes_total{direction=tx}",
+        "mqttd_quic_packets_sent_total",
+    ] {
+        assert!(moved(&during, &after, key) > 0.0, "{key}");
+    }
+}
