@@ -42,5 +42,9 @@ fn the_dashboard_shows_clients_and_moves_its_plot_in_chromium() {
     assert!(out.success(), "{}", out.describe());
     assert!(out.stdout.contains("\"ok\":true"), "{}", out.describe());
     let png = std::fs::read(&screenshot).expect("the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 }

@@ -293,7 +293,10 @@ fn quic_clients_show_in_the_quic_metrics_and_their_quic_block() {
     assert!(quic["rtt_ms"].as_f64().unwrap() > 0.0, "{client}");
     assert!(quic["cwnd_bytes"].as_u64().unwrap() > 0, "{client}");
     assert!(quic["mtu"].as_u64().unwrap() >= 1200, "{client}");
-    assert!(quic["udp_rx"]["datagrams"].as_u64().unwrap() > 0, "{client}");
+    assert!(
+        quic["udp_rx"]["datagrams"].as_u64().unwrap() > 0,
+        "{client}"
+    );
     assert_eq!(quic["migrations"], 0);
     assert_eq!(
         quic["remote_address"],
@@ -308,7 +311,11 @@ fn quic_clients_show_in_the_quic_metrics_and_their_quic_block() {
     assert_eq!(during["mqttd_quic_cwnd_bytes_count"], 1.0);
     assert!(during["mqttd_quic_path_mtu_min_bytes"] >= 1200.0);
     assert_eq!(
-        moved(&before, &during, "mqttd_quic_handshakes_total{result=accepted}"),
+        moved(
+            &before,
+            &during,
+            "mqttd_quic_handshakes_total{result=accepted}"
+        ),
         1.0
     );
 
