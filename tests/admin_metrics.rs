@@ -281,7 +281,7 @@ fn quic_clients_show_in_the_quic_metrics_and_their_quic_block() {
     };
     let before = scrape(&broker, None);
     let id = unique("quic-sub");
-    let mut sub = RunningProgram::spawn(&mut quic_client(&[
+    let sub = RunningProgram::spawn(&mut quic_client(&[
         "sub", "-t", "q/#", "-v", "-i", &id, "-C", "2",
     ]));
     eventually("the QUIC subscriber in the API", || {
