@@ -82,6 +82,8 @@ pub enum AppError {
     Refused(ReasonCode),
     #[error("the broker has stopped")]
     Stopped,
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminSetupError),
 }
 
 type Handler = Arc<dyn Fn(AppMessage) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -149,6 +151,13 @@ impl App {
     /// Starts the broker, the handlers and the bridges.
     pub async fn start(self) -> Result<AppHandle, AppError> {
         let bridges = self.config.bridges.clone();
+        // Checked before anything binds: off loopback without a token is refused.
+        let admin_config = self.config.clone();
+        if let Some(addr) = admin_config.admin.listen {
+            if !addr.ip().is_loopback() && !admin_config.admin.has_token() {
+                return Err(crate::admin::AdminSetupError::TokenRequired { addr }.into());
+            }
+        }
         let server = crate::server::start_with_channel(
             self.config,
             self.options,
@@ -156,7 +165,15 @@ impl App {
             self.events_rx,
         )
         .await?;
+        let admin = match crate::admin::start(&admin_config, server.probe()).await {
+            Ok(admin) => admin,
+            Err(e) => {
+                server.shutdown().await;
+                return Err(e.into());
+            }
+        };
         let mut handle = AppHandle {
+            admin,
             server,
             next_handler: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             bridges: crate::bridge::Bridges::default(),
@@ -177,6 +194,7 @@ impl App {
 
 /// A running [`App`].
 pub struct AppHandle {
+    admin: Option<crate::admin::AdminHandle>,
     server: ServerHandle,
     next_handler: Arc<std::sync::atomic::AtomicU64>,
     bridges: crate::bridge::Bridges,
@@ -206,6 +224,11 @@ impl AppHandle {
 
     pub fn quic_addr(&self) -> Option<std::net::SocketAddr> {
         self.server.quic_addr()
+    }
+
+    /// The admin API's address, when it runs.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr())
     }
 
     /// Adds a handler while the broker runs.
@@ -258,6 +281,9 @@ impl AppHandle {
     /// Stops the bridges (DISCONNECT to each remote), then the broker.
     pub async fn shutdown(self) {
         self.bridges.stop().await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
         self.server.shutdown().await;
     }
 }
@@ -295,6 +321,7 @@ impl Publisher {
             properties: crate::broker::forwardable_properties(properties),
             expires_at: expiry.map(|d| Instant::now() + d),
             origin: None,
+            received_at: Some(Instant::now()),
         };
         let (reply, answer) = oneshot::channel();
         self.events

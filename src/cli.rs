@@ -40,6 +40,10 @@ pub struct Cli {
     /// e.g. 0.0.0.0:8084.
     #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
     pub wss: Option<Listen>,
+    /// Serve the admin HTTP API (/metrics, /api/v1, the dashboard) on ADDR, or `off`
+    /// (overrides admin.listen), e.g. 127.0.0.1:9884.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pub admin: Option<Listen>,
     /// What 0-RTT early data may do: off, safe or full (overrides quic.zero_rtt).
     #[arg(long = "zero-rtt", value_name = "off|safe|full", value_parser = parse_zero_rtt)]
     pub zero_rtt: Option<crate::config::ZeroRtt>,
@@ -93,6 +97,9 @@ pub enum Command {
     /// Create or edit a password file (Argon2id hashes), like mosquitto_passwd:
     /// `mqttd passwd [-c] FILE USER`, `-b FILE USER PASSWORD`, `--stdin`, `-D` to delete.
     Passwd(crate::auth::passwd::PasswdArgs),
+    /// Talk to a running broker's admin API: `ctl clients`, `ctl kick ID`, `ctl publish
+    /// TOPIC MESSAGE`, `ctl stats`... (table output, or `--json`).
+    Ctl(crate::ctl::CtlArgs),
 }
 
 impl Cli {
@@ -124,6 +131,9 @@ impl Cli {
         }
         if let Some(Listen(addr)) = self.wss {
             config.listeners.wss = addr;
+        }
+        if let Some(Listen(addr)) = self.admin {
+            config.admin.listen = addr;
         }
         if let Some(mode) = self.zero_rtt {
             config.quic.zero_rtt = mode;

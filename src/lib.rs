@@ -8,6 +8,8 @@
 //! - `framing`: MQTT packets over a byte stream (read and decode in batches, write batches),
 //!   shared by the server's connections and the client.
 //! - [`server`] and [`transport`]: the tokio glue that feeds sockets into the state machine.
+//! - [`admin`]: the admin HTTP listener (Prometheus metrics, REST API, dashboard).
+//! - [`ctl`](mod@ctl): `mqttd ctl`, the admin REST API from the command line.
 //! - [`app`]: the embedding API (in-process topic handlers).
 //! - [`auth`]: password file, ACL and certificate identities (authentication, authorization).
 //! - [`client`]: the bundled MQTT client (sans-IO session state and its tokio glue).
@@ -15,6 +17,7 @@
 //! - [`bench`](mod@bench): `mqttd bench`, a load generator and benchmark for any MQTT broker.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bench;
@@ -24,6 +27,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod ctl;
 pub mod fdlimit;
 pub(crate) mod framing;
 #[doc(hidden)]

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(Command::Sub(args)) => return mqttd::client::run_sub(args),
         Some(Command::Bench(args)) => return mqttd::bench::run(args),
         Some(Command::Passwd(args)) => return mqttd::auth::passwd::run(args),
+        Some(Command::Ctl(args)) => return mqttd::ctl::run(args),
         _ => {}
     }
     if let Some(Command::CheckConfig { file }) = &cli.command {

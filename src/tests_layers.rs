@@ -28,8 +28,9 @@ const LAYERS: &[&[&str]] = &[
     // Glue around the core: the server's transports; the bundled client (over the codec only).
     &["transport", "client"],
     &["server", "bench"],
-    // Bridges: two clients, one of them connected to the server in-process.
-    &["bridge"],
+    // Bridges (two clients, one connected to the server in-process), the admin HTTP listener
+    // (queries the running server) and `mqttd ctl` (its HTTP client).
+    &["bridge", "admin", "ctl"],
     &["app", "cli", "fuzzing"],
 ];
 

@@ -29,6 +29,7 @@ impl Broker {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        self.metrics.server_disconnects.add(code);
         let connected = !matches!(c.state, super::connection::ConnState::AwaitingConnect);
         if connected && c.version.is_v5() {
             // [MQTT-3.14.0-1] only after CONNACK... or during AUTH; reason string only if the
@@ -63,6 +64,7 @@ impl Broker {
         // and an error code (the client ending on a failure) leaves it to be published
         // [MQTT-3.1.2-8].
         c.clean_disconnect = d.code == ReasonCode::NORMAL_DISCONNECTION;
+        self.metrics.client_disconnects.add(d.code);
         if c.clean_disconnect {
             if let Some(s) = c.session.and_then(|sid| self.sessions.get_mut(&sid)) {
                 s.will = None;
@@ -169,6 +171,7 @@ impl Broker {
             .get(&sid)
             .is_some_and(|s| s.conn.is_none() && s.expires_at.is_some_and(|at| at <= now));
         if expired {
+            self.metrics.sessions_expired += 1;
             self.end_session(sid, now);
         }
     }

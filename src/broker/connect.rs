@@ -173,6 +173,7 @@ impl Broker {
             .and_then(|s| s.conn)
         {
             tracing::info!(client = %client_id, old = old_conn.0, new = conn.0, "session taken over");
+            self.metrics.sessions_taken_over += 1;
             self.close_with(old_conn, ReasonCode::SESSION_TAKEN_OVER, now);
         }
 
@@ -180,11 +181,15 @@ impl Broker {
         // [MQTT-3.1.2-5].
         let existing = self.client_ids.get(&client_id).copied();
         let (sid, session_present) = match existing {
-            Some(sid) if !connect.clean_start => (sid, true),
+            Some(sid) if !connect.clean_start => {
+                self.metrics.sessions_resumed += 1;
+                (sid, true)
+            }
             other => {
                 if let Some(old) = other {
                     self.end_session(old, now);
                 }
+                self.metrics.sessions_created += 1;
                 (self.create_session(client_id.clone(), version), false)
             }
         };
@@ -344,6 +349,7 @@ impl Broker {
             properties: forwardable(properties),
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             origin: Some(client_id.clone()),
+            received_at: None,
         };
         PendingWill {
             message: Arc::new(message),

@@ -83,6 +83,8 @@ pub struct Connection {
     pub refused: Option<crate::codec::ReasonCode>,
     /// The IP address this connection counts against `max_connections_per_address`.
     pub counted_ip: Option<std::net::IpAddr>,
+    /// Times the client moved to a new address (QUIC migration).
+    pub migrations: u32,
 }
 
 impl Connection {
@@ -120,6 +122,7 @@ impl Connection {
             closing: false,
             refused: None,
             counted_ip: None,
+            migrations: 0,
         }
     }
 
@@ -131,6 +134,11 @@ impl Connection {
         } else {
             StreamId::CONTROL
         }
+    }
+
+    /// The transport, from the peer label the glue gave (`tcp:ADDR`, `quic:ADDR`...).
+    pub fn transport(&self) -> &str {
+        self.peer.split_once(':').map_or("other", |(t, _)| t)
     }
 
     pub fn is_connected(&self) -> bool {

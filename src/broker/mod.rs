@@ -10,6 +10,7 @@
 //! work is naturally batched per wake-up of the task that drives it.
 
 mod access;
+mod admin;
 mod auth;
 mod budget;
 mod close;
@@ -19,6 +20,7 @@ mod datagram;
 pub mod early;
 mod invariants;
 mod limits;
+mod metrics;
 mod output;
 mod persist;
 mod publish;
@@ -28,6 +30,7 @@ mod session;
 mod settings;
 mod streams;
 mod subscribe;
+mod sys;
 mod throttle;
 mod timers;
 mod transport_events;
@@ -41,11 +44,16 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use bytestring::ByteString;
 
+pub use admin::{AdminError, SessionInfo, SubscriptionInfo};
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
+pub use metrics::{
+    Histogram, Metrics, PacketCounts, ReasonCounts, LATENCY_BOUNDS_US, PACKET_TYPE_NAMES,
+};
 pub use output::{CloseKind, HandlerId, Output, Transmit};
 pub use persist::{ChangeSet, Loaded, RestoreReport, StoreOp};
+pub use sys::SYS_PREFIX;
 
 /// Version of the store's record format (`persist::record`).
 pub fn persist_format() -> u8 {
@@ -72,58 +80,6 @@ pub(crate) struct SubKey {
     pub session: SessionId,
     pub group: Option<ByteString>,
     pub stream: StreamId,
-}
-
-/// Counters the broker keeps about itself.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Metrics {
-    pub connections: u64,
-    pub sessions: u64,
-    pub messages_received: u64,
-    pub messages_sent: u64,
-    /// QoS 0 messages dropped because the subscriber's outbound buffer was full.
-    pub dropped_qos0: u64,
-    /// QoS 1/2 messages dropped because a session queue was full.
-    pub dropped_queue_full: u64,
-    /// Messages dropped because they exceeded the subscriber's Maximum Packet Size.
-    pub dropped_too_large: u64,
-    pub dropped_expired: u64,
-    /// QoS 0 deliveries sent in QUIC datagrams.
-    pub datagrams_sent: u64,
-    /// QoS 0 PUBLISH packets received in QUIC datagrams and routed.
-    pub datagrams_received: u64,
-    /// Datagrams dropped: malformed, not a QoS 0 PUBLISH, or with a topic alias.
-    pub datagrams_dropped: u64,
-    /// QUIC connections whose client changed address (connection migration).
-    pub migrations: u64,
-    /// PUBLISH packets, subscriptions and deliveries (retained ones too) the ACL refused.
-    pub acl_denied: u64,
-    /// Connections refused by `max_connections` / `max_connections_per_address` (CONNACK 0x97
-    /// or, in a flood, closed without an answer).
-    pub connections_refused: u64,
-    /// Of those, refused by `max_connection_rate_per_address` (CONNACK 0x9F).
-    pub connections_rate_limited: u64,
-    /// Connections closed for publishing faster than `max_publish_rate_per_client` (0x96).
-    pub publishes_rate_limited: u64,
-    /// CONNECTs refused because `max_sessions` sessions exist (CONNACK 0x97).
-    pub sessions_refused: u64,
-    /// Subscriptions refused by `max_subscriptions` (SUBACK 0x97).
-    pub subscriptions_refused: u64,
-    /// Retained messages not stored because of `max_retained_messages` / `max_retained_bytes`.
-    pub retained_refused: u64,
-    /// QUIC streams refused because the client opened them too fast.
-    pub streams_refused: u64,
-    /// QUIC datagrams dropped because the client sent them too fast.
-    pub datagrams_rate_limited: u64,
-    /// Connections closed because they did not read what they were sent (output overflow).
-    pub output_overflows: u64,
-    /// Connections closed for a malformed packet or a protocol error (DISCONNECT 0x81/0x82 or
-    /// the 3.1.1 close).
-    pub protocol_errors: u64,
-    /// Times a publisher stopped being read because a subscriber fell behind (throttle.rs).
-    pub publisher_pauses: u64,
-    /// Connections that stayed behind through a whole publisher pause (they then lose QoS 0).
-    pub stuck_subscribers: u64,
 }
 
 /// The sans-IO broker.
@@ -165,6 +121,8 @@ pub struct Broker {
     persist: persist::Tracker,
     /// Publishers paused for connections behind on writing (throttle.rs).
     throttle: throttle::Throttle,
+    /// The `$SYS` tree (sys.rs).
+    sys: sys::SysTree,
 }
 
 impl Broker {
@@ -196,6 +154,7 @@ impl Broker {
             retained_bytes: 0,
             persist: persist::Tracker::default(),
             throttle: throttle::Throttle::default(),
+            sys: sys::SysTree::default(),
         }
     }
 
@@ -209,10 +168,36 @@ impl Broker {
         &self.settings
     }
 
+    /// A snapshot of the counters, with the gauges counted now (metrics.rs).
     pub fn metrics(&self) -> Metrics {
         let mut m = self.metrics.clone();
         m.connections = self.conns.len() as u64;
         m.sessions = self.sessions.len() as u64;
+        m.sent = self.out.sent.clone();
+        m.retained_messages = self.retained.len() as u64;
+        m.retained_bytes = self.retained_bytes as u64;
+        let mut by_transport: Vec<(String, u64)> = Vec::new();
+        for c in self.conns.values() {
+            let transport = c.transport();
+            match by_transport.iter_mut().find(|(t, _)| t == transport) {
+                Some((_, n)) => *n += 1,
+                None => by_transport.push((transport.to_string(), 1)),
+            }
+        }
+        by_transport.sort();
+        m.connections_by_transport = by_transport;
+        for (_, s) in self.sessions.iter() {
+            m.sessions_connected += u64::from(s.conn.is_some());
+            m.subscriptions += s.subscriptions.len() as u64;
+            m.shared_subscriptions += s
+                .subscriptions
+                .keys()
+                .filter(|(filter, _)| filter.starts_with("$share/"))
+                .count() as u64;
+            m.inflight_messages += s.inflight.len() as u64;
+            m.queued_messages += s.queue.len() as u64;
+            m.queued_bytes += s.queued_bytes as u64;
+        }
         m
     }
 
@@ -236,6 +221,7 @@ impl Broker {
     /// Over `max_connections` or `max_connections_per_address` it is kept only to answer its
     /// CONNECT with CONNACK 0x97 (see `limits.rs`).
     pub fn connection_opened(&mut self, conn: ConnId, peer: String, now: Instant) {
+        self.metrics.connections_opened += 1;
         let ip = limits::peer_ip(&peer);
         let mut c = Connection::new(peer, now);
         match self.admit(ip, now) {
@@ -282,6 +268,7 @@ impl Broker {
     /// A Close output follows, so the glue releases what it holds for the connection.
     pub fn connection_lost(&mut self, conn: ConnId, now: Instant) {
         if self.conns.contains_key(&conn) {
+            self.metrics.connections_lost += 1;
             self.out
                 .close(conn, CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
             self.drop_connection(conn, now);
@@ -332,6 +319,14 @@ impl Broker {
             return;
         }
         c.last_activity = now;
+        let version = match &packet {
+            Packet::Connect(connect) => connect.protocol,
+            _ => c.version,
+        };
+        self.metrics.received.add(
+            packet.packet_type(),
+            crate::codec::encoded_len(&packet, version),
+        );
         match (&c.state, packet) {
             (ConnState::AwaitingConnect, Packet::Connect(connect)) => {
                 self.handle_connect(conn, *connect, now)
@@ -384,6 +379,7 @@ impl Broker {
                 Timer::Will(sid) => self.check_will(sid, now),
                 Timer::SessionExpiry(sid) => self.check_session_expiry(sid, now),
                 Timer::PublisherPause(conn) => self.check_publisher_pause(conn, now),
+                Timer::Sys => self.sys_tick(now),
             }
         }
         self.reap(now);
@@ -413,6 +409,9 @@ impl Broker {
             self.close_with(conn, ReasonCode::KEEP_ALIVE_TIMEOUT, now);
         } else {
             tracing::debug!(conn = conn.0, peer = %c.peer, "no CONNECT in time");
+            self.metrics
+                .server_disconnects
+                .add(ReasonCode::MAXIMUM_CONNECT_TIME);
             self.out
                 .close(conn, CloseKind::Abnormal(ReasonCode::MAXIMUM_CONNECT_TIME));
             self.drop_connection(conn, now);
@@ -455,6 +454,9 @@ impl Broker {
             c.closing = true;
             self.doomed.push(conn);
             return false;
+        }
+        if let Packet::ConnAck(ack) = &packet {
+            self.metrics.connacks.add(ack.code);
         }
         let size = accounted_size(&packet, c.version);
         c.unwritten += size;

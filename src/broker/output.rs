@@ -109,6 +109,8 @@ pub enum Output {
 #[derive(Debug, Default)]
 pub(crate) struct OutputQueue {
     outputs: Vec<Output>,
+    /// Packets and bytes queued, by type (the broker's metrics snapshot reads it).
+    pub sent: super::metrics::PacketCounts,
     open: AHashMap<(ConnId, StreamId), usize>,
 }
 
@@ -121,11 +123,15 @@ impl OutputQueue {
         p: Packet,
         accounted: usize,
     ) {
+        let mut written = 0;
         self.with_transmit(conn, stream, version, |t| {
+            let before = t.bytes.len();
             crate::codec::encode(&p, version, &mut t.bytes);
+            written = t.bytes.len() - before;
             t.count += 1;
             t.accounted += accounted;
         });
+        self.sent.add(p.packet_type(), written);
     }
 
     /// Queues a PUBLISH written from borrowed parts; `len` is its encoded length (measured by
@@ -143,6 +149,7 @@ impl OutputQueue {
             t.count += 1;
             t.accounted += len;
         });
+        self.sent.add(super::metrics::PUBLISH_TYPE, len);
     }
 
     /// Runs `add` on the open transmit for this connection and stream, or on a new one.

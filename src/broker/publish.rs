@@ -126,6 +126,7 @@ impl Broker {
             ReasonCode::PAYLOAD_FORMAT_INVALID
         } else if denied {
             self.metrics.acl_denied += 1;
+            self.metrics.dropped_acl += 1;
             tracing::debug!(conn = conn.0, client = %origin, %topic, "PUBLISH not authorized, dropped");
             // 5.0: PUBACK/PUBREC 0x87. 3.1.1 has no code for it: the message is acknowledged
             // and dropped (as mosquitto does), so the client does not retry it forever. QoS 0

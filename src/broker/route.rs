@@ -78,7 +78,10 @@ impl Broker {
         // [MQTT-3.3.1-5]
         self.retained.insert(&msg.topic, msg.clone());
         self.retained_bytes += size;
-        self.persist.retained_changed(&msg.topic, Some(msg));
+        // `$SYS` describes this run only (sys.rs): kept in memory, never stored.
+        if !msg.topic.starts_with(super::SYS_PREFIX) {
+            self.persist.retained_changed(&msg.topic, Some(msg));
+        }
     }
 
     fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
@@ -127,6 +130,7 @@ impl Broker {
             // ACL: a subscription may match topics its client may not read (access.rs).
             if !self.may_read(sid, &msg.topic) {
                 self.metrics.acl_denied += 1;
+                self.metrics.dropped_acl += 1;
                 reached -= 1;
                 continue;
             }
@@ -166,6 +170,7 @@ impl Broker {
                 }
                 if readers.is_empty() {
                     self.metrics.acl_denied += 1;
+                    self.metrics.dropped_acl += 1;
                     continue;
                 }
                 &readers[..]
@@ -192,6 +197,9 @@ impl Broker {
             self.out.app(handler, msg.clone());
         }
         self.scratch = Some(scratch);
+        if reached == 0 && !msg.topic.starts_with(super::SYS_PREFIX) {
+            self.metrics.dropped_no_subscribers += 1;
+        }
         reached
     }
 
@@ -488,6 +496,11 @@ impl Wire<'_> {
             }
         }
         self.metrics.messages_sent += 1;
+        if let Some(at) = msg.received_at {
+            self.metrics
+                .delivery_latency
+                .observe(now.saturating_duration_since(at));
+        }
         c.unwritten += len;
         self.out.publish(conn, stream, version, &publish, len);
         true
@@ -561,5 +574,6 @@ pub(super) fn message_from(
         properties: super::connect::forwardable(properties),
         expires_at,
         origin: Some(origin),
+        received_at: Some(now),
     })
 }

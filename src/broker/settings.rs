@@ -11,6 +11,9 @@ pub struct Settings {
     pub limits: Limits,
     /// `session:` the longest session expiry, the highest QoS, retained messages.
     pub session: SessionDefaults,
+    /// `admin.sys_interval`: seconds between `$SYS` updates (sys.rs); 0 (the default here):
+    /// no `$SYS`.
+    pub sys_interval_secs: u64,
 }
 
 impl From<&Config> for Settings {
@@ -18,6 +21,7 @@ impl From<&Config> for Settings {
         Settings {
             limits: config.limits.clone(),
             session: config.session.clone(),
+            sys_interval_secs: config.admin.sys_interval,
         }
     }
 }

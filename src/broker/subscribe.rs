@@ -71,7 +71,7 @@ impl Broker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn subscribe_one(
+    pub(super) fn subscribe_one(
         &mut self,
         sid: SessionId,
         stream: StreamId,

@@ -986,6 +986,7 @@ fn app_handlers_receive_matching_messages_with_the_publisher_id() {
                 properties: Properties::default(),
                 expires_at: None,
                 origin: None,
+                received_at: None,
             },
             h.now,
         )
@@ -1489,3 +1490,6 @@ mod tests_limits;
 
 #[path = "tests_throttle.rs"]
 mod tests_throttle;
+
+#[path = "tests_ops.rs"]
+mod tests_ops;

@@ -21,6 +21,8 @@ pub enum Timer {
     SessionExpiry(SessionId),
     /// This publisher may have been paused for `limits.max_publisher_pause_ms`.
     PublisherPause(ConnId),
+    /// The next `$SYS` update is due (sys.rs).
+    Sys,
 }
 
 #[derive(Debug, Default)]

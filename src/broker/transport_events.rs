@@ -33,6 +33,7 @@ impl Broker {
             return;
         }
         let old = std::mem::replace(&mut c.peer, peer);
+        c.migrations = c.migrations.saturating_add(1);
         let client = c
             .session
             .and_then(|sid| self.sessions.get(&sid))

@@ -44,6 +44,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Client id of the publisher (`None` for messages published by the embedding application).
     pub origin: Option<ByteString>,
+    /// When the broker received it (publish-to-delivery latency); `None` for wills and
+    /// messages restored from the store.
+    pub received_at: Option<Instant>,
 }
 
 pub type SharedMessage = Arc<Message>;

@@ -64,6 +64,8 @@ pub struct Config {
     /// "Bridges"; checked by `crate::bridge::config::check`).
     #[serde(deserialize_with = "section")]
     pub bridges: Vec<BridgeConfig>,
+    #[serde(deserialize_with = "section")]
+    pub admin: Admin,
 }
 
 /// Reads a section, taking an empty one (`limits:`, `limits: ~`) as all its defaults.

@@ -250,7 +250,7 @@ fn wrong_types_name_the_key_path() {
         "- limits\n",
         &[
             "expected a mapping with the sections listeners, limits, session, log, runtime, tls, storage, quic, auth, \
-           websocket, bridges, found a sequence",
+           websocket, bridges, admin, found a sequence",
         ],
     );
 }
@@ -373,7 +373,7 @@ fn every_section_is_optional_and_closed() {
         .filter(|(_, v)| v.is_mapping())
         .map(|(k, _)| k.as_str().unwrap())
         .collect();
-    assert_eq!(sections.len(), 10, "{sections:?}");
+    assert_eq!(sections.len(), 11, "{sections:?}");
     for section in sections {
         for empty in ["", " ~", " null", " {}"] {
             let text = format!("{section}:{empty}\n");

@@ -205,6 +205,9 @@ impl Config {
         if self.session.max_qos > 2 {
             return fail("session.max_qos", &self.session.max_qos, "0, 1 or 2");
         }
+        if let Err((key, value, expected)) = self.admin.check() {
+            return fail(key, &value, expected);
+        }
         if let Err(why) = check_log_level(&self.log.level) {
             return fail(
                 "log.level",

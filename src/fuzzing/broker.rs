@@ -338,6 +338,7 @@ impl Sim {
                     properties: Default::default(),
                     expires_at: None,
                     origin: None,
+                    received_at: None,
                 };
                 let _ = self.broker.app_publish(message, now);
             }

@@ -94,6 +94,9 @@ pub enum Event {
     Inspect {
         reply: oneshot::Sender<(Metrics, Vec<ClientInfo>)>,
     },
+    /// A query or action of the admin API (`crate::admin`), run on the broker task with the
+    /// broker and the current time; it answers through a oneshot channel it holds.
+    Admin(AdminTask),
     AppSubscribe {
         handler: HandlerId,
         filter: String,
@@ -107,6 +110,9 @@ pub enum Event {
     },
     Shutdown,
 }
+
+/// See [`Event::Admin`].
+pub type AdminTask = Box<dyn FnOnce(&mut crate::broker::Broker, std::time::Instant) + Send>;
 
 /// Capacity of the channel into the broker task. Senders wait when it is full, which slows
 /// down reading from sockets: backpressure reaches the publishers.

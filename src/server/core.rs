@@ -38,6 +38,7 @@ pub async fn run(
     let mut shutting_down = false;
     let mut held = Held::default();
     let mut replies = Vec::new();
+    broker.start_sys(Instant::now().into_std());
     loop {
         let deadline = broker.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -89,6 +90,7 @@ pub async fn run(
                         Event::Inspect { reply } => {
                             let _ = reply.send((broker.metrics(), broker.clients()));
                         }
+                        Event::Admin(task) => task(&mut broker, now),
                         Event::AppSubscribe { handler, filter, qos, deliver, reply } => {
                             handlers.insert(handler, deliver);
                             let _ = reply.send(broker.app_subscribe(handler, &filter, qos));

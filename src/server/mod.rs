@@ -2,6 +2,9 @@
 //! stop it. This is the tokio layer around the sans-IO [`crate::broker::Broker`].
 
 mod core;
+mod probe;
+
+pub use probe::ServerProbe;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -110,8 +113,12 @@ pub struct ServerHandle {
     quic_endpoint: Option<quinn::Endpoint>,
     quic_stats: Arc<crate::transport::early::QuicStats>,
     quic_admission: Arc<crate::transport::admission::Admission>,
+    quic_connections: Arc<crate::transport::quic_registry::QuicConnections>,
     /// The certificate the QUIC listener presents (PEM file), for clients to trust.
     cert_path: Option<std::path::PathBuf>,
+    commit_stats: Option<Arc<crate::store::writer::CommitStats>>,
+    store_failed: bool,
+    started: std::time::Instant,
     pub(crate) events: mpsc::Sender<Event>,
     /// What an in-process connection needs ([`ServerHandle::connect_in_process`]).
     ids: Arc<AtomicU64>,
@@ -159,6 +166,7 @@ pub(crate) async fn start_with_channel(
     if let Some(auth) = options.enhanced_auth {
         broker.set_enhanced_auth(auth);
     }
+    let started = std::time::Instant::now();
     let writer = if storage.persistence {
         open_store(&storage, &mut broker)?
     } else {
@@ -181,6 +189,7 @@ pub(crate) async fn start_with_channel(
     let quic_admission = quic_settings.admission.clone();
     // Every connection, on any listener, until it has written its last packets.
     let flushing = quic_settings.flushing.clone();
+    let quic_connections = quic_settings.connections.clone();
     // One certificate for every TLS listener (QUIC and MQTTS).
     let tls_listeners = [
         config.listeners.quic,
@@ -310,8 +319,13 @@ pub(crate) async fn start_with_channel(
     // (broker/access.rs), so set_acl after the store is loaded.
     broker.require_login();
     broker.set_acl(acl);
+    let commit_stats = writer.as_ref().map(|w| w.stats());
+    let store_failed = storage.persistence && writer.is_none();
     let core = tokio::spawn(core::run(broker, events_rx, writer));
     Ok(ServerHandle {
+        commit_stats,
+        store_failed,
+        started,
         tcp_addr,
         quic_addr,
         mqtts_addr,
@@ -320,6 +334,7 @@ pub(crate) async fn start_with_channel(
         quic_endpoint,
         quic_stats,
         quic_admission,
+        quic_connections,
         cert_path,
         events,
         ids,
@@ -569,6 +584,31 @@ impl ServerHandle {
             .await;
         });
         client
+    }
+
+    /// What the admin listener needs: queries on the broker task, transport counters.
+    pub fn probe(&self) -> ServerProbe {
+        let mut listeners = Vec::new();
+        for (name, addr) in [
+            ("tcp", self.tcp_addr),
+            ("quic", self.quic_addr),
+            ("mqtts", self.mqtts_addr),
+        ] {
+            if let Some(addr) = addr {
+                listeners.push((name, addr));
+            }
+        }
+        ServerProbe {
+            events: self.events.clone(),
+            quic_endpoint: self.quic_endpoint.clone(),
+            quic_stats: self.quic_stats.clone(),
+            quic_admission: self.quic_admission.clone(),
+            quic_connections: self.quic_connections.clone(),
+            commit_stats: self.commit_stats.clone(),
+            store_failed: self.store_failed,
+            listeners,
+            started: self.started,
+        }
     }
 
     /// The PEM certificate the QUIC listener presents (generated or configured).

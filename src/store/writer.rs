@@ -27,6 +27,7 @@
 //! that the last changes could not be persisted and ends. `finish` returns the last ticket
 //! committed, and the outputs held for later ones are never sent.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +50,43 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a failing commit is still retried once the writer is finishing.
 const FINAL_ATTEMPTS_FOR: Duration = Duration::from_secs(2);
 
+/// What the writer measures of its commits, for `/metrics`: atomics touched once per commit
+/// (a batch of changes), never per message.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub commits: AtomicU64,
+    /// Commit attempts that failed (each retry counts).
+    pub failures: AtomicU64,
+    buckets: [AtomicU64; 13],
+    sum_us: AtomicU64,
+}
+
+impl CommitStats {
+    fn observe(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let i = crate::broker::LATENCY_BOUNDS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(crate::broker::LATENCY_BOUNDS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Commit latency (from the start of the first attempt to success) as a histogram.
+    pub fn latency(&self) -> crate::broker::Histogram {
+        let mut h = crate::broker::Histogram::default();
+        for (out, b) in h.buckets.iter_mut().zip(&self.buckets) {
+            *out = b.load(Ordering::Relaxed);
+        }
+        h.count = h.buckets.iter().sum();
+        h.sum_us = self.sum_us.load(Ordering::Relaxed);
+        h
+    }
+}
+
 pub struct Writer {
+    stats: Arc<CommitStats>,
     tx: Option<mpsc::Sender<(u64, ChangeSet)>>,
     committed: mpsc::UnboundedReceiver<u64>,
     /// Ends with the last ticket committed.
@@ -65,13 +102,20 @@ impl Writer {
             Durability::Fsync => None,
             Durability::Batched | Durability::Off => Some(Duration::from_millis(batch_ms)),
         };
-        let task = tokio::spawn(run(Arc::new(store), rx, done, window));
+        let stats = Arc::new(CommitStats::default());
+        let task = tokio::spawn(run(Arc::new(store), rx, done, window, stats.clone()));
         Writer {
+            stats,
             tx: Some(tx),
             committed,
             task,
             durability,
         }
+    }
+
+    /// The commit counters, shared with the admin listener.
+    pub fn stats(&self) -> Arc<CommitStats> {
+        self.stats.clone()
     }
 
     /// Hands over one batch's changes; waits while the writer is `QUEUE` batches behind.
@@ -130,6 +174,7 @@ async fn run(
     mut rx: mpsc::Receiver<(u64, ChangeSet)>,
     done: mpsc::UnboundedSender<u64>,
     window: Option<Duration>,
+    stats: Arc<CommitStats>,
 ) -> u64 {
     let mut committed = 0;
     // Set once the writer is finishing: when failing commits are given up.
@@ -153,7 +198,7 @@ async fn run(
         if window.is_some() {
             ops = compact(ops);
         }
-        if let Err(e) = commit(&store, ops, &done, &mut give_up_at).await {
+        if let Err(e) = commit(&store, ops, &done, &mut give_up_at, &stats).await {
             tracing::error!(
                 store = %store.path().display(), error = %e,
                 "store writer stopping with the store failing: the last changes could not be \
@@ -174,7 +219,9 @@ async fn commit(
     ops: ChangeSet,
     done: &mpsc::UnboundedSender<u64>,
     give_up_at: &mut Option<Instant>,
+    stats: &CommitStats,
 ) -> Result<(), CommitError> {
+    let started = Instant::now();
     let ops = Arc::new(ops);
     let mut attempts: u32 = 0;
     let mut wait = FIRST_RETRY;
@@ -184,6 +231,7 @@ async fn commit(
         let (store2, ops2) = (store.clone(), ops.clone());
         let error = match tokio::task::spawn_blocking(move || store2.apply(&ops2)).await {
             Ok(Ok(())) => {
+                stats.observe(started.elapsed());
                 if attempts > 1 {
                     tracing::info!(
                         store = %store.path().display(), attempts,
@@ -195,6 +243,7 @@ async fn commit(
             Ok(Err(e)) => CommitError::from(e),
             Err(e) => CommitError::from(e),
         };
+        stats.failures.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         if give_up_at.is_some_and(|at| now >= at) {
             return Err(error);

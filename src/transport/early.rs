@@ -29,6 +29,8 @@ pub struct QuicStats {
     held_packets: AtomicU64,
     dropped_packets: AtomicU64,
     retries_sent: AtomicU64,
+    handshakes_failed: AtomicU64,
+    handshakes_timed_out: AtomicU64,
 }
 
 /// A copy of [`QuicStats`].
@@ -50,9 +52,20 @@ pub struct QuicStatsSnapshot {
     pub refused_before_handshake: u64,
     /// Retry packets sent (`quic.address_validation`).
     pub retries_sent: u64,
+    /// Handshakes that failed (TLS or transport error) or did not finish in time.
+    pub handshakes_failed: u64,
+    pub handshakes_timed_out: u64,
 }
 
 impl QuicStats {
+    pub fn handshake_failed(&self) {
+        self.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn handshake_timed_out(&self) {
+        self.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> QuicStatsSnapshot {
         QuicStatsSnapshot {
             zero_rtt_connects: self.zero_rtt_connects.load(Ordering::Relaxed),
@@ -62,6 +75,8 @@ impl QuicStats {
             // Counted by the listener's admission; filled in by `ServerHandle::quic_stats`.
             refused_before_handshake: 0,
             retries_sent: self.retries_sent.load(Ordering::Relaxed),
+            handshakes_failed: self.handshakes_failed.load(Ordering::Relaxed),
+            handshakes_timed_out: self.handshakes_timed_out.load(Ordering::Relaxed),
         }
     }
 

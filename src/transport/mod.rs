@@ -21,6 +21,7 @@ pub mod quic;
 mod quic_connection;
 pub mod quic_datagrams;
 mod quic_dispatch;
+pub mod quic_registry;
 mod quic_settings;
 pub mod quic_streams;
 pub mod quic_tls;

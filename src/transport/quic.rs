@@ -186,10 +186,12 @@ async fn serve_incoming(
     let connection = match tokio::time::timeout(settings.handshake_timeout, connecting).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
+            settings.stats.handshake_failed();
             tracing::debug!(%remote, error = %e, "QUIC handshake failed");
             return;
         }
         Err(_) => {
+            settings.stats.handshake_timed_out();
             tracing::debug!(%remote, "QUIC handshake timed out");
             return;
         }

@@ -63,6 +63,8 @@ pub(super) async fn serve(
 ) {
     let _flushing = settings.flushing.token();
     let peer = super::migration::peer_label(connection.remote_address());
+    let registry = settings.connections.clone();
+    let _registered = registry.register(conn, connection.clone());
     let (path, moves) = PeerPath::new(connection.clone());
     let outbox = Arc::new(Outbox::default());
     if events

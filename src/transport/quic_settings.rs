@@ -32,6 +32,8 @@ pub struct QuicSettings {
     pub admission: Arc<super::admission::Admission>,
     /// `quic.address_validation`: a Retry before every new connection.
     pub address_validation: bool,
+    /// Live connections, for the admin API's QUIC figures.
+    pub connections: Arc<super::quic_registry::QuicConnections>,
     /// Connections being served; server shutdown waits until each has handed its last packets
     /// to QUIC and closed.
     pub flushing: TaskTracker,
@@ -56,6 +58,7 @@ impl QuicSettings {
             datagrams_per_sec: config.limits.quic_datagrams_per_sec,
             admission: Arc::new(super::admission::Admission::new(&config.limits)),
             address_validation: config.quic.address_validation,
+            connections: Arc::default(),
             flushing: TaskTracker::new(),
             webtransport: super::webtransport::WtSettings::from_config(config),
         }

@@ -64,6 +64,9 @@ pub struct TestBroker {
     /// mqttd only, with `--mqtts 127.0.0.1:0` among the arguments: its MQTTS address.
     pub mqtts_addr: Option<SocketAddr>,
     pub cert_path: Option<PathBuf>,
+    /// mqttd only: the admin HTTP API (`--admin`), on its own free port unless the test
+    /// passed `--admin` itself.
+    pub admin_addr: Option<SocketAddr>,
     /// Which implementation is running.
     pub kind: BrokerKind,
     child: Child,
@@ -110,6 +113,7 @@ impl TestBroker {
 
         let (mut addr, mut cert_path) = (None, None);
         let listening_file = dir.path().join("listening");
+        let mut admin_addr = None;
         let mut command = match kind {
             BrokerKind::Mqttd => {
                 // Its own ports and data directory, so brokers of parallel tests never share
@@ -120,6 +124,11 @@ impl TestBroker {
                 command.args(["--tcp", "127.0.0.1:0", "--quic", "127.0.0.1:0"]);
                 command.arg("--data-dir").arg(&data_dir);
                 command.arg("--listening-file").arg(&listening_file);
+                if !extra.contains(&"--admin") {
+                    let admin = free_loopback_addr();
+                    admin_addr = Some(admin);
+                    command.arg("--admin").arg(admin.to_string());
+                }
                 command.args(extra);
                 command
             }
@@ -158,6 +167,7 @@ impl TestBroker {
             quic_addr: listening.quic,
             mqtts_addr: listening.mqtts,
             cert_path,
+            admin_addr,
             kind,
             child,
             log_path,

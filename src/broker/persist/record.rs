@@ -115,6 +115,7 @@ impl StoredMessage {
         StoredMessage {
             message: Message {
                 expires_at: None,
+                received_at: None,
                 ..m.clone()
             },
             expires_at_ms: m.expires_at.map(|at| clock.to_unix_ms(at)),
@@ -441,6 +442,7 @@ impl<'a> Reader<'a> {
                 properties,
                 expires_at: None,
                 origin,
+                received_at: None,
             },
             expires_at_ms,
         })

@@ -251,6 +251,7 @@ fn sample_message() -> Message {
         .into(),
         expires_at: None,
         origin: Some("pub".into()),
+        received_at: None,
     }
 }
 

@@ -46,7 +46,9 @@ const ADDRESS: &str = "IP:PORT such as 0.0.0.0:1883 or \"[::]:1883\" (host names
 /// Reads `IP:PORT` or null. serde's own `SocketAddr` says only "invalid socket address
 /// syntax"; this says what to write, and what went wrong with the usual mistakes (a bare port,
 /// an unquoted IPv6 address, which YAML reads as a sequence).
-fn optional_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+pub(super) fn optional_address<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
     d.deserialize_option(OptionalAddress)
 }
 

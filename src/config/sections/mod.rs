@@ -1,6 +1,7 @@
 //! One file per top-level section of the YAML file: the section's struct, its documented
 //! defaults, and any field reader that needs a better message than serde's own.
 
+mod admin;
 mod auth;
 pub mod bridges;
 mod limits;
@@ -13,6 +14,7 @@ mod storage;
 mod tls;
 mod websocket;
 
+pub use admin::{Admin, DEFAULT_ADMIN_LISTEN};
 pub use auth::Auth;
 pub use bridges::{BridgeConfig, BridgeTopic, Direction};
 pub use limits::Limits;
