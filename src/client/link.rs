@@ -191,15 +191,7 @@ pub(crate) async fn read_loop(
             return;
         }
         if let Some(e) = error {
-            let error = Some(ClientError::Decode(e));
-            let _ = events
-                .send(LinkEvent::Ended {
-                    epoch,
-                    stream,
-                    error,
-                })
-                .await;
-            return;
+            return ended(&events, epoch, stream, Some(ClientError::Decode(e))).await;
         }
         input.settle();
         let error = match input.read(&mut reader).await {
@@ -207,15 +199,24 @@ pub(crate) async fn read_loop(
             Ok(_) => continue,
             Err(e) => Some(ClientError::Io(e)),
         };
-        let _ = events
-            .send(LinkEvent::Ended {
-                epoch,
-                stream,
-                error,
-            })
-            .await;
-        return;
+        return ended(&events, epoch, stream, error).await;
     }
+}
+
+/// Tells the driver that a stream ended: the peer closed it (`None`) or it failed.
+async fn ended(
+    events: &mpsc::Sender<LinkEvent>,
+    epoch: u64,
+    stream: StreamKey,
+    error: Option<ClientError>,
+) {
+    let _ = events
+        .send(LinkEvent::Ended {
+            epoch,
+            stream,
+            error,
+        })
+        .await;
 }
 
 /// Most bytes one write gathers from queued batches (each batch is already one write's worth
@@ -250,15 +251,7 @@ async fn write_loop(
         let result = out.write_gathered(&mut writer).await;
         unwritten.sub(pending);
         if let Err(e) = result {
-            let error = Some(ClientError::Io(e));
-            let _ = events
-                .send(LinkEvent::Ended {
-                    epoch,
-                    stream,
-                    error,
-                })
-                .await;
-            return;
+            return ended(&events, epoch, stream, Some(ClientError::Io(e))).await;
         }
         if finish {
             let _ = writer.shutdown().await;
