@@ -12,3 +12,20 @@ pub mod outbox;
 
 pub use event::{Event, EVENT_QUEUE};
 pub use outbox::{Outbox, ReadPause};
+
+/// Tells the broker task that connection `conn` from `peer` is open and hands it the outbox its
+/// packets go to; `None` when the broker is gone. Every transport opens connections this way.
+pub async fn open_connection(
+    events: &tokio::sync::mpsc::Sender<Event>,
+    conn: crate::broker::ConnId,
+    peer: String,
+) -> Option<std::sync::Arc<Outbox>> {
+    let outbox = std::sync::Arc::new(Outbox::default());
+    let opened = Event::Opened {
+        conn,
+        peer,
+        outbox: outbox.clone(),
+    };
+    events.send(opened).await.ok()?;
+    Some(outbox)
+}

@@ -66,18 +66,9 @@ pub(super) async fn serve(
     let registry = settings.connections.clone();
     let _registered = registry.register(conn, connection.clone());
     let (path, moves) = PeerPath::new(connection.clone());
-    let outbox = Arc::new(Outbox::default());
-    if events
-        .send(Event::Opened {
-            conn,
-            peer,
-            outbox: outbox.clone(),
-        })
-        .await
-        .is_err()
-    {
+    let Some(outbox) = crate::handoff::open_connection(&events, conn, peer).await else {
         return;
-    }
+    };
     let mqtt_next = negotiated_mqtt_next(&connection);
     let abnormal = if mqtt_next {
         app_error::MQTT_NEXT_UNSPECIFIED

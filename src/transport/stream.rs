@@ -7,8 +7,6 @@
 //! encoded) and writes it with one call (no flush per packet). How bytes become packets and
 //! batches become writes is `crate::framing`, shared with the bundled client.
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -37,18 +35,9 @@ pub async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let outbox = Arc::new(Outbox::default());
-    if events
-        .send(Event::Opened {
-            conn,
-            peer,
-            outbox: outbox.clone(),
-        })
-        .await
-        .is_err()
-    {
+    let Some(outbox) = crate::handoff::open_connection(&events, conn, peer).await else {
         return;
-    }
+    };
     let read = async {
         let mut version = None;
         let end = read_packets(

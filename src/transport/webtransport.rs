@@ -19,7 +19,7 @@ use super::login::{LoginContext, LoginGate};
 use super::stream::{read_packets, ReadEnd};
 use crate::broker::{ConnId, StreamId, Transmit};
 use crate::codec::{Packet, ProtocolVersion, ReasonCode};
-use crate::handoff::{Event, Outbox};
+use crate::handoff::Event;
 use crate::rate::TokenBucket;
 
 /// HTTP/3's "no error" connection close code (RFC 9114 8.1).
@@ -129,15 +129,10 @@ async fn serve_session(
         session.close(1, b"no MQTT stream");
         return;
     };
-    let outbox = Arc::new(Outbox::default());
-    let opened = Event::Opened {
-        conn,
-        peer: format!("wt:{remote}"),
-        outbox: outbox.clone(),
-    };
-    if events.send(opened).await.is_err() {
+    let peer = format!("wt:{remote}");
+    let Some(outbox) = crate::handoff::open_connection(&events, conn, peer).await else {
         return;
-    }
+    };
     // Datagrams as on QUIC: the broker sends QoS 0 in them to a client that asked.
     let max = session.max_datagram_size();
     let caps = crate::broker::QuicCaps {
