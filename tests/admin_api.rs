@@ -11,17 +11,9 @@ use std::time::Duration;
 
 use common::{run_with_timeout, unique, RunningProgram, TestBroker};
 use serde_json::Value;
-use support::{get, request, send};
+use support::{get, mosquitto, request, send};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn mosquitto(program: &str, broker: &TestBroker) -> Command {
-    let mut command = Command::new("stdbuf");
-    command
-        .args(["-oL", program])
-        .args(["-h", &broker.host(), "-p", &broker.port()]);
-    command
-}
 
 /// A 5.0 subscriber that prints `topic payload` lines (and `-d` debug lines).
 fn subscriber(broker: &TestBroker, id: &str, filter: &str) -> RunningProgram {

@@ -12,17 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{run_with_timeout, unique, RunningProgram, TestBroker};
-use support::{moved, scrape};
+use support::{mosquitto, moved, scrape};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn mosquitto(program: &str, broker: &TestBroker) -> Command {
-    let mut command = Command::new("stdbuf");
-    command
-        .args(["-oL", program])
-        .args(["-h", &broker.host(), "-p", &broker.port()]);
-    command
-}
 
 fn publish(broker: &TestBroker, topic: &str, qos: &str) {
     let out = run_with_timeout(

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -144,4 +145,14 @@ pub fn scrape(broker: &TestBroker, token: Option<&str>) -> HashMap<String, f64> 
 /// How much `key` moved between two scrapes (a missing sample counts as 0).
 pub fn moved(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
     after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+/// A mosquitto client program (`mosquitto_pub`, `mosquitto_sub`) aimed at `broker`, its
+/// output line-buffered.
+pub fn mosquitto(program: &str, broker: &TestBroker) -> Command {
+    let mut command = Command::new("stdbuf");
+    command
+        .args(["-oL", program])
+        .args(["-h", &broker.host(), "-p", &broker.port()]);
+    command
 }
