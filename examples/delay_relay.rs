@@ -10,6 +10,8 @@
 //! QUIC runs end to end through the UDP relay, so its RTT estimate and loss recovery see the
 //! delay. The TCP relay terminates TCP: each leg is its own TCP connection, and the delay sits
 //! between them, invisible to either leg's loss recovery.
+// Example code: brevity over error handling ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "../tests/common/relay.rs"]
 mod relay;

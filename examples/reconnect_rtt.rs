@@ -12,6 +12,8 @@
 //! after `connect()` to account for SYN / SYN-ACK, as on a real link. Each reconnection is
 //! timed from the start of dialing to the CONNACK; the client holds a ticket from the previous
 //! connection (TLS: rustls resumption; QUIC 0-RTT: CONNECT in early data).
+// Example code: brevity over error handling ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "../tests/common/relay.rs"]
 mod relay;

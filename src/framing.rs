@@ -45,7 +45,8 @@ impl PacketReader {
         if self.buf.is_empty() && !self.busy {
             let mut small = [0u8; IDLE_READ];
             let n = reader.read(&mut small).await?;
-            self.buf.extend_from_slice(&small[..n]);
+            self.buf
+                .extend_from_slice(small.get(..n).unwrap_or_default());
             self.busy = n == IDLE_READ;
             Ok(n)
         } else {

@@ -36,13 +36,13 @@ impl IpNetwork {
 /// Whether the first `bits` bits of `a` and `b` are equal.
 fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
     let whole = usize::from(bits / 8);
-    if a[..whole] != b[..whole] {
+    if a.get(..whole) != b.get(..whole) {
         return false;
     }
     let rest = bits % 8;
     rest == 0 || {
         let mask = 0xFFu8 << (8 - rest);
-        a[whole] & mask == b[whole] & mask
+        a.get(whole).map(|x| x & mask) == b.get(whole).map(|x| x & mask)
     }
 }
 

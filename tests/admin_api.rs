@@ -1,6 +1,8 @@
 //! The REST API under `/api/v1` against the binary, with mosquitto clients: every endpoint,
 //! and bad input (unknown client, bad JSON, bad base64, bad values, missing or wrong token)
 //! answered with a 4xx and a JSON message, changing nothing.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 #[path = "admin/support.rs"]

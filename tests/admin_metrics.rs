@@ -2,6 +2,8 @@
 //! `/metrics` is scraped before and after with Python's `prometheus_client` parser (an
 //! independent reader of the exposition format), and the figures must move by exactly what
 //! the clients did. `$SYS` is read by mosquitto_sub.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 #[path = "admin/support.rs"]

@@ -4,6 +4,8 @@
 //! OpenSSL) and on QUIC (the bundled client's `client_cert`) with the certificate's identity as
 //! the user name under an ACL; a denied QoS 0 PUBLISH in a QUIC datagram. Certificates are made
 //! with rcgen; every broker runs in-process on free loopback ports.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

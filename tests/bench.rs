@@ -1,5 +1,7 @@
 //! `mqttd bench` end to end: small runs against a real broker, checked on what they count
 //! (every message delivered once, in order), never on how fast.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 

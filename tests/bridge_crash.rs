@@ -3,6 +3,8 @@
 //! messages are acknowledged and queue in the bridge's session, mqttd is killed with SIGKILL
 //! and started again on the same data directory, then mosquitto comes up: every message
 //! reaches the remote subscriber's persistent session, QoS 2 ones exactly once.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "common/mosquitto.rs"]
 mod mosquitto;

@@ -2,6 +2,8 @@
 //! in-process with a `bridges:` entry pointing at a mosquitto started by the test, and
 //! clients on both sides check what crosses: both directions, QoS 0/1/2, retained flags,
 //! prefixes, the QoS cap of a topic entry, and the `$SYS` state topic.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "common/in_process.rs"]
 mod in_process;

@@ -1,6 +1,8 @@
 //! mqttd to mqttd over QUIC (README "Bridges"): an edge mqttd bridges to a central mqttd over
 //! QUIC, trusting the central broker's generated certificate; both directions, QoS 0/1/2,
 //! retained flags and prefixes cross.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "common/in_process.rs"]
 mod in_process;

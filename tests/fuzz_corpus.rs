@@ -1,6 +1,8 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/<target>/`) through the same entry functions
 //! the cargo-fuzz targets call, so every input that once found a bug stays a regression test
 //! and CI exercises the targets without a nightly toolchain.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 

@@ -5,6 +5,8 @@
 //! venv's Python (see `tests/run-all.sh`). A scenario exits 0 on success and
 //! prints `FAIL: <scenario>: <reason>` otherwise; its whole output is shown
 //! when a test fails. The scenarios are described in the scripts.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 

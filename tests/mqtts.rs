@@ -1,6 +1,8 @@
 //! MQTT over TCP + TLS 1.3 (MQTTS): the broker's `listeners.mqtts` with the QUIC listener's
 //! certificate, reached with tokio-rustls and the bundled client (`Client::connect_over`), and
 //! with Debian's `mosquitto_pub`/`mosquitto_sub` (OpenSSL) when they are installed.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! session with its subscription, queued messages, inflight QoS 1 and QoS 2 deliveries (one past
 //! PUBREC), a QoS 2 publisher's packet id awaiting PUBREL, and a delayed will.
 //! The crash test (SIGKILL under load) is `tests/persistence_crash.rs`.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "persistence/support.rs"]
 mod support;

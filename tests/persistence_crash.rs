@@ -9,6 +9,8 @@
 //! PUBREL, and does not deliver a PUBLISH with such an id again (4.3.3, Method B).
 //! Rounds alternate `--durability batched` and `fsync`. The seed of the kill moments is
 //! printed; `MQTTD_CRASH_SEED=N` replays one.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "persistence/support.rs"]
 mod support;

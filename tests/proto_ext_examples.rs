@@ -1,5 +1,7 @@
 //! The hex examples in `proto-ext/` are normative: each one must appear in its document and
 //! decode (or encode) to exactly the packet the text describes.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use bytes::BytesMut;
 use mqttd::codec::{self, Packet, ProtocolVersion, QoS, ReasonCode};

@@ -1,6 +1,8 @@
 //! MQTT over QUIC against an in-process broker, driven with raw quinn streams and the crate's
 //! codec: the control stream behaves like TCP, data streams follow the multi-stream rules, and
 //! the QUIC connection closes with the documented application error codes.
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

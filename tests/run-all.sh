@@ -13,7 +13,9 @@
 #    playwright-core and mqtt (MQTT.js) for the browser tests (tests/browser.rs); never a
 #    browser download: Playwright drives /usr/lib/chromium/chromium. The prefix is shared by
 #    every browser test: installing is idempotent (skipped when the packages are there).
-# 4. Runs `cargo test --all-targets --no-fail-fast` (every test binary runs
+# 4. Runs `cargo clippy --all-targets` when clippy is installed: Cargo.toml's [lints] deny
+#    unwrap/expect/unchecked indexing outside tests.
+# 5. Runs `cargo test --all-targets --no-fail-fast` (every test binary runs
 #    even after a failure); its exit status is this script's.
 set -euo pipefail
 
@@ -86,7 +88,17 @@ else
 fi
 export MQTTD_TEST_NODE_MODULES="$NODE_PREFIX/node_modules"
 
-# --- 4. The tests ---------------------------------------------------------------
+# --- 4. Lints --------------------------------------------------------------------
+# Cargo.toml's [lints] deny unwrap/expect/unchecked indexing outside tests: input must never
+# panic the broker. Only denials fail here (clippy's other warnings do not).
+if cargo clippy --version >/dev/null 2>&1; then
+    say "running: cargo clippy --all-targets (the [lints] denials of Cargo.toml)"
+    cargo clippy --all-targets --quiet
+else
+    say "cargo clippy is not installed: skipping the lint check (rustup component add clippy)"
+fi
+
+# --- 5. The tests ---------------------------------------------------------------
 say "broker under test: ${MQTTD_TEST_BROKER:-mqttd}"
 say "running: cargo test --all-targets --no-fail-fast $*"
 exec cargo test --all-targets --no-fail-fast "$@"

@@ -169,8 +169,11 @@ async fn client(
         .conn
         .filter(|_| info.transport.as_deref() == Some("quic"))
     {
-        body["quic"] =
+        let block =
             super::quic::client_block(&state.probe, conn, info.migrations).unwrap_or(Value::Null);
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("quic".into(), block);
+        }
     }
     Ok(Json(body))
 }
@@ -312,7 +315,10 @@ fn retained_json(m: &Message, with_payload: bool) -> Value {
         "from_clientid": m.origin.as_ref().map(|o| o.to_string()),
     });
     if with_payload {
-        v["payload"] = json!(base64::engine::general_purpose::STANDARD.encode(&m.payload));
+        if let Some(fields) = v.as_object_mut() {
+            let payload = base64::engine::general_purpose::STANDARD.encode(&m.payload);
+            fields.insert("payload".into(), json!(payload));
+        }
     }
     v
 }

@@ -52,8 +52,8 @@ impl Text {
     pub(super) fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
         self.family(name, "histogram", help);
         let mut cumulative = 0;
-        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += h.buckets[i];
+        for (bound, count) in LATENCY_BOUNDS_US.iter().zip(h.buckets.iter()) {
+            cumulative += count;
             let le = format!("{}", *bound as f64 / 1e6);
             self.sample(&format!("{name}_bucket"), &[("le", &le)], cumulative);
         }

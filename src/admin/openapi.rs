@@ -46,7 +46,9 @@ pub fn spec() -> Value {
             "responses": { "200": { "description": "OK" }, "204": { "description": "Done" }, "4XX": error.clone() },
         });
         if *method == "post" {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } });
+            if let Some(fields) = op.as_object_mut() {
+                fields.insert("requestBody".into(), json!({ "required": true, "content": { "application/json": { "schema": { "type": "object" } } } }));
+            }
         }
         let entry = paths
             .entry(format!("/api/v1{path}"))

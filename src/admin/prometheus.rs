@@ -198,8 +198,8 @@ pub fn render(s: &Scrape) -> String {
         ),
     ] {
         t.family(name, "counter", help);
-        for (i, type_name) in PACKET_TYPE_NAMES.iter().enumerate().skip(1) {
-            t.sample(name, &[("type", type_name)], counts[i]);
+        for (type_name, count) in PACKET_TYPE_NAMES.iter().zip(counts.iter()).skip(1) {
+            t.sample(name, &[("type", type_name)], *count);
         }
     }
 

@@ -281,11 +281,11 @@ impl RuleFilter {
         }
         let mut i = 0;
         for level in self.levels.iter() {
-            match level {
+            match (level, topic.get(i)) {
                 // [MQTT-4.7.1-1] also the parent level.
-                Level::Hash => return true,
-                Level::Plus if i < topic.len() => {}
-                Level::Exact(e) if i < topic.len() && topic[i] == &**e => {}
+                (Level::Hash, _) => return true,
+                (Level::Plus, Some(_)) => {}
+                (Level::Exact(e), Some(t)) if *t == &**e => {}
                 _ => return false,
             }
             i += 1;
@@ -300,14 +300,14 @@ fn with_levels<R>(topic: &str, f: impl FnOnce(&[&str], bool) -> R) -> R {
     let mut stack: [&str; 32] = [""; 32];
     let mut n = 0;
     for level in topic.split('/') {
-        if n == stack.len() {
+        let Some(slot) = stack.get_mut(n) else {
             let all: Vec<&str> = topic.split('/').collect();
             return f(&all, dollar);
-        }
-        stack[n] = level;
+        };
+        *slot = level;
         n += 1;
     }
-    f(&stack[..n], dollar)
+    f(stack.get(..n).unwrap_or_default(), dollar)
 }
 
 /// The resolved rules of one client (see [`Acl::rules_for`]).

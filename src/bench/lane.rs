@@ -81,7 +81,7 @@ async fn websocket(
         .map_err(|e| failed(std::io::Error::other(e)))?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
-        "mqtt".parse().expect("a valid header"),
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
     );
     let (ws, _) = tokio_tungstenite::client_async(request, tcp)
         .await

@@ -116,7 +116,9 @@ pub async fn connect_all(ctx: &Arc<Ctx>, specs: Vec<Spec>, per_second: Option<f6
             continue;
         };
         if let Some((lane, setup)) = opened {
-            lanes[k] = Some(lane);
+            if let Some(slot) = lanes.get_mut(k) {
+                *slot = Some(lane);
+            }
             setups.push(setup);
             finished = finished.max(at);
         }

@@ -46,6 +46,8 @@ impl Default for SeqTracker {
     }
 }
 
+// `slot` returns a word below WINDOW / 64 = WORDS, the length of `bits`: indexing cannot miss.
+#[allow(clippy::indexing_slicing)]
 impl SeqTracker {
     pub fn new() -> SeqTracker {
         SeqTracker {

@@ -229,7 +229,13 @@ fn remote_options(config: &BridgeConfig) -> ClientOptions {
         BridgeVersion::V5 => ProtocolVersion::V5,
         BridgeVersion::V3_1_1 => ProtocolVersion::V3_1_1,
     };
-    let mut options = ClientOptions::new(config.addresses[0].clone())
+    // Validation requires at least one address (config::sections::bridges).
+    let (first, alternates) = config
+        .addresses
+        .split_first()
+        .map(|(first, rest)| (first.clone(), rest.to_vec()))
+        .unwrap_or_default();
+    let mut options = ClientOptions::new(first)
         .transport(transport)
         .version(version)
         .client_id(config.remote_client_id())
@@ -240,7 +246,7 @@ fn remote_options(config: &BridgeConfig) -> ClientOptions {
         .reconnect(Reconnect {
             base: Duration::from_millis(config.backoff.base_ms),
             cap: Duration::from_millis(config.backoff.cap_ms),
-            alternates: config.addresses[1..].to_vec(),
+            alternates,
         });
     options.receive_maximum = config.max_inflight;
     options.username = config.username.clone();

@@ -26,7 +26,10 @@ impl Histogram {
             .iter()
             .position(|bound| us <= *bound)
             .unwrap_or(LATENCY_BOUNDS_US.len());
-        self.buckets[i] += 1;
+        // `i` is at most LATENCY_BOUNDS_US.len(), the last bucket (+Inf): `get_mut` never misses.
+        if let Some(bucket) = self.buckets.get_mut(i) {
+            *bucket += 1;
+        }
         self.count += 1;
         self.sum_us = self.sum_us.saturating_add(us);
     }
@@ -57,15 +60,17 @@ impl Default for ReasonCounts {
 
 impl ReasonCounts {
     pub fn add(&mut self, code: crate::codec::ReasonCode) {
-        self.0[usize::from(code.0)] += 1;
+        // A u8 into 256 counters: the bounds check is compiled away.
+        if let Some(n) = self.0.get_mut(usize::from(code.0)) {
+            *n += 1;
+        }
     }
 
     /// The codes counted at least once, with their counts.
     pub fn nonzero(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
-        (0..=255u8).filter_map(|c| {
-            let n = self.0[usize::from(c)];
-            (n > 0).then_some((c, n))
-        })
+        (0..=255u8)
+            .zip(self.0.iter())
+            .filter_map(|(c, &n)| (n > 0).then_some((c, n)))
     }
 }
 
@@ -101,9 +106,12 @@ pub struct PacketCounts {
 
 impl PacketCounts {
     pub fn add(&mut self, packet_type: u8, bytes: usize) {
+        // A 4-bit type into 16 counters: the bounds checks are compiled away.
         let i = usize::from(packet_type & 0x0f);
-        self.packets[i] += 1;
-        self.bytes[i] += bytes as u64;
+        if let (Some(p), Some(b)) = (self.packets.get_mut(i), self.bytes.get_mut(i)) {
+            *p += 1;
+            *b += bytes as u64;
+        }
     }
 
     pub fn total_packets(&self) -> u64 {

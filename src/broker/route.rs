@@ -159,7 +159,7 @@ impl Broker {
                 .count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
-            let first_filter = group[0].1.clone();
+            let first_filter = first.1.clone();
             // ACL: only members that may read the topic take part in the round robin.
             let mut readers = Vec::new();
             let group = if self.acl.is_some() {
@@ -209,11 +209,12 @@ impl Broker {
         &mut self,
         members: &[(ByteString, ByteString, SessionId, SubEntry)],
     ) -> Option<(SessionId, SubEntry)> {
-        let (group, filter) = (&members[0].0, &members[0].1);
+        let (group, filter) = members.first().map(|m| (&m.0, &m.1))?;
         let online: Vec<usize> = (0..members.len())
             .filter(|&i| {
-                self.sessions
-                    .get(&members[i].2)
+                members
+                    .get(i)
+                    .and_then(|m| self.sessions.get(&m.2))
                     .is_some_and(|s| s.conn.is_some())
             })
             .collect();
@@ -222,10 +223,9 @@ impl Broker {
             .entry((group.clone(), filter.clone()))
             .or_insert(0);
         *cursor = cursor.wrapping_add(1);
-        let index = if online.is_empty() {
-            *cursor % members.len()
-        } else {
-            online[*cursor % online.len()]
+        let index = match online.len() {
+            0 => *cursor % members.len(),
+            n => online.get(*cursor % n).copied().unwrap_or_default(),
         };
         members.get(index).map(|m| (m.2, m.3.clone()))
     }

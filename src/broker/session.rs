@@ -98,6 +98,9 @@ struct InflightSlot {
 /// once); larger ones are given back.
 const KEEP_SLOTS: usize = 64;
 
+// Open addressing: every index is `& self.mask()` of a power-of-two table length (or comes from
+// `find`, which returns such an index), so indexing `slots` cannot go out of bounds.
+#[allow(clippy::indexing_slicing)]
 impl Inflights {
     pub fn len(&self) -> usize {
         self.len

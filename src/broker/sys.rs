@@ -128,12 +128,13 @@ impl Broker {
     /// Every `$SYS` topic with its text now, and the load averages moved forward.
     fn sys_values(&mut self, started: Instant, now: Instant) -> Vec<(String, String)> {
         let m = self.metrics();
-        let counters: [u64; 9] = std::array::from_fn(|i| LOADS[i].1(&m));
+        let counters: [u64; 9] = LOADS.map(|(_, read)| read(&m));
         if let Some((at, previous)) = self.sys.last_tick {
             let elapsed = now.saturating_duration_since(at).as_secs_f64();
             if elapsed > 0.0 {
-                for (i, load) in self.sys.loads.iter_mut().enumerate() {
-                    load.update(counters[i].saturating_sub(previous[i]), elapsed);
+                let moved = counters.iter().zip(previous.iter());
+                for (load, (now, before)) in self.sys.loads.iter_mut().zip(moved) {
+                    load.update(now.saturating_sub(*before), elapsed);
                 }
             }
         }
@@ -212,12 +213,9 @@ impl Broker {
             ("quic/migrations".into(), m.migrations.to_string()),
             ("quic/streams/refused".into(), m.streams_refused.to_string()),
         ];
-        for (i, (name, _)) in LOADS.iter().enumerate() {
-            for (j, (_, window)) in LOAD_PERIODS.iter().enumerate() {
-                v.push((
-                    format!("load/{name}/{window}"),
-                    format!("{:.2}", self.sys.loads[i].averages[j]),
-                ));
+        for ((name, _), load) in LOADS.iter().zip(self.sys.loads.iter()) {
+            for ((_, window), average) in LOAD_PERIODS.iter().zip(load.averages.iter()) {
+                v.push((format!("load/{name}/{window}"), format!("{average:.2}")));
             }
         }
         for (suffix, text) in &self.sys.transport {

@@ -175,7 +175,7 @@ impl Reconnect {
         let n = self.alternates.len() + 1;
         match attempt as usize % n {
             0 => server,
-            i => &self.alternates[i - 1],
+            i => self.alternates.get(i - 1).map_or(server, String::as_str),
         }
     }
 }

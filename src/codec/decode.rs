@@ -25,7 +25,7 @@ pub(super) fn decode(
         return Ok(None);
     };
     let (kind, flags) = check_first_byte(first, version)?;
-    let Some((remaining, len_bytes)) = peek_varint(&buf[1..])? else {
+    let Some((remaining, len_bytes)) = peek_varint(buf.get(1..).unwrap_or_default())? else {
         return Ok(None);
     };
     let header_len = 1 + len_bytes;
@@ -50,8 +50,11 @@ pub(super) fn decode(
             header::PUBCOMP => Some(Packet::PubComp),
             _ => None,
         };
-        if let Some(make) = make {
-            let id = u16::from_be_bytes([buf[header_len], buf[header_len + 1]]);
+        let id_bytes = buf
+            .get(header_len..total)
+            .and_then(|b| b.first_chunk::<2>());
+        if let (Some(make), Some(&id_bytes)) = (make, id_bytes) {
+            let id = u16::from_be_bytes(id_bytes);
             buf.advance(total);
             // [MQTT-2.2.1-3]
             if id == 0 {

@@ -166,7 +166,7 @@ fn varint(buf: &[u8], at: &mut usize) -> Result<Option<u64>, FlowError> {
         return Ok(None);
     };
     let mut value = u64::from(first & 0x3F);
-    for &b in &bytes[1..] {
+    for &b in bytes.iter().skip(1) {
         value = (value << 8) | u64::from(b);
     }
     *at += len;

@@ -80,7 +80,7 @@ fn segment_name(segment: &Segment) -> String {
 /// The key path to report and what is wrong there, from serde's message at `segments`.
 fn problem(segments: &[String], message: &str) -> (String, String) {
     let path = segments.join(".");
-    let parent = &segments[..segments.len().saturating_sub(1)];
+    let parent = segments.split_last().map_or(segments, |(_, parent)| parent);
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or_default();
         return (path, unknown_key(parent, name));
@@ -159,7 +159,7 @@ fn unknown_key(parent: &[String], name: &str) -> String {
     let valid = keys_at(parent);
     let sections = keys_at(&[]);
     let elsewhere = sections.iter().find_map(|section| {
-        let here = parent.len() == 1 && parent[0] == *section;
+        let here = matches!(parent, [only] if only == section);
         let has = keys_at(std::slice::from_ref(section))
             .iter()
             .any(|k| k == name);

@@ -228,7 +228,10 @@ fn execute(args: &CtlArgs) -> Result<String, String> {
             .map_err(|e| format!("HTTP {}: not JSON ({e}): {}", reply.status, reply.body))?
     };
     if !(200..300).contains(&reply.status) {
-        let message = value["message"].as_str().unwrap_or(reply.body.as_str());
+        let message = value
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or(reply.body.as_str());
         return Err(format!("HTTP {}: {message}", reply.status));
     }
     if args.json {

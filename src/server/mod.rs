@@ -201,7 +201,12 @@ pub(crate) async fn start_with_channel(
             (Some(cert), Some(key)) => crate::transport::cert::load_pem(cert, key)?,
             _ => crate::transport::cert::load_or_generate(&config.storage.resolved_data_dir())?,
         };
-        let fingerprint = crate::transport::cert::fingerprint(&identity.chain[0]);
+        // Loading refuses an empty chain (cert::load_pem); the leaf is the first certificate.
+        let fingerprint = identity
+            .chain
+            .first()
+            .map(crate::transport::cert::fingerprint)
+            .unwrap_or_default();
         let path = identity.cert_path.display().to_string();
         if identity.generated {
             tracing::info!(cert = %path, sha256 = %fingerprint, "generated a self-signed certificate for localhost, 127.0.0.1 and ::1");
@@ -377,12 +382,12 @@ async fn start_websocket(
         None => no_resources(),
     };
     let mut bound = [None, None];
-    for (i, (addr, scheme, proxy)) in [
+    for ((addr, scheme, proxy), slot) in [
         (config.listeners.ws, "ws", ws.ws_proxy),
         (config.listeners.wss, "wss", ws.wss_proxy),
     ]
     .into_iter()
-    .enumerate()
+    .zip(bound.iter_mut())
     {
         let Some(addr) = addr else { continue };
         let tls = match (scheme, identity) {
@@ -401,7 +406,7 @@ async fn start_websocket(
             .local_addr()
             .map_err(|source| ServerError::BindWs { addr, source })?;
         tracing::info!(addr = %local, path = %ws.path, tls = tls.is_some(), proxy = ?proxy, "listening for MQTT over WebSocket");
-        bound[i] = Some(local);
+        *slot = Some(local);
         let settings = WsListener {
             scheme,
             tls,
@@ -422,7 +427,8 @@ async fn start_websocket(
             stop.clone(),
         )));
     }
-    Ok((bound[0], bound[1], listeners))
+    let [ws_addr, wss_addr] = bound;
+    Ok((ws_addr, wss_addr, listeners))
 }
 
 /// Says at startup who may connect and whether an ACL applies.

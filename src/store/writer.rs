@@ -68,7 +68,10 @@ impl CommitStats {
             .iter()
             .position(|b| us <= *b)
             .unwrap_or(crate::broker::LATENCY_BOUNDS_US.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        // `i` is at most the number of bounds: the last bucket (+Inf) always exists.
+        if let Some(bucket) = self.buckets.get(i) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
         self.sum_us.fetch_add(us, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
@@ -289,16 +292,16 @@ fn compact(ops: ChangeSet) -> ChangeSet {
     let mut later: ahash::AHashSet<Key<'_>> = ahash::AHashSet::new();
     let mut cleared: ahash::AHashSet<&str> = ahash::AHashSet::new();
     let mut keep = vec![true; ops.len()];
-    for (i, op) in ops.iter().enumerate().rev() {
+    for (op, keep) in ops.iter().zip(keep.iter_mut()).rev() {
         match op {
             StoreOp::PutSession { client_id, .. } => {
-                keep[i] = !cleared.contains(&**client_id) && later.insert(Key::Session(client_id));
+                *keep = !cleared.contains(&**client_id) && later.insert(Key::Session(client_id));
             }
             StoreOp::PutDelivery { client_id, seq, .. } => {
-                keep[i] =
+                *keep =
                     !cleared.contains(&**client_id) && later.insert(Key::Delivery(client_id, *seq));
             }
-            StoreOp::PutRetained { topic, .. } => keep[i] = later.insert(Key::Retained(topic)),
+            StoreOp::PutRetained { topic, .. } => *keep = later.insert(Key::Retained(topic)),
             StoreOp::DeleteSession { client_id } => {
                 cleared.insert(client_id);
             }

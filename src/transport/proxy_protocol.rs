@@ -68,7 +68,7 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
             "version 1 line longer than 107 bytes",
         ));
     }
-    let line = std::str::from_utf8(&buf[6..end])
+    let line = std::str::from_utf8(buf.get(6..end).unwrap_or_default())
         .map_err(|_| ProxyError::Malformed("version 1 line is not text"))?;
     let fields: Vec<&str> = line.split(' ').collect();
     let header = match fields.as_slice() {
@@ -91,45 +91,54 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
 }
 
 fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
-    if buf.len() < 16 {
+    let Some(head) = buf.first_chunk::<16>() else {
         return Ok(None);
-    }
-    if &buf[..12] != V2_SIGNATURE {
+    };
+    if head[..12] != V2_SIGNATURE[..] {
         return Err(ProxyError::Malformed("version 2 signature"));
     }
-    let version_command = buf[12];
+    let version_command = head[12];
     if version_command >> 4 != 2 {
         return Err(ProxyError::Malformed(
             "version 2 header with another version",
         ));
     }
-    let body = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
-    let len = 16 + body;
+    let len = v2_len(head);
     if len > V2_MAX {
         return Err(ProxyError::Malformed("version 2 header too long"));
     }
-    if buf.len() < len {
+    let Some(body) = buf.get(16..len) else {
         return Ok(None);
-    }
-    let body = &buf[16..len];
-    let header = match (version_command & 0x0F, buf[13] >> 4) {
+    };
+    let header = match (version_command & 0x0F, head[13] >> 4) {
         (0, _) => ProxyHeader::Local,
-        (1, 1) if body.len() >= 12 => {
-            let ip = Ipv4Addr::new(body[0], body[1], body[2], body[3]);
-            let port = u16::from_be_bytes([body[8], body[9]]);
-            ProxyHeader::Client(SocketAddr::new(ip.into(), port))
-        }
+        (1, 1) if body.len() >= 12 => match body.first_chunk::<12>() {
+            Some(&[a, b, c, d, _, _, _, _, p1, p2, _, _]) => ProxyHeader::Client(SocketAddr::new(
+                Ipv4Addr::new(a, b, c, d).into(),
+                u16::from_be_bytes([p1, p2]),
+            )),
+            None => return Err(ProxyError::Malformed("address block too short")),
+        },
         (1, 2) if body.len() >= 36 => {
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(&body[..16]);
-            let port = u16::from_be_bytes([body[32], body[33]]);
-            ProxyHeader::Client(SocketAddr::new(Ipv6Addr::from(octets).into(), port))
+            let (Some(octets), Some(&[p1, p2])) = (
+                body.first_chunk::<16>(),
+                body.get(32..34).and_then(|p| p.first_chunk::<2>()),
+            ) else {
+                return Err(ProxyError::Malformed("address block too short"));
+            };
+            let port = u16::from_be_bytes([p1, p2]);
+            ProxyHeader::Client(SocketAddr::new(Ipv6Addr::from(*octets).into(), port))
         }
         (1, 1 | 2) => return Err(ProxyError::Malformed("address block too short")),
         (1, _) => ProxyHeader::Local,
         _ => return Err(ProxyError::Malformed("version 2 command")),
     };
     Ok(Some((header, len)))
+}
+
+/// The whole length of a version 2 header: 16 bytes and the body length they announce.
+fn v2_len(head: &[u8; 16]) -> usize {
+    16 + usize::from(u16::from_be_bytes([head[14], head[15]]))
 }
 
 /// Reads one header from `reader`, exactly its bytes and no more.
@@ -143,14 +152,14 @@ pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<ProxyHe
         // How many more bytes are certainly part of the header.
         let more = if buf.starts_with(b"PROXY ") {
             1 // version 1 ends at a CRLF: byte by byte (a few dozen reads, once)
-        } else if buf.len() < 16 {
-            16 - buf.len()
+        } else if let Some(head) = buf.first_chunk::<16>() {
+            v2_len(head).saturating_sub(buf.len()).max(1)
         } else {
-            16 + usize::from(u16::from_be_bytes([buf[14], buf[15]])) - buf.len()
+            16 - buf.len()
         };
         let start = buf.len();
         buf.resize(start + more, 0);
-        read_exact(reader, &mut buf[start..]).await?;
+        read_exact(reader, buf.get_mut(start..).unwrap_or_default()).await?;
     }
 }
 

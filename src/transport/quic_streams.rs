@@ -168,7 +168,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Prefixed<R> {
     ) -> Poll<std::io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
+            buf.put_slice(self.prefix.get(..n).unwrap_or_default());
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }

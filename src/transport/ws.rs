@@ -179,7 +179,7 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         if n == 0 {
             return None;
         }
-        head.extend_from_slice(&chunk[..n]);
+        head.extend_from_slice(chunk.get(..n).unwrap_or_default());
         if let Some(judged) = ws_http::judge(&head, &settings.path, &*settings.resources) {
             break judged;
         }

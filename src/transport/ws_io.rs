@@ -54,7 +54,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> AsyncRead for WsIo
         loop {
             if !this.pending.is_empty() {
                 let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
+                buf.put_slice(this.pending.get(..n).unwrap_or_default());
                 this.pending.advance(n);
                 return Poll::Ready(Ok(()));
             }

@@ -353,7 +353,8 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
     fn u8(&mut self) -> Result<u8, RecordError> {
-        Ok(self.take(1)?[0])
+        let [b] = self.array::<1>()?;
+        Ok(b)
     }
     fn bool(&mut self) -> Result<bool, RecordError> {
         match self.u8()? {

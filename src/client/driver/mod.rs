@@ -630,21 +630,19 @@ impl Driver {
                     if self.send_datagram(&one) {
                         continue;
                     }
-                    let control = batches.iter().position(|(s, _)| *s == StreamKey::CONTROL);
+                    let control = batches.iter_mut().find(|(s, _)| *s == StreamKey::CONTROL);
                     match control {
-                        Some(i) => batches[i].1.extend_from_slice(&one),
+                        Some((_, batch)) => batch.extend_from_slice(&one),
                         None => batches.push((StreamKey::CONTROL, BytesMut::from(&one[..]))),
                     }
                     continue;
                 }
-                let index = match batches.iter().position(|(s, _)| *s == stream) {
-                    Some(i) => i,
-                    None => {
-                        batches.push((stream, BytesMut::new()));
-                        batches.len() - 1
-                    }
-                };
-                codec::encode(&packet, self.state.version(), &mut batches[index].1);
+                if !batches.iter().any(|(s, _)| *s == stream) {
+                    batches.push((stream, BytesMut::new()));
+                }
+                if let Some((_, batch)) = batches.iter_mut().find(|(s, _)| *s == stream) {
+                    codec::encode(&packet, self.state.version(), batch);
+                }
             }
             if let Some(link) = &self.link {
                 for (stream, bytes) in batches {

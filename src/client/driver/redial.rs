@@ -76,8 +76,10 @@ impl Driver {
             return;
         };
         redial.at = None;
-        let index = redial.attempt as usize % redial.servers.len();
-        let (options, dialer) = redial.servers[index].clone();
+        let index = redial.attempt as usize % redial.servers.len().max(1);
+        let Some((options, dialer)) = redial.servers.get(index).cloned() else {
+            return;
+        };
         redial.attempt = redial.attempt.saturating_add(1);
         tracing::debug!(server = %options.server, attempt = redial.attempt, "reconnecting");
         let result = match dialer.dial(&options).await {
