@@ -333,7 +333,10 @@ mod tests {
         match cli.command {
             Some(Command::Bench(args)) => {
                 assert_eq!(args.scenario, crate::bench::Scenario::FanIn);
-                assert_eq!((args.host.as_str(), args.clients), ("broker", Some(4)));
+                assert_eq!(
+                    (args.host.as_slice(), args.clients),
+                    (&["broker".to_owned()][..], Some(4))
+                );
             }
             other => panic!("expected bench, got {other:?}"),
         }

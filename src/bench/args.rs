@@ -93,12 +93,26 @@ pub struct BenchArgs {
     /// conn, pub, sub, fan-in, fan-out or pairs.
     #[arg(value_enum, value_name = "SCENARIO")]
     pub scenario: Scenario,
-    /// Broker host name or IP address.
-    #[arg(short = 'h', long, value_name = "HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    /// Broker port [default: 1883, 1884 with --transport quic, 8083 with --transport ws].
-    #[arg(short = 'p', long, value_name = "PORT")]
-    pub port: Option<u16>,
+    /// Broker host name or IP address; a comma-separated list spreads the clients over several
+    /// brokers (the nodes of a cluster): subscriber j on server j mod n, publisher i on server
+    /// (i + 1) mod n, so a one-publisher run over two servers crosses nodes.
+    #[arg(
+        short = 'h',
+        long,
+        value_name = "HOST[,HOST...]",
+        default_value = "127.0.0.1",
+        value_delimiter = ','
+    )]
+    pub host: Vec<String>,
+    /// Broker port [default: 1883, 1884 with --transport quic, 8083 with --transport ws]; a
+    /// comma-separated list gives one server per port (with one host), or a port per host.
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "PORT[,PORT...]",
+        value_delimiter = ','
+    )]
+    pub port: Vec<u16>,
     /// tcp, quic or ws (MQTT over WebSocket at /mqtt).
     #[arg(long, value_enum, value_name = "TRANSPORT", default_value = "tcp")]
     pub transport: TransportKind,
@@ -196,12 +210,43 @@ pub struct BenchArgs {
     pub help: Option<bool>,
 }
 
+/// `host:port` of each server from the `-h` and `-p` lists: hosts x one port, one host x
+/// ports, or hosts and ports paired in order.
+fn servers(hosts: &[String], ports: &[u16], default_port: u16) -> Result<Vec<String>, String> {
+    let join = |host: &str, port: u16| {
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    let hosts: Vec<&str> = hosts
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .collect();
+    match (hosts.as_slice(), ports) {
+        ([], _) => Err("-h: give at least one host".into()),
+        (hosts, []) => Ok(hosts.iter().map(|h| join(h, default_port)).collect()),
+        (hosts, [port]) => Ok(hosts.iter().map(|h| join(h, *port)).collect()),
+        ([host], ports) => Ok(ports.iter().map(|p| join(host, *p)).collect()),
+        (hosts, ports) if hosts.len() == ports.len() => {
+            Ok(hosts.iter().zip(ports).map(|(h, p)| join(h, *p)).collect())
+        }
+        (hosts, ports) => Err(format!(
+            "-h has {} hosts and -p {} ports: give one port, one host, or as many of each",
+            hosts.len(),
+            ports.len()
+        )),
+    }
+}
+
 /// Everything a run needs, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub scenario: Scenario,
-    /// `host:port`.
-    pub server: String,
+    /// `host:port` of each broker the clients are spread over (at least one).
+    pub servers: Vec<String>,
     pub transport: TransportKind,
     /// Set with the QUIC transport.
     pub quic_mode: Option<QuicMode>,
@@ -313,16 +358,12 @@ impl Plan {
             (None, None) if !conn => Some(DEFAULT_DURATION),
             (_, duration) => duration,
         };
-        let port = args.port.unwrap_or(match args.transport {
+        let default_port = match args.transport {
             TransportKind::Quic => DEFAULT_QUIC_PORT,
             TransportKind::Ws => 8083,
             TransportKind::Tcp => DEFAULT_TCP_PORT,
-        });
-        let server = if args.host.contains(':') && !args.host.starts_with('[') {
-            format!("[{}]:{port}", args.host)
-        } else {
-            format!("{}:{port}", args.host)
         };
+        let servers = servers(&args.host, &args.port, default_port)?;
         let topic = match &args.topic {
             Some(t) => {
                 let t = t.trim_end_matches('/');
@@ -337,7 +378,7 @@ impl Plan {
         };
         Ok(Plan {
             scenario: args.scenario,
-            server,
+            servers,
             transport: args.transport,
             quic_mode: quic.then(|| args.quic_mode.unwrap_or(QuicMode::Single)),
             quic: quic.then(|| QuicOptions {
@@ -409,9 +450,22 @@ impl Plan {
         format!("bench-{:04x}-{role}{i}", self.run_id)
     }
 
-    /// Connection options for a client.
-    pub fn client_options(&self, client_id: String) -> ClientOptions {
-        let mut options = ClientOptions::new(self.server.clone())
+    /// The server the `i`th client of `role` connects to: subscribers from the first server,
+    /// publishers (and connections) from the second, round robin.
+    pub fn server_for(&self, role: char, i: usize) -> &str {
+        let n = self.servers.len().max(1);
+        let k = if role == 's' { i % n } else { (i + 1) % n };
+        self.servers.get(k).map_or("", String::as_str)
+    }
+
+    /// All servers, comma-separated (for reports).
+    pub fn servers_text(&self) -> String {
+        self.servers.join(",")
+    }
+
+    /// Connection options for a client of `server`.
+    pub fn client_options(&self, server: &str, client_id: String) -> ClientOptions {
+        let mut options = ClientOptions::new(server.to_owned())
             .version(self.version)
             .client_id(client_id)
             .keep_alive(self.keep_alive);
@@ -458,7 +512,7 @@ impl Plan {
         let mut line = format!(
             "{} to {}: {who}, {transport}, {version}",
             self.scenario.name(),
-            self.server
+            self.servers_text()
         );
         if self.scenario != Scenario::Conn {
             line += &format!(", QoS {}, {}-byte payloads", self.qos as u8, self.size);
@@ -535,7 +589,7 @@ mod tests {
     fn fan_in_defaults() {
         let p = plan(&["fan-in"]).unwrap();
         assert_eq!((p.publishers, p.subscribers, p.connections), (4, 1, 0));
-        assert_eq!(p.server, "127.0.0.1:1883");
+        assert_eq!(p.servers, ["127.0.0.1:1883"]);
         assert_eq!(p.duration, Some(DEFAULT_DURATION));
         assert_eq!((p.count, p.rate, p.qos), (None, None, QoS::AtMostOnce));
         assert_eq!((p.size, p.inflight, p.quic_mode), (100, 64, None));
@@ -547,7 +601,7 @@ mod tests {
         assert!(p.client_id('s', 65535).len() <= 23);
         assert!(p.delivers(2, 0));
         assert!(p.progress && !p.json);
-        let options = p.client_options("x".into());
+        let options = p.client_options("127.0.0.1:1883", "x".into());
         assert_eq!(options.transport, Transport::Tcp);
         assert_eq!(options.version, ProtocolVersion::V5);
         assert_eq!(options.receive_maximum, 128);
@@ -600,7 +654,7 @@ mod tests {
             "pw",
         ])
         .unwrap();
-        assert_eq!(p.server, "[::1]:2884");
+        assert_eq!(p.servers, ["[::1]:2884"]);
         assert_eq!(p.quic_mode, Some(QuicMode::Multi));
         assert_eq!((p.publishers, p.subscribers), (8, 8));
         assert_eq!(
@@ -614,7 +668,7 @@ mod tests {
         assert_eq!(p.publisher_topic(5), "load/test/5");
         assert_eq!(p.subscriber_filter(5), "load/test/5");
         assert!(p.delivers(5, 5) && !p.delivers(5, 4));
-        let options = p.client_options("c".into());
+        let options = p.client_options("127.0.0.1:1883", "c".into());
         assert!(matches!(&options.transport, Transport::Quic(q) if q.insecure));
         assert_eq!(options.version, ProtocolVersion::V3_1_1);
         assert_eq!(options.keep_alive, Duration::ZERO);
@@ -637,7 +691,7 @@ mod tests {
         assert_eq!((p.publishers, p.subscribers), (0, 1));
         assert_eq!(p.subscriber_filter(0), "x/#");
         let p = plan(&["pub", "--transport", "quic"]).unwrap();
-        assert_eq!(p.server, "127.0.0.1:1884");
+        assert_eq!(p.servers, ["127.0.0.1:1884"]);
         assert_eq!(p.quic_mode, Some(QuicMode::Single));
         assert!(
             p.describe().contains("QUIC single-stream"),
@@ -645,7 +699,10 @@ mod tests {
             p.describe()
         );
         let p = plan(&["pub", "--transport", "ws"]).unwrap();
-        assert_eq!((p.server.as_str(), p.quic_mode), ("127.0.0.1:8083", None));
+        assert_eq!(
+            (p.servers[0].as_str(), p.quic_mode),
+            ("127.0.0.1:8083", None)
+        );
         assert!(p.describe().contains("WebSocket"), "{}", p.describe());
     }
 
@@ -654,13 +711,13 @@ mod tests {
         let quic = ["fan-in", "--transport", "quic", "--insecure", "--quic-mode"];
         let p = plan(&[&quic[..], &["topics", "--per-topic"]].concat()).unwrap();
         assert!(p.per_topic);
-        let o = p.client_options("x".into());
+        let o = p.client_options("127.0.0.1:1883", "x".into());
         assert_eq!(o.stream_mapping, Some(StreamMapping::Topic));
         assert!(!o.receive_datagrams && !o.send_datagrams);
         assert!(p.describe().contains("per-topic server streams"));
         let o = plan(&[&quic[..], &["datagram"]].concat())
             .unwrap()
-            .client_options("x".into());
+            .client_options("127.0.0.1:1883", "x".into());
         assert!(o.receive_datagrams && o.send_datagrams && o.stream_mapping.is_none());
     }
 
@@ -724,5 +781,34 @@ mod tests {
         }
         let help = args(&["--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn several_servers_spread_the_clients() {
+        let p = plan(&["fan-in", "-h", "a,b", "-p", "1883", "-c", "3"]).unwrap();
+        assert_eq!(p.servers, ["a:1883", "b:1883"]);
+        // Subscribers from the first server, publishers from the second: one publisher and
+        // one subscriber over two servers cross nodes.
+        assert_eq!(p.server_for('s', 0), "a:1883");
+        assert_eq!(
+            (0..3).map(|i| p.server_for('p', i)).collect::<Vec<_>>(),
+            ["b:1883", "a:1883", "b:1883"]
+        );
+        let p = plan(&["fan-out", "-p", "1883,1893,1903"]).unwrap();
+        assert_eq!(
+            p.servers,
+            ["127.0.0.1:1883", "127.0.0.1:1893", "127.0.0.1:1903"]
+        );
+        assert!(p
+            .describe()
+            .contains("127.0.0.1:1883,127.0.0.1:1893,127.0.0.1:1903"));
+        let p = plan(&["pub", "-h", "a,b", "-p", "1,2"]).unwrap();
+        assert_eq!(p.servers, ["a:1", "b:2"]);
+        let error = plan(&["pub", "-h", "a,b", "-p", "1,2,3"]).unwrap_err();
+        assert!(error.contains("2 hosts and -p 3 ports"), "{error}");
+        assert_eq!(
+            plan(&["pub", "-h", "::1,::2"]).unwrap().servers,
+            ["[::1]:1883", "[::2]:1883"]
+        );
     }
 }

@@ -32,16 +32,17 @@ pub enum Lane {
 /// (transport handshake to CONNACK).
 pub async fn open(
     plan: &Plan,
+    server: &str,
     client_id: String,
     subscriber: bool,
 ) -> Result<(Lane, Duration), ClientError> {
-    let mut options = plan.client_options(client_id);
+    let mut options = plan.client_options(server, client_id);
     if subscriber {
         options.inbox_capacity = SUBSCRIBER_INBOX;
     }
     let started = Instant::now();
     let (client, _connack) = if plan.transport == TransportKind::Ws {
-        Client::connect_over(websocket(&plan.server).await?, options).await?
+        Client::connect_over(websocket(server).await?, options).await?
     } else {
         Client::connect(options).await?
     };

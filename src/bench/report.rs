@@ -163,7 +163,7 @@ impl Report {
             version: env!("CARGO_PKG_VERSION"),
             scenario: plan.scenario,
             description: plan.describe(),
-            server: plan.server.clone(),
+            server: plan.servers_text(),
             transport: plan.transport,
             quic_mode: plan.quic_mode,
             mqtt_version: match plan.version {

@@ -82,7 +82,8 @@ pub async fn connect_all(ctx: &Arc<Ctx>, specs: Vec<Spec>, per_second: Option<f6
             let _permit = semaphore.acquire_owned().await;
             let plan = &ctx.plan;
             let id = plan.client_id(spec.role, spec.index);
-            let opened = match lane::open(plan, id, spec.filter.is_some()).await {
+            let server = plan.server_for(spec.role, spec.index);
+            let opened = match lane::open(plan, server, id, spec.filter.is_some()).await {
                 Err(e) => Err(("connect", e)),
                 Ok((lane, setup)) => match spec.filter {
                     None => Ok((lane, setup)),
@@ -192,7 +193,10 @@ pub async fn run_messages(
             .first()
             .map(|e| e.message.clone())
             .unwrap_or_default();
-        return Err(format!("no client could connect to {}: {why}", plan.server));
+        return Err(format!(
+            "no client could connect to {}: {why}",
+            plan.servers_text()
+        ));
     }
 
     // The measured phase.
