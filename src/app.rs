@@ -149,7 +149,11 @@ impl App {
     }
 
     /// Starts the broker, the handlers and the bridges.
-    pub async fn start(self) -> Result<AppHandle, AppError> {
+    ///
+    /// The listeners are bound first but serve no client until the handlers are registered
+    /// and every bridge has subscribed in this broker: a message published by the first
+    /// client to connect is already forwarded (README "Bridges").
+    pub async fn start(mut self) -> Result<AppHandle, AppError> {
         let bridges = self.config.bridges.clone();
         // Checked before anything binds: off loopback without a token is refused.
         let admin_config = self.config.clone();
@@ -158,6 +162,7 @@ impl App {
                 return Err(crate::admin::AdminSetupError::TokenRequired { addr }.into());
             }
         }
+        self.options.hold_listeners = true;
         let server = crate::server::start_with_channel(
             self.config,
             self.options,
@@ -165,23 +170,28 @@ impl App {
             self.events_rx,
         )
         .await?;
-        let admin = match crate::admin::start(&admin_config, server.probe()).await {
-            Ok(admin) => admin,
-            Err(e) => {
-                server.shutdown().await;
-                return Err(e.into());
-            }
-        };
         let mut handle = AppHandle {
-            admin,
+            admin: None,
             server,
             next_handler: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             bridges: crate::bridge::Bridges::default(),
         };
         for r in self.registrations {
-            handle.register(&r.filter, r.qos, r.handler).await?;
+            if let Err(e) = handle.register(&r.filter, r.qos, r.handler).await {
+                handle.shutdown().await;
+                return Err(e);
+            }
         }
         handle.bridges = crate::bridge::start(&handle.server, &bridges).await;
+        // The admin API publishes too (`POST /publish`): after the bridges as well.
+        match crate::admin::start(&admin_config, handle.server.probe()).await {
+            Ok(admin) => handle.admin = admin,
+            Err(e) => {
+                handle.shutdown().await;
+                return Err(e.into());
+            }
+        }
+        handle.server.open_listeners();
         Ok(handle)
     }
 

@@ -58,8 +58,8 @@ async fn queued_messages_survive_kill_9_and_go_out_after_the_restart() {
         .await
         .unwrap()
         .0;
-    // The broker accepts clients before its bridges have subscribed; the bridge's first
-    // state (`0`, retained) comes after its subscription.
+    // The bridge subscribed before the broker served any client; its state (`0`, retained)
+    // says the remote is down.
     publisher
         .subscribe("$SYS/broker/connection/down/state", QoS::AtMostOnce)
         .await

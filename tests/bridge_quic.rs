@@ -19,9 +19,18 @@ use mqttd::{App, AppHandle, Config};
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn start(data_dir: &std::path::Path, quic: bool, bridges_yaml: &str) -> AppHandle {
+    start_on(data_dir, "127.0.0.1:0", quic, bridges_yaml).await
+}
+
+async fn start_on(
+    data_dir: &std::path::Path,
+    tcp: &str,
+    quic: bool,
+    bridges_yaml: &str,
+) -> AppHandle {
     let quic = if quic { "127.0.0.1:0" } else { "null" };
     let yaml = format!(
-        "listeners:\n  tcp: 127.0.0.1:0\n  quic: {quic}\nstorage:\n  data_dir: {}\nlog:\n  level: warn\n{bridges_yaml}",
+        "listeners:\n  tcp: {tcp}\n  quic: {quic}\nstorage:\n  data_dir: {}\nlog:\n  level: warn\n{bridges_yaml}",
         data_dir.display()
     );
     let config = Config::from_yaml(&yaml, std::path::Path::new("test.yaml")).expect("valid config");
@@ -134,6 +143,94 @@ async fn mqttd_to_mqttd_over_quic() {
     assert!(stats[0].1.up);
     assert_eq!(stats[0].1.forwarded_out, 4);
     assert_eq!(stats[0].1.forwarded_in, 4);
+    edge.shutdown().await;
+    central.shutdown().await;
+}
+
+/// A client that connects the moment the edge's TCP port accepts connections and publishes at
+/// once (CONNECT and PUBLISH in one write, sent before the broker has read anything): the
+/// bridge's subscription is in place before any client is served, so the message is
+/// forwarded even on the first start (README "Bridges").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_the_moment_the_broker_accepts_is_forwarded() {
+    use mqttd::codec::{self, Connect, Packet, Properties, ProtocolVersion, Publish};
+    use std::io::{Read, Write};
+
+    let central_dir = tempfile::tempdir().unwrap();
+    let central = start(central_dir.path(), false, "").await;
+    let central_sub = client(central.tcp_addr().unwrap(), "central-sub").await;
+    central_sub
+        .subscribe("edge1/first/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+
+    // A port that was free a moment ago: the publisher must know it before the broker binds.
+    let edge_tcp = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut bytes = bytes::BytesMut::new();
+    let connect = Packet::Connect(Box::new(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 60,
+        properties: Properties::default(),
+        client_id: "first".into(),
+        will: None,
+        username: None,
+        password: None,
+    }));
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "first/msg".into(),
+        packet_id: Some(1),
+        properties: Properties::default(),
+        payload: bytes::Bytes::from_static(b"early"),
+    });
+    codec::encode(&connect, ProtocolVersion::V5, &mut bytes);
+    codec::encode(&publish, ProtocolVersion::V5, &mut bytes);
+    let publisher = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + LIMIT;
+        let mut socket = loop {
+            match std::net::TcpStream::connect(edge_tcp) {
+                Ok(socket) => break socket,
+                Err(e) if std::time::Instant::now() > deadline => panic!("edge never came: {e}"),
+                Err(_) => {}
+            }
+        };
+        socket.write_all(&bytes).unwrap();
+        // CONNACK and PUBACK: the edge took the message.
+        socket.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut got = bytes::BytesMut::new();
+        let mut acked = false;
+        while !acked {
+            let mut chunk = [0u8; 256];
+            let n = socket.read(&mut chunk).expect("the edge answers");
+            assert!(n > 0, "the edge closed the connection");
+            got.extend_from_slice(&chunk[..n]);
+            while let Some(p) =
+                codec::decode(&mut got, Some(ProtocolVersion::V5), u32::MAX).unwrap()
+            {
+                acked |= matches!(p, Packet::PubAck(_));
+            }
+        }
+        socket
+    });
+
+    let edge_dir = tempfile::tempdir().unwrap();
+    let bridge = format!(
+        "bridges:\n  - name: central\n    addresses: [\"{}\"]\n    backoff: {{base_ms: 50, cap_ms: 200}}\n    \
+         topics:\n      - {{pattern: \"first/#\", direction: out, remote_prefix: \"edge1/\"}}\n",
+        central.tcp_addr().unwrap()
+    );
+    let edge = start_on(edge_dir.path(), &edge_tcp.to_string(), false, &bridge).await;
+    let _socket = tokio::task::spawn_blocking(move || publisher.join().unwrap())
+        .await
+        .unwrap();
+    let got = collect(&central_sub, 1, "the first message centrally").await;
+    assert_eq!(&got["edge1/first/msg"].payload[..], b"early");
     edge.shutdown().await;
     central.shutdown().await;
 }

@@ -6,6 +6,7 @@ mod probe;
 
 pub use probe::ServerProbe;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -101,6 +102,10 @@ fn open_store(
 #[derive(Default)]
 pub struct ServerOptions {
     pub enhanced_auth: Option<Box<dyn EnhancedAuth>>,
+    /// Bind the listeners but serve no connection until [`ServerHandle::open_listeners`]:
+    /// what must be in place before the first client (a bridge's subscription in this
+    /// broker) is set up first over in-process connections. Default false.
+    pub hold_listeners: bool,
 }
 
 /// A running broker.
@@ -125,6 +130,8 @@ pub struct ServerHandle {
     gate: Arc<crate::transport::login::LoginGate>,
     max_packet_size: u32,
     stop: watch::Sender<bool>,
+    /// Whether the listeners serve connections ([`ServerOptions::hold_listeners`]).
+    open: watch::Sender<bool>,
     core: JoinHandle<()>,
     listeners: Vec<JoinHandle<()>>,
     /// Connections that have not yet written their last packets (see `shutdown`).
@@ -175,6 +182,7 @@ pub(crate) async fn start_with_channel(
     };
 
     let (stop, stop_rx) = watch::channel(false);
+    let (open, open_rx) = watch::channel(!options.hold_listeners);
     let ids = Arc::new(AtomicU64::new(1));
     let max_packet_size = config.limits.max_packet_size;
 
@@ -231,16 +239,19 @@ pub(crate) async fn start_with_channel(
             .map_err(|source| ServerError::BindMqtts { addr, source })?;
         tracing::info!(addr = %local, "listening for MQTT over TLS (MQTTS)");
         mqtts_addr = Some(local);
-        listeners.push(tokio::spawn(crate::transport::tls_tcp::accept_loop(
-            listener,
-            crate::transport::tls_tcp::acceptor(tls),
-            events.clone(),
-            ids.clone(),
-            max_packet_size,
-            Duration::from_secs(config.quic.handshake_timeout_secs),
-            gate.clone(),
-            stop_rx.clone(),
-            flushing.clone(),
+        listeners.push(tokio::spawn(when_open(
+            open_rx.clone(),
+            crate::transport::tls_tcp::accept_loop(
+                listener,
+                crate::transport::tls_tcp::acceptor(tls),
+                events.clone(),
+                ids.clone(),
+                max_packet_size,
+                Duration::from_secs(config.quic.handshake_timeout_secs),
+                gate.clone(),
+                stop_rx.clone(),
+                flushing.clone(),
+            ),
         )));
     }
     // WebTransport's development certificate: presented on ALPN h3, its hash served by the
@@ -265,6 +276,7 @@ pub(crate) async fn start_with_channel(
         &ids,
         &gate,
         &stop_rx,
+        &open_rx,
         &flushing,
     )
     .await?;
@@ -282,13 +294,16 @@ pub(crate) async fn start_with_channel(
             .map_err(|source| crate::transport::quic::QuicSetupError::Bind { addr, source })?;
         tracing::info!(addr = %local, alpn = "mqtt", webtransport = config.quic.webtransport, "listening for MQTT over QUIC");
         quic_addr = Some(local);
-        listeners.push(tokio::spawn(crate::transport::quic::accept_loop(
-            endpoint.clone(),
-            events.clone(),
-            ids.clone(),
-            quic_settings,
-            gate.clone(),
-            stop_rx.clone(),
+        listeners.push(tokio::spawn(when_open(
+            open_rx.clone(),
+            crate::transport::quic::accept_loop(
+                endpoint.clone(),
+                events.clone(),
+                ids.clone(),
+                quic_settings,
+                gate.clone(),
+                stop_rx.clone(),
+            ),
         )));
         quic_endpoint = Some(endpoint);
     }
@@ -303,14 +318,17 @@ pub(crate) async fn start_with_channel(
             .map_err(|source| ServerError::BindTcp { addr, source })?;
         tracing::info!(addr = %local, "listening for MQTT over TCP");
         tcp_addr = Some(local);
-        listeners.push(tokio::spawn(crate::transport::tcp::accept_loop(
-            listener,
-            events.clone(),
-            ids.clone(),
-            max_packet_size,
-            gate.clone(),
-            stop_rx.clone(),
-            flushing.clone(),
+        listeners.push(tokio::spawn(when_open(
+            open_rx.clone(),
+            crate::transport::tcp::accept_loop(
+                listener,
+                events.clone(),
+                ids.clone(),
+                max_packet_size,
+                gate.clone(),
+                stop_rx.clone(),
+                flushing.clone(),
+            ),
         )));
     }
     #[cfg(unix)]
@@ -346,10 +364,20 @@ pub(crate) async fn start_with_channel(
         gate,
         max_packet_size,
         stop,
+        open,
         core,
         listeners,
         flushing,
     })
+}
+
+/// Runs an accept loop once the listeners are open ([`ServerOptions::hold_listeners`]).
+/// Until then connections wait where the kernel (TCP backlog) or quinn (incoming queue) put
+/// them, unserved.
+async fn when_open(mut open: watch::Receiver<bool>, accept_loop: impl Future<Output = ()>) {
+    if open.wait_for(|open| *open).await.is_ok() {
+        accept_loop.await;
+    }
 }
 
 /// Binds `listeners.ws` and `listeners.wss` (when set) and starts their accept loops; returns
@@ -363,6 +391,7 @@ async fn start_websocket(
     ids: &Arc<AtomicU64>,
     gate: &Arc<crate::transport::login::LoginGate>,
     stop: &watch::Receiver<bool>,
+    open: &watch::Receiver<bool>,
     flushing: &TaskTracker,
 ) -> Result<(Option<SocketAddr>, Option<SocketAddr>, Vec<JoinHandle<()>>), ServerError> {
     use crate::transport::ws::{accept_loop, no_resources, Resources, WsListener};
@@ -418,13 +447,16 @@ async fn start_websocket(
             resources: resources.clone(),
             flushing: flushing.clone(),
         };
-        listeners.push(tokio::spawn(accept_loop(
-            listener,
-            settings,
-            events.clone(),
-            ids.clone(),
-            gate.clone(),
-            stop.clone(),
+        listeners.push(tokio::spawn(when_open(
+            open.clone(),
+            accept_loop(
+                listener,
+                settings,
+                events.clone(),
+                ids.clone(),
+                gate.clone(),
+                stop.clone(),
+            ),
         )));
     }
     let [ws_addr, wss_addr] = bound;
@@ -615,6 +647,12 @@ impl ServerHandle {
             listeners,
             started: self.started,
         }
+    }
+
+    /// Starts serving connections on the listeners held by [`ServerOptions::hold_listeners`]
+    /// (nothing changes when they are open already).
+    pub fn open_listeners(&self) {
+        self.open.send_replace(true);
     }
 
     /// The PEM certificate the QUIC listener presents (generated or configured).
