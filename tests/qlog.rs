@@ -3,6 +3,8 @@
 //! and whose events include the packets sent and received; connections the filter does not
 //! select leave nothing. The broker is the binary, the client `mqttd pub --quic`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
