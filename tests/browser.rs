@@ -154,7 +154,17 @@ async fn mqtt_js_in_chromium_over_webtransport_with_datagrams() {
             "refused_path": format!("https://127.0.0.1:{quic}/elsewhere"),
         },
         "datagrams": true,
+        "publish_datagrams": true,
     }]);
     run_browser(&b, targets, &[]).await;
+    // The browser's QoS 0 publishes arrived as WebTransport datagrams (proto-ext/webtransport.md
+    // section 3), none dropped as malformed.
+    let metrics = b.server.metrics().await.unwrap();
+    assert!(
+        metrics.datagrams_received >= 2,
+        "datagrams received from the browser: {}",
+        metrics.datagrams_received
+    );
+    assert_eq!(metrics.datagrams_dropped, 0);
     b.server.shutdown().await;
 }

@@ -51,6 +51,8 @@ pub enum ServerError {
     Quic(#[from] crate::transport::quic::QuicSetupError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthSetupError),
+    #[error(transparent)]
+    Qlog(#[from] crate::transport::qlog::QlogDirError),
     #[error("the broker has stopped")]
     Stopped,
     #[error(transparent)]
@@ -192,7 +194,7 @@ pub(crate) async fn start_with_channel(
     let mut quic_addr = None;
     let mut quic_endpoint = None;
     let mut cert_path = None;
-    let quic_settings = crate::transport::quic::QuicSettings::from_config(&config);
+    let mut quic_settings = crate::transport::quic::QuicSettings::from_config(&config);
     let quic_stats = quic_settings.stats.clone();
     let quic_admission = quic_settings.admission.clone();
     // Every connection, on any listener, until it has written its last packets.
@@ -283,6 +285,8 @@ pub(crate) async fn start_with_channel(
     listeners.extend(ws_listeners);
     if let (Some(addr), Some(identity)) = (config.listeners.quic, identity) {
         let server_config = crate::transport::quic::server_config(&config, identity, dev_cert)?;
+        quic_settings.qlog =
+            crate::transport::qlog::QlogSettings::from_config(&config, &server_config)?;
         let layout = crate::transport::cid::CidLayout::from_config(&config.quic);
         let endpoint = crate::transport::quic::bind(
             addr,

@@ -3,7 +3,8 @@
 //! [`stream`] serves any ordered byte stream (a TCP socket, a TLS session, a QUIC stream);
 //! [`tcp`] and [`tls_tcp`] accept sockets; [`quic`] serves QUIC connections, with [`quic_tls`]
 //! (certificate, tickets, early data), [`early`] (what 0-RTT data may do), [`migration`]
-//! (following a client's address) and [`cid`] (connection IDs carrying a server id).
+//! (following a client's address), [`cid`] (connection IDs carrying a server id) and [`qlog`]
+//! (qlog traces of selected connections).
 //! [`login`] judges each CONNECT's credentials before the broker sees it. [`ws`] serves MQTT
 //! over WebSocket ([`ws_http`] the upgrade, [`ws_io`] the frames as bytes, [`proxy_protocol`]
 //! the client address from a trusted proxy). [`webtransport`] serves MQTT over WebTransport
@@ -17,6 +18,7 @@ pub mod early;
 pub mod login;
 pub mod migration;
 pub mod proxy_protocol;
+pub mod qlog;
 pub mod quic;
 mod quic_connection;
 pub mod quic_datagrams;

@@ -61,7 +61,13 @@ pub fn server_config(
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.migration(config.quic.migration);
 
-    let q = &config.quic;
+    server.transport_config(Arc::new(transport_config(&config.quic)));
+    Ok(server)
+}
+
+/// The transport parameters of every connection (`super::qlog` builds one per traced
+/// connection: quinn's transport configuration is not `Clone`).
+pub fn transport_config(q: &crate::config::Quic) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(q.max_bidi_streams))
@@ -87,8 +93,7 @@ pub fn server_config(
             .reordering_threshold(VarInt::from_u32(1));
         transport.ack_frequency_config(Some(ack));
     }
-    server.transport_config(Arc::new(transport));
-    Ok(server)
+    transport
 }
 
 /// Binds the UDP socket. `endpoint` decides the connection IDs (`super::cid`).
@@ -156,7 +161,15 @@ async fn serve_incoming(
     gate: Arc<super::login::LoginGate>,
 ) {
     let remote = incoming.remote_address();
-    let connecting = match incoming.accept() {
+    // qlog on demand: a traced connection gets its own transport configuration (qlog.rs).
+    let (accepted, qlog) = match settings.qlog.as_ref().map(|q| q.decide(conn, remote)) {
+        Some(super::qlog::Decision::File(config)) => (incoming.accept_with(config), None),
+        Some(super::qlog::Decision::Pending(config, pending)) => {
+            (incoming.accept_with(config), Some(pending))
+        }
+        Some(super::qlog::Decision::Off) | None => (incoming.accept(), None),
+    };
+    let connecting = match accepted {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%remote, error = %e, "QUIC connection refused");
@@ -175,7 +188,7 @@ async fn serve_incoming(
                     tx,
                 ));
                 let early = EarlyData::new(settings.zero_rtt, rx, settings.stats.clone());
-                serve_by_alpn(conn, connection, events, settings, early, gate).await;
+                serve_by_alpn(conn, connection, events, settings, early, gate, qlog).await;
                 return;
             }
             Err(connecting) => connecting,
@@ -197,7 +210,7 @@ async fn serve_incoming(
         }
     };
     let early = EarlyData::confirmed(settings.stats.clone());
-    serve_by_alpn(conn, connection, events, settings, early, gate).await;
+    serve_by_alpn(conn, connection, events, settings, early, gate, qlog).await;
 }
 
 /// ALPN `h3` is WebTransport (when enabled); every other ALPN is MQTT over QUIC.
@@ -208,12 +221,16 @@ async fn serve_by_alpn(
     settings: QuicSettings,
     early: EarlyData,
     gate: Arc<super::login::LoginGate>,
+    qlog: Option<super::qlog::Pending>,
 ) {
     match &settings.webtransport {
         Some(wt) if super::webtransport::negotiated(&connection) => {
             let _flushing = settings.flushing.token();
             super::webtransport::serve(conn, connection, events, wt.clone(), gate).await
         }
-        _ => super::quic_connection::serve(conn, connection, events, settings, early, gate).await,
+        _ => {
+            super::quic_connection::serve(conn, connection, events, settings, early, gate, qlog)
+                .await
+        }
     }
 }

@@ -60,6 +60,7 @@ pub(super) async fn serve(
     settings: QuicSettings,
     early: EarlyData,
     gate: Arc<LoginGate>,
+    qlog: Option<super::qlog::Pending>,
 ) {
     let _flushing = settings.flushing.token();
     let peer = super::migration::peer_label(connection.remote_address());
@@ -117,7 +118,7 @@ pub(super) async fn serve(
     };
     tokio::select! {
         _ = dispatcher.run(&this.outbox, new_streams_rx) => {}
-        _ = then_wait(this.read_control(control_recv, gate)) => {}
+        _ = then_wait(this.read_control(control_recv, gate, qlog)) => {}
         _ = then_wait(this.accept_bidi(new_streams)) => {}
         _ = then_wait(this.accept_uni()) => {}
         _ = then_wait(this.read_datagrams()) => {}
@@ -154,7 +155,12 @@ async fn accept_control(
 impl QuicConnection {
     /// The control stream until it ends: its end (or bytes that do not decode) ends the MQTT
     /// connection, through the broker.
-    async fn read_control(&self, mut recv: Prefixed<RecvStream>, gate: Arc<LoginGate>) {
+    async fn read_control(
+        &self,
+        mut recv: Prefixed<RecvStream>,
+        gate: Arc<LoginGate>,
+        qlog: Option<super::qlog::Pending>,
+    ) {
         let conn = self.conn;
         // Every event of the stream goes through its 0-RTT gate (early.rs), in order.
         let events = self
@@ -180,7 +186,12 @@ impl QuicConnection {
             &events,
             self.settings.max_packet_size,
             &mut version,
-            |_| {},
+            // qlog with a client id filter: the CONNECT decides whether the trace is kept.
+            |connect| {
+                if let Some(qlog) = &qlog {
+                    qlog.decide(&connect.client_id);
+                }
+            },
             Some(&login),
             &self.outbox.read_pause,
         )

@@ -39,6 +39,9 @@ pub struct QuicSettings {
     pub flushing: TaskTracker,
     /// `quic.webtransport`: connections on ALPN `h3` go to `super::webtransport`.
     pub webtransport: Option<super::webtransport::WtSettings>,
+    /// `quic.qlog_dir`: which connections write a qlog trace (set once the server
+    /// configuration exists, `super::qlog`).
+    pub qlog: Option<super::qlog::QlogSettings>,
 }
 
 impl QuicSettings {
@@ -61,6 +64,7 @@ impl QuicSettings {
             connections: Arc::default(),
             flushing: TaskTracker::new(),
             webtransport: super::webtransport::WtSettings::from_config(config),
+            qlog: None,
         }
     }
 }

@@ -106,7 +106,7 @@ pub enum ReadEnd {
 
 /// Reads and decodes packets from one stream, sending them to the broker tagged with `stream`.
 /// `version` is the connection's protocol version (`None` until CONNECT, which sets it and
-/// calls `on_connect`). On the stream that carries CONNECT, `login` judges its credentials
+/// is shown to `on_connect`). On the stream that carries CONNECT, `login` judges its credentials
 /// and the verdict goes to the broker just ahead of the packets (`super::login`).
 #[allow(clippy::too_many_arguments)]
 pub async fn read_packets<R: AsyncRead + Unpin>(
@@ -116,7 +116,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     events: &mpsc::Sender<Event>,
     max_packet_size: u32,
     version: &mut Option<ProtocolVersion>,
-    mut on_connect: impl FnMut(ProtocolVersion),
+    mut on_connect: impl FnMut(&codec::Connect),
     login: Option<&LoginContext>,
     pause: &ReadPause,
 ) -> ReadEnd {
@@ -134,7 +134,7 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
             let packet = codec::decode_from_client(buf, *version, max_packet_size);
             if let Ok(Some(Packet::Connect(c))) = &packet {
                 *version = Some(c.protocol);
-                on_connect(c.protocol);
+                on_connect(c);
                 connect_at.get_or_insert(decoded);
             }
             decoded += 1;

@@ -6,7 +6,8 @@
 //   "tcp_port": N, "quic_port": N, "targets": [{"name": "ws", "url": "ws://127.0.0.1:N/mqtt"}, ...]}
 // A target may carry "webtransport": {"url": "https://127.0.0.1:N/mqtt", "cert_hash": HEX}
 // to connect through examples/mqtt-webtransport.js instead of a WebSocket, and
-// "datagrams": true to also check QoS 0 in WebTransport datagrams.
+// "datagrams": true to also check QoS 0 deliveries in WebTransport datagrams, and
+// "publish_datagrams": true to send the browser's QoS 0 publishes in datagrams.
 //
 // For each target the page (served by this script over HTTP on 127.0.0.1) connects MQTT.js,
 // subscribes, and receives what mosquitto_pub sends over TCP and what the bundled client
@@ -100,6 +101,7 @@ async function browserConnect(page, target, topic) {
           ? [{ algorithm: "sha-256", value: mqttWebTransport.hexToBytes(target.webtransport.cert_hash) }]
           : undefined,
         datagrams: !!target.datagrams,
+        publishDatagrams: !!target.publish_datagrams,
       });
       if (target.datagrams) {
         // proto-ext/datagrams.md: ask for QoS 0 deliveries in datagrams.
@@ -226,6 +228,15 @@ async function checkTarget(context, base, target) {
       await browserReceives(page, `datagram-${target.name}`, "QoS 0 datagram -> browser");
       const after = await page.evaluate(() => mqttWebTransport.last.datagramsReceived);
       if (!(after > before)) fail(`the QoS 0 message did not come in a datagram (${before} -> ${after})`);
+    }
+    if (target.publish_datagrams) {
+      // The browser's QoS 0 publishes above (to TCP and QUIC) went in datagrams.
+      const sent = await page.evaluate(() => ({
+        sent: mqttWebTransport.last.datagramsSent,
+        fallback: mqttWebTransport.last.datagramsFallenBack,
+      }));
+      if (!(sent.sent >= 2)) fail(`the browser's QoS 0 publishes did not go in datagrams: ${JSON.stringify(sent)}`);
+      console.log(`${target.name}: browser -> broker datagrams ${JSON.stringify(sent)}`);
     }
     await page.evaluate(() => window.client.endAsync());
     if (errors.length) fail("page errors: " + errors.join("; "));

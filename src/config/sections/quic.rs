@@ -1,9 +1,12 @@
 //! `quic:` QUIC transport parameters, 0-RTT, migration and connection IDs.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::ipnet::IpNetwork;
 
 /// QUIC transport limits, sized so that many connections fit in memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,16 @@ pub struct Quic {
     /// WebSocket listeners at `/.well-known/mqttd-webtransport-cert-hash`). For development;
     /// production uses a CA-signed `tls.cert`. Default false.
     pub webtransport_dev_cert: bool,
+    /// qlog on demand: a directory where each selected connection writes its qlog trace
+    /// (JSON-SEQ, `.sqlog`, which qvis opens). `null`: no qlog (quinn then records nothing).
+    /// Default null.
+    pub qlog_dir: Option<PathBuf>,
+    /// Which connections are traced when `qlog_dir` is set: those whose CONNECT carries one of
+    /// these client ids, or that come from one of `qlog_addresses`; both empty: every
+    /// connection. Default empty.
+    pub qlog_client_ids: Vec<String>,
+    /// Addresses or networks (`"10.0.0.0/8"`) whose connections are traced. Default empty.
+    pub qlog_addresses: Vec<IpNetwork>,
 }
 
 /// What MQTT packets that arrive as 0-RTT early data may do.
@@ -151,6 +164,9 @@ impl Default for Quic {
             address_validation: false,
             webtransport: false,
             webtransport_dev_cert: false,
+            qlog_dir: None,
+            qlog_client_ids: Vec::new(),
+            qlog_addresses: Vec::new(),
         }
     }
 }
