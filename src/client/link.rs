@@ -32,6 +32,8 @@ pub(crate) struct LinkParts {
     pub quic: Option<(quinn::Endpoint, quinn::Connection)>,
     /// QUIC: the first stream was opened in 0-RTT (see `QuicConnection::early`).
     pub early: Option<quinn::ZeroRttAccepted>,
+    /// Dialled over the fallback transport because QUIC got no answer (`Fallback`).
+    pub fallback: bool,
 }
 
 /// Initial read buffer; it grows for large packets.
