@@ -263,7 +263,12 @@ async fn bridge_until(
 /// Publishes `up/<name>` at the edge (QoS 1) and waits for it centrally.
 async fn crosses(edge_pub: &Client, central_sub: &Client, name: &str) {
     edge_pub
-        .publish(format!("up/{name}"), name.to_owned(), QoS::AtLeastOnce, false)
+        .publish(
+            format!("up/{name}"),
+            name.to_owned(),
+            QoS::AtLeastOnce,
+            false,
+        )
         .await
         .unwrap();
     let got = collect(central_sub, 1, &format!("up/{name} centrally")).await;

@@ -334,6 +334,8 @@ pub(crate) async fn exchange(
             if state.is_connected() {
                 return Ok(buf);
             }
+            // Answers to enhanced authentication challenges (AUTH) go out before CONNACK.
+            write_queued(state, writer).await?;
         }
     };
     match tokio::time::timeout(timeout, exchange).await {

@@ -12,6 +12,7 @@
 //! identifiers are unique across the whole connection.
 
 pub mod args;
+mod auth;
 mod dial;
 mod driver;
 mod error;
@@ -28,6 +29,7 @@ mod tls;
 mod tool;
 mod types;
 
+pub use auth::{AuthExchange, AuthMethod, EnhancedAuth};
 pub use error::{reason_name, ClientError, Reason, TRUST_HINT};
 pub use handle::{Client, ClientStream, PendingPublish};
 pub(crate) use options::jitter;

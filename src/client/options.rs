@@ -124,6 +124,10 @@ pub struct ClientOptions {
     pub reconnect: Option<Reconnect>,
     /// QUIC: where to go when UDP is blocked (see [`Fallback`]). Default `None`.
     pub fallback: Option<Fallback>,
+    /// MQTT 5.0 enhanced authentication: the method named in every CONNECT and the answers
+    /// to the server's AUTH challenges (see [`AuthMethod`](super::AuthMethod)). Default
+    /// `None`.
+    pub auth: Option<super::auth::EnhancedAuth>,
 }
 
 /// A QUIC client's way around a network that blocks UDP: each connection attempt (the first
@@ -254,6 +258,7 @@ impl ClientOptions {
             manual_acks: false,
             reconnect: None,
             fallback: None,
+            auth: None,
         }
     }
 
