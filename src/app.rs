@@ -288,6 +288,15 @@ impl AppHandle {
         self.bridges.stats()
     }
 
+    /// Moves bridge `name`'s QUIC connection to a new local UDP socket, as an address change
+    /// would ([`crate::bridge::Bridges::migrate`]); returns the new local address.
+    pub async fn bridge_migrate(
+        &self,
+        name: &str,
+    ) -> Result<std::net::SocketAddr, crate::client::ClientError> {
+        self.bridges.migrate(name).await
+    }
+
     /// Stops the bridges (DISCONNECT to each remote), then the broker.
     pub async fn shutdown(self) {
         self.bridges.stop().await;

@@ -1,6 +1,8 @@
-//! mqttd to mqttd over QUIC (README "Bridges"): an edge mqttd bridges to a central mqttd over
-//! QUIC, trusting the central broker's generated certificate; both directions, QoS 0/1/2,
-//! retained flags and prefixes cross.
+//! mqttd to mqttd (README "Bridges"): an edge mqttd bridges to a central mqttd over QUIC,
+//! trusting the central broker's generated certificate; both directions, QoS 0/1/2, retained
+//! flags and prefixes cross. Over QUIC the bridge survives an address change of the edge
+//! (migration), reconnects with 0-RTT, and falls back to MQTTS when QUIC gets no answer. A
+//! message published the moment the edge accepts clients is forwarded.
 // Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -28,9 +30,14 @@ async fn start_on(
     quic: bool,
     bridges_yaml: &str,
 ) -> AppHandle {
-    let quic = if quic { "127.0.0.1:0" } else { "null" };
+    // With QUIC comes MQTTS (the fallback's transport), on the same certificate.
+    let (quic, mqtts) = if quic {
+        ("127.0.0.1:0", "127.0.0.1:0")
+    } else {
+        ("null", "null")
+    };
     let yaml = format!(
-        "listeners:\n  tcp: {tcp}\n  quic: {quic}\nstorage:\n  data_dir: {}\nlog:\n  level: warn\n{bridges_yaml}",
+        "listeners:\n  tcp: {tcp}\n  quic: {quic}\n  mqtts: {mqtts}\nstorage:\n  data_dir: {}\nlog:\n  level: warn\n{bridges_yaml}",
         data_dir.display()
     );
     let config = Config::from_yaml(&yaml, std::path::Path::new("test.yaml")).expect("valid config");
@@ -231,6 +238,152 @@ async fn a_message_published_the_moment_the_broker_accepts_is_forwarded() {
         .unwrap();
     let got = collect(&central_sub, 1, "the first message centrally").await;
     assert_eq!(&got["edge1/first/msg"].payload[..], b"early");
+    edge.shutdown().await;
+    central.shutdown().await;
+}
+
+/// Polls the edge's only bridge until `ready` holds for its counters.
+async fn bridge_until(
+    edge: &AppHandle,
+    what: &str,
+    ready: impl Fn(&mqttd::bridge::BridgeStatsSnapshot) -> bool,
+) -> mqttd::bridge::BridgeStatsSnapshot {
+    within(LIMIT, what, async {
+        loop {
+            let stats = edge.bridge_stats()[0].1;
+            if ready(&stats) {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Publishes `up/<name>` at the edge (QoS 1) and waits for it centrally.
+async fn crosses(edge_pub: &Client, central_sub: &Client, name: &str) {
+    edge_pub
+        .publish(
+            format!("up/{name}"),
+            name.to_owned(),
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await
+        .unwrap();
+    let got = collect(central_sub, 1, &format!("up/{name} centrally")).await;
+    assert!(got.contains_key(&format!("edge1/up/{name}")), "{got:?}");
+}
+
+fn quic_bridge(addresses: &str, ca: &std::path::Path, more: &str) -> String {
+    format!(
+        "bridges:\n  - name: central\n    addresses: [{addresses}]\n    transport: quic\n    \
+         tls: {{ca_file: \"{}\", server_name: localhost}}\n    backoff: {{base_ms: 50, cap_ms: 200}}\n{more}    \
+         topics:\n      - {{pattern: \"up/#\", direction: out, remote_prefix: \"edge1/\"}}\n",
+        ca.display()
+    )
+}
+
+/// The edge's QUIC connection moves to a new UDP socket (as an address change would): the
+/// central broker follows it, forwarding carries on, and no new connection or session is made.
+/// Then the central broker drops the bridge (another client takes its session over and
+/// leaves): the bridge reconnects with 0-RTT (its CONNECT in the first flight, taken by the
+/// central broker) and forwards again.
+#[tokio::test]
+async fn over_quic_the_bridge_migrates_and_reconnects_with_0rtt() {
+    let central_dir = tempfile::tempdir().unwrap();
+    let central = start(central_dir.path(), true, "").await;
+    let quic = central.quic_addr().unwrap();
+    let ca = central.server().cert_path().unwrap();
+    let central_addr = central.tcp_addr().unwrap();
+    let edge_dir = tempfile::tempdir().unwrap();
+    let edge = start(
+        edge_dir.path(),
+        false,
+        &quic_bridge(&format!("\"{quic}\""), ca, ""),
+    )
+    .await;
+    bridge_until(&edge, "the bridge to come up", |s| s.up).await;
+
+    let central_sub = client(central_addr, "central-sub").await;
+    central_sub
+        .subscribe("edge1/up/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
+    crosses(&edge_pub, &central_sub, "before").await;
+
+    let migrations = central.server().metrics().await.unwrap().migrations;
+    edge.bridge_migrate("central")
+        .await
+        .expect("the bridge migrates");
+    crosses(&edge_pub, &central_sub, "after-migration").await;
+    within(LIMIT, "the central broker to see the new address", async {
+        while central.server().metrics().await.unwrap().migrations == migrations {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let stats = edge.bridge_stats()[0].1;
+    assert_eq!(stats.reconnects, 0, "the connection carried on: {stats:?}");
+    assert_eq!(
+        stats.zero_rtt_connects, 0,
+        "a first connection has no ticket"
+    );
+
+    let early = central.server().quic_stats().zero_rtt_connects;
+    let taker = Client::connect(
+        ClientOptions::new(central_addr.to_string())
+            .client_id("mqttd-bridge-central")
+            .clean_start(false)
+            .session_expiry(86_400),
+    )
+    .await
+    .unwrap()
+    .0;
+    taker.disconnect().await.unwrap();
+    let stats = bridge_until(&edge, "the bridge to reconnect", |s| {
+        s.up && s.reconnects >= 1
+    })
+    .await;
+    assert!(stats.zero_rtt_connects >= 1, "{stats:?}");
+    assert!(central.server().quic_stats().zero_rtt_connects > early);
+    crosses(&edge_pub, &central_sub, "after-reconnect").await;
+    edge.shutdown().await;
+    central.shutdown().await;
+}
+
+/// QUIC toward a UDP port where nothing answers (a socket that never reads: every packet is
+/// silently dropped, as behind a firewall that blocks UDP): after `after_ms` the bridge
+/// connects over MQTTS to the fallback address and forwards.
+#[tokio::test]
+async fn over_quic_the_bridge_falls_back_to_mqtts_when_udp_gets_no_answer() {
+    let central_dir = tempfile::tempdir().unwrap();
+    let central = start(central_dir.path(), true, "").await;
+    let mqtts = central.server().mqtts_addr().unwrap();
+    let ca = central.server().cert_path().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let blocked = silent.local_addr().unwrap();
+    let fallback =
+        format!("    fallback: {{transport: mqtts, address: \"{mqtts}\", after_ms: 300}}\n");
+    let edge_dir = tempfile::tempdir().unwrap();
+    let edge = start(
+        edge_dir.path(),
+        false,
+        &quic_bridge(&format!("\"{blocked}\""), ca, &fallback),
+    )
+    .await;
+    let stats = bridge_until(&edge, "the bridge to come up over MQTTS", |s| s.up).await;
+    assert_eq!(stats.fallback_connects, 1, "{stats:?}");
+
+    let central_sub = client(central.tcp_addr().unwrap(), "central-sub").await;
+    central_sub
+        .subscribe("edge1/up/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
+    crosses(&edge_pub, &central_sub, "over-mqtts").await;
+    drop(silent);
     edge.shutdown().await;
     central.shutdown().await;
 }

@@ -25,7 +25,7 @@ mod forward;
 mod stats;
 pub mod topics;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -34,7 +34,8 @@ pub use crate::config::BridgeConfig;
 pub use stats::{BridgeStats, BridgeStatsSnapshot};
 
 use crate::client::{
-    Client, ClientCert, ClientError, ClientOptions, QuicOptions, Reconnect, Subscription, Transport,
+    Client, ClientCert, ClientError, ClientOptions, Fallback, QuicOptions, Reconnect, Subscription,
+    Transport,
 };
 use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 use crate::config::bridges::{BridgeTransport, BridgeVersion};
@@ -50,6 +51,8 @@ pub struct Bridges {
 struct Running {
     name: String,
     stats: Arc<BridgeStats>,
+    /// The remote client, once its first connection is made.
+    remote: Arc<OnceLock<Client>>,
     task: JoinHandle<()>,
 }
 
@@ -58,8 +61,32 @@ impl Bridges {
     pub fn stats(&self) -> Vec<(String, BridgeStatsSnapshot)> {
         self.running
             .iter()
-            .map(|r| (r.name.clone(), r.stats.snapshot()))
+            .map(|r| {
+                let mut stats = r.stats.snapshot();
+                if let Some(remote) = r.remote.get() {
+                    let quic = remote.quic_stats();
+                    stats.zero_rtt_connects = quic.zero_rtt_accepted;
+                    stats.fallback_connects = quic.fallback_connections;
+                }
+                (r.name.clone(), stats)
+            })
             .collect()
+    }
+
+    /// Moves bridge `name`'s QUIC connection to a new local UDP socket, as an address change
+    /// of this host would ([`Client::migrate`]): the remote broker follows the new address and
+    /// the connection, its session and what is in flight carry on. Returns the new local
+    /// address.
+    pub async fn migrate(&self, name: &str) -> Result<std::net::SocketAddr, ClientError> {
+        let running = self
+            .running
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| ClientError::Unsupported(format!("no bridge named {name:?}")))?;
+        match running.remote.get() {
+            Some(remote) => remote.migrate().await,
+            None => Err(ClientError::NotConnected),
+        }
     }
 
     /// Stops every bridge: the remote connections are closed with DISCONNECT, and the local
@@ -82,10 +109,12 @@ pub async fn start(server: &ServerHandle, configs: &[BridgeConfig]) -> Bridges {
         let stats = Arc::new(BridgeStats::default());
         match connect_local(server, config).await {
             Ok(local) => {
-                let task = tokio::spawn(run(config.clone(), local, stats.clone()));
+                let remote = Arc::new(OnceLock::new());
+                let task = tokio::spawn(run(config.clone(), local, stats.clone(), remote.clone()));
                 running.push(Running {
                     name: config.name.clone(),
                     stats,
+                    remote,
                     task,
                 });
             }
@@ -139,13 +168,19 @@ fn bridge_subscription(filters: &[String]) -> Subscription {
 }
 
 /// One bridge, until it is stopped.
-async fn run(config: BridgeConfig, local: Client, stats: Arc<BridgeStats>) {
+async fn run(
+    config: BridgeConfig,
+    local: Client,
+    stats: Arc<BridgeStats>,
+    remote_slot: Arc<OnceLock<Client>>,
+) {
     let name: Arc<str> = Arc::from(config.name.as_str());
     let state_topic = format!("$SYS/broker/connection/{name}/state");
     let _ = local
         .publish(state_topic.clone(), "0", QoS::AtLeastOnce, true)
         .await;
     let remote = connect_remote(&config).await;
+    let _ = remote_slot.set(remote.clone());
     let routes = Arc::new(Routes::new(&config.topics));
     let inbound = routes.filters(Way::In);
     if !inbound.is_empty() {
@@ -220,11 +255,12 @@ fn remote_options(config: &BridgeConfig) -> ClientOptions {
         insecure: config.tls.insecure,
         server_name: config.tls.server_name.clone(),
     };
-    let transport = match config.transport {
+    let transport_of = |t: BridgeTransport| match t {
         BridgeTransport::Tcp => Transport::Tcp,
-        BridgeTransport::Mqtts => Transport::Mqtts(tls),
-        BridgeTransport::Quic => Transport::Quic(tls),
+        BridgeTransport::Mqtts => Transport::Mqtts(tls.clone()),
+        BridgeTransport::Quic => Transport::Quic(tls.clone()),
     };
+    let transport = transport_of(config.transport);
     let version = match config.version {
         BridgeVersion::V5 => ProtocolVersion::V5,
         BridgeVersion::V3_1_1 => ProtocolVersion::V3_1_1,
@@ -249,6 +285,12 @@ fn remote_options(config: &BridgeConfig) -> ClientOptions {
             alternates,
         });
     options.receive_maximum = config.max_inflight;
+    options.fallback = config.fallback.as_ref().map(|f| Fallback {
+        transport: transport_of(f.transport),
+        server: f.address.clone(),
+        port: f.port,
+        after: Duration::from_millis(f.after_ms),
+    });
     options.username = config.username.clone();
     options.password = config.password.clone().map(Into::into);
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {

@@ -34,6 +34,11 @@ pub struct BridgeStatsSnapshot {
     pub downgraded: u64,
     /// Connections to the remote after the first.
     pub reconnects: u64,
+    /// QUIC: connections to the remote whose CONNECT went out as 0-RTT early data and was
+    /// taken (a reconnection one round trip shorter).
+    pub zero_rtt_connects: u64,
+    /// QUIC: connections made over the fallback transport because QUIC got no answer.
+    pub fallback_connects: u64,
 }
 
 impl BridgeStats {
@@ -48,6 +53,8 @@ impl BridgeStats {
             dropped: get(&self.dropped),
             downgraded: get(&self.downgraded),
             reconnects: get(&self.reconnects),
+            zero_rtt_connects: 0,
+            fallback_connects: 0,
         }
     }
 

@@ -11,20 +11,41 @@ use tokio::net::TcpStream;
 
 use super::error::ClientError;
 use super::link::LinkParts;
-use super::options::{ClientOptions, Transport};
+use super::options::{ClientOptions, Fallback, Transport};
 use super::quic::QuicDialer;
 
 pub(crate) enum Dialer {
     Tcp,
     Quic(Box<QuicDialer>),
     Tls(Box<super::tls::TlsDialer>),
+    /// QUIC first, then another transport when QUIC gets no answer (`ClientOptions::fallback`).
+    WithFallback {
+        quic: Box<Dialer>,
+        fallback: Box<Dialer>,
+        settings: Fallback,
+    },
     /// The caller supplies each stream.
     Given,
 }
 
 impl Dialer {
     pub fn new(options: &ClientOptions) -> Result<Dialer, ClientError> {
-        Ok(match &options.transport {
+        let dialer = Dialer::for_transport(options, &options.transport)?;
+        Ok(match (&options.fallback, &options.transport) {
+            (Some(settings), Transport::Quic(_)) => Dialer::WithFallback {
+                quic: Box::new(dialer),
+                fallback: Box::new(Dialer::for_transport(options, &settings.transport)?),
+                settings: settings.clone(),
+            },
+            _ => dialer,
+        })
+    }
+
+    fn for_transport(
+        options: &ClientOptions,
+        transport: &Transport,
+    ) -> Result<Dialer, ClientError> {
+        Ok(match transport {
             Transport::Tcp => Dialer::Tcp,
             Transport::Quic(quic) => Dialer::Quic(Box::new(QuicDialer::new(
                 quic,
@@ -39,8 +60,39 @@ impl Dialer {
         })
     }
 
-    /// Connects to `options.server` within `options.connect_timeout`.
+    /// Connects to `options.server` within `options.connect_timeout`; with a fallback, QUIC
+    /// within the fallback's `after`, then the fallback server.
     pub async fn dial(&self, options: &ClientOptions) -> Result<LinkParts, ClientError> {
+        let Dialer::WithFallback {
+            quic,
+            fallback,
+            settings,
+        } = self
+        else {
+            return self.dial_once(options).await;
+        };
+        let mut quic_options = options.clone();
+        quic_options.connect_timeout = settings.after.min(options.connect_timeout);
+        match quic.dial_once(&quic_options).await {
+            Ok(parts) => Ok(parts),
+            // The server answered: UDP gets through.
+            Err(
+                e @ (ClientError::UntrustedCertificate { .. } | ClientError::AlpnMismatch { .. }),
+            ) => Err(e),
+            Err(e) => {
+                let mut fallback_options = options.clone();
+                fallback_options.server = settings.server_for(&options.server);
+                fallback_options.transport = settings.transport.clone();
+                tracing::info!(server = %options.server, fallback = %fallback_options.server, error = %e, "QUIC got no answer; falling back");
+                let mut parts = fallback.dial_once(&fallback_options).await?;
+                parts.fallback = true;
+                Ok(parts)
+            }
+        }
+    }
+
+    /// One transport, no fallback.
+    async fn dial_once(&self, options: &ClientOptions) -> Result<LinkParts, ClientError> {
         let server = options.server.as_str();
         let attempt = async {
             let addrs = resolve(server).await?;
@@ -54,8 +106,12 @@ impl Dialer {
                         writer: Box::new(q.send),
                         quic: Some((q.endpoint, q.connection)),
                         early: q.early,
+                        fallback: false,
                     })
                 }
+                Dialer::WithFallback { .. } => Err(ClientError::Unsupported(
+                    "a fallback is dialled through Dialer::dial".into(),
+                )),
                 Dialer::Given => Err(ClientError::Unsupported(
                     "this client runs over a stream its caller provided: reconnect with reconnect_over".into(),
                 )),
@@ -113,6 +169,7 @@ async fn tcp(server: &str, addrs: &[SocketAddr]) -> Result<LinkParts, ClientErro
                     writer: Box::new(writer),
                     quic: None,
                     early: None,
+                    fallback: false,
                 });
             }
             Err(e) => last = Some(e),

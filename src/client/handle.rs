@@ -344,7 +344,7 @@ impl Client {
     pub async fn open_stream(&self) -> Result<ClientStream, ClientError> {
         let Some(connection) = self.ops.shared.quic_connection() else {
             return Err(match self.dialer.as_ref() {
-                Dialer::Quic(_) => ClientError::NotConnected,
+                Dialer::Quic(_) | Dialer::WithFallback { .. } => ClientError::NotConnected,
                 _ => ClientError::Unsupported("several streams need the QUIC transport".into()),
             });
         };
@@ -613,5 +613,6 @@ where
         writer: Box::new(writer),
         quic: None,
         early: None,
+        fallback: false,
     }
 }

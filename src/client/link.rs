@@ -32,6 +32,8 @@ pub(crate) struct LinkParts {
     pub quic: Option<(quinn::Endpoint, quinn::Connection)>,
     /// QUIC: the first stream was opened in 0-RTT (see `QuicConnection::early`).
     pub early: Option<quinn::ZeroRttAccepted>,
+    /// Dialled over the fallback transport because QUIC got no answer (`Fallback`).
+    pub fallback: bool,
 }
 
 /// Initial read buffer; it grows for large packets.
@@ -332,6 +334,8 @@ pub(crate) async fn exchange(
             if state.is_connected() {
                 return Ok(buf);
             }
+            // Answers to enhanced authentication challenges (AUTH) go out before CONNACK.
+            write_queued(state, writer).await?;
         }
     };
     match tokio::time::timeout(timeout, exchange).await {

@@ -12,6 +12,7 @@
 //! identifiers are unique across the whole connection.
 
 pub mod args;
+mod auth;
 mod dial;
 mod driver;
 mod error;
@@ -28,11 +29,12 @@ mod tls;
 mod tool;
 mod types;
 
+pub use auth::{AuthExchange, AuthMethod, EnhancedAuth};
 pub use error::{reason_name, ClientError, Reason, TRUST_HINT};
 pub use handle::{Client, ClientStream, PendingPublish};
 pub(crate) use options::jitter;
 pub use options::{
-    ClientCert, ClientOptions, QuicOptions, Reconnect, Transport, DEFAULT_MQTTS_PORT,
+    ClientCert, ClientOptions, Fallback, QuicOptions, Reconnect, Transport, DEFAULT_MQTTS_PORT,
     DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
 };
 pub use quic_ext::{QuicGrants, QuicStats, StreamMapping};

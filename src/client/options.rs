@@ -122,6 +122,55 @@ pub struct ClientOptions {
     pub manual_acks: bool,
     /// Reconnect by itself when the connection is lost (see [`Reconnect`]). Default `None`.
     pub reconnect: Option<Reconnect>,
+    /// QUIC: where to go when UDP is blocked (see [`Fallback`]). Default `None`.
+    pub fallback: Option<Fallback>,
+    /// MQTT 5.0 enhanced authentication: the method named in every CONNECT and the answers
+    /// to the server's AUTH challenges (see [`AuthMethod`](super::AuthMethod)). Default
+    /// `None`.
+    pub auth: Option<super::auth::EnhancedAuth>,
+}
+
+/// A QUIC client's way around a network that blocks UDP: each connection attempt (the first
+/// and every reconnection) tries QUIC first; when QUIC gets no answer within `after`, the same
+/// attempt goes to `server` over `transport` (MQTTS, or TCP), and the connection lives there
+/// until it is lost. A QUIC server that answers with a TLS or ALPN failure is reachable and
+/// does not cause the fallback. [`QuicStats::fallback_connections`](super::QuicStats) counts
+/// the connections made this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// [`Transport::Mqtts`] (the usual choice) or [`Transport::Tcp`].
+    pub transport: Transport,
+    /// `host:port`; `None`: the QUIC server's host with `port`.
+    pub server: Option<String>,
+    /// The port used with the QUIC server's host when `server` is `None`.
+    pub port: u16,
+    /// How long the QUIC attempt may wait for an answer.
+    pub after: Duration,
+}
+
+impl Fallback {
+    /// MQTTS with `tls` on the QUIC server's host, port 8883, after 3 s of silence.
+    pub fn mqtts(tls: QuicOptions) -> Fallback {
+        Fallback {
+            transport: Transport::Mqtts(tls),
+            server: None,
+            port: DEFAULT_MQTTS_PORT,
+            after: Duration::from_secs(3),
+        }
+    }
+
+    /// The fallback server for the QUIC server `quic_server` (`host:port`).
+    pub fn server_for(&self, quic_server: &str) -> String {
+        match &self.server {
+            Some(server) => server.clone(),
+            None => {
+                let host = quic_server
+                    .rsplit_once(':')
+                    .map_or(quic_server, |(host, _)| host);
+                format!("{host}:{}", self.port)
+            }
+        }
+    }
 }
 
 /// Automatic reconnection: after a lost connection the client dials again, `server` first
@@ -208,6 +257,8 @@ impl ClientOptions {
             client_cert: None,
             manual_acks: false,
             reconnect: None,
+            fallback: None,
+            auth: None,
         }
     }
 
@@ -337,6 +388,18 @@ impl ClientOptions {
 mod tests {
     use super::*;
     use crate::codec::QoS;
+
+    #[test]
+    fn the_fallback_server_defaults_to_the_quic_host() {
+        let mut fallback = Fallback::mqtts(QuicOptions::default());
+        assert_eq!(
+            fallback.server_for("cloud.example:1884"),
+            "cloud.example:8883"
+        );
+        assert_eq!(fallback.server_for("[::1]:1884"), "[::1]:8883");
+        fallback.server = Some("other:443".into());
+        assert_eq!(fallback.server_for("cloud.example:1884"), "other:443");
+    }
 
     #[test]
     fn connect_packet_follows_the_options() {

@@ -137,6 +137,13 @@ pub struct QuicStats {
     pub server_streams: u64,
     /// Server-initiated streams refused (STOP_SENDING): a wrong or malformed flow header.
     pub server_streams_refused: u64,
+    /// Connections whose CONNECT went out as 0-RTT early data and the server took it.
+    pub zero_rtt_accepted: u64,
+    /// Connections whose early data the server refused (CONNECT sent again in 1-RTT).
+    pub zero_rtt_rejected: u64,
+    /// Connections made over [`Fallback`](super::Fallback)'s transport because QUIC got no
+    /// answer.
+    pub fallback_connections: u64,
 }
 
 /// [`QuicStats`] as the tasks of a connection update it.
@@ -148,6 +155,9 @@ pub(crate) struct Counters {
     pub datagrams_dropped: AtomicU64,
     pub server_streams: AtomicU64,
     pub server_streams_refused: AtomicU64,
+    pub zero_rtt_accepted: AtomicU64,
+    pub zero_rtt_rejected: AtomicU64,
+    pub fallback_connections: AtomicU64,
 }
 
 impl Counters {
@@ -164,6 +174,9 @@ impl Counters {
             datagrams_dropped: get(&self.datagrams_dropped),
             server_streams: get(&self.server_streams),
             server_streams_refused: get(&self.server_streams_refused),
+            zero_rtt_accepted: get(&self.zero_rtt_accepted),
+            zero_rtt_rejected: get(&self.zero_rtt_rejected),
+            fallback_connections: get(&self.fallback_connections),
         }
     }
 }

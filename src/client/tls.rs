@@ -69,6 +69,7 @@ impl TlsDialer {
                 writer: Box::new(writer),
                 quic: None,
                 early: None,
+                fallback: false,
             });
         }
         Err(ClientError::Connect {

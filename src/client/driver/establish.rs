@@ -10,6 +10,7 @@ use ahash::AHashMap;
 use super::{Driver, EarlyOp, Link, QUIC_ABNORMAL};
 use crate::client::error::ClientError;
 use crate::client::link::{self, LinkParts, ReadSetup, StreamIo, Unwritten};
+use crate::client::quic_ext::Counters;
 use crate::client::server_streams::{self, ExtSetup};
 use crate::client::state::StreamKey;
 use crate::client::types::{Connected, ZeroRtt};
@@ -30,6 +31,7 @@ impl Driver {
             mut writer,
             quic,
             early,
+            fallback,
         } = parts;
         let limit = self.options.decode_limit();
         let timeout = self.options.connect_timeout;
@@ -185,6 +187,15 @@ impl Driver {
             message: "the handshake ended without CONNACK".into(),
         })?;
         connected.zero_rtt = zero_rtt;
+        let counters = &self.shared.counters;
+        match zero_rtt {
+            ZeroRtt::Accepted => Counters::add(&counters.zero_rtt_accepted, 1),
+            ZeroRtt::Rejected => Counters::add(&counters.zero_rtt_rejected, 1),
+            ZeroRtt::NotAttempted => {}
+        }
+        if fallback {
+            Counters::add(&counters.fallback_connections, 1);
+        }
         Ok(connected)
     }
 }

@@ -232,6 +232,7 @@ impl Driver {
         let mut state = ClientState::new(options.connect_packet(), Instant::now());
         state.set_manual_acks(options.manual_acks);
         state.set_resume_operations(options.reconnect.is_some());
+        state.set_auth(options.auth.clone());
         let (link_tx, link_rx) = mpsc::channel(LINK_QUEUE);
         let mut inboxes = Inboxes::new(options.inbox_capacity);
         inboxes.insert(StreamKey::CONTROL, control_inbox);

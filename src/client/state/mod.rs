@@ -19,6 +19,7 @@
 //! TCP has only [`StreamKey::CONTROL`]; a QUIC connection may add data streams, each carrying
 //! its own packets (a subscription made on a stream is delivered on it).
 
+mod auth;
 mod datagram;
 mod ids;
 mod incoming;
@@ -157,6 +158,10 @@ pub struct ClientState {
     resume_operations: bool,
     /// Bumped whenever the session is discarded: manual acknowledgement tokens carry it.
     session_generation: u64,
+    /// Enhanced authentication ([`ClientState::set_auth`]) and the exchange of the connection
+    /// attempt in progress.
+    auth: Option<crate::client::auth::EnhancedAuth>,
+    exchange: Option<auth::Exchange>,
 }
 
 impl ClientState {
@@ -187,7 +192,14 @@ impl ClientState {
             manual_acks: false,
             resume_operations: false,
             session_generation: 0,
+            auth: None,
+            exchange: None,
         }
+    }
+
+    /// Enhanced authentication (MQTT 5.0, 4.12) with `method` at every connection attempt.
+    pub fn set_auth(&mut self, method: Option<crate::client::auth::EnhancedAuth>) {
+        self.auth = method;
     }
 
     /// The application acknowledges each received QoS 1/2 message itself, when it is done with
@@ -238,6 +250,7 @@ impl ClientState {
         self.clean_start_sent = clean_start;
         let mut connect = self.connect.clone();
         connect.clean_start = clean_start;
+        self.start_auth(&mut connect);
         let interval = Duration::from_secs(u64::from(connect.keep_alive));
         self.keep_alive = KeepAlive::new(interval, now);
         self.push(StreamKey::CONTROL, Packet::Connect(Box::new(connect)), now);
@@ -400,13 +413,13 @@ impl ClientState {
             // Anything after the end (a late packet of a closed connection) is ignored.
             Phase::Disconnected => Ok(()),
             Phase::Connecting => match packet {
-                Packet::ConnAck(ack) if stream == StreamKey::CONTROL => self.handle_connack(ack, now),
+                Packet::ConnAck(ack) if stream == StreamKey::CONTROL => {
+                    self.handle_connack(ack, now)
+                }
                 Packet::Disconnect(d) => Err(self.server_disconnect(d)),
-                Packet::Auth(_) => Err(self.violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "the server started enhanced authentication, which this client does not support".into(),
-                    now,
-                )),
+                Packet::Auth(auth) if stream == StreamKey::CONTROL => {
+                    self.handle_auth_challenge(auth, now)
+                }
                 other => Err(self.violation(
                     ReasonCode::PROTOCOL_ERROR,
                     format!("expected CONNACK, got packet type {}", other.packet_type()),
@@ -462,6 +475,7 @@ impl ClientState {
         if ack.code.is_error() {
             // [MQTT-3.2.2-7] (3.1.1: [MQTT-3.2.2-5]) the server closes after a refusal.
             self.phase = Phase::Disconnected;
+            self.exchange = None;
             return Err(ClientError::Refused {
                 code: ack.code,
                 reason_string: ack.properties.reason_string.clone(),
@@ -475,6 +489,7 @@ impl ClientState {
                 now,
             ));
         }
+        self.finish_auth(&ack, now)?;
         let p = &ack.properties;
         self.limits = ServerLimits::from_properties(p);
         if let Some(expiry) = p.session_expiry_interval {
@@ -566,8 +581,10 @@ impl ClientState {
     /// need nothing the CONNACK says.
     fn check_may_pipeline(&self) -> Result<(), ClientError> {
         match self.phase {
-            Phase::Connected | Phase::Connecting => Ok(()),
-            Phase::Disconnected => Err(ClientError::NotConnected),
+            Phase::Connected => Ok(()),
+            // [MQTT-3.1.2-30] only AUTH or DISCONNECT until CONNACK when authenticating.
+            Phase::Connecting if !self.authenticating() => Ok(()),
+            Phase::Connecting | Phase::Disconnected => Err(ClientError::NotConnected),
         }
     }
 

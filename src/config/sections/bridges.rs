@@ -52,6 +52,38 @@ pub struct BridgeConfig {
     /// (the Receive Maximum of the bridge's two clients). Default 128.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: u16,
+    /// `transport: quic` only: where each connection attempt goes when QUIC gets no answer
+    /// (UDP blocked). Default none.
+    #[serde(default)]
+    pub fallback: Option<BridgeFallback>,
+}
+
+/// MQTTS (or TCP) when UDP is blocked: every attempt tries QUIC first and, after `after_ms`
+/// without an answer, connects to `address` (default: the QUIC address's host, port `port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeFallback {
+    /// `mqtts` (default) or `tcp`.
+    #[serde(default = "default_fallback_transport")]
+    pub transport: BridgeTransport,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default = "default_fallback_port")]
+    pub port: u16,
+    #[serde(default = "default_fallback_after")]
+    pub after_ms: u64,
+}
+
+fn default_fallback_transport() -> BridgeTransport {
+    BridgeTransport::Mqtts
+}
+
+fn default_fallback_port() -> u16 {
+    8883
+}
+
+fn default_fallback_after() -> u64 {
+    3000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -213,6 +245,7 @@ impl BridgeConfig {
             }],
             backoff: Backoff::default(),
             max_inflight: default_max_inflight(),
+            fallback: None,
         }
     }
 
@@ -257,12 +290,34 @@ pub fn check(bridges: &[BridgeConfig]) -> Result<(), String> {
             ));
         }
         for (j, a) in b.addresses.iter().enumerate() {
-            let port = a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
-            if port.is_none() {
+            if !is_host_port(a) {
                 return Err(format!(
                     "{}: {a:?} is not host:port",
                     at(&format!("addresses[{j}]"))
                 ));
+            }
+        }
+        if let Some(f) = &b.fallback {
+            if b.transport != BridgeTransport::Quic {
+                return Err(format!(
+                    "{}: a fallback is for transport: quic (UDP blocked)",
+                    at("fallback")
+                ));
+            }
+            if f.transport == BridgeTransport::Quic {
+                return Err(format!(
+                    "{}: the fallback goes over mqtts or tcp",
+                    at("fallback.transport")
+                ));
+            }
+            if let Some(a) = f.address.as_ref().filter(|a| !is_host_port(a)) {
+                return Err(format!(
+                    "{}: {a:?} is not host:port",
+                    at("fallback.address")
+                ));
+            }
+            if f.after_ms == 0 {
+                return Err(format!("{}: must be 1 or more", at("fallback.after_ms")));
             }
         }
         if b.topics.is_empty() {
@@ -312,6 +367,13 @@ pub fn check(bridges: &[BridgeConfig]) -> Result<(), String> {
     Ok(())
 }
 
+fn is_host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .is_some()
+}
+
 /// A topic filter by the MQTT rules (4.7): `#` last and alone in its level, `+` alone in its
 /// level, not empty. (The rules of `crate::topic::is_valid_filter`, restated: the
 /// configuration sits in the topic module's layer and imports neither.)
@@ -359,6 +421,15 @@ mod tests {
         assert_eq!(v5[0].version, BridgeVersion::V5);
         assert_eq!(v5[0].topics[0].direction, Direction::Out);
         assert_eq!(v5[0].topics[0].qos, 2);
+        let fallback = parse(
+            "- name: x\n  addresses: [\"h:1884\"]\n  transport: quic\n  fallback: {after_ms: 500}\n  topics: [{pattern: a}]\n",
+        )
+        .unwrap();
+        let f = fallback[0].fallback.as_ref().unwrap();
+        assert_eq!(
+            (f.transport, f.port, f.after_ms),
+            (BridgeTransport::Mqtts, 8883, 500)
+        );
     }
 
     #[test]
@@ -375,6 +446,9 @@ mod tests {
             ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n  backoff: {base_ms: 10, cap_ms: 5}\n", "(c).backoff"),
             ("- name: c\n  addresses: [\"h:1\"]\n  topics: [{pattern: a}]\n  adresses: []\n", "unknown field `adresses`"),
             ("- name: c\n  addresses: [\"h:1\"]\n  version: 4.5\n  topics: [{pattern: a}]\n", "invalid MQTT version"),
+            ("- name: c\n  addresses: [\"h:1\"]\n  fallback: {}\n  topics: [{pattern: a}]\n", "(c).fallback: a fallback is for transport: quic"),
+            ("- name: c\n  addresses: [\"h:1\"]\n  transport: quic\n  fallback: {transport: quic}\n  topics: [{pattern: a}]\n", "(c).fallback.transport"),
+            ("- name: c\n  addresses: [\"h:1\"]\n  transport: quic\n  fallback: {address: h}\n  topics: [{pattern: a}]\n", "(c).fallback.address"),
         ];
         for (yaml, expected) in cases {
             let error = parse(yaml).unwrap_err();
