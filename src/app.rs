@@ -175,13 +175,9 @@ impl App {
         } else {
             None
         };
-        let server = crate::server::start_with_channel(
-            self.config,
-            options,
-            self.events,
-            self.events_rx,
-        )
-        .await?;
+        let server =
+            crate::server::start_with_channel(self.config, options, self.events, self.events_rx)
+                .await?;
         let mut handle = AppHandle {
             admin: None,
             server,

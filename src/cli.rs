@@ -181,7 +181,9 @@ fn parse_cluster_urls(s: &str) -> Result<ClusterUrls, String> {
             .iter()
             .any(|p| url.starts_with(p) && url.len() > p.len());
         if !ok {
-            return Err(format!("{url:?}: expected nats://HOST:PORT or tls://HOST:PORT"));
+            return Err(format!(
+                "{url:?}: expected nats://HOST:PORT or tls://HOST:PORT"
+            ));
         }
     }
     Ok(ClusterUrls(urls))

@@ -120,7 +120,11 @@ impl Broker {
     }
 
     /// Hands a retained change made on this node to the other nodes.
-    pub(super) fn cluster_forward_retain(&mut self, topic: &ByteString, msg: Option<&SharedMessage>) {
+    pub(super) fn cluster_forward_retain(
+        &mut self,
+        topic: &ByteString,
+        msg: Option<&SharedMessage>,
+    ) {
         if self.cluster.is_none() || topic.starts_with(super::SYS_PREFIX) {
             return;
         }
@@ -242,7 +246,10 @@ impl Broker {
             }
             if !version.is_v5() {
                 // 3.1.1 has no failure code: the client sends it again once reconnected.
-                tracing::info!(conn = conn.0, "closing: the cluster did not store a QoS 1/2 message");
+                tracing::info!(
+                    conn = conn.0,
+                    "closing: the cluster did not store a QoS 1/2 message"
+                );
                 self.close_with(conn, ReasonCode::UNSPECIFIED_ERROR, now);
                 return;
             }

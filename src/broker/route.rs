@@ -101,7 +101,12 @@ impl Broker {
         }
     }
 
-    pub(super) fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
+    pub(super) fn route(
+        &mut self,
+        msg: SharedMessage,
+        publisher: Option<SessionId>,
+        now: Instant,
+    ) -> usize {
         // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
         // random hash state, for every message.)
         let mut scratch = self.scratch.take().unwrap_or_default();

@@ -23,13 +23,14 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         // Reconnect for ever once connected: NATS coming back is the node coming back.
         .max_reconnects(None);
     if let Some(file) = &config.credentials_file {
-        options = options
-            .credentials_file(file)
-            .await
-            .map_err(|source| ClusterError::Credentials {
-                file: file.clone(),
-                source,
-            })?;
+        options =
+            options
+                .credentials_file(file)
+                .await
+                .map_err(|source| ClusterError::Credentials {
+                    file: file.clone(),
+                    source,
+                })?;
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
         options = options.user_and_password(user.clone(), password.clone());

@@ -80,11 +80,16 @@ async fn publish(
                 let encoded = encode_topic(&message.topic);
                 if encoded.len() > MAX_ENCODED {
                     too_long += 1;
-                    tracing::warn!(topic_len = message.topic.len(), count = too_long, "topic too long for NATS: not sent to the other nodes");
+                    tracing::warn!(
+                        topic_len = message.topic.len(),
+                        count = too_long,
+                        "topic too long for NATS: not sent to the other nodes"
+                    );
                     stored(&events, ack, false).await;
                     continue;
                 }
-                let payload = Bytes::from(encode_message(&message, Instant::now(), SystemTime::now()));
+                let payload =
+                    Bytes::from(encode_message(&message, Instant::now(), SystemTime::now()));
                 if message.qos == crate::codec::QoS::AtMostOnce {
                     let subject = names.qos0_subject(&encoded);
                     if let Err(e) = client
@@ -149,7 +154,11 @@ async fn write_retained(
 ) {
     while let Some((key, value)) = rx.recv().await {
         let result = match value {
-            Some(v) => store.put(&key, v).await.map(|_| ()).map_err(|e| e.to_string()),
+            Some(v) => store
+                .put(&key, v)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             None => store.purge(&key).await.map_err(|e| e.to_string()),
         };
         if let Err(e) = result {

@@ -454,9 +454,18 @@ fn cluster_section_loads_and_its_errors_name_the_key() {
     assert!(c.cluster.enabled());
     assert_eq!(c.cluster.node_name(), "a-1");
     assert!(!Config::default().cluster.enabled());
-    assert_error("cluster:\n  urls: [http://x]\n", &["cluster.urls", "nats://HOST:PORT"]);
-    assert_error("cluster:\n  urls: [nats://x:1]\n  node: a.b\n", &["cluster.node"]);
+    assert_error(
+        "cluster:\n  urls: [http://x]\n",
+        &["cluster.urls", "nats://HOST:PORT"],
+    );
+    assert_error(
+        "cluster:\n  urls: [nats://x:1]\n  node: a.b\n",
+        &["cluster.node"],
+    );
     assert_error("cluster:\n  prefix: \"\"\n", &["cluster.prefix"]);
-    assert_error("cluster:\n  replicas: 2\n", &["cluster.replicas", "1, 3 or 5"]);
+    assert_error(
+        "cluster:\n  replicas: 2\n",
+        &["cluster.replicas", "1, 3 or 5"],
+    );
     assert_error("cluster:\n  user: u\n", &["cluster.user"]);
 }

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use crate::broker::{Broker, ClusterAck, ClusterOutput, ConnId, HandlerId, Output, SharedMessage};
 use crate::codec::ReasonCode;
 use crate::config::Durability;
-use crate::handoff::{ClusterEvent, Event};
 use crate::handoff::Outbox;
+use crate::handoff::{ClusterEvent, Event};
 use crate::store::writer::Writer;
 
 /// Events handled per wake-up before outputs are flushed.
@@ -58,7 +58,10 @@ impl ClusterLink {
                 _ => {
                     self.dropped += 1;
                     if self.dropped.is_power_of_two() {
-                        tracing::warn!(dropped = self.dropped, "cluster queue full: messages for other nodes dropped");
+                        tracing::warn!(
+                            dropped = self.dropped,
+                            "cluster queue full: messages for other nodes dropped"
+                        );
                     }
                 }
             }

@@ -112,7 +112,11 @@ impl Cluster {
         for url in &self.urls {
             let scheme_ok = ["nats://", "tls://"].iter().any(|s| url.starts_with(s));
             if !scheme_ok || url.len() <= "nats://".len() {
-                return Err(("cluster.urls", format!("{url:?}"), "nats://HOST:PORT or tls://HOST:PORT"));
+                return Err((
+                    "cluster.urls",
+                    format!("{url:?}"),
+                    "nats://HOST:PORT or tls://HOST:PORT",
+                ));
             }
         }
         if let Some(node) = &self.node {
@@ -139,7 +143,11 @@ impl Cluster {
             ));
         }
         if self.user.is_some() != self.password.is_some() {
-            return Err(("cluster.user", "set without the other".into(), "user and password together"));
+            return Err((
+                "cluster.user",
+                "set without the other".into(),
+                "user and password together",
+            ));
         }
         if !matches!(self.replicas, 1 | 3 | 5) {
             return Err(("cluster.replicas", self.replicas.to_string(), "1, 3 or 5"));
