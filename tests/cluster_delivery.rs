@@ -4,6 +4,8 @@
 //! each), retained messages across nodes (and on a node started later), and MQTT 5.0's rules
 //! across nodes with the bundled client (subscription identifiers, Retain As Published, `$`
 //! topics, properties).
+// Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 // The cluster support reuses the persistence tests' process handling, which has its own copy

@@ -12,7 +12,12 @@
 /// node (counted and logged by the cluster actor).
 pub const MAX_ENCODED: usize = 3072;
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
+/// An upper-case hex digit of `n` (below 16).
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n & 15), 16)
+        .unwrap_or('0')
+        .to_ascii_uppercase()
+}
 
 fn plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
@@ -34,8 +39,8 @@ pub fn encode_topic(topic: &str) -> String {
                 out.push(b as char);
             } else {
                 out.push('=');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 15)] as char);
+                out.push(hex_digit(b >> 4));
+                out.push(hex_digit(b & 15));
             }
         }
     }
@@ -60,27 +65,21 @@ pub fn decode_topic(encoded: &str) -> Option<String> {
         if token == "=" {
             continue;
         }
-        let t = token.as_bytes();
-        if t.is_empty() {
+        if token.is_empty() {
             return None;
         }
-        let mut j = 0;
-        while j < t.len() {
-            match t[j] {
+        let mut t = token.bytes();
+        while let Some(b) = t.next() {
+            match b {
                 b'=' => {
-                    let (hi, lo) = (t.get(j + 1).copied()?, t.get(j + 2).copied()?);
-                    let b = (hex(hi)? << 4) | hex(lo)?;
+                    let b = (hex(t.next()?)? << 4) | hex(t.next()?)?;
                     // Canonical only: a plain byte is never escaped.
                     if plain(b) {
                         return None;
                     }
                     bytes.push(b);
-                    j += 3;
                 }
-                b if plain(b) => {
-                    bytes.push(b);
-                    j += 1;
-                }
+                b if plain(b) => bytes.push(b),
                 _ => return None,
             }
         }
