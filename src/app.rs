@@ -84,6 +84,8 @@ pub enum AppError {
     Stopped,
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminSetupError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 type Handler = Arc<dyn Fn(AppMessage) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -153,7 +155,7 @@ impl App {
     /// The listeners are bound first but serve no client until the handlers are registered
     /// and every bridge has subscribed in this broker: a message published by the first
     /// client to connect is already forwarded (README "Bridges").
-    pub async fn start(mut self) -> Result<AppHandle, AppError> {
+    pub async fn start(self) -> Result<AppHandle, AppError> {
         let bridges = self.config.bridges.clone();
         // Checked before anything binds: off loopback without a token is refused.
         let admin_config = self.config.clone();
@@ -162,19 +164,26 @@ impl App {
                 return Err(crate::admin::AdminSetupError::TokenRequired { addr }.into());
             }
         }
-        self.options.hold_listeners = true;
-        let server = crate::server::start_with_channel(
-            self.config,
-            self.options,
-            self.events,
-            self.events_rx,
-        )
-        .await?;
+        // The cluster first: a node that cannot reach NATS does not start (README "Cluster").
+        let mut options = self.options;
+        options.hold_listeners = true;
+        let cluster = if self.config.cluster.enabled() {
+            let (cluster, tx) =
+                crate::cluster::Cluster::start(&self.config.cluster, self.events.clone()).await?;
+            options.cluster = Some(tx);
+            Some(cluster)
+        } else {
+            None
+        };
+        let server =
+            crate::server::start_with_channel(self.config, options, self.events, self.events_rx)
+                .await?;
         let mut handle = AppHandle {
             admin: None,
             server,
             next_handler: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             bridges: crate::bridge::Bridges::default(),
+            cluster,
         };
         for r in self.registrations {
             if let Err(e) = handle.register(&r.filter, r.qos, r.handler).await {
@@ -208,6 +217,7 @@ pub struct AppHandle {
     server: ServerHandle,
     next_handler: Arc<std::sync::atomic::AtomicU64>,
     bridges: crate::bridge::Bridges,
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl AppHandle {
@@ -304,6 +314,9 @@ impl AppHandle {
             admin.stop().await;
         }
         self.server.shutdown().await;
+        if let Some(cluster) = self.cluster {
+            cluster.stop().await;
+        }
     }
 }
 

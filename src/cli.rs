@@ -67,6 +67,13 @@ pub struct Cli {
     /// storage.durability).
     #[arg(long, value_name = "fsync|batched|off", value_parser = parse_durability)]
     pub durability: Option<crate::config::Durability>,
+    /// Join a cluster over NATS JetStream: the NATS URLs, comma-separated (overrides
+    /// cluster.urls), e.g. nats://127.0.0.1:4222.
+    #[arg(long, value_name = "URL[,URL...]", value_parser = parse_cluster_urls)]
+    pub cluster: Option<ClusterUrls>,
+    /// This node's name in the cluster (overrides cluster.node).
+    #[arg(long = "cluster-node", value_name = "NAME", value_parser = parse_cluster_node)]
+    pub cluster_node: Option<String>,
     /// Once every listener is bound, write their addresses to FILE, one `KIND ADDR` a line
     /// (`tcp`, `quic`, `mqtts`, `ws`, `wss`): how a script learns the ports of listeners on
     /// port 0.
@@ -154,6 +161,39 @@ impl Cli {
         if let Some(mode) = self.durability {
             config.storage.durability = mode;
         }
+        if let Some(ClusterUrls(urls)) = &self.cluster {
+            config.cluster.urls = urls.clone();
+        }
+        if let Some(node) = &self.cluster_node {
+            config.cluster.node = Some(node.clone());
+        }
+    }
+}
+
+/// `--cluster`: NATS URLs.
+#[derive(Debug, Clone)]
+pub struct ClusterUrls(pub Vec<String>);
+
+fn parse_cluster_urls(s: &str) -> Result<ClusterUrls, String> {
+    let urls: Vec<String> = s.split(',').map(|u| u.trim().to_string()).collect();
+    for url in &urls {
+        let ok = ["nats://", "tls://"]
+            .iter()
+            .any(|p| url.starts_with(p) && url.len() > p.len());
+        if !ok {
+            return Err(format!(
+                "{url:?}: expected nats://HOST:PORT or tls://HOST:PORT"
+            ));
+        }
+    }
+    Ok(ClusterUrls(urls))
+}
+
+fn parse_cluster_node(s: &str) -> Result<String, String> {
+    if crate::config::is_cluster_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?}: expected 1 to 64 letters, digits, - or _"))
     }
 }
 

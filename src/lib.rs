@@ -30,6 +30,7 @@ pub mod bridge;
 pub mod broker;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod ctl;

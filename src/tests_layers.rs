@@ -29,8 +29,9 @@ const LAYERS: &[&[&str]] = &[
     &["transport", "client"],
     &["server", "bench"],
     // Bridges (two clients, one connected to the server in-process), the admin HTTP listener
-    // (queries the running server) and `mqttd ctl` (its HTTP client).
-    &["bridge", "admin", "ctl"],
+    // (queries the running server), `mqttd ctl` (its HTTP client) and the cluster actor (NATS
+    // beside the broker task).
+    &["bridge", "admin", "ctl", "cluster"],
     &["app", "cli", "fuzzing"],
 ];
 

@@ -4,7 +4,7 @@
 #
 # 1. Installs the Debian packages the tests need when they are missing:
 #    mosquitto-clients (mosquitto_pub/_sub), procps (kill), python3 with venv,
-#    and the mosquitto broker (the remote of the bridge tests, and the broker
+#    nats-server (the cluster tests), and the mosquitto broker (the remote of the bridge tests, and the broker
 #    under test when MQTTD_TEST_BROKER=mosquitto).
 # 2. Creates target/test-venv with the Python packages of
 #    tests/interop/requirements.txt (paho-mqtt 2.x), again whenever that
@@ -50,12 +50,14 @@ type -P npm >/dev/null || missing+=(npm)
 if [ -z "${MQTTD_TEST_MOSQUITTO:-}" ] && ! type -P mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     missing+=(mosquitto)
 fi
+# nats-server (with JetStream): the NATS the cluster tests (tests/cluster_*.rs) start.
+type -P nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
-    say "Debian packages present (mosquitto-clients, procps, python3 venv, chromium, node)"
+    say "Debian packages present (mosquitto-clients, procps, python3 venv, chromium, node, nats-server)"
 fi
 
 # --- 2. Python venv for the paho-mqtt interop scripts -------------------------

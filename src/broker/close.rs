@@ -87,6 +87,7 @@ impl Broker {
         };
         self.release(&c);
         self.forget_publisher(conn);
+        self.cluster_forget_connection(conn);
         let Some(sid) = c.session else { return };
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;

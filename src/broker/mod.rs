@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod budget;
 mod close;
+mod cluster;
 mod connect;
 mod connection;
 mod datagram;
@@ -46,6 +47,7 @@ use bytestring::ByteString;
 
 pub use admin::{AdminError, SessionInfo, SubscriptionInfo};
 pub use auth::{AuthOutcome, EnhancedAuth};
+pub use cluster::{decode_message, encode_message, ClusterAck, ClusterOutput};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use metrics::{
@@ -123,6 +125,8 @@ pub struct Broker {
     throttle: throttle::Throttle,
     /// The `$SYS` tree (sys.rs).
     sys: sys::SysTree,
+    /// Set when this broker is a node of a cluster (cluster.rs).
+    cluster: Option<Box<cluster::ClusterState>>,
 }
 
 impl Broker {
@@ -155,6 +159,7 @@ impl Broker {
             persist: persist::Tracker::default(),
             throttle: throttle::Throttle::default(),
             sys: sys::SysTree::default(),
+            cluster: None,
         }
     }
 

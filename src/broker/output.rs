@@ -103,6 +103,8 @@ pub enum Output {
         handler: HandlerId,
         message: SharedMessage,
     },
+    /// Something for the other nodes of the cluster (cluster.rs).
+    Cluster(super::cluster::ClusterOutput),
 }
 
 /// Outputs accumulated while handling events, drained by the glue after each batch.
@@ -214,6 +216,10 @@ impl OutputQueue {
 
     pub fn app(&mut self, handler: HandlerId, message: SharedMessage) {
         self.outputs.push(Output::App { handler, message });
+    }
+
+    pub fn cluster(&mut self, output: super::cluster::ClusterOutput) {
+        self.outputs.push(Output::Cluster(output));
     }
 
     pub fn take(&mut self) -> Vec<Output> {

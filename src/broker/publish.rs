@@ -104,8 +104,11 @@ impl Broker {
         if p.qos == QoS::ExactlyOnce {
             if session.incoming_qos2.contains(&(stream, packet_id)) {
                 // A retransmission of a QoS 2 message already received: acknowledge, do not
-                // deliver again [MQTT-4.3.3-10].
-                self.send(conn, stream, Packet::PubRec(Ack::new(packet_id)));
+                // deliver again [MQTT-4.3.3-10]. In a cluster the PUBREC may still wait for
+                // the stream (cluster.rs): it follows then.
+                if !self.cluster_waits_for(conn, stream, packet_id) {
+                    self.send(conn, stream, Packet::PubRec(Ack::new(packet_id)));
+                }
                 return;
             }
             // [MQTT-3.3.4-9]: more unacknowledged QoS 2 than our Receive Maximum.
@@ -122,6 +125,7 @@ impl Broker {
             && std::str::from_utf8(&p.payload).is_err();
         let qos = p.qos;
         let denied = !self.may_publish(conn, sid, &topic);
+        let mut held = None;
         let code = if bad_payload {
             ReasonCode::PAYLOAD_FORMAT_INVALID
         } else if denied {
@@ -139,9 +143,15 @@ impl Broker {
         } else {
             self.metrics.messages_received += 1;
             let msg = message_from(p, topic, origin, now);
-            let reached = self.publish_message(msg, Some(sid), now);
-            // 0x10 only in PUBACK: a PUBREC promises the QoS 2 handshake, not a delivery.
-            if reached == 0 && version.is_v5() && qos == QoS::AtLeastOnce {
+            // In a cluster the acknowledgement waits until the stream holds the message.
+            held = match qos {
+                QoS::AtMostOnce => None,
+                _ => self.cluster_hold_ack(conn, stream, qos, packet_id),
+            };
+            let reached = self.publish_message_acked(msg, Some(sid), held, now);
+            // 0x10 only in PUBACK: a PUBREC promises the QoS 2 handshake, not a delivery. In a
+            // cluster other nodes may have subscribers: no 0x10.
+            if reached == 0 && version.is_v5() && qos == QoS::AtLeastOnce && held.is_none() {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
             } else {
                 ReasonCode::SUCCESS
@@ -152,8 +162,17 @@ impl Broker {
             code,
             properties: Default::default(),
         };
+        if held.is_none()
+            && qos != QoS::AtMostOnce
+            && self.cluster_queue_answer(conn, stream, qos, packet_id, code)
+        {
+            // Behind acknowledgements that wait for the cluster (cluster.rs), in order.
+            held = Some(super::ClusterAck(0));
+        }
         match qos {
             QoS::AtMostOnce => {}
+            // Sent by `cluster_stored` (cluster.rs).
+            QoS::AtLeastOnce if held.is_some() => {}
             QoS::AtLeastOnce => self.send(conn, stream, Packet::PubAck(ack)),
             QoS::ExactlyOnce => {
                 if !code.is_error() {
@@ -161,7 +180,9 @@ impl Broker {
                         s.incoming_qos2.insert((stream, packet_id));
                     }
                 }
-                self.send(conn, stream, Packet::PubRec(ack));
+                if held.is_none() {
+                    self.send(conn, stream, Packet::PubRec(ack));
+                }
             }
         }
     }

@@ -44,16 +44,33 @@ impl Broker {
         publisher: Option<SessionId>,
         now: Instant,
     ) -> usize {
+        self.publish_message_acked(msg, publisher, None, now)
+    }
+
+    /// [`Broker::publish_message`] for a client's QoS 1/2 PUBLISH whose acknowledgement waits
+    /// for the cluster (`ack`, cluster.rs).
+    pub(super) fn publish_message_acked(
+        &mut self,
+        msg: SharedMessage,
+        publisher: Option<SessionId>,
+        ack: Option<super::ClusterAck>,
+        now: Instant,
+    ) -> usize {
         if msg.retain && self.settings.session.retain_available {
-            self.retain(&msg);
+            self.retain(&msg, true);
         }
+        self.cluster_forward(&msg, ack);
         self.route(msg, publisher, now)
     }
 
     /// Stores or clears the retained message of its topic, within `max_retained_messages` and
     /// `max_retained_bytes`: a message that does not fit is not stored, and the topic's older
     /// retained message is removed too (a new subscriber must never get a stale value).
-    fn retain(&mut self, msg: &SharedMessage) {
+    /// `share`: a change made on this node, which the other nodes of a cluster must learn.
+    pub(super) fn retain(&mut self, msg: &SharedMessage, share: bool) {
+        if share {
+            self.cluster_forward_retain(&msg.topic, (!msg.payload.is_empty()).then_some(msg));
+        }
         let old = self.retained.remove(&msg.topic);
         if let Some(old) = &old {
             self.retained_bytes -= retained_size(old);
@@ -84,7 +101,12 @@ impl Broker {
         }
     }
 
-    fn route(&mut self, msg: SharedMessage, publisher: Option<SessionId>, now: Instant) -> usize {
+    pub(super) fn route(
+        &mut self,
+        msg: SharedMessage,
+        publisher: Option<SessionId>,
+        now: Instant,
+    ) -> usize {
         // (Taken out of an Option: `mem::take` would build a new hash map, and with it a
         // random hash state, for every message.)
         let mut scratch = self.scratch.take().unwrap_or_default();

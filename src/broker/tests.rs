@@ -25,6 +25,8 @@ struct Harness {
     closed_streams: HashSet<(ConnId, StreamId)>,
     flows: Vec<(ConnId, FlowEvent)>,
     app: Vec<(HandlerId, SharedMessage)>,
+    /// What the broker handed to the cluster (tests_cluster.rs).
+    cluster: Vec<ClusterOutput>,
 }
 
 impl Harness {
@@ -45,6 +47,7 @@ impl Harness {
             closed_streams: HashSet::new(),
             flows: Vec::new(),
             app: Vec::new(),
+            cluster: Vec::new(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Harness {
                 // Backpressure (throttle.rs): this harness writes everything at once, so no
                 // connection falls behind; tests_throttle.rs drives the broker directly.
                 Output::PauseReading { .. } => {}
+                Output::Cluster(c) => self.cluster.push(c),
             }
         }
     }
@@ -1493,3 +1497,6 @@ mod tests_throttle;
 
 #[path = "tests_ops.rs"]
 mod tests_ops;
+
+#[path = "tests_cluster.rs"]
+mod tests_cluster;

@@ -66,6 +66,9 @@ pub struct Config {
     pub bridges: Vec<BridgeConfig>,
     #[serde(deserialize_with = "section")]
     pub admin: Admin,
+    /// Several nodes as one broker over NATS JetStream (`crate::cluster`).
+    #[serde(deserialize_with = "section")]
+    pub cluster: Cluster,
 }
 
 /// Reads a section, taking an empty one (`limits:`, `limits: ~`) as all its defaults.

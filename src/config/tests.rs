@@ -250,7 +250,7 @@ fn wrong_types_name_the_key_path() {
         "- limits\n",
         &[
             "expected a mapping with the sections listeners, limits, session, log, runtime, tls, storage, quic, auth, \
-           websocket, bridges, admin, found a sequence",
+           websocket, bridges, admin, cluster, found a sequence",
         ],
     );
 }
@@ -373,7 +373,7 @@ fn every_section_is_optional_and_closed() {
         .filter(|(_, v)| v.is_mapping())
         .map(|(k, _)| k.as_str().unwrap())
         .collect();
-    assert_eq!(sections.len(), 11, "{sections:?}");
+    assert_eq!(sections.len(), 12, "{sections:?}");
     for section in sections {
         for empty in ["", " ~", " null", " {}"] {
             let text = format!("{section}:{empty}\n");
@@ -446,4 +446,26 @@ fn bridges_load_and_their_errors_name_the_bridge_and_key() {
         "bridges:\n  - name: cloud\n    adresses: [\"h:1883\"]\n    topics: []\n",
         &["bridges.0.adresses: unknown key (did you mean addresses?); expected one of name, addresses"],
     );
+}
+
+#[test]
+fn cluster_section_loads_and_its_errors_name_the_key() {
+    let c = load("cluster:\n  urls: [nats://127.0.0.1:4222]\n  node: a-1\n").unwrap();
+    assert!(c.cluster.enabled());
+    assert_eq!(c.cluster.node_name(), "a-1");
+    assert!(!Config::default().cluster.enabled());
+    assert_error(
+        "cluster:\n  urls: [http://x]\n",
+        &["cluster.urls", "nats://HOST:PORT"],
+    );
+    assert_error(
+        "cluster:\n  urls: [nats://x:1]\n  node: a.b\n",
+        &["cluster.node"],
+    );
+    assert_error("cluster:\n  prefix: \"\"\n", &["cluster.prefix"]);
+    assert_error(
+        "cluster:\n  replicas: 2\n",
+        &["cluster.replicas", "1, 3 or 5"],
+    );
+    assert_error("cluster:\n  user: u\n", &["cluster.user"]);
 }

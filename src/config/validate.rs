@@ -208,6 +208,9 @@ impl Config {
         if let Err((key, value, expected)) = self.admin.check() {
             return fail(key, &value, expected);
         }
+        if let Err((key, value, expected)) = self.cluster.check() {
+            return fail(key, &value, expected);
+        }
         if let Err(why) = check_log_level(&self.log.level) {
             return fail(
                 "log.level",

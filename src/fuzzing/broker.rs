@@ -413,7 +413,10 @@ impl Sim {
                         s.streams.remove(&stream.0);
                     }
                 }
-                Output::ServerFlow { .. } | Output::App { .. } | Output::PauseReading { .. } => {}
+                Output::ServerFlow { .. }
+                | Output::App { .. }
+                | Output::PauseReading { .. }
+                | Output::Cluster(_) => {}
             }
         }
         if !closed_now.is_empty() {

@@ -108,7 +108,25 @@ pub enum Event {
         message: Box<Message>,
         reply: oneshot::Sender<Result<usize, ReasonCode>>,
     },
+    /// From the cluster actor (`crate::cluster`).
+    Cluster(ClusterEvent),
     Shutdown,
+}
+
+/// What the other nodes of a cluster tell this one, through the cluster actor.
+pub enum ClusterEvent {
+    /// A message published on another node.
+    Message(Box<Message>),
+    /// The cluster's retained message of a topic was set (`Some`) or cleared.
+    Retained {
+        topic: bytestring::ByteString,
+        message: Option<Box<Message>>,
+    },
+    /// JetStream stored a held QoS 1/2 message (`true`) or did not.
+    Stored {
+        ack: crate::broker::ClusterAck,
+        stored: bool,
+    },
 }
 
 /// See [`Event::Admin`].

@@ -10,7 +10,7 @@
 pub mod event;
 pub mod outbox;
 
-pub use event::{Event, EVENT_QUEUE};
+pub use event::{ClusterEvent, Event, EVENT_QUEUE};
 pub use outbox::{Outbox, ReadPause};
 
 /// Tells the broker task that connection `conn` from `peer` is open and hands it the outbox its

@@ -16,20 +16,64 @@ use ahash::AHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::broker::{Broker, ConnId, HandlerId, Output, SharedMessage};
+use crate::broker::{Broker, ClusterAck, ClusterOutput, ConnId, HandlerId, Output, SharedMessage};
 use crate::codec::ReasonCode;
 use crate::config::Durability;
-use crate::handoff::Event;
 use crate::handoff::Outbox;
+use crate::handoff::{ClusterEvent, Event};
 use crate::store::writer::Writer;
 
 /// Events handled per wake-up before outputs are flushed.
 const BATCH: usize = 512;
 
+/// The way to the cluster actor (`crate::cluster`), when this node is part of a cluster.
+pub(super) struct ClusterLink {
+    tx: mpsc::Sender<ClusterOutput>,
+    /// Held messages the actor could not take (its queue full or gone): answered as not
+    /// stored on the next turn.
+    refused: Vec<ClusterAck>,
+    /// QoS 0 messages and retained changes dropped for the same reason.
+    dropped: u64,
+}
+
+impl ClusterLink {
+    pub(super) fn new(tx: mpsc::Sender<ClusterOutput>) -> ClusterLink {
+        ClusterLink {
+            tx,
+            refused: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Bounded: the actor's queue full means NATS does not keep up; a QoS 0 message or a
+    /// retained change is dropped then (counted, logged), a held message is refused (its
+    /// publisher told, or disconnected).
+    fn send(&mut self, output: ClusterOutput) {
+        if let Err(e) = self.tx.try_send(output) {
+            let output = match e {
+                mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
+            };
+            match output {
+                ClusterOutput::Publish { ack: Some(ack), .. } => self.refused.push(ack),
+                _ => {
+                    self.dropped += 1;
+                    if self.dropped.is_power_of_two() {
+                        tracing::warn!(
+                            dropped = self.dropped,
+                            "cluster queue full: messages for other nodes dropped"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub async fn run(
     mut broker: Broker,
     mut events: mpsc::Receiver<Event>,
     mut writer: Option<Writer>,
+    mut cluster: Option<ClusterLink>,
 ) {
     let mut outboxes: AHashMap<ConnId, Arc<Outbox>> = AHashMap::new();
     let mut handlers: AHashMap<HandlerId, mpsc::Sender<SharedMessage>> = AHashMap::new();
@@ -44,7 +88,7 @@ pub async fn run(
         tokio::select! {
             Some(ticket) = committed(&mut writer) => {
                 for outputs in held.release(ticket) {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut cluster);
                 }
                 continue;
             }
@@ -99,6 +143,13 @@ pub async fn run(
                             // Answered with the batch's outputs: after the commit, like a PUBACK.
                             replies.push((reply, broker.app_publish(*message, now)));
                         }
+                        Event::Cluster(event) => match event {
+                            ClusterEvent::Message(m) => broker.cluster_message(*m, now),
+                            ClusterEvent::Retained { topic, message } => {
+                                broker.cluster_retained(topic, message.map(|m| *m), now)
+                            }
+                            ClusterEvent::Stored { ack, stored } => broker.cluster_stored(ack, stored, now),
+                        },
                         Event::Shutdown => {
                             broker.shutdown(now);
                             shutting_down = true;
@@ -109,13 +160,18 @@ pub async fn run(
             _ = sleep_until(deadline) => {}
         }
         let now = Instant::now().into_std();
+        if let Some(link) = cluster.as_mut() {
+            for ack in link.refused.drain(..) {
+                broker.cluster_stored(ack, false, now);
+            }
+        }
         broker.handle_timeout(now);
         let outputs = Released {
             outputs: broker.take_outputs(),
             replies: std::mem::take(&mut replies),
         };
         match writer.as_mut() {
-            None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty),
+            None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut cluster),
             Some(writer) => {
                 let changes = broker.take_changes(now, SystemTime::now());
                 if !changes.is_empty() {
@@ -125,7 +181,7 @@ pub async fn run(
                 // Outputs wait for the commit of their batch's changes, and behind any batch
                 // still waiting (order per connection). `off` waits for nothing.
                 if writer.durability == Durability::Off || held.all_committed() {
-                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+                    dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut cluster);
                 } else if !outputs.outputs.is_empty() || !outputs.replies.is_empty() {
                     held.batches.push_back((held.ticket, outputs));
                 }
@@ -140,7 +196,7 @@ pub async fn run(
         // what waited for changes the store failed to commit is dropped.
         let committed = writer.finish().await;
         for outputs in held.release(committed) {
-            dispatch(outputs, &mut outboxes, &handlers, &mut dirty);
+            dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut cluster);
         }
     }
 }
@@ -205,6 +261,7 @@ fn dispatch(
     outboxes: &mut AHashMap<ConnId, Arc<Outbox>>,
     handlers: &AHashMap<HandlerId, mpsc::Sender<SharedMessage>>,
     dirty: &mut Vec<ConnId>,
+    cluster: &mut Option<ClusterLink>,
 ) {
     for (reply, result) in released.replies {
         let _ = reply.send(result);
@@ -238,6 +295,11 @@ fn dispatch(
             Output::PauseReading { conn, paused } => {
                 if let Some(outbox) = outboxes.get(&conn) {
                     outbox.read_pause.set(paused);
+                }
+            }
+            Output::Cluster(output) => {
+                if let Some(link) = cluster.as_mut() {
+                    link.send(output);
                 }
             }
             Output::App { handler, message } => {

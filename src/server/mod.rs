@@ -108,6 +108,9 @@ pub struct ServerOptions {
     /// what must be in place before the first client (a bridge's subscription in this
     /// broker) is set up first over in-process connections. Default false.
     pub hold_listeners: bool,
+    /// Makes the broker a node of a cluster: what it publishes goes to this channel, read by
+    /// the cluster actor (`crate::cluster`), which answers with `Event::Cluster`.
+    pub cluster: Option<mpsc::Sender<crate::broker::ClusterOutput>>,
 }
 
 /// A running broker.
@@ -175,6 +178,10 @@ pub(crate) async fn start_with_channel(
     if let Some(auth) = options.enhanced_auth {
         broker.set_enhanced_auth(auth);
     }
+    let cluster = options.cluster.map(|tx| {
+        broker.enable_cluster();
+        core::ClusterLink::new(tx)
+    });
     let started = std::time::Instant::now();
     let writer = if storage.persistence {
         open_store(&storage, &mut broker)?
@@ -348,7 +355,7 @@ pub(crate) async fn start_with_channel(
     broker.set_acl(acl);
     let commit_stats = writer.as_ref().map(|w| w.stats());
     let store_failed = storage.persistence && writer.is_none();
-    let core = tokio::spawn(core::run(broker, events_rx, writer));
+    let core = tokio::spawn(core::run(broker, events_rx, writer, cluster));
     Ok(ServerHandle {
         commit_stats,
         store_failed,

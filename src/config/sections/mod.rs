@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 pub mod bridges;
+mod cluster;
 mod limits;
 mod listeners;
 mod log;
@@ -17,6 +18,7 @@ mod websocket;
 pub use admin::{Admin, DEFAULT_ADMIN_LISTEN};
 pub use auth::Auth;
 pub use bridges::{BridgeConfig, BridgeTopic, Direction};
+pub use cluster::{is_name as is_cluster_name, Cluster};
 pub use limits::Limits;
 pub use listeners::Listeners;
 pub use log::Logging;

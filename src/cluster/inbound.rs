@@ -1,0 +1,150 @@
+//! The other nodes' messages, from NATS to the broker task.
+//!
+//! One core NATS subscription (QoS 0), one ordered consumer of the stream starting at the
+//! messages published after this node joined (QoS 1/2), one watch of the retained bucket
+//! (every key's last value first, then each change). Each node reads everything once and the
+//! broker matches locally; a node's own messages come back too and are dropped by the node
+//! header. Sending to the broker task waits when its queue is full: backpressure into NATS.
+
+use std::time::{Instant, SystemTime};
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::nats::Joined;
+use super::subject::decode_topic;
+use super::{ClusterError, Names, NODE_HEADER};
+use crate::broker::decode_message;
+use crate::handoff::{ClusterEvent, Event};
+
+pub(super) async fn start(
+    joined: &Joined,
+    names: &Names,
+    events: mpsc::Sender<Event>,
+) -> Result<Vec<JoinHandle<()>>, ClusterError> {
+    let js_err = |what: &str, e: &dyn std::fmt::Display| ClusterError::JetStream {
+        what: what.to_string(),
+        reason: e.to_string(),
+    };
+    let qos0 = joined
+        .client
+        .subscribe(names.qos0_subject(">"))
+        .await
+        .map_err(|e| js_err("core subscription", &e))?;
+    let consumer = joined
+        .stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: names.stream_subject(">"),
+            deliver_policy: jetstream::consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err("stream consumer", &e))?;
+    let stream = consumer
+        .messages()
+        .await
+        .map_err(|e| js_err("stream consumer", &e))?;
+    let watch = joined
+        .retained
+        .watch_with_history(">")
+        .await
+        .map_err(|e| js_err("retained bucket watch", &e))?;
+    let node = names.node.clone();
+    Ok(vec![
+        tokio::spawn(read_core(qos0, node.clone(), events.clone())),
+        tokio::spawn(read_stream(stream, node, events.clone())),
+        tokio::spawn(watch_retained(watch, events)),
+    ])
+}
+
+fn from_self(headers: Option<&async_nats::HeaderMap>, node: &str) -> bool {
+    headers
+        .and_then(|h| h.get(NODE_HEADER))
+        .is_some_and(|v| v.as_str() == node)
+}
+
+/// Decodes a message from another node and hands it to the broker; false when the broker is
+/// gone.
+async fn deliver(events: &mpsc::Sender<Event>, payload: &[u8]) -> bool {
+    match decode_message(payload, Instant::now(), SystemTime::now()) {
+        Ok(m) => events
+            .send(Event::Cluster(ClusterEvent::Message(Box::new(m))))
+            .await
+            .is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable message from another node dropped");
+            true
+        }
+    }
+}
+
+async fn read_core(mut sub: async_nats::Subscriber, node: String, events: mpsc::Sender<Event>) {
+    while let Some(m) = sub.next().await {
+        if from_self(m.headers.as_ref(), &node) {
+            continue;
+        }
+        if !deliver(&events, &m.payload).await {
+            return;
+        }
+    }
+}
+
+async fn read_stream(
+    mut stream: jetstream::consumer::pull::Ordered,
+    node: String,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(m) = stream.next().await {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                // The ordered consumer recreates itself after a gap or a lost connection.
+                tracing::warn!(error = %e, "cluster stream consumer");
+                continue;
+            }
+        };
+        if from_self(m.headers.as_ref(), &node) {
+            continue;
+        }
+        if !deliver(&events, &m.payload).await {
+            return;
+        }
+    }
+}
+
+async fn watch_retained(mut watch: jetstream::kv::Watch, events: mpsc::Sender<Event>) {
+    while let Some(entry) = watch.next().await {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster retained watch");
+                continue;
+            }
+        };
+        let Some(topic) = decode_topic(&entry.key) else {
+            tracing::warn!(key = %entry.key, "retained key that is no topic ignored");
+            continue;
+        };
+        let message = match entry.operation {
+            jetstream::kv::Operation::Put => {
+                match decode_message(&entry.value, Instant::now(), SystemTime::now()) {
+                    Ok(m) => Some(Box::new(m)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, %topic, "undecodable retained message ignored");
+                        continue;
+                    }
+                }
+            }
+            jetstream::kv::Operation::Delete | jetstream::kv::Operation::Purge => None,
+        };
+        let event = ClusterEvent::Retained {
+            topic: topic.into(),
+            message,
+        };
+        if events.send(Event::Cluster(event)).await.is_err() {
+            return;
+        }
+    }
+}

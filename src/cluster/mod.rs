@@ -1,0 +1,111 @@
+//! Several mqttd nodes as one broker, over NATS JetStream (README "Cluster", the wire layout
+//! in proto-ext/cluster.md).
+//!
+//! The rules (what goes to the other nodes, what comes back, when a publisher is acknowledged)
+//! live in the sans-IO broker (`crate::broker`'s `cluster.rs`); this module is the thin NATS
+//! I/O beside the broker task:
+//!
+//! - [`outbound`]: the broker's [`ClusterOutput`]s to NATS. QoS 0 on core NATS (at most once,
+//!   in order per connection), QoS 1/2 into one JetStream stream (the publisher's
+//!   acknowledgement waits for JetStream's, several in flight), retained changes into a KV
+//!   bucket.
+//! - [`inbound`]: each node reads everything back with one core subscription, one ordered
+//!   consumer of the stream and one watch of the retained bucket, drops its own messages (by
+//!   the node header), and hands the rest to the broker, which matches them against its local
+//!   subscriptions.
+//!
+//! No consensus of our own: ordering, storage and replication are NATS's.
+
+mod inbound;
+mod nats;
+mod outbound;
+pub mod subject;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use crate::broker::ClusterOutput;
+use crate::config::Cluster as ClusterConfig;
+use crate::handoff::Event;
+
+/// Messages and retained changes waiting for NATS. Past it, QoS 0 messages and retained
+/// changes are dropped and held QoS 1/2 messages refused (server/core.rs).
+pub const OUTPUT_QUEUE: usize = 16_384;
+
+/// Header naming the node a message was published on.
+pub const NODE_HEADER: &str = "Mqttd-Node";
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster: cannot connect to NATS at {urls}: {reason}")]
+    Connect { urls: String, reason: String },
+    #[error("cluster: cannot read {file}: {source}")]
+    Credentials {
+        file: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cluster: JetStream {what}: {reason}")]
+    JetStream { what: String, reason: String },
+}
+
+/// The names a cluster uses in NATS, from `cluster.prefix`.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub node: String,
+    pub prefix: String,
+}
+
+impl Names {
+    /// Core NATS subject of a QoS 0 message.
+    pub fn qos0_subject(&self, encoded_topic: &str) -> String {
+        format!("{}.m.{encoded_topic}", self.prefix)
+    }
+    /// Subject of a QoS 1/2 message in the stream.
+    pub fn stream_subject(&self, encoded_topic: &str) -> String {
+        format!("{}.q.{encoded_topic}", self.prefix)
+    }
+    pub fn stream(&self) -> String {
+        format!("{}-messages", self.prefix)
+    }
+    pub fn retained_bucket(&self) -> String {
+        format!("{}-retained", self.prefix)
+    }
+}
+
+/// A running cluster actor.
+pub struct Cluster {
+    pub names: Names,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Connects to NATS, makes sure the stream and bucket exist, and starts the tasks that
+    /// carry messages both ways. `events` is the broker task's channel; the returned sender is
+    /// what the broker writes to (`ServerOptions::cluster`).
+    pub async fn start(
+        config: &ClusterConfig,
+        events: mpsc::Sender<Event>,
+    ) -> Result<(Cluster, mpsc::Sender<ClusterOutput>), ClusterError> {
+        let names = Names {
+            node: config.node_name(),
+            prefix: config.prefix.clone(),
+        };
+        let joined = nats::join(config, &names).await?;
+        let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
+        let mut tasks = outbound::start(&joined, &names, rx, events.clone());
+        tasks.extend(inbound::start(&joined, &names, events).await?);
+        tracing::info!(node = %names.node, urls = %config.urls.join(","), stream = %names.stream(), "joined the cluster");
+        Ok((Cluster { names, tasks }, tx))
+    }
+
+    /// Stops carrying messages (at shutdown, after the broker task).
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
