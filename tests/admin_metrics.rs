@@ -341,3 +341,109 @@ fn quic_clients_show_in_the_quic_metrics_and_their_quic_block() {
         assert!(moved(&during, &after, key) > 0.0, "{key}");
     }
 }
+
+/// An independent QUIC stack (aioquic, `tests/interop/quic_metrics.py`) acts: streams of each
+/// kind, QoS 1 publishes, datagrams, a migration. While it waits, its QUIC block in the API
+/// and the QUIC figures in `/metrics` must show exactly that; after it leaves, the gauges go
+/// back and the counters keep what it did.
+#[test]
+fn an_aioquic_client_moves_the_quic_figures_by_what_it_did() {
+    let broker = TestBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let id = unique("aioquic");
+    let before = scrape(&broker, None);
+    let mut command = Command::new(common::python());
+    command
+        .arg("-u")
+        .arg(common::interop_dir().join("quic_metrics.py"))
+        .args(["--host", "127.0.0.1"])
+        .args(["--port", &broker.quic_addr.unwrap().port().to_string()])
+        .arg("--cafile")
+        .arg(broker.cert_path.as_ref().unwrap())
+        .args(["--tcp-port", &broker.port()])
+        .env("MQTTD_CLIENT_ID", &id)
+        .env("MQTTD_CONTINUE_FILE", &go)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let mut script = RunningProgram::spawn(&mut command);
+    let ready = script.wait_for_line(|l| l.starts_with("ready "), Duration::from_secs(20));
+    if let Err(e) = ready {
+        panic!("{e}\n{}", script.wait(WAIT).describe());
+    }
+    // The broker notices a new address within half a second (its migration poll).
+    let mut client = serde_json::Value::Null;
+    eventually("the migration in the client's QUIC block", || {
+        client = support::get(&broker, &format!("/api/v1/clients/{id}")).json();
+        client["quic"]["migrations"] == 1
+    });
+    let quic = &client["quic"];
+    assert_eq!(
+        quic["streams_open"],
+        serde_json::json!({"control": 1, "bidi": 2, "uni": 1, "server_uni": 0}),
+        "{client}"
+    );
+    assert_eq!(quic["datagram_frames"]["received"], 4, "{client}");
+    assert_eq!(quic["path_challenges_received"], 0, "{client}");
+
+    let during = scrape(&broker, None);
+    for (key, want) in [
+        ("mqttd_quic_handshakes_total{result=accepted}", 1.0),
+        ("mqttd_quic_migrations_total", 1.0),
+        (
+            "mqttd_quic_datagrams_total{direction=received,reason=}",
+            4.0,
+        ),
+        (
+            "mqttd_quic_datagrams_total{direction=dropped,reason=malformed}",
+            0.0,
+        ),
+        // 3 QoS 1 on the control stream, 1 on the uni stream, 4 in datagrams.
+        ("mqttd_messages_received_total", 8.0),
+        ("mqttd_packets_received_total{type=subscribe}", 2.0),
+        ("mqttd_packets_received_total{type=puback}", 0.0),
+        ("mqttd_packets_sent_total{type=puback}", 3.0),
+        // The datagram messages come back on the subscribing data stream.
+        ("mqttd_messages_sent_total", 4.0),
+        ("mqttd_messages_dropped_total{reason=no_subscribers}", 4.0),
+    ] {
+        assert_eq!(moved(&before, &during, key), want, "{key}");
+    }
+    for (kind, open) in [
+        ("control", 1.0),
+        ("bidi", 2.0),
+        ("uni", 1.0),
+        ("server_uni", 0.0),
+    ] {
+        let key = format!("mqttd_quic_streams_open{{kind={kind}}}");
+        assert_eq!(during[&key], open, "{key}");
+    }
+    assert_eq!(during["mqttd_quic_connections_live"], 1.0);
+
+    std::fs::write(&go, b"").unwrap();
+    let out = script.wait(Duration::from_secs(20));
+    assert!(out.success(), "{}", out.describe());
+    let after = scrape_until(
+        &broker,
+        &during,
+        &[
+            ("mqttd_quic_connections_live", -1.0),
+            ("mqttd_quic_streams_open{kind=control}", -1.0),
+            ("mqttd_quic_streams_open{kind=bidi}", -2.0),
+            ("mqttd_quic_streams_open{kind=uni}", -1.0),
+            ("mqttd_quic_migrations_total", 0.0),
+            (
+                "mqttd_quic_datagrams_total{direction=received,reason=}",
+                0.0,
+            ),
+            ("mqttd_disconnects_total{by=client,reason=0x00}", 1.0),
+        ],
+    );
+    // The ended connection's UDP figures stay in the counters.
+    assert!(
+        moved(
+            &before,
+            &after,
+            "mqttd_quic_udp_datagrams_total{direction=rx}"
+        ) >= 10.0
+    );
+}

@@ -7,7 +7,7 @@ use super::exposition::Text as Exposition;
 use crate::broker::Metrics;
 use crate::server::ServerProbe;
 use crate::transport::early::QuicStatsSnapshot;
-use crate::transport::quic_registry::QuicTotals;
+use crate::transport::quic_registry::{QuicTotals, StreamKind};
 
 /// Bounds of the RTT histogram, seconds.
 const RTT_BOUNDS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -34,6 +34,8 @@ pub struct QuicFigures {
     pub rtt_seconds: Vec<f64>,
     pub cwnd_bytes: Vec<f64>,
     pub mtu: Vec<f64>,
+    /// Open streams of the live connections, by kind (`StreamKind::ALL` order).
+    pub streams_open: [u64; 4],
 }
 
 impl QuicFigures {
@@ -48,8 +50,11 @@ impl QuicFigures {
             live: live.len() as u64,
             ..QuicFigures::default()
         };
-        for connection in &live {
-            let stats = connection.stats();
+        for live in &live {
+            for (open, kind) in figures.streams_open.iter_mut().zip(StreamKind::ALL) {
+                *open += live.streams.get(kind);
+            }
+            let stats = live.connection.stats();
             totals.add(&stats);
             figures.rtt_seconds.push(stats.path.rtt.as_secs_f64());
             figures.cwnd_bytes.push(stats.path.cwnd as f64);
@@ -67,8 +72,13 @@ pub fn client_block(
     conn: crate::broker::ConnId,
     migrations: u64,
 ) -> Option<serde_json::Value> {
-    let connection = probe.quic_connections().get(conn)?;
+    let live = probe.quic_connections().get(conn)?;
+    let connection = &live.connection;
     let s = connection.stats();
+    let streams: serde_json::Map<String, serde_json::Value> = StreamKind::ALL
+        .iter()
+        .map(|kind| (kind.name().to_owned(), live.streams.get(*kind).into()))
+        .collect();
     Some(serde_json::json!({
         "remote_address": connection.remote_address().to_string(),
         "rtt_ms": s.path.rtt.as_secs_f64() * 1e3,
@@ -86,6 +96,7 @@ pub fn client_block(
         "stream_frames": { "sent": s.frame_tx.stream, "received": s.frame_rx.stream },
         "path_challenges_received": s.frame_rx.path_challenge,
         "migrations": migrations,
+        "streams_open": streams,
         "max_datagram_size": connection.max_datagram_size(),
     }))
 }
@@ -241,6 +252,15 @@ pub(super) fn render(t: &mut Exposition, m: &Metrics, stats: &QuicStatsSnapshot,
         ),
     ] {
         t.single(name, "counter", help, value);
+    }
+    t.family(
+        "mqttd_quic_streams_open",
+        "gauge",
+        "Streams of live QUIC connections being read or written, by kind: control, bidi \
+         (client data streams), uni (client unidirectional), server_uni (broker-opened flows).",
+    );
+    for (kind, open) in StreamKind::ALL.iter().zip(q.streams_open) {
+        t.sample("mqttd_quic_streams_open", &[("kind", kind.name())], open);
     }
     t.single(
         "mqttd_quic_connections_live",

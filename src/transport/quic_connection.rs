@@ -25,6 +25,7 @@ use super::login::{LoginContext, LoginGate};
 use super::migration::{Observed, PeerPath};
 use super::quic_datagrams;
 use super::quic_dispatch::Dispatcher;
+use super::quic_registry::{StreamCounts, StreamKind as OpenKind};
 use super::quic_settings::{QuicSettings, MQTT_NEXT};
 use super::quic_streams::{self, Opening, Prefixed, StreamKind};
 use super::stream::{read_packets, ReadEnd};
@@ -50,6 +51,8 @@ struct QuicConnection {
     /// Stream opens beyond the rate are refused (STOP_SENDING / RESET_STREAM with OVERLOAD),
     /// shared by both kinds of stream.
     opens: Mutex<TokenBucket>,
+    /// Open streams by kind, for the admin API (quic_registry.rs).
+    streams: Arc<StreamCounts>,
 }
 
 /// Serves one QUIC connection until the broker closes it.
@@ -65,7 +68,8 @@ pub(super) async fn serve(
     let _flushing = settings.flushing.token();
     let peer = super::migration::peer_label(connection.remote_address());
     let registry = settings.connections.clone();
-    let _registered = registry.register(conn, connection.clone());
+    let registered = registry.register(conn, connection.clone());
+    let streams = registered.streams.clone();
     let (path, moves) = PeerPath::new(connection.clone());
     let Some(outbox) = crate::handoff::open_connection(&events, conn, peer).await else {
         return;
@@ -100,6 +104,7 @@ pub(super) async fn serve(
         abnormal,
         control_send,
         accepted_tx,
+        streams.clone(),
     );
     let opens = Mutex::new(TokenBucket::new(
         settings.stream_opens_per_sec,
@@ -115,6 +120,7 @@ pub(super) async fn serve(
         outbox,
         accepted,
         opens,
+        streams,
     };
     tokio::select! {
         _ = dispatcher.run(&this.outbox, new_streams_rx) => {}
@@ -178,6 +184,7 @@ impl QuicConnection {
             identity: super::login::peer_identity(chain.as_deref().map(|c| c.as_slice())),
             preauthorized: None,
         };
+        let _open = self.streams.open(OpenKind::Control);
         let mut version = None;
         let end = read_packets(
             conn,
@@ -249,7 +256,9 @@ impl QuicConnection {
             let stream_events =
                 self.early
                     .stream_events(conn, reader.inner().is_0rtt(), &self.events);
+            let open = self.streams.open(OpenKind::Bidi);
             tokio::spawn(read_data_stream(
+                open,
                 conn,
                 stream,
                 self.path.observe(reader),
@@ -286,7 +295,9 @@ impl QuicConnection {
             let stream_events =
                 self.early
                     .stream_events(conn, reader.inner().is_0rtt(), &self.events);
+            let open = self.streams.open(OpenKind::Uni);
             tokio::spawn(read_uni_stream(
+                open,
                 conn,
                 self.path.observe(reader),
                 stream_events,
@@ -355,7 +366,9 @@ fn negotiated_mqtt_next(connection: &quinn::Connection) -> bool {
 }
 
 /// A data stream: its packets are the broker's to judge (it ends the stream on a violation).
+#[allow(clippy::too_many_arguments)]
 async fn read_data_stream(
+    _open: super::quic_registry::OpenStream,
     conn: ConnId,
     stream: StreamId,
     mut recv: Observed<Prefixed<RecvStream>>,
@@ -402,6 +415,7 @@ async fn read_data_stream(
 /// UNSUBSCRIBE whose answers and deliveries go on the control stream. Anything else, or bytes
 /// that do not decode, stop this stream only.
 async fn read_uni_stream(
+    _open: super::quic_registry::OpenStream,
     conn: ConnId,
     mut recv: Observed<Prefixed<RecvStream>>,
     events: mpsc::Sender<Event>,

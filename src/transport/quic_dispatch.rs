@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::app_error;
+use super::quic_registry::{OpenStream, StreamCounts, StreamKind};
 use super::stream::write_packets;
 use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId, Transmit};
 use crate::codec::flow;
@@ -27,6 +28,8 @@ pub(super) struct Dispatcher {
     /// The application error code of an abnormal close (it depends on the ALPN).
     abnormal: u32,
     writers: HashMap<StreamId, StreamWriter>,
+    /// Open streams by kind: the broker-opened ones are counted here.
+    streams: Arc<StreamCounts>,
 }
 
 impl Dispatcher {
@@ -41,6 +44,7 @@ impl Dispatcher {
         abnormal: u32,
         control: SendStream,
         accepted: watch::Sender<Option<ProtocolVersion>>,
+        streams: Arc<StreamCounts>,
     ) -> Dispatcher {
         let on_control_written = move |transmits: &[Transmit]| {
             if let Some(t) = transmits.iter().find(|t| t.accepted) {
@@ -54,6 +58,7 @@ impl Dispatcher {
             events,
             abnormal,
             writers: HashMap::from([(StreamId::CONTROL, control)]),
+            streams,
         }
     }
 
@@ -97,6 +102,7 @@ impl Dispatcher {
             } = event
             {
                 let writer = StreamWriter::spawn_server(
+                    self.streams.open(StreamKind::ServerUni),
                     self.conn,
                     self.connection.clone(),
                     flow_id,
@@ -213,6 +219,7 @@ struct StreamWriter {
 impl StreamWriter {
     /// A server-initiated unidirectional stream for a flow: its header (0x13), then packets.
     fn spawn_server(
+        open: OpenStream,
         conn: ConnId,
         connection: quinn::Connection,
         flow_id: u64,
@@ -223,6 +230,7 @@ impl StreamWriter {
         let task = tokio::spawn({
             let outbox = outbox.clone();
             async move {
+                let _open = open;
                 let Ok(mut send) = connection.open_uni().await else {
                     return;
                 };

@@ -3,8 +3,11 @@
 //! that ended, so the counters built from them never go down.
 //!
 //! Touched twice per connection (open and end) under a mutex; never per packet or message.
+//! Each connection also counts its open streams by kind ([`StreamCounts`]: an atomic add when
+//! a stream starts being read or written and one when it ends, never per packet).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ahash::AHashMap;
 
@@ -62,9 +65,94 @@ impl QuicTotals {
     }
 }
 
+/// The kinds of stream a connection has open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// The client's first bidirectional stream (MQTT's connection).
+    Control,
+    /// Further bidirectional streams the client opened (data streams).
+    Bidi,
+    /// Unidirectional streams the client opened.
+    Uni,
+    /// Unidirectional streams the broker opened (per-topic delivery flows).
+    ServerUni,
+}
+
+impl StreamKind {
+    pub const ALL: [StreamKind; 4] = [
+        StreamKind::Control,
+        StreamKind::Bidi,
+        StreamKind::Uni,
+        StreamKind::ServerUni,
+    ];
+
+    /// The label in metrics and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Control => "control",
+            StreamKind::Bidi => "bidi",
+            StreamKind::Uni => "uni",
+            StreamKind::ServerUni => "server_uni",
+        }
+    }
+}
+
+/// Streams of one connection being read or written, by kind.
+#[derive(Debug, Default)]
+pub struct StreamCounts {
+    control: AtomicU64,
+    bidi: AtomicU64,
+    uni: AtomicU64,
+    server_uni: AtomicU64,
+}
+
+impl StreamCounts {
+    fn slot(&self, kind: StreamKind) -> &AtomicU64 {
+        match kind {
+            StreamKind::Control => &self.control,
+            StreamKind::Bidi => &self.bidi,
+            StreamKind::Uni => &self.uni,
+            StreamKind::ServerUni => &self.server_uni,
+        }
+    }
+
+    /// Counts a stream as open until the returned guard is dropped.
+    pub fn open(self: &Arc<Self>, kind: StreamKind) -> OpenStream {
+        self.slot(kind).fetch_add(1, Ordering::Relaxed);
+        OpenStream {
+            counts: self.clone(),
+            kind,
+        }
+    }
+
+    pub fn get(&self, kind: StreamKind) -> u64 {
+        self.slot(kind).load(Ordering::Relaxed)
+    }
+}
+
+/// One open stream in its connection's [`StreamCounts`].
+#[derive(Debug)]
+pub struct OpenStream {
+    counts: Arc<StreamCounts>,
+    kind: StreamKind,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.counts.slot(self.kind).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A live connection: quinn's handle and its open streams.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub connection: quinn::Connection,
+    pub streams: Arc<StreamCounts>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    live: AHashMap<ConnId, quinn::Connection>,
+    live: AHashMap<ConnId, Live>,
     ended: QuicTotals,
 }
 
@@ -78,13 +166,15 @@ pub struct QuicConnections {
 pub struct Registered<'a> {
     registry: &'a QuicConnections,
     conn: ConnId,
+    /// The connection's open streams, counted by its readers and writers.
+    pub streams: Arc<StreamCounts>,
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
         let mut inner = self.registry.lock();
-        if let Some(connection) = inner.live.remove(&self.conn) {
-            let stats = connection.stats();
+        if let Some(live) = inner.live.remove(&self.conn) {
+            let stats = live.connection.stats();
             inner.ended.add(&stats);
         }
     }
@@ -98,20 +188,28 @@ impl QuicConnections {
 
     /// Registers a connection for as long as the returned guard lives.
     pub fn register(&self, conn: ConnId, connection: quinn::Connection) -> Registered<'_> {
-        self.lock().live.insert(conn, connection);
+        let streams = Arc::<StreamCounts>::default();
+        self.lock().live.insert(
+            conn,
+            Live {
+                connection,
+                streams: streams.clone(),
+            },
+        );
         Registered {
             registry: self,
             conn,
+            streams,
         }
     }
 
-    pub fn get(&self, conn: ConnId) -> Option<quinn::Connection> {
+    pub fn get(&self, conn: ConnId) -> Option<Live> {
         self.lock().live.get(&conn).cloned()
     }
 
     /// The live connections (handles are reference counts: cheap) and the totals of the
     /// ended ones.
-    pub fn snapshot(&self) -> (Vec<quinn::Connection>, QuicTotals) {
+    pub fn snapshot(&self) -> (Vec<Live>, QuicTotals) {
         let inner = self.lock();
         (inner.live.values().cloned().collect(), inner.ended)
     }

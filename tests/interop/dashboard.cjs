@@ -3,7 +3,9 @@
 // client list and that publishing moves the message counter and the plot, and saves a
 // screenshot.
 //
-// Usage: node dashboard.cjs ADMIN_URL MQTT_URL SCREENSHOT_PATH
+// Usage: node dashboard.cjs ADMIN_URL MQTT_URL SCREENSHOT_PATH [QUIC_CLIENT_ID]
+// With QUIC_CLIENT_ID (a client connected over QUIC on its control stream only), its row must
+// show its QUIC figures: an RTT, 0 migrations and streams "1 / 0 / 0 / 0".
 // Modules come from NODE_PATH (target/node/node_modules, installed by tests/run-all.sh).
 "use strict";
 const fs = require("fs");
@@ -12,7 +14,7 @@ const path = require("path");
 const { chromium } = require("playwright-core");
 const mqtt = require("mqtt");
 
-const [adminUrl, mqttUrl, screenshot] = process.argv.slice(2);
+const [adminUrl, mqttUrl, screenshot, quicClientId] = process.argv.slice(2);
 const CHROMIUM = process.env.MQTTD_TEST_CHROMIUM || "/usr/lib/chromium/chromium";
 
 function fail(message) {
@@ -62,6 +64,16 @@ async function main() {
       null, { timeout: 10000 });
     const canvasAfter = await page.evaluate(() => document.getElementById("plot").toDataURL());
     if (canvasAfter === canvasBefore) fail("the plot did not change");
+
+    if (quicClientId) {
+      const row = `tr[data-clientid="${quicClientId}"]`;
+      await page.waitForSelector(row, { timeout: 10000 });
+      const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => td.textContent));
+      const [rtt, , migrations, streams] = cells.slice(-4);
+      if (!(Number(rtt) > 0) || migrations !== "0" || streams !== "1 / 0 / 0 / 0") {
+        fail("the QUIC client's row shows " + JSON.stringify(cells));
+      }
+    }
 
     await page.screenshot({ path: screenshot, fullPage: true });
     client.end(true);

@@ -275,7 +275,7 @@ class QuicClient(Endpoint):
         self._next_uni = 2
 
     @classmethod
-    async def open(cls, host, port, cafile, name, version=m.V5, alpn=("mqtt",)):
+    async def open(cls, host, port, cafile, name, version=m.V5, alpn=("mqtt",), datagrams=False):
         client = cls(name, version)
         config = QuicConfiguration(
             is_client=True,
@@ -283,6 +283,8 @@ class QuicClient(Endpoint):
             cafile=cafile,
             server_name="localhost",
             supported_versions=[QuicProtocolVersion.VERSION_1],
+            # RFC 9221: advertise DATAGRAM support (needed to send datagrams too).
+            max_datagram_frame_size=65536 if datagrams else None,
         )
         loop = asyncio.get_running_loop()
         connection = QuicConnection(configuration=config)
@@ -351,6 +353,11 @@ class QuicClient(Endpoint):
         check(self.terminated is None, f"{self.name}: cannot send, {self.state()}")
         for stream, data, fin in items:
             self.proto._quic.send_stream_data(stream, data, end_stream=fin)
+        self.proto.transmit()
+
+    def send_datagram(self, data):
+        """One QUIC DATAGRAM frame (the connection must have been opened with datagrams)."""
+        self.proto._quic.send_datagram_frame(data)
         self.proto.transmit()
 
     def reset(self, stream, code=0):
@@ -486,8 +493,8 @@ class Ctx:
         self.tcp_port = args.tcp_port
         self.clients = []
 
-    async def quic(self, name, version=m.V5, alpn=("mqtt",), handshake=True):
-        client = await QuicClient.open(self.host, self.port, self.cafile, name, version, alpn)
+    async def quic(self, name, version=m.V5, alpn=("mqtt",), handshake=True, datagrams=False):
+        client = await QuicClient.open(self.host, self.port, self.cafile, name, version, alpn, datagrams)
         self.clients.append(client)
         if handshake:
             check(client.connected, f"{name}: QUIC handshake failed: {client.state()}")
