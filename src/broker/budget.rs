@@ -26,6 +26,17 @@
 //!
 //! Inbound, the bound is the event channel into the broker task (`handoff::EVENT_QUEUE`):
 //! readers wait when it is full, so a busy broker slows every reader down evenly.
+//!
+//! The second thing that can back up is a connected session's queue of QoS 1/2 deliveries:
+//! a subscriber whose window (its Receive Maximum) is full waits for its acknowledgements,
+//! however fast its connection writes. Publishers that together outrun its acknowledgements
+//! would fill the queue (`limits.max_queued_messages`, `max_queued_bytes`) and make it drop
+//! its oldest messages. So a queue past its **high mark** ([`QueueBudget::backed_up`]) pauses
+//! the publishers feeding it exactly as *behind* does, and they go on once it is down to its
+//! **low mark** ([`QueueBudget::drained`]) and the connection is not behind. The gap between
+//! the marks keeps the subscriber busy while the publishers' reads resume, and makes one pause
+//! cover hundreds of messages; what arrives after a pause (the publishers' messages in flight,
+//! bounded by their windows toward us) fits in the rest of the queue.
 
 /// What a queued control packet (anything but PUBLISH) counts for in the budget.
 pub const CONTROL_PACKET_COST: usize = 64;
@@ -86,6 +97,44 @@ impl OutputBudget {
     }
 }
 
+/// Smallest high mark of a session queue, in messages: room for a burst of several windows.
+const QUEUE_HIGH_MIN: usize = 256;
+
+/// The marks of a connected session's QoS 1/2 queue (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBudget {
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl QueueBudget {
+    pub fn new(max_queued_messages: usize, max_queued_bytes: usize) -> QueueBudget {
+        QueueBudget {
+            max_messages: max_queued_messages,
+            max_bytes: max_queued_bytes,
+        }
+    }
+
+    /// The queue length at which publishers are paused: four windows of `send_window`, at
+    /// least [`QUEUE_HIGH_MIN`], at most half of what the queue may hold.
+    fn high(&self, send_window: usize) -> usize {
+        (send_window * 4)
+            .max(QUEUE_HIGH_MIN)
+            .min(self.max_messages / 2)
+            .max(1)
+    }
+
+    /// Past the high mark (messages or bytes): pause the publishers feeding the queue.
+    pub fn backed_up(&self, len: usize, bytes: usize, send_window: usize) -> bool {
+        len >= self.high(send_window) || bytes >= self.max_bytes / 2
+    }
+
+    /// Down to the low mark (half the high mark, a quarter of the bytes): let them go on.
+    pub fn drained(&self, len: usize, bytes: usize, send_window: usize) -> bool {
+        len <= self.high(send_window) / 2 && bytes <= self.max_bytes / 4
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +152,23 @@ mod tests {
         let small = OutputBudget::new(64);
         assert!(!small.is_behind(128 * 1024 - 1));
         assert!(small.is_behind(128 * 1024));
+    }
+
+    #[test]
+    fn a_queue_backs_up_at_four_windows_and_drains_at_two() {
+        let q = QueueBudget::new(10_000, 64 * 1024 * 1024);
+        assert!(!q.backed_up(399, 0, 100));
+        assert!(q.backed_up(400, 0, 100));
+        assert!(!q.drained(201, 0, 100));
+        assert!(q.drained(200, 0, 100));
+        // Small windows still get the minimum; bytes count as well.
+        assert!(!q.backed_up(255, 0, 1));
+        assert!(q.backed_up(256, 0, 1));
+        assert!(q.backed_up(1, 32 * 1024 * 1024, 1));
+        assert!(!q.drained(1, 16 * 1024 * 1024 + 1, 1));
+        // Never above half of what the queue may hold.
+        let small = QueueBudget::new(100, 64 * 1024 * 1024);
+        assert!(small.backed_up(50, 0, 100));
+        assert!(small.drained(25, 0, 100));
     }
 }

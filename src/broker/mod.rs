@@ -89,6 +89,8 @@ pub struct Broker {
     settings: Settings,
     /// How far a connection may fall behind on writing (budget.rs).
     budget: budget::OutputBudget,
+    /// When a connected session's QoS 1/2 queue pauses its publishers (budget.rs).
+    queue_budget: budget::QueueBudget,
     /// Boxed: a map's table is over-allocated up to 2x, and an idle connection should cost
     /// one `Connection` plus a pointer, not twice its size (issue: memory per idle connection).
     conns: AHashMap<ConnId, Box<Connection>>,
@@ -132,9 +134,14 @@ pub struct Broker {
 impl Broker {
     pub fn new(settings: Settings) -> Broker {
         let budget = budget::OutputBudget::new(settings.limits.max_packet_size);
+        let queue_budget = budget::QueueBudget::new(
+            settings.limits.max_queued_messages,
+            settings.limits.max_queued_bytes,
+        );
         Broker {
             settings,
             budget,
+            queue_budget,
             conns: AHashMap::new(),
             sessions: persist::SessionMap::default(),
             client_ids: AHashMap::new(),
@@ -260,10 +267,14 @@ impl Broker {
         let was_behind = self.budget.is_behind(c.unwritten);
         c.unwritten = c.unwritten.saturating_sub(bytes);
         if was_behind && !self.budget.is_behind(c.unwritten) {
-            let session = c.session;
-            self.release_publishers(conn);
-            if let Some(sid) = session {
-                self.pump_queue(sid, now);
+            // The publishers it holds go on unless its QoS 1/2 queue is still backed up (then
+            // the queue's pump lets them go at its low mark); then the queue goes out.
+            match c.session {
+                Some(sid) => {
+                    self.release_if_drained(sid, conn);
+                    self.pump_queue(sid, now);
+                }
+                None => self.release_publishers(conn),
             }
         }
         self.reap(now);

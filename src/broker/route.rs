@@ -298,6 +298,22 @@ impl Broker {
             return;
         }
         self.enqueue(sid, delivery);
+        // A window that stays full backs the queue up while the connection keeps up: past
+        // the queue's high mark the publisher is paused as well (budget.rs), so the queue
+        // does not overflow and drop what it holds.
+        if !slow {
+            let backed_up = self
+                .sessions
+                .get(&sid)
+                .zip(self.conns.get(&conn))
+                .is_some_and(|(s, c)| {
+                    self.queue_budget
+                        .backed_up(s.queue.len(), s.queued_bytes, c.send_window)
+                });
+            if backed_up {
+                self.hold_publisher(publisher, conn, now);
+            }
+        }
     }
 
     /// Appends to the session queue. The queue only ever holds QoS 1/2 (QoS 0 is dropped before
@@ -327,7 +343,8 @@ impl Broker {
         session.push_queued(delivery);
     }
 
-    /// Moves queued messages to the connection while the window and buffer allow.
+    /// Moves queued messages to the connection while the window and buffer allow; then lets
+    /// the publishers the connection holds go on if it has caught up.
     pub(super) fn pump_queue(&mut self, sid: SessionId, now: Instant) {
         loop {
             let Some(session) = self.sessions.get_mut(&sid) else {
@@ -337,10 +354,11 @@ impl Broker {
             let Some(c) = self.conns.get(&conn) else {
                 return;
             };
-            if session.queue.is_empty()
-                || session.inflight.len() >= c.send_window
-                || self.budget.is_behind(c.unwritten)
-            {
+            if self.budget.is_behind(c.unwritten) {
+                return;
+            }
+            if session.queue.is_empty() || session.inflight.len() >= c.send_window {
+                self.release_if_drained(sid, conn);
                 return;
             }
             let Some(delivery) = session.pop_queued() else {

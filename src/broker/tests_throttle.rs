@@ -165,3 +165,197 @@ fn a_client_subscribed_to_its_own_topic_is_never_paused_by_itself() {
     let outputs = flood(&mut h, c, 6);
     assert!(pauses(&outputs, c).is_empty());
 }
+
+/// Fan-in QoS 1 beyond the subscriber's window, played round by round: each publisher that is
+/// not paused publishes `burst` messages per round (and `lag` more after a pause: what was read
+/// before it), the subscriber acknowledges up to `acks` of its inflight messages per round, and
+/// every write is reported at once (the subscriber's connection never falls behind). Returns
+/// each publisher's payloads as received in order, the pauses seen, and the longest queue.
+struct FanIn {
+    h: Harness,
+    sub: ConnId,
+    publishers: Vec<ConnId>,
+    paused: Vec<bool>,
+    /// Messages a paused publisher still gets in (read before its pause took effect).
+    lag_left: Vec<usize>,
+    next: Vec<u32>,
+    received: Vec<Vec<u32>>,
+    unacked: Vec<u16>,
+    pauses: usize,
+    resumes: usize,
+    longest_queue: usize,
+}
+
+impl FanIn {
+    fn new(max_queued: usize, window: u16, publishers: usize) -> FanIn {
+        let mut config = Config::default();
+        config.limits.max_queued_messages = max_queued;
+        let mut h = Harness::with_config(config);
+        let mut c = connect_packet("sub", V5);
+        c.properties.receive_maximum = Some(window);
+        let (sub, _) = h.connect_with(c);
+        h.subscribe(sub, "t/#", QoS::AtLeastOnce);
+        let publishers: Vec<ConnId> = (0..publishers)
+            .map(|i| h.connect(&format!("pub{i}"), V5))
+            .collect();
+        h.broker.take_outputs();
+        let n = publishers.len();
+        FanIn {
+            h,
+            sub,
+            publishers,
+            paused: vec![false; n],
+            lag_left: vec![0; n],
+            next: vec![0; n],
+            received: vec![Vec::new(); n],
+            unacked: Vec::new(),
+            pauses: 0,
+            resumes: 0,
+            longest_queue: 0,
+        }
+    }
+
+    fn drain(&mut self) {
+        for output in self.h.broker.take_outputs() {
+            match output {
+                Output::Transmit(t) => {
+                    if t.conn == self.sub {
+                        for p in publishes(&t.packets()) {
+                            let text = std::str::from_utf8(&p.payload).unwrap();
+                            let (i, seq) = text.split_once(':').unwrap();
+                            self.received[i.parse::<usize>().unwrap()].push(seq.parse().unwrap());
+                            self.unacked.push(p.packet_id.unwrap());
+                        }
+                    }
+                    self.h
+                        .broker
+                        .handle_written(t.conn, t.accounted, self.h.now);
+                }
+                Output::PauseReading { conn, paused } => {
+                    let i = self.publishers.iter().position(|p| *p == conn).unwrap();
+                    assert_ne!(self.paused[i], paused, "pause and resume alternate");
+                    self.paused[i] = paused;
+                    if paused {
+                        self.pauses += 1;
+                        self.lag_left[i] = 24;
+                    } else {
+                        self.resumes += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let sid = self.h.broker.conns[&self.sub].session.unwrap();
+        let queued = self.h.broker.sessions.get(&sid).unwrap().queue.len();
+        self.longest_queue = self.longest_queue.max(queued);
+    }
+
+    /// One round: publishers in turn, then the subscriber's acknowledgements.
+    fn round(&mut self, burst: usize, acks: usize, total: u32) {
+        for i in 0..self.publishers.len() {
+            for _ in 0..burst {
+                if self.next[i] >= total {
+                    break;
+                }
+                if self.paused[i] {
+                    if self.lag_left[i] == 0 {
+                        break;
+                    }
+                    self.lag_left[i] -= 1;
+                }
+                let payload = format!("{i}:{}", self.next[i]);
+                let id = (self.next[i] % 1000 + 1) as u16;
+                self.next[i] += 1;
+                let p = publish("t/x", &payload, QoS::AtLeastOnce, false, Some(id));
+                self.h.broker.handle_packet(
+                    self.publishers[i],
+                    StreamId::CONTROL,
+                    Packet::Publish(p),
+                    self.h.now,
+                );
+                self.drain();
+            }
+        }
+        let n = acks.min(self.unacked.len());
+        for id in self.unacked.drain(..n).collect::<Vec<_>>() {
+            self.h.broker.handle_packet(
+                self.sub,
+                StreamId::CONTROL,
+                Packet::PubAck(Ack::new(id)),
+                self.h.now,
+            );
+            self.drain();
+        }
+    }
+}
+
+#[test]
+fn a_full_window_pauses_the_publishers_so_fan_in_qos1_loses_nothing() {
+    // 4 publishers, 8 messages a round each, against a subscriber that acknowledges 8 a round
+    // with a window of 10: without the pause its queue (1,000) would overflow within rounds.
+    let mut f = FanIn::new(1000, 10, 4);
+    let total = 2000;
+    for _ in 0..5000 {
+        f.round(8, 8, total);
+        if f.received.iter().all(|r| r.len() == total as usize) {
+            break;
+        }
+    }
+    let m = f.h.broker.metrics();
+    assert_eq!(m.dropped_queue_full, 0, "nothing dropped");
+    for (i, got) in f.received.iter().enumerate() {
+        assert_eq!(
+            *got,
+            (0..total).collect::<Vec<_>>(),
+            "publisher {i}: all, in order, once"
+        );
+    }
+    assert!(f.pauses > 0, "the publishers were paused");
+    assert_eq!(f.pauses, f.resumes, "and every pause ended");
+    // High mark 256 (four windows of 10, at least 256) plus what each publisher still had in
+    // flight when paused.
+    assert!(
+        f.longest_queue <= 256 + 4 * 24 + 4 * 8,
+        "queue peaked at {}",
+        f.longest_queue
+    );
+    assert!(
+        f.longest_queue >= 256,
+        "paused at the high mark, not before"
+    );
+    assert_eq!(m.stuck_subscribers, 0);
+}
+
+#[test]
+fn a_window_that_never_opens_holds_publishers_no_longer_than_the_pause_limit() {
+    let mut f = FanIn::new(1000, 10, 1);
+    // No acknowledgements at all: paused once the queue reaches 256.
+    for _ in 0..40 {
+        f.round(8, 0, 10_000);
+    }
+    assert_eq!((f.pauses, f.resumes), (1, 0));
+    let sent = f.next[0];
+    f.h.now += Duration::from_millis(1000);
+    f.h.broker.handle_timeout(f.h.now);
+    f.drain();
+    assert_eq!(
+        (f.pauses, f.resumes),
+        (1, 1),
+        "released after max_publisher_pause_ms"
+    );
+    assert_eq!(f.h.broker.metrics().stuck_subscribers, 1);
+    // Stuck: the publisher goes on unpaused however long the queue gets.
+    for _ in 0..20 {
+        f.round(8, 0, 10_000);
+    }
+    assert_eq!(f.next[0], sent + 160);
+    assert_eq!(f.pauses, 1);
+    // Once it acknowledges down to its low mark it may hold publishers again.
+    for _ in 0..100 {
+        f.round(0, 10, 10_000);
+    }
+    for _ in 0..60 {
+        f.round(8, 0, 10_000);
+    }
+    assert_eq!(f.pauses, 2);
+}

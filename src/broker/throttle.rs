@@ -1,7 +1,10 @@
 //! Backpressure from connections that fall behind to the publishers that feed them.
 //!
 //! Why: without it, publishers that together outrun a subscriber fill its outbound buffer and
-//! the broker must drop QoS 0 messages to it (and queue, then drop, QoS 1/2). Pausing the
+//! the broker must drop QoS 0 messages to it (and queue, then drop, QoS 1/2). A subscriber
+//! whose QoS 1/2 window stays full backs up its session queue the same way, however fast its
+//! connection writes: past the queue's high mark (`budget.rs`) it holds its publishers too,
+//! until the queue is down to its low mark. Pausing the
 //! publishers' reads instead lets TCP/QUIC flow control slow them down to what the subscriber
 //! takes, so nothing is lost, which is what mosquitto and rumqttd users expect.
 //!
@@ -89,6 +92,26 @@ impl Broker {
                     self.out.pause_reading(publisher, false);
                 }
             }
+        }
+    }
+
+    /// `slow`, not behind on writing, lets the publishers it holds go (or stops being stuck)
+    /// once the QoS 1/2 queue of its session `sid` is down to its low mark (budget.rs).
+    /// Cheap when it holds nothing: called on every acknowledgement.
+    pub(super) fn release_if_drained(&mut self, sid: SessionId, slow: ConnId) {
+        if !self.throttle.holding.contains_key(&slow) && !self.throttle.stuck.contains(&slow) {
+            return;
+        }
+        let drained = self
+            .sessions
+            .get(&sid)
+            .zip(self.conns.get(&slow))
+            .is_none_or(|(s, c)| {
+                self.queue_budget
+                    .drained(s.queue.len(), s.queued_bytes, c.send_window)
+            });
+        if drained {
+            self.release_publishers(slow);
         }
     }
 

@@ -58,7 +58,7 @@ pub struct Limits {
     /// Default 128.
     pub max_topic_levels: usize,
     /// Backpressure: a publisher whose message reaches a connection that is behind on writing
-    /// stops being read until that connection catches up, for at most this many milliseconds;
+    /// (or whose QoS 1/2 queue backed up behind a full window) stops being read until that connection catches up, for at most this many milliseconds;
     /// a connection still behind after that holds no publisher again until it catches up (its
     /// QoS 0 deliveries are then dropped, QoS 1/2 queue). 0: never pause publishers, drop
     /// QoS 0 to connections behind at once. Default 1000.
