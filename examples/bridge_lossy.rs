@@ -16,7 +16,12 @@
 //!    per second from the first publish to the last delivery;
 //! 3. QUIC only: at 200 msg/s, the bridge's connection moves to a new UDP socket (an address
 //!    change of the edge); the time from the move to the arrival of the first message
-//!    published after it, and the largest latency around it.
+//!    published after it, and the largest latency around it;
+//! 4. at 200 msg/s, the central broker drops the bridge's connection (another client takes
+//!    its session over and leaves at once): what an address change costs a TCP connection in
+//!    the best case (the loss is known at once); the time from the drop to the arrival of the
+//!    first message published after it (reconnection backoff 10-20 ms included; QUIC
+//!    reconnects with 0-RTT).
 //!
 //! Prints one JSON object.
 // Example code: brevity over error handling ([lints] in Cargo.toml).
@@ -138,7 +143,7 @@ async fn main() {
         "listeners:\n  tcp: 127.0.0.1:0\n  quic: null\nstorage:\n  persistence: false\n  data_dir: {}\n\
          log:\n  level: error\nbridges:\n  - name: central\n    addresses: [\"{remote}\"]\n    \
          transport: {transport}\n    tls: {{ca_file: \"{}\", server_name: localhost}}\n    \
-         backoff: {{base_ms: 100, cap_ms: 1000}}\n    max_inflight: 256\n    \
+         backoff: {{base_ms: 20, cap_ms: 1000}}\n    max_inflight: 256\n    \
          topics:\n      - {{pattern: \"bench/#\", direction: out, qos: 1}}\n",
         dir.path().join("edge").display(),
         ca.display()
@@ -259,6 +264,46 @@ async fn main() {
         });
     }
 
+    // 4. The central broker drops the bridge.
+    let reconnect = {
+        let first = 3_000_000;
+        let stream = {
+            let publisher = publisher.clone();
+            tokio::spawn(async move { paced(&publisher, first, 200.0, 3.0).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = edge.bridge_stats()[0].1;
+        let dropped_at = Instant::now();
+        let dropped_ns = now_ns();
+        let taker = Client::connect(
+            ClientOptions::new(central.tcp_addr().unwrap().to_string())
+                .client_id("mqttd-bridge-central")
+                .clean_start(false)
+                .session_expiry(86_400),
+        )
+        .await
+        .unwrap()
+        .0;
+        taker.disconnect().await.unwrap();
+        let n = stream.await.unwrap();
+        wait_for(&seen, first, n, Duration::from_secs(30)).await;
+        let after = edge.bridge_stats()[0].1;
+        let seen = seen.lock().unwrap();
+        let resume = seen
+            .iter()
+            .filter(|(s, sent, ..)| *s >= first && *sent >= dropped_ns)
+            .map(|(_, _, at, _)| *at)
+            .min()
+            .map(|at| (at - dropped_at).as_secs_f64() * 1000.0);
+        serde_json::json!({
+            "resume_ms": resume,
+            "delivered": seen.iter().filter(|(s, ..)| *s >= first).count(),
+            "published": n,
+            "reconnects": after.reconnects - before.reconnects,
+            "zero_rtt": after.zero_rtt_connects - before.zero_rtt_connects,
+        })
+    };
+
     let stats = edge.bridge_stats()[0].1;
     println!(
         "{}",
@@ -277,6 +322,7 @@ async fn main() {
             "throughput_delivered": through,
             "throughput_msg_s": throughput,
             "migration": migration,
+            "reconnect": reconnect,
             "bridge_reconnects": stats.reconnects,
         })
     );
