@@ -29,6 +29,7 @@ pub mod payload;
 pub mod procstat;
 pub mod report;
 mod run;
+mod servers;
 pub mod stats;
 pub mod tracker;
 

@@ -27,6 +27,7 @@ pub mod quic_registry;
 mod quic_settings;
 pub mod quic_streams;
 pub mod quic_tls;
+mod quic_transport;
 pub mod stream;
 pub mod tcp;
 pub mod tls_tcp;

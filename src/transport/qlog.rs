@@ -124,7 +124,7 @@ impl QlogSettings {
         qlog.writer(Box::new(sink))
             .title(Some(format!("mqttd connection {}", conn.0)))
             .description(Some(format!("client {remote}")));
-        let mut transport = super::quic::transport_config(&self.quic);
+        let mut transport = super::quic_transport::transport_config(&self.quic);
         transport.qlog_stream(qlog.into_stream());
         let mut server = self.server.clone();
         server.transport_config(Arc::new(transport));
