@@ -142,6 +142,7 @@ impl Broker {
         }
         if self.client_ids.get(&session.client_id) == Some(&sid) {
             self.client_ids.remove(&session.client_id);
+            self.cluster_release(&session.client_id);
         }
         tracing::debug!(client = %session.client_id, "session ended");
     }

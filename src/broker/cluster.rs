@@ -45,6 +45,13 @@ pub enum ClusterOutput {
         topic: ByteString,
         message: Option<SharedMessage>,
     },
+    /// A client connected here: this node claims its client id cluster-wide, and the node
+    /// that held it closes its connection ([`Broker::cluster_taken_over`]). `claim` numbers
+    /// this node's claims, in order.
+    Claim { client_id: ByteString, claim: u64 },
+    /// The session of this client id ended here: the claim is given up (only if it is
+    /// still this node's: fenced by the claim's revision).
+    Release { client_id: ByteString },
 }
 
 /// The cluster state of the broker.
@@ -55,6 +62,9 @@ pub(super) struct ClusterState {
     owners: AHashMap<ClusterAck, (ConnId, StreamId)>,
     /// Acknowledgements waiting, in the order of the PUBLISH packets, per connection and stream.
     waiting: AHashMap<(ConnId, StreamId), VecDeque<Held>>,
+    /// The last claim made for each client id with a session on this node.
+    claims: AHashMap<ByteString, u64>,
+    next_claim: u64,
     /// Messages that came from other nodes.
     pub received: u64,
     /// Messages refused by the cluster (publisher told, or disconnected).
@@ -318,5 +328,61 @@ impl Broker {
         if self.settings.session.retain_available {
             self.retain(&std::sync::Arc::new(msg), false);
         }
+    }
+
+    /// A client's connection was accepted here: claim its client id in the cluster.
+    pub(super) fn cluster_claim(&mut self, client_id: &ByteString) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        cluster.next_claim += 1;
+        let claim = cluster.next_claim;
+        cluster.claims.insert(client_id.clone(), claim);
+        self.out.cluster(ClusterOutput::Claim {
+            client_id: client_id.clone(),
+            claim,
+        });
+    }
+
+    /// A session ended here: give its claim up.
+    pub(super) fn cluster_release(&mut self, client_id: &ByteString) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if cluster.claims.remove(client_id).is_some() {
+            self.out.cluster(ClusterOutput::Release {
+                client_id: client_id.clone(),
+            });
+        }
+    }
+
+    /// Another node accepted a connection for `client_id` after this node's claim number
+    /// `claim` (the last one the cluster actor had made when it learnt it). The client lives
+    /// there now: its connection here gets DISCONNECT 0x8E [MQTT-3.1.4-3] and its session here
+    /// ends without its will (the client is connected elsewhere). A claim made here after
+    /// `claim` (a newer connection, its claim not yet made) wins instead: the other node is
+    /// told in turn when that claim is made.
+    pub fn cluster_taken_over(&mut self, client_id: &str, claim: u64, now: Instant) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if cluster.claims.get(client_id).is_some_and(|&c| c > claim) {
+            return;
+        }
+        cluster.claims.remove(client_id);
+        let Some(sid) = self.client_ids.get(client_id).copied() else {
+            return;
+        };
+        let conn = self.sessions.get_mut(&sid).and_then(|s| {
+            s.will = None;
+            s.conn
+        });
+        tracing::info!(client = %client_id, "session taken over by another node");
+        self.metrics.sessions_taken_over += 1;
+        self.end_session(sid, now);
+        if let Some(conn) = conn {
+            self.close_with(conn, ReasonCode::SESSION_TAKEN_OVER, now);
+        }
+        self.reap(now);
     }
 }

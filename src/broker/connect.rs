@@ -262,6 +262,8 @@ impl Broker {
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
         self.filter_queue(sid);
+        // One live connection per client id in a cluster too (cluster.rs).
+        self.cluster_claim(&client_id);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),

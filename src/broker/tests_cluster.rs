@@ -14,9 +14,16 @@ fn forwarded(h: &mut Harness) -> Vec<(String, Option<ClusterAck>)> {
         .drain(..)
         .filter_map(|o| match o {
             ClusterOutput::Publish { message, ack } => Some((message.topic.to_string(), ack)),
-            ClusterOutput::Retain { .. } => None,
+            _ => None,
         })
         .collect()
+}
+
+/// Nothing but claims went to the cluster (messages and retained changes did not).
+fn nothing_sent(h: &Harness) -> bool {
+    h.cluster
+        .iter()
+        .all(|o| matches!(o, ClusterOutput::Claim { .. }))
 }
 
 fn acks(packets: &[Packet]) -> Vec<(u16, ReasonCode)> {
@@ -67,7 +74,7 @@ fn sys_topics_stay_on_their_node() {
     let mut h = clustered();
     let p = h.connect("p", ProtocolVersion::V5);
     h.publish(p, "$SYS/x", "x", QoS::AtMostOnce, true);
-    assert!(h.cluster.is_empty());
+    assert!(nothing_sent(&h));
     let before = h.broker.retained_count();
     h.broker
         .cluster_message(remote("$SYS/y", "y", QoS::AtMostOnce, false), h.now);
@@ -213,7 +220,7 @@ fn messages_from_other_nodes_are_routed_not_forwarded_not_retained() {
     let p = publishes(&got);
     assert_eq!(p.len(), 1);
     assert!(p[0].retain && p[0].qos == QoS::ExactlyOnce);
-    assert!(h.cluster.is_empty(), "never sent out again");
+    assert!(nothing_sent(&h), "never sent out again");
     assert_eq!(
         h.broker.retained_count(),
         0,
@@ -245,10 +252,7 @@ fn retained_changes_go_out_and_come_back_without_echo() {
     );
     h.pump();
     assert_eq!(h.broker.retained_count(), 1);
-    assert!(
-        h.cluster.is_empty(),
-        "a remote change is not sent out again"
-    );
+    assert!(nothing_sent(&h), "a remote change is not sent out again");
     h.broker.cluster_retained("r/b".into(), None, h.now);
     assert_eq!(h.broker.retained_count(), 0);
 }
@@ -284,4 +288,87 @@ fn the_documented_record_example_holds() {
     let shown = "02 03 00000001 61 00000002 6869 01 00 00 01 00000001 63 00 00 00 00 00000000";
     assert!(doc.contains(shown));
     assert_eq!(hex, shown.replace(' ', ""));
+}
+
+fn claims(h: &mut Harness) -> Vec<(String, u64)> {
+    h.cluster
+        .drain(..)
+        .filter_map(|o| match o {
+            ClusterOutput::Claim { client_id, claim } => Some((client_id.to_string(), claim)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_connection_claims_its_client_id_and_a_takeover_elsewhere_closes_it_with_0x8e() {
+    let mut h = clustered();
+    let mut c = connect_packet("x", ProtocolVersion::V5);
+    c.will = Some(Will {
+        topic: "will/x".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let (x, _) = h.connect_with(c);
+    let w = h.connect("watcher", ProtocolVersion::V5);
+    h.subscribe(w, "will/#", QoS::AtMostOnce);
+    h.recv(w);
+    let made = claims(&mut h);
+    assert_eq!(made[0].0, "x");
+    h.broker.cluster_taken_over("x", made[0].1, h.now);
+    h.pump();
+    let got = h.recv(x);
+    assert!(
+        matches!(got.last(), Some(Packet::Disconnect(d)) if d.code == ReasonCode::SESSION_TAKEN_OVER),
+        "{got:?}"
+    );
+    assert!(h.closed.contains(&x));
+    assert!(
+        publishes(&h.recv(w)).is_empty(),
+        "no will: the client lives on another node"
+    );
+    assert!(
+        h.broker
+            .sessions
+            .iter()
+            .all(|(_, s)| &s.client_id[..] != "x"),
+        "session gone here"
+    );
+    // Its claim was the other node's to take: nothing released.
+    assert!(h
+        .cluster
+        .iter()
+        .all(|o| !matches!(o, ClusterOutput::Release { .. })));
+}
+
+#[test]
+fn a_stale_takeover_does_not_close_a_newer_connection() {
+    let mut h = clustered();
+    let first = h.connect("x", ProtocolVersion::V5);
+    let old_claim = claims(&mut h)[0].1;
+    // The client reconnects here before the actor learnt of the other node's claim.
+    h.lose(first);
+    let second = h.connect("x", ProtocolVersion::V5);
+    h.recv(second);
+    h.broker.cluster_taken_over("x", old_claim, h.now);
+    h.pump();
+    assert!(!h.closed.contains(&second), "the newer connection stays");
+}
+
+#[test]
+fn an_ended_session_releases_its_claim() {
+    let mut h = clustered();
+    let x = h.connect("x", ProtocolVersion::V5);
+    h.send(x, Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)));
+    let released: Vec<String> = h
+        .cluster
+        .drain(..)
+        .filter_map(|o| match o {
+            ClusterOutput::Release { client_id } => Some(client_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, vec!["x".to_string()]);
 }

@@ -19,6 +19,7 @@
 mod inbound;
 mod nats;
 mod outbound;
+mod sessions;
 pub mod subject;
 
 use tokio::sync::mpsc;
@@ -71,6 +72,13 @@ impl Names {
     pub fn retained_bucket(&self) -> String {
         format!("{}-retained", self.prefix)
     }
+    pub fn sessions_bucket(&self) -> String {
+        format!("{}-sessions", self.prefix)
+    }
+    /// Where a node hears that one of its clients connected elsewhere.
+    pub fn control_subject(&self, node: &str) -> String {
+        format!("{}.ctl.{node}", self.prefix)
+    }
 }
 
 /// A running cluster actor.
@@ -93,7 +101,24 @@ impl Cluster {
         };
         let joined = nats::join(config, &names).await?;
         let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
-        let mut tasks = outbound::start(&joined, &names, rx, events.clone());
+        let (ops_tx, ops_rx) = mpsc::channel(OUTPUT_QUEUE);
+        let notices = joined
+            .client
+            .subscribe(names.control_subject(&names.node))
+            .await
+            .map_err(|e| ClusterError::JetStream {
+                what: "control subscription".into(),
+                reason: e.to_string(),
+            })?;
+        let mut tasks = outbound::start(&joined, &names, rx, ops_tx, events.clone());
+        tasks.push(tokio::spawn(sessions::run(
+            joined.client.clone(),
+            joined.sessions.clone(),
+            names.clone(),
+            ops_rx,
+            notices,
+            events.clone(),
+        )));
         tasks.extend(inbound::start(&joined, &names, events).await?);
         tracing::info!(node = %names.node, urls = %config.urls.join(","), stream = %names.stream(), "joined the cluster");
         Ok((Cluster { names, tasks }, tx))

@@ -13,6 +13,7 @@ pub(super) struct Joined {
     pub js: jetstream::Context,
     pub stream: jetstream::stream::Stream,
     pub retained: jetstream::kv::Store,
+    pub sessions: jetstream::kv::Store,
 }
 
 pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined, ClusterError> {
@@ -92,11 +93,20 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         .get_key_value(&bucket)
         .await
         .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let bucket = names.sessions_bucket();
+    js.get_or_create_stream(kv_stream(&bucket, config.replicas))
+        .await
+        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let sessions = js
+        .get_key_value(&bucket)
+        .await
+        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
     Ok(Joined {
         client,
         js,
         stream,
         retained,
+        sessions,
     })
 }
 

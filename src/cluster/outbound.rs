@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::nats::Joined;
+use super::sessions::SessionOp;
 use super::subject::{encode_topic, MAX_ENCODED};
 use super::{Names, NODE_HEADER};
 use crate::broker::{encode_message, ClusterAck, ClusterOutput, SharedMessage};
@@ -31,6 +32,7 @@ pub(super) fn start(
     joined: &Joined,
     names: &Names,
     rx: mpsc::Receiver<ClusterOutput>,
+    sessions: mpsc::Sender<SessionOp>,
     events: mpsc::Sender<Event>,
 ) -> Vec<JoinHandle<()>> {
     let (acks_tx, acks_rx) = mpsc::channel(ACKS_IN_FLIGHT);
@@ -41,9 +43,12 @@ pub(super) fn start(
             joined.js.clone(),
             names.clone(),
             rx,
-            acks_tx,
-            retained_tx,
-            events.clone(),
+            Next {
+                acks: acks_tx,
+                retained: retained_tx,
+                sessions,
+                events: events.clone(),
+            },
         )),
         tokio::spawn(confirm(acks_rx, events)),
         tokio::spawn(write_retained(joined.retained.clone(), retained_rx)),
@@ -64,15 +69,27 @@ async fn stored(events: &mpsc::Sender<Event>, ack: Option<ClusterAck>, ok: bool)
     }
 }
 
+/// Where the publishing task hands work on.
+struct Next {
+    acks: mpsc::Sender<PendingAck>,
+    retained: mpsc::Sender<(String, Option<Bytes>)>,
+    sessions: mpsc::Sender<SessionOp>,
+    events: mpsc::Sender<Event>,
+}
+
 async fn publish(
     client: async_nats::Client,
     js: jetstream::Context,
     names: Names,
     mut rx: mpsc::Receiver<ClusterOutput>,
-    acks: mpsc::Sender<PendingAck>,
-    retained: mpsc::Sender<(String, Option<Bytes>)>,
-    events: mpsc::Sender<Event>,
+    next: Next,
 ) {
+    let Next {
+        acks,
+        retained,
+        sessions,
+        events,
+    } = next;
     let mut too_long = 0u64;
     while let Some(output) = rx.recv().await {
         match output {
@@ -114,6 +131,24 @@ async fn publish(
                         tracing::warn!(error = %e, topic = %message.topic, "QoS 1/2 message not stored in the cluster's stream");
                         stored(&events, ack, false).await;
                     }
+                }
+            }
+            ClusterOutput::Claim { client_id, claim } => {
+                if sessions
+                    .send(SessionOp::Claim { client_id, claim })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            ClusterOutput::Release { client_id } => {
+                if sessions
+                    .send(SessionOp::Release { client_id })
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
             ClusterOutput::Retain { topic, message } => {

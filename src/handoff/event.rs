@@ -122,6 +122,12 @@ pub enum ClusterEvent {
         topic: bytestring::ByteString,
         message: Option<Box<Message>>,
     },
+    /// Another node accepted a connection for this client id after this node's claim
+    /// number `claim` (`Broker::cluster_taken_over`).
+    TakenOver {
+        client_id: bytestring::ByteString,
+        claim: u64,
+    },
     /// JetStream stored a held QoS 1/2 message (`true`) or did not.
     Stored {
         ack: crate::broker::ClusterAck,

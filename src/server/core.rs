@@ -149,6 +149,9 @@ pub async fn run(
                                 broker.cluster_retained(topic, message.map(|m| *m), now)
                             }
                             ClusterEvent::Stored { ack, stored } => broker.cluster_stored(ack, stored, now),
+                            ClusterEvent::TakenOver { client_id, claim } => {
+                                broker.cluster_taken_over(&client_id, claim, now)
+                            }
                         },
                         Event::Shutdown => {
                             broker.shutdown(now);

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 #[path = "../persistence/support.rs"]
 mod persistence;
-pub use persistence::BrokerProcess;
+// Not every test file uses all of them.
+#[allow(unused_imports)]
+pub use persistence::{clean, subscribe as subscribe_packet, BrokerProcess, Raw, Read};
 
 /// The nats-server executable: on PATH, or Debian's /usr/sbin/nats-server.
 fn nats_server() -> PathBuf {
