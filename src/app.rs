@@ -171,6 +171,7 @@ impl App {
             let (cluster, tx) =
                 crate::cluster::Cluster::start(&self.config.cluster, self.events.clone()).await?;
             options.cluster = Some(tx);
+            options.cluster_node = cluster.names.node.clone();
             Some(cluster)
         } else {
             None

@@ -62,6 +62,8 @@ pub(super) struct ClusterState {
     owners: AHashMap<ClusterAck, (ConnId, StreamId)>,
     /// Acknowledgements waiting, in the order of the PUBLISH packets, per connection and stream.
     waiting: AHashMap<(ConnId, StreamId), VecDeque<Held>>,
+    /// This node's name.
+    node: String,
     /// The last claim made for each client id with a session on this node.
     claims: AHashMap<ByteString, u64>,
     next_claim: u64,
@@ -100,10 +102,18 @@ pub fn decode_message(
 }
 
 impl Broker {
-    /// Makes this broker a node of a cluster: from now on what is published here also goes
-    /// out as [`ClusterOutput`]s.
-    pub fn enable_cluster(&mut self) {
-        self.cluster = Some(Box::default());
+    /// Makes this broker the node `node` of a cluster: from now on what is published here
+    /// also goes out as [`ClusterOutput`]s.
+    pub fn enable_cluster(&mut self, node: &str) {
+        self.cluster = Some(Box::new(ClusterState {
+            node: node.to_string(),
+            ..ClusterState::default()
+        }));
+    }
+
+    /// This node's name in a cluster (client identifiers the broker assigns carry it).
+    pub(super) fn cluster_node(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.node.as_str())
     }
 
     pub fn is_clustered(&self) -> bool {

@@ -133,7 +133,11 @@ impl Broker {
             // [MQTT-3.1.3-6] [MQTT-3.1.3-7] unique: never the id of a session that exists,
             // including one restored from the store (the counter restarts with the process).
             loop {
-                let id = format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0);
+                // In a cluster the node's name keeps it unique across nodes (cluster.rs).
+                let id = match self.cluster_node() {
+                    Some(node) => format!("mqttd-{node}-{:x}-{}", self.next_assigned_id, conn.0),
+                    None => format!("mqttd-{:x}-{}", self.next_assigned_id, conn.0),
+                };
                 self.next_assigned_id += 1;
                 if !self.client_ids.contains_key(id.as_str()) {
                     break ByteString::from(id);

@@ -5,7 +5,7 @@ use super::*;
 
 fn clustered() -> Harness {
     let mut h = Harness::new();
-    h.broker.enable_cluster();
+    h.broker.enable_cluster("n1");
     h
 }
 
@@ -371,4 +371,14 @@ fn an_ended_session_releases_its_claim() {
         })
         .collect();
     assert_eq!(released, vec!["x".to_string()]);
+}
+
+#[test]
+fn assigned_client_ids_carry_the_node_name() {
+    let mut h = clustered();
+    let mut c = connect_packet("", ProtocolVersion::V5);
+    c.clean_start = true;
+    let (_, ack) = h.connect_with(c);
+    let id = ack.properties.assigned_client_identifier.clone().unwrap();
+    assert!(id.starts_with("mqttd-n1-"), "{id}");
 }

@@ -111,6 +111,8 @@ pub struct ServerOptions {
     /// Makes the broker a node of a cluster: what it publishes goes to this channel, read by
     /// the cluster actor (`crate::cluster`), which answers with `Event::Cluster`.
     pub cluster: Option<mpsc::Sender<crate::broker::ClusterOutput>>,
+    /// This node's name in the cluster (with `cluster`).
+    pub cluster_node: String,
 }
 
 /// A running broker.
@@ -178,8 +180,9 @@ pub(crate) async fn start_with_channel(
     if let Some(auth) = options.enhanced_auth {
         broker.set_enhanced_auth(auth);
     }
+    let node = options.cluster_node;
     let cluster = options.cluster.map(|tx| {
-        broker.enable_cluster();
+        broker.enable_cluster(&node);
         core::ClusterLink::new(tx)
     });
     let started = std::time::Instant::now();
