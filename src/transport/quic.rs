@@ -146,6 +146,25 @@ async fn serve_incoming(
             return;
         }
     };
+    // The ALPN decides how the connection is served (MQTT or WebTransport), and it is known
+    // only once the whole ClientHello is in: Chromium's (with a post-quantum key share) spans
+    // two Initial packets, and quinn hands a server connection out at 0.5-RTT even before the
+    // second arrives, so without this wait such a connection was served as MQTT and never
+    // answered (found by benches/webtransport_setup.sh). No round trip is added.
+    let mut connecting = connecting;
+    match tokio::time::timeout(settings.handshake_timeout, connecting.handshake_data()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            settings.stats.handshake_failed();
+            tracing::debug!(%remote, error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            settings.stats.handshake_timed_out();
+            tracing::debug!(%remote, "QUIC handshake timed out");
+            return;
+        }
+    }
     // 0-RTT: serve the connection from 0.5-RTT on; broker::early decides what early data may do.
     let connecting = if settings.zero_rtt != crate::config::ZeroRtt::Off {
         match connecting.into_0rtt() {
