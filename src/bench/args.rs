@@ -710,6 +710,7 @@ mod tests {
             (p.servers[0].as_str(), p.quic_mode),
             ("127.0.0.1:8083", None)
         );
+        assert!(p.describe().contains("WebSocket"), "{}", p.describe());
         let p = plan(&["conn", "--transport", "mqtts", "--insecure"]).unwrap();
         assert_eq!(
             (p.servers[0].as_str(), p.quic_mode),
@@ -719,7 +720,6 @@ mod tests {
         let options = p.client_options("127.0.0.1:8883", "c".into());
         assert!(matches!(&options.transport, Transport::Mqtts(t) if t.insecure));
         assert!(plan(&["conn", "--transport", "mqtts", "--quic-mode", "multi"]).is_err());
-        assert!(p.describe().contains("WebSocket"), "{}", p.describe());
     }
 
     #[test]
