@@ -76,22 +76,6 @@ impl Config {
                 "0..=25 (quinn clamps longer requests to 25 ms)",
             );
         }
-        if quic.ack_eliciting_threshold > 100 {
-            return fail(
-                "quic.ack_eliciting_threshold",
-                &quic.ack_eliciting_threshold,
-                "0..=100",
-            );
-        }
-        if let Some(accepted) = quic.max_udp_payload_accepted {
-            if !(1200..=65527).contains(&accepted) {
-                return fail(
-                    "quic.max_udp_payload_accepted",
-                    &accepted,
-                    "1200..=65527 or null",
-                );
-            }
-        }
         if !(1200..=65527).contains(&quic.max_udp_payload) {
             return fail(
                 "quic.max_udp_payload",
@@ -491,10 +475,6 @@ mod tests {
             &["quic.max_udp_payload: invalid value 1199: expected 1200..=65527"],
         );
         assert_error(
-            "quic:\n  max_udp_payload_accepted: 1000\n",
-            &["quic.max_udp_payload_accepted: invalid value 1000: expected 1200..=65527 or null"],
-        );
-        assert_error(
             "quic:\n  max_udp_payload: 65528\n",
             &["quic.max_udp_payload: invalid value 65528"],
         );
@@ -505,10 +485,6 @@ mod tests {
         assert_error(
             "quic:\n  ack_delay_ms: 30\n",
             &["quic.ack_delay_ms: invalid value 30: expected 0..=25"],
-        );
-        assert_error(
-            "quic:\n  ack_eliciting_threshold: 101\n",
-            &["quic.ack_eliciting_threshold: invalid value 101: expected 0..=100"],
         );
         assert_error(
             "quic:\n  session_cache_size: 0\n",

@@ -83,16 +83,12 @@ pub fn transport_config(q: &crate::config::Quic) -> quinn::TransportConfig {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(q.max_udp_payload);
     transport.mtu_discovery_config(Some(mtu));
-    if q.ack_delay_ms > 0 || q.ack_eliciting_threshold != 1 {
-        // ACK frequency extension. Asking clients to acknowledge within ack_delay_ms: their
+    if q.ack_delay_ms > 0 {
+        // Ask clients to acknowledge within ack_delay_ms (ACK frequency extension): their
         // max_ack_delay is part of our probe timeout, so a lost packet with nothing after it
-        // (the last message of a quiet topic) is resent sooner (see benches/lossy.sh).
-        // Asking for an ACK every ack_eliciting_threshold + 1 packets: fewer ACK packets to
-        // receive and decrypt while sending a subscriber many packets.
+        // (the last message of a quiet topic) is resent sooner. See benches/lossy.sh.
         let mut ack = quinn::AckFrequencyConfig::default();
-        let delay = (q.ack_delay_ms > 0).then(|| Duration::from_millis(u64::from(q.ack_delay_ms)));
-        ack.max_ack_delay(delay)
-            .ack_eliciting_threshold(VarInt::from_u32(q.ack_eliciting_threshold))
+        ack.max_ack_delay(Some(Duration::from_millis(u64::from(q.ack_delay_ms))))
             // A gap in packet numbers is still acknowledged at once, as without the extension.
             .reordering_threshold(VarInt::from_u32(1));
         transport.ack_frequency_config(Some(ack));

@@ -52,25 +52,12 @@ pub struct Quic {
     /// `benches/lossy.sh` (steady and quiet topics) 5 ms made no measurable difference, so it
     /// is off by default. Default 0.
     pub ack_delay_ms: u32,
-    /// Ack-eliciting packets a client may receive before it must acknowledge (QUIC ACK
-    /// frequency extension; 1 is QUIC's own rule, an ACK for every second packet). Higher
-    /// values mean fewer ACK packets for the broker to receive, decrypt and process while it
-    /// sends a subscriber many packets (fan-out); the client still acknowledges within its
-    /// ACK delay and at once on a gap. 0..=100. Default 1.
-    pub ack_eliciting_threshold: u32,
     /// Largest UDP payload, in bytes, that MTU discovery may try and that the endpoint
     /// accepts (QUIC packets start at 1200 bytes and grow as DPLPMTUD confirms the path
     /// carries more). Default 8952: jumbo frames (9000-byte MTU) less IPv6 and UDP headers;
     /// a path with a 1500-byte MTU settles at about 1452 after a few lost probes, and
     /// loopback or a jumbo-frame network sends fewer, larger packets. 1200..=65527.
     pub max_udp_payload: u16,
-    /// Largest UDP payload, in bytes, the broker tells clients it accepts (the
-    /// `max_udp_payload_size` transport parameter), which bounds the packets their MTU
-    /// discovery tries toward the broker; null: `max_udp_payload`. Each MTU probe a client
-    /// sends is that many bytes of padding for the broker to receive, decrypt and parse, so
-    /// on a path that carries jumbo packets (loopback) every new connection costs the broker
-    /// about nine probes up to this size. 1200..=65527. Default null.
-    pub max_udp_payload_accepted: Option<u16>,
     /// Address validation: answer every new connection's first packet with a Retry (QUIC's
     /// stateless retry, RFC 9000 8.1.2), so a client proves it receives at its address before
     /// the broker keeps any state or does any TLS work for it. Stops floods from spoofed
@@ -173,9 +160,7 @@ impl Default for Quic {
             server_id: None,
             cid_config_id: 0,
             ack_delay_ms: 0,
-            ack_eliciting_threshold: 1,
             max_udp_payload: 8952,
-            max_udp_payload_accepted: None,
             address_validation: false,
             webtransport: false,
             webtransport_dev_cert: false,
