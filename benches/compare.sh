@@ -13,8 +13,9 @@
 #    measurement keeps one scenario's memory out of the next (idle memory per connection
 #    needs it).
 # 3. benches/report.py takes the medians over the rounds and writes
-#    DIR/results.md (Markdown tables, ratios against mosquitto and, for the QUIC modes, against
-#    mqttd over TCP); every raw report is in DIR/results.jsonl, logs and configs in DIR/work/.
+#    DIR/results.md (Markdown tables, ratios against mosquitto and, for the QUIC modes and
+#    MQTTS, against mqttd over TCP, and the status of each performance target of issue 17);
+#    every raw report is in DIR/results.jsonl, logs and configs in DIR/work/.
 #
 # Every broker speaks MQTT 3.1.1 here (rumqttd's MQTT 5 is partial). Each broker's own
 # defaults, except:
@@ -92,6 +93,8 @@ SCENARIOS=(
     "idle-tcp|all|conn -c $IDLE --hold $HOLD -k 600"
     "conn-rate|all|conn -c $CONNS --concurrency 100"
     "idle-quic|mqttd|conn -c $IDLE --hold $HOLD -k 600 --transport quic"
+    "conn-rate-quic|mqttd|conn -c $CONNS --concurrency 100 --transport quic"
+    "conn-rate-mqtts|mqttd|conn -c $CONNS --concurrency 100 --transport mqtts"
     "idle-tcp-many|mqttd|conn -c $MANY --hold $HOLD -k 600 --concurrency 500"
     "fan-in-q1-quic|mqttd|fan-in -c 4 -q 1 -s 100 $FAN_IN --transport quic --quic-mode single"
     "fan-in-q1-quic-multi|mqttd|fan-in -c 4 -q 1 -s 100 $FAN_IN --transport quic --quic-mode multi"
@@ -147,19 +150,23 @@ EOF
 BROKER_PID=""
 BROKER_PORT=""
 BROKER_QUIC_PORT=""
+BROKER_MQTTS_PORT=""
 
 start_broker() { # name log
     local name=$1 log=$2 conf
     BROKER_PORT=$(free_port tcp)
     BROKER_QUIC_PORT=""
+    BROKER_MQTTS_PORT=""
     case "$name" in
         mqttd)
             BROKER_QUIC_PORT=$(free_port udp)
+            BROKER_MQTTS_PORT=$(free_port tcp)
             conf="$WORK/mqttd.yaml"
             cat >"$conf" <<EOF
 listeners:
   tcp: 127.0.0.1:$BROKER_PORT
   quic: 127.0.0.1:$BROKER_QUIC_PORT
+  mqtts: 127.0.0.1:$BROKER_MQTTS_PORT
 limits:
   max_queued_messages: 1000000
   max_queued_bytes: 1073741824
@@ -258,6 +265,8 @@ run_one() { # round scenario broker args...
     local args=(bench "$@" -h 127.0.0.1 -V 311 --json --quiet --broker-pid "$BROKER_PID")
     if [[ " $* " == *" quic "* ]]; then
         args+=(-p "$BROKER_QUIC_PORT" --cafile "$WORK/mqttd-data/cert.pem")
+    elif [[ " $* " == *" mqtts "* ]]; then
+        args+=(-p "$BROKER_MQTTS_PORT" --cafile "$WORK/mqttd-data/cert.pem")
     else
         args+=(-p "$BROKER_PORT")
     fi

@@ -34,6 +34,7 @@ QUIC_PAIRS = [
     ("fan-in-q1", ["fan-in-q1-quic", "fan-in-q1-quic-multi"]),
     ("fan-out-q1", ["fan-out-q1-quic", "fan-out-q1-quic-multi"]),
     ("idle-tcp", ["idle-quic"]),
+    ("conn-rate", ["conn-rate-quic", "conn-rate-mqtts"]),
 ]
 BROKER_ORDER = ["mqttd", "mosquitto", "rumqttd"]
 
@@ -159,6 +160,52 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}){memory}, Linux {platform.release()}"
 
 
+def targets(m):
+    """The performance targets of issue 17, each with its measured ratio and status."""
+
+    def get(scenario, broker, metric):
+        return m.get((scenario, broker), {}).get(metric)
+
+    def row(name, value, base, goal, at_least, fmt="{:.2f}x"):
+        if value is None or not base:
+            return f"| {name} | – | {goal} | not measured |"
+        r = value / base
+        met = r >= at_least[1] if at_least[0] == ">=" else r <= at_least[1]
+        return f"| {name} | {fmt.format(r)} | {goal} | {'met' if met else 'missed'} |"
+
+    lines = [
+        "",
+        "## Targets (issue 17)",
+        "",
+        "| target | measured | goal | status |",
+        "|---|---:|---|---|",
+    ]
+    for s, title in [("fan-out-q0", "fan-out QoS 0"), ("fan-out-q1", "fan-out QoS 1"),
+                     ("fan-in-q0", "fan-in QoS 0"), ("fan-in-q1", "fan-in QoS 1")]:
+        lines.append(row(f"{title} msg/s, mqttd / rumqttd", get(s, "mqttd", "msg_s"),
+                         get(s, "rumqttd", "msg_s"), ">= 1.5x", (">=", 1.5)))
+    lines.append(row("fan-out QoS 0 broker peak RSS, mqttd / rumqttd",
+                     get("fan-out-q0", "mqttd", "peak_kib"), get("fan-out-q0", "rumqttd", "peak_kib"),
+                     "<= 1.0x", ("<=", 1.0)))
+    for tcp, quic, title in [("fan-in-q1", "fan-in-q1-quic", "fan-in QoS 1"),
+                             ("fan-out-q1", "fan-out-q1-quic", "fan-out QoS 1")]:
+        lines.append(row(f"{title} msg/s, QUIC single-stream / TCP", get(quic, "mqttd", "msg_s"),
+                         get(tcp, "mqttd", "msg_s"), ">= 0.9x", (">=", 0.9)))
+        lines.append(row(f"{title} broker CPU per message, QUIC / TCP",
+                         get(quic, "mqttd", "cpu_msg"), get(tcp, "mqttd", "cpu_msg"),
+                         "<= 1.3x", ("<=", 1.3)))
+    lines.append(row("connections accepted per second, QUIC / MQTTS",
+                     get("conn-rate-quic", "mqttd", "conn_s"), get("conn-rate-mqtts", "mqttd", "conn_s"),
+                     ">= 1.0x", (">=", 1.0)))
+    idle = get("idle-quic", "mqttd", "kib_conn")
+    lines.append(row("RSS per idle QUIC connection, KiB", idle, 1.0, "<= 20 KiB", ("<=", 20.0),
+                     fmt="{:.1f} KiB"))
+    lost = [x["lost"] for (s, b), x in m.items() if x.get("lost")]
+    lines.append(f"| messages lost, every scenario | {sum(lost):,.0f} | 0 | "
+                 f"{'met' if not lost else 'missed'} |")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
@@ -242,9 +289,11 @@ def main():
             if x is None:
                 continue
             transport = "TCP"
-            if scenario != tcp:
+            if scenario.endswith("mqtts"):
+                transport = "MQTTS (TCP + TLS 1.3)"
+            elif scenario != tcp:
                 transport = "QUIC multi-stream" if scenario.endswith("multi") else "QUIC single-stream"
-            idle = scenario.startswith("idle")
+            idle = scenario.startswith("idle") or scenario.startswith("conn-rate")
             rate = x["conn_s"] if idle else x["msg_s"]
             base_rate = base["conn_s"] if idle else base["msg_s"]
             lines.append(
@@ -252,6 +301,7 @@ def main():
                 f"| {micros(x['p50'])} | {micros(x['p99'])} | {num(x['cpu_msg'], 2)} "
                 f"| {num(x['kib_conn'], 2)} |"
             )
+    lines += targets(m)
     lines += ["", "Scenarios as run:", ""]
     seen = set()
     for (scenario, _broker), x in sorted(m.items()):

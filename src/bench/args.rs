@@ -55,6 +55,8 @@ pub enum TransportKind {
     Quic,
     /// MQTT over WebSocket (`listeners.ws`, path /mqtt), binary frames over TCP.
     Ws,
+    /// MQTT over TCP + TLS 1.3 (`listeners.mqtts`).
+    Mqtts,
 }
 
 /// How a QUIC client carries its MQTT traffic.
@@ -104,7 +106,8 @@ pub struct BenchArgs {
         value_delimiter = ','
     )]
     pub host: Vec<String>,
-    /// Broker port [default: 1883, 1884 with --transport quic, 8083 with --transport ws]; a
+    /// Broker port [default: 1883, 1884 with --transport quic, 8083 with --transport ws, 8883
+    /// with --transport mqtts]; a
     /// comma-separated list gives one server per port (with one host), or a port per host.
     #[arg(
         short = 'p',
@@ -113,16 +116,16 @@ pub struct BenchArgs {
         value_delimiter = ','
     )]
     pub port: Vec<u16>,
-    /// tcp, quic or ws (MQTT over WebSocket at /mqtt).
+    /// tcp, quic, ws (MQTT over WebSocket at /mqtt) or mqtts (TCP + TLS 1.3).
     #[arg(long, value_enum, value_name = "TRANSPORT", default_value = "tcp")]
     pub transport: TransportKind,
     /// With --transport quic: single (the control stream) or multi (a data stream per client).
     #[arg(long, value_enum, value_name = "MODE")]
     pub quic_mode: Option<QuicMode>,
-    /// With --transport quic: PEM file of the certificate(s) to trust.
+    /// With --transport quic or mqtts: PEM file of the certificate(s) to trust.
     #[arg(long, value_name = "FILE")]
     pub cafile: Option<PathBuf>,
-    /// With --transport quic: accept any server certificate.
+    /// With --transport quic or mqtts: accept any server certificate.
     #[arg(long, conflicts_with = "cafile")]
     pub insecure: bool,
     /// MQTT version: 5 or 311.
@@ -219,7 +222,7 @@ pub struct Plan {
     pub transport: TransportKind,
     /// Set with the QUIC transport.
     pub quic_mode: Option<QuicMode>,
-    quic: Option<QuicOptions>,
+    tls: Option<QuicOptions>,
     pub version: ProtocolVersion,
     username: Option<String>,
     password: Option<String>,
@@ -260,13 +263,12 @@ impl Plan {
     /// Checks `args`; `run_id` names this run (random in the binary, fixed in tests).
     pub fn new(args: &BenchArgs, run_id: u16) -> Result<Plan, String> {
         let quic = args.transport == TransportKind::Quic;
-        if !quic {
-            if args.quic_mode.is_some() {
-                return Err("--quic-mode needs --transport quic".into());
-            }
-            if args.cafile.is_some() || args.insecure {
-                return Err("--cafile and --insecure need --transport quic".into());
-            }
+        let tls = quic || args.transport == TransportKind::Mqtts;
+        if !quic && args.quic_mode.is_some() {
+            return Err("--quic-mode needs --transport quic".into());
+        }
+        if !tls && (args.cafile.is_some() || args.insecure) {
+            return Err("--cafile and --insecure need --transport quic or mqtts".into());
         }
         let mode = args.quic_mode.unwrap_or(QuicMode::Single);
         if quic && matches!(mode, QuicMode::Topics | QuicMode::Datagram) && !args.version.is_v5() {
@@ -330,6 +332,7 @@ impl Plan {
         let default_port = match args.transport {
             TransportKind::Quic => DEFAULT_QUIC_PORT,
             TransportKind::Ws => 8083,
+            TransportKind::Mqtts => crate::client::DEFAULT_MQTTS_PORT,
             TransportKind::Tcp => DEFAULT_TCP_PORT,
         };
         let servers = super::servers::servers(&args.host, &args.port, default_port)?;
@@ -350,7 +353,7 @@ impl Plan {
             servers,
             transport: args.transport,
             quic_mode: quic.then(|| args.quic_mode.unwrap_or(QuicMode::Single)),
-            quic: quic.then(|| QuicOptions {
+            tls: tls.then(|| QuicOptions {
                 ca_file: args.cafile.clone(),
                 insecure: args.insecure,
                 server_name: None,
@@ -444,8 +447,11 @@ impl Plan {
         if let Some(secs) = self.session_expiry {
             options = options.clean_start(false).session_expiry(secs);
         }
-        if let Some(quic) = &self.quic {
-            options.transport = Transport::Quic(quic.clone());
+        if let Some(tls) = &self.tls {
+            options.transport = match self.transport {
+                TransportKind::Mqtts => Transport::Mqtts(tls.clone()),
+                _ => Transport::Quic(tls.clone()),
+            };
         }
         match self.quic_mode {
             Some(QuicMode::Datagram) => options = options.datagrams(true),
@@ -463,6 +469,7 @@ impl Plan {
             Some(QuicMode::Topics) => "QUIC per-topic server streams".to_owned(),
             Some(QuicMode::Datagram) => "QUIC datagrams".to_owned(),
             None if self.transport == TransportKind::Ws => "WebSocket".to_owned(),
+            None if self.transport == TransportKind::Mqtts => "MQTTS".to_owned(),
             None => "TCP".to_owned(),
         };
         let version = match self.version {
@@ -673,6 +680,15 @@ mod tests {
             ("127.0.0.1:8083", None)
         );
         assert!(p.describe().contains("WebSocket"), "{}", p.describe());
+        let p = plan(&["conn", "--transport", "mqtts", "--insecure"]).unwrap();
+        assert_eq!(
+            (p.servers[0].as_str(), p.quic_mode),
+            ("127.0.0.1:8883", None)
+        );
+        assert!(p.describe().contains("MQTTS"), "{}", p.describe());
+        let options = p.client_options("127.0.0.1:8883", "c".into());
+        assert!(matches!(&options.transport, Transport::Mqtts(t) if t.insecure));
+        assert!(plan(&["conn", "--transport", "mqtts", "--quic-mode", "multi"]).is_err());
     }
 
     #[test]

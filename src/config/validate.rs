@@ -76,6 +76,15 @@ impl Config {
                 "0..=25 (quinn clamps longer requests to 25 ms)",
             );
         }
+        if let Some(accepted) = quic.max_udp_payload_accepted {
+            if !(1200..=65527).contains(&accepted) {
+                return fail(
+                    "quic.max_udp_payload_accepted",
+                    &accepted,
+                    "1200..=65527 or null",
+                );
+            }
+        }
         if !(1200..=65527).contains(&quic.max_udp_payload) {
             return fail(
                 "quic.max_udp_payload",
@@ -473,6 +482,10 @@ mod tests {
         assert_error(
             "quic:\n  max_udp_payload: 1199\n",
             &["quic.max_udp_payload: invalid value 1199: expected 1200..=65527"],
+        );
+        assert_error(
+            "quic:\n  max_udp_payload_accepted: 1000\n",
+            &["quic.max_udp_payload_accepted: invalid value 1000: expected 1200..=65527 or null"],
         );
         assert_error(
             "quic:\n  max_udp_payload: 65528\n",

@@ -301,7 +301,13 @@ pub(crate) async fn start_with_channel(
         let endpoint = crate::transport::quic::bind(
             addr,
             server_config,
-            crate::transport::cid::endpoint_config(layout, config.quic.max_udp_payload),
+            crate::transport::cid::endpoint_config(
+                layout,
+                config
+                    .quic
+                    .max_udp_payload_accepted
+                    .unwrap_or(config.quic.max_udp_payload),
+            ),
         )?;
         let local = endpoint
             .local_addr()

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::app_error;
 use super::quic_registry::{OpenStream, StreamCounts, StreamKind};
-use super::stream::write_packets;
+use super::stream::{write_batches, BatchSink};
 use crate::broker::{CloseKind, ConnId, FlowEvent, StreamId, Transmit};
 use crate::codec::flow;
 use crate::codec::ProtocolVersion;
@@ -186,12 +186,15 @@ async fn send_datagrams(
     let mut sent = 0;
     let mut fallback = bytes::BytesMut::new();
     let mut fallback_count = 0;
-    for frame in transmit.frames() {
+    // Each datagram is a slice of the broker's buffer (no copy).
+    let mut rest = transmit.bytes.freeze();
+    while let Some(len) = crate::codec::frame_len(&rest) {
+        let frame = rest.split_to(len.min(rest.len()));
         // Only PUBLISH packets go in datagrams: each accounts for its encoded length.
-        match connection.send_datagram(bytes::Bytes::copy_from_slice(frame)) {
+        match connection.send_datagram(frame.clone()) {
             Ok(()) => sent += frame.len(),
             Err(_) => {
-                fallback.extend_from_slice(frame);
+                fallback.extend_from_slice(&frame);
                 fallback_count += 1;
             }
         }
@@ -245,7 +248,7 @@ impl StreamWriter {
                 if send.write_all(&header).await.is_err() {
                     return;
                 }
-                write_packets(conn, &mut send, &outbox, &events, |_| {}).await;
+                write_batches(conn, &mut QuicSink(&mut send), &outbox, &events, |_| {}).await;
                 let _ = send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
             }
@@ -263,12 +266,34 @@ impl StreamWriter {
         let task = tokio::spawn({
             let outbox = outbox.clone();
             async move {
-                write_packets(conn, &mut send, &outbox, &events, written).await;
+                write_batches(conn, &mut QuicSink(&mut send), &outbox, &events, written).await;
                 // A graceful FIN, then wait (bounded) until the peer has everything.
                 let _ = send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
             }
         });
         StreamWriter { outbox, task }
+    }
+}
+
+/// A QUIC send stream takes the broker's encoded buffers as they are: each transmit's bytes
+/// become one chunk (`Bytes`, no copy), where `write_all(&[u8])` would copy them into quinn.
+struct QuicSink<'a>(&'a mut SendStream);
+
+impl BatchSink for QuicSink<'_> {
+    async fn write_batch(&mut self, transmits: &mut [Transmit]) -> std::io::Result<usize> {
+        let mut chunks: Vec<bytes::Bytes> = transmits
+            .iter_mut()
+            .filter(|t| !t.bytes.is_empty())
+            .map(|t| std::mem::take(&mut t.bytes).freeze())
+            .collect();
+        let len = chunks.iter().map(|c| c.len()).sum();
+        if len > 0 {
+            self.0
+                .write_all_chunks(&mut chunks)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(len)
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::login::LoginContext;
-use crate::broker::{ConnId, StreamId};
+use crate::broker::{ConnId, StreamId, Transmit};
 use crate::codec::{self, DecodeError, Packet, ProtocolVersion};
 use crate::framing::{BatchWriter, PacketReader};
 use crate::handoff::Event;
@@ -169,33 +169,67 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes what the broker queues in `outbox` until it asks to close (then returns) or the
-/// stream fails. Reports written bytes back for backpressure accounting, and calls `written`
-/// with each batch once it is written.
+/// How one batch of encoded transmits goes out. A byte stream (TCP, TLS, WebSocket bytes)
+/// gathers them into one write; a QUIC stream takes each transmit's buffer as a chunk, with no
+/// copy (`quic_dispatch::QuicSink`): quinn's `write(&[u8])` copies what it is given.
+pub(crate) trait BatchSink {
+    /// Writes the bytes of every transmit (they may be taken); returns how many went out.
+    async fn write_batch(&mut self, transmits: &mut [Transmit]) -> std::io::Result<usize>;
+}
+
+/// A byte stream with its gathering buffer.
+struct ByteSink<'a, W> {
+    writer: &'a mut W,
+    out: BatchWriter,
+}
+
+impl<W: AsyncWrite + Unpin> BatchSink for ByteSink<'_, W> {
+    async fn write_batch(&mut self, transmits: &mut [Transmit]) -> std::io::Result<usize> {
+        // The broker encoded the packets: one transmit is written as it is, several are
+        // gathered for one write.
+        match transmits {
+            [one] => self.out.write_one(self.writer, &one.bytes).await,
+            several => {
+                for t in several.iter() {
+                    self.out.gather().extend_from_slice(&t.bytes);
+                }
+                self.out.write_gathered(self.writer).await
+            }
+        }
+    }
+}
+
+/// Writes what the broker queues in `outbox` to a byte stream until it asks to close (then
+/// returns) or the stream fails; see [`write_batches`].
 pub async fn write_packets<W: AsyncWrite + Unpin>(
     conn: ConnId,
     writer: &mut W,
     outbox: &Outbox,
     events: &mpsc::Sender<Event>,
-    mut written: impl FnMut(&[crate::broker::Transmit]),
+    written: impl FnMut(&[Transmit]),
 ) {
-    let mut out = BatchWriter::default();
+    let mut sink = ByteSink {
+        writer,
+        out: BatchWriter::default(),
+    };
+    write_batches(conn, &mut sink, outbox, events, written).await
+}
+
+/// Writes what the broker queues in `outbox` until it asks to close (then returns) or the
+/// stream fails. Reports written bytes back for backpressure accounting, and calls `written`
+/// with each batch once it is written.
+pub(crate) async fn write_batches<S: BatchSink>(
+    conn: ConnId,
+    sink: &mut S,
+    outbox: &Outbox,
+    events: &mpsc::Sender<Event>,
+    mut written: impl FnMut(&[Transmit]),
+) {
     let mut spare = Vec::new();
     loop {
-        let batch = outbox.next_batch(spare).await;
+        let mut batch = outbox.next_batch(spare).await;
         let accounted: usize = batch.transmits.iter().map(|t| t.accounted).sum();
-        // The broker encoded the packets: one transmit is written as it is, several are
-        // gathered for one write.
-        let result = match &batch.transmits[..] {
-            [one] => out.write_one(writer, &one.bytes).await,
-            several => {
-                for t in several {
-                    out.gather().extend_from_slice(&t.bytes);
-                }
-                out.write_gathered(writer).await
-            }
-        };
-        match result {
+        match sink.write_batch(&mut batch.transmits).await {
             Err(_) => return,
             Ok(0) => {}
             Ok(_) => {
