@@ -52,6 +52,8 @@ pub enum ClusterOutput {
     /// The session of this client id ended here: the claim is given up (only if it is
     /// still this node's: fenced by the claim's revision).
     Release { client_id: ByteString },
+    /// Shared subscriptions served through the cluster (cluster_shared.rs).
+    Shared(super::SharedOutput),
 }
 
 /// The cluster state of the broker.
@@ -71,6 +73,8 @@ pub(super) struct ClusterState {
     pub received: u64,
     /// Messages refused by the cluster (publisher told, or disconnected).
     pub failed: u64,
+    /// Shared subscriptions (cluster_shared.rs).
+    pub(super) shared: super::cluster_shared::SharedState,
 }
 
 #[derive(Debug)]

@@ -268,6 +268,7 @@ impl Broker {
         self.filter_queue(sid);
         // One live connection per client id in a cluster too (cluster.rs).
         self.cluster_claim(&client_id);
+        self.cluster_shared_presence(sid);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),

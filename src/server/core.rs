@@ -152,6 +152,9 @@ pub async fn run(
                             ClusterEvent::TakenOver { client_id, claim } => {
                                 broker.cluster_taken_over(&client_id, claim, now)
                             }
+                            ClusterEvent::Shared { group, filter, message, token } => {
+                                broker.cluster_shared_message(&group, &filter, *message, token, now)
+                            }
                         },
                         Event::Shutdown => {
                             broker.shutdown(now);
