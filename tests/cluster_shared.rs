@@ -57,7 +57,10 @@ async fn member(
     tokio::spawn(async move {
         while let Ok(m) = reader.recv().await {
             let payload = String::from_utf8_lossy(&m.payload).into_owned();
-            if tx.send((name, m.topic.to_string(), payload, m.qos)).is_err() {
+            if tx
+                .send((name, m.topic.to_string(), payload, m.qos))
+                .is_err()
+            {
                 return;
             }
         }
@@ -76,9 +79,10 @@ async fn collect(
     let deadline = tokio::time::Instant::now() + within;
     while !done(got) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((who, topic, payload, _))) => {
-                got.entry(format!("{topic} {payload}")).or_default().push(who)
-            }
+            Ok(Some((who, topic, payload, _))) => got
+                .entry(format!("{topic} {payload}"))
+                .or_default()
+                .push(who),
             _ => return,
         }
     }
@@ -133,9 +137,14 @@ async fn each_message_once_per_group_across_nodes() {
     let started = Instant::now();
     for i in 0..N {
         for (p, node) in [(&pa, "a"), (&pb, "b")] {
-            p.publish(format!("s/{node}/1"), i.to_string(), QoS::AtLeastOnce, false)
-                .await
-                .unwrap();
+            p.publish(
+                format!("s/{node}/1"),
+                i.to_string(),
+                QoS::AtLeastOnce,
+                false,
+            )
+            .await
+            .unwrap();
             p.publish(format!("s/{node}/0"), i.to_string(), QoS::AtMostOnce, false)
                 .await
                 .unwrap();
@@ -177,7 +186,12 @@ async fn each_message_once_per_group_across_nodes() {
             assert_eq!(count, 2 * N, "every QoS 1 message once\n{}", logs());
         } else {
             // At most once: on a loaded machine a QoS 0 message may be dropped, never doubled.
-            assert!(count >= 2 * N * 9 / 10, "QoS 0: {count} of {}\n{}", 2 * N, logs());
+            assert!(
+                count >= 2 * N * 9 / 10,
+                "QoS 0: {count} of {}\n{}",
+                2 * N,
+                logs()
+            );
         }
         assert_eq!(
             by_member.len(),
@@ -222,14 +236,23 @@ async fn the_group_survives_the_loss_of_a_members_node() {
     }
     let published = Instant::now();
     let by_ma = |g: &HashMap<String, Vec<&'static str>>| {
-        (0..N).all(|i| g.get(&format!("s/q1 {i}")).is_some_and(|w| w.contains(&"ma")))
+        (0..N).all(|i| {
+            g.get(&format!("s/q1 {i}"))
+                .is_some_and(|w| w.contains(&"ma"))
+        })
     };
     collect(&mut rx, &mut got, Duration::from_secs(10), by_ma).await;
     let missing: Vec<usize> = (0..N)
-        .filter(|i| !got.get(&format!("s/q1 {i}")).is_some_and(|w| w.contains(&"ma")))
+        .filter(|i| {
+            !got.get(&format!("s/q1 {i}"))
+                .is_some_and(|w| w.contains(&"ma"))
+        })
         .collect();
     let held_by_b = (0..N)
-        .filter(|i| got.get(&format!("s/q1 {i}")).is_some_and(|w| w.contains(&"mb")))
+        .filter(|i| {
+            got.get(&format!("s/q1 {i}"))
+                .is_some_and(|w| w.contains(&"mb"))
+        })
         .count();
     assert!(
         missing.is_empty(),

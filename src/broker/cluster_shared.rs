@@ -191,8 +191,12 @@ impl Broker {
         online
     }
 
-    /// Announces that this node starts or stops serving a group, when that changed.
+    /// Announces that this node starts or stops serving a group, when that changed. (Not
+    /// for `$SYS` filters: those topics never leave their node, the local route serves them.)
     fn shared_refresh(&mut self, key: &GroupKey) {
+        if key.1.starts_with(super::SYS_PREFIX) {
+            return;
+        }
         let online = !self.shared_online(key).is_empty();
         let Some(cluster) = self.cluster.as_mut() else {
             return;

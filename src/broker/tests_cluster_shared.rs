@@ -127,8 +127,10 @@ fn in_a_cluster_shared_subscriptions_are_not_served_by_the_local_route() {
         .filter(|o| matches!(o, ClusterOutput::Publish { .. }))
         .count();
     assert_eq!(forwarded, 2);
-    // `$SYS` never leaves the node: its shared subscriptions stay local.
+    assert_eq!(take_shared(&mut h), vec![join("g", "a/+")]);
+    // `$SYS` never leaves the node: its shared subscriptions stay local, NATS is not asked.
     h.subscribe(m, "$share/g/$SYS/x", QoS::AtMostOnce);
+    assert!(take_shared(&mut h).is_empty());
     h.publish(p, "$SYS/x", "s", QoS::AtMostOnce, false);
     assert_eq!(publishes(&h.recv(m)).len(), 1);
 }

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::subject::encode_topic;
+use super::subject::{encode_topic, MAX_ENCODED};
 use super::Names;
 use crate::broker::{decode_message, Message, SharedOutput, SharedToken};
 use crate::handoff::{ClusterEvent, Event};
@@ -178,6 +178,11 @@ fn serve(
     let name = group_name(&cx.names.prefix, group, filter);
     let mut tasks = Vec::new();
     for (i, subject) in filter_subjects(filter).into_iter().enumerate() {
+        if subject.len() > MAX_ENCODED {
+            // Such topics never cross NATS either (outbound.rs).
+            tracing::warn!(%group, filter_len = filter.len(), "shared subscription filter too long for NATS: not served");
+            continue;
+        }
         let durable = if i == 0 {
             name.clone()
         } else {
@@ -354,6 +359,31 @@ mod tests {
                 assert_eq!(nats, crate::topic::matches(f, t), "{f} {t}");
             }
         }
+    }
+
+    /// The table of proto-ext/cluster.md "Shared subscriptions" is what the code writes.
+    #[test]
+    fn the_documented_table_holds() {
+        let doc = include_str!("../../proto-ext/cluster.md");
+        let table = doc
+            .split("| filter | subjects | consumers |")
+            .nth(1)
+            .unwrap();
+        let mut rows = 0;
+        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let filter = cells[1].trim_matches('`');
+            let subjects: Vec<&str> = cells[2]
+                .split(" and ")
+                .map(|s| s.trim_matches('`'))
+                .collect();
+            assert_eq!(filter_subjects(filter), subjects, "{line}");
+            rows += 1;
+        }
+        assert_eq!(rows, 5);
+        assert!(
+            doc.contains("`$share/g/a/#` with prefix `mqttd` is `mqttd-share-bff824b5e1e1124e`")
+        );
     }
 
     #[test]
