@@ -1,17 +1,23 @@
-//! One live connection per client id across the cluster (README "Cluster").
+//! One live connection per client id across the cluster, and persistent sessions that move
+//! between nodes (README "Cluster", proto-ext/cluster.md).
 //!
 //! The sessions bucket (`PREFIX-sessions`) maps each client id (encoded like a topic) to the
 //! node that holds its connection. When a client connects, its node claims the key with a
 //! compare-and-set on the key's revision (create if absent, update from the revision read);
-//! when that succeeds and another node held the key, that node is told on its control subject
-//! (`PREFIX.ctl.NODE`, header `Mqttd-Revision`: the new revision) and closes its connection
-//! with DISCONNECT 0x8E. Two nodes claiming at once cannot both win: the loser's update fails,
-//! it reads again and takes over from the winner (the last CONNECT wins, as on one node).
+//! when that succeeds and another node held the key, that node gets a takeover request on its
+//! control subject (`PREFIX.ctl.NODE`, header `Mqttd-Revision`: the new revision): it closes
+//! its connection with DISCONNECT 0x8E, writes the session's final state (state.rs) and
+//! answers. Two nodes claiming at once cannot both win: the loser's update fails, it reads
+//! again and takes over from the winner (the last CONNECT wins, as on one node).
+//!
+//! A Clean Start 0 CONNECT on a node that does not hold the client id is a fetch: claim, wait
+//! for the previous node's answer, read the state and hand it to the broker, which replays
+//! what the session needs from the stream (state.rs).
 //!
 //! Fencing: a node gives a key up (its client's session ended) only with a delete that
 //! expects the revision of its own claim, so a node that was taken over, slow or cut off,
-//! cannot remove the new owner's claim; and a takeover notice older than the node's own
-//! latest claim is ignored.
+//! cannot remove the new owner's claim; a takeover notice older than the node's own latest
+//! claim is ignored; and the claim's revision is the fencing token of the session's state.
 
 use std::collections::HashMap;
 use std::time::Duration;
