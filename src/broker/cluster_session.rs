@@ -115,6 +115,10 @@ pub(super) struct Moving {
     pub position: u64,
     /// Connections whose session was fetched: their CONNECT goes through once more.
     fetched: ahash::AHashSet<ConnId>,
+    /// The latest connection of each client id whose CONNECT waits for a fetch.
+    parked: AHashMap<ByteString, ConnId>,
+    /// The claim number of each fetch in flight, by connection.
+    fetch_claims: AHashMap<ConnId, u64>,
     replays: AHashMap<ByteString, Replay>,
 }
 
@@ -137,7 +141,10 @@ impl Broker {
         connect: Connect,
         auth_data: Option<Bytes>,
     ) -> Option<(Connect, Option<Bytes>)> {
-        let must = self.cluster.as_ref().is_some_and(|c| !c.holds(client_id));
+        let must = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| !c.holds(client_id) || c.moving.parked.contains_key(client_id));
         if connect.clean_start || !must {
             return Some((connect, auth_data));
         }
@@ -148,6 +155,10 @@ impl Broker {
             early: Vec::new(),
         };
         let claim = self.cluster_next_claim(client_id);
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.moving.parked.insert(client_id.clone(), conn);
+            cluster.moving.fetch_claims.insert(conn, claim);
+        }
         self.out.cluster(ClusterOutput::Fetch {
             conn,
             client_id: client_id.clone(),
@@ -189,6 +200,23 @@ impl Broker {
         now: Instant,
         wall: std::time::SystemTime,
     ) {
+        // A later CONNECT of the same client id waits for its own fetch: the last one wins,
+        // as on one node [MQTT-3.1.4-3].
+        let superseded = self.cluster.as_mut().is_some_and(|c| {
+            let mine = c.moving.fetch_claims.remove(&conn);
+            let latest = c.claims.get(&client_id).copied();
+            mine.is_some_and(|mine| latest.is_some_and(|latest| latest > mine))
+        });
+        if superseded {
+            self.close_with(conn, ReasonCode::SESSION_TAKEN_OVER, now);
+            self.reap(now);
+            return;
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            if cluster.moving.parked.get(&client_id) == Some(&conn) {
+                cluster.moving.parked.remove(&client_id);
+            }
+        }
         let Ok(state) = state else {
             if let Some(c) = self.conns.get(&conn) {
                 let version = c.version;
@@ -211,15 +239,28 @@ impl Broker {
             }
             return;
         }
-        // A session of this client id left here from before (restored from the local store)
-        // is stale: the cluster's state is the session's.
+        // Another connection of this client id that fetched before this one is taken over, as
+        // on one node [MQTT-3.1.4-3].
+        let earlier = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.moving.replays.remove(&client_id));
+        if let Some(earlier) = earlier.filter(|r| r.conn != conn) {
+            self.close_with(earlier.conn, ReasonCode::SESSION_TAKEN_OVER, now);
+        }
+        // A session of this client id left here from before (restored from the local store,
+        // or fetched for an earlier connection) gives way: the cluster's state is the session's.
         if let Some(old) = self.client_ids.get(&client_id).copied() {
             let claim = self
                 .cluster
                 .as_mut()
                 .and_then(|c| c.claims.remove(&client_id));
-            if let Some(s) = self.sessions.get_mut(&old) {
+            let old_conn = self.sessions.get_mut(&old).and_then(|s| {
                 s.will = None;
+                s.conn
+            });
+            if let Some(old_conn) = old_conn.filter(|&c| c != conn) {
+                self.close_with(old_conn, ReasonCode::SESSION_TAKEN_OVER, now);
             }
             self.end_session(old, now);
             if let (Some(cluster), Some(claim)) = (self.cluster.as_mut(), claim) {
@@ -241,7 +282,7 @@ impl Broker {
                 .is_none_or(|ms| clock.to_instant(ms) > now)
         });
         let Some(state) = state else {
-            self.cluster_finish_fetch(conn, now);
+            self.cluster_finish_fetch(conn, None, now);
             return;
         };
         let mut session = state.session;
@@ -273,7 +314,7 @@ impl Broker {
         }
         tracing::info!(client = %client_id, from, to, inflight = state.inflight.len(), "session moved here from another node");
         if from > to {
-            self.cluster_finish_fetch(conn, now);
+            self.cluster_finish_fetch(conn, Some(sid), now);
             return;
         }
         let replay = Replay {
@@ -346,12 +387,24 @@ impl Broker {
                 s.unpop_queued(d);
             }
         }
-        self.cluster_finish_fetch(replay.conn, now);
+        self.cluster_finish_fetch(replay.conn, Some(replay.sid), now);
     }
 
-    /// The parked CONNECT goes through, now against the session installed here, and the
-    /// packets that came after it follow.
-    fn cluster_finish_fetch(&mut self, conn: ConnId, now: Instant) {
+    /// The parked CONNECT goes through, now against the session installed here (`sid`), and
+    /// the packets that came after it follow. Without its connection (the client went away
+    /// meanwhile) the session stays here, disconnected: its expiry starts now.
+    fn cluster_finish_fetch(&mut self, conn: ConnId, sid: Option<SessionId>, now: Instant) {
+        let parked = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.state, ConnState::Fetching { .. }));
+        if !parked {
+            if let Some(sid) = sid {
+                self.restore_offline(sid, now);
+            }
+            self.reap(now);
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

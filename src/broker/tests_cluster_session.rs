@@ -276,3 +276,52 @@ fn a_takeover_notice_hands_over_the_final_state_then_answers() {
     assert_eq!(rec.session.subscriptions.len(), 1);
     assert!(h.closed.contains(&s));
 }
+
+#[test]
+fn a_client_gone_during_the_replay_leaves_its_session_here_expiring() {
+    let mut a = node("a");
+    let (s, _) = connect_fetched(&mut a, persistent_connect("s"), None);
+    a.recv(s);
+    a.subscribe(s, "t/#", QoS::AtLeastOnce);
+    a.broker
+        .cluster_message(streamed("t/1", "m", 1, "p"), a.now);
+    a.pump();
+    a.recv(s);
+    let state = last_state(&mut a, "s").unwrap();
+
+    let mut b = node("b");
+    let (s2, replay) = connect_fetched(&mut b, persistent_connect("s"), Some(state));
+    assert_eq!(replay, Some((1, 1)));
+    b.lose(s2);
+    b.broker
+        .cluster_replayed("s", vec![streamed("t/1", "m", 1, "p")], true, b.now);
+    b.pump();
+    let session = b
+        .broker
+        .sessions
+        .iter()
+        .find(|(_, s)| &s.client_id[..] == "s")
+        .map(|(_, s)| (s.conn, s.expires_at, s.inflight.len()));
+    let (conn, expires_at, inflight) = session.expect("the session stays on b");
+    assert_eq!(conn, None);
+    assert!(expires_at.is_some(), "its expiry runs");
+    assert_eq!(inflight, 1, "with its inflight message");
+}
+
+#[test]
+fn of_two_connections_fetching_the_same_session_the_later_wins() {
+    let mut b = node("b");
+    let first = b.open();
+    b.send(first, Packet::Connect(Box::new(persistent_connect("s"))));
+    let (second, _) = connect_fetched(&mut b, persistent_connect("s"), None);
+    b.broker
+        .cluster_fetched(first, "s".into(), Ok(None), b.now, SystemTime::now());
+    b.pump();
+    assert!(
+        b.closed.contains(&first),
+        "[MQTT-3.1.4-3] the earlier one is taken over"
+    );
+    assert!(!b.closed.contains(&second));
+    let got = b.recv(second);
+    assert!(matches!(got.first(), Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS));
+}

@@ -169,7 +169,7 @@ impl Broker {
 
     /// Starts the clocks of a restored session as for a connection that just ended
     /// (`close.rs`, `drop_connection`), keeping deadlines that were already running.
-    fn restore_offline(&mut self, sid: crate::broker::SessionId, now: Instant) {
+    pub(crate) fn restore_offline(&mut self, sid: crate::broker::SessionId, now: Instant) {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
