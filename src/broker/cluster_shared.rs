@@ -345,6 +345,8 @@ impl Broker {
             c.shared.delivered += 1;
         }
         match token {
+            // Not taken (cannot happen to a message without a stream sequence): back.
+            Some(token) if seq == 0 => self.shared_done(token, false),
             // At QoS 0 the member never acknowledges: done once sent (or dropped).
             Some(token) if qos == QoS::AtMostOnce => self.shared_done(token, true),
             Some(token) => {

@@ -160,6 +160,18 @@ impl Broker {
             }
         }
 
+        // In a cluster a session held by another node (or lost with it) is fetched first
+        // (cluster_session.rs); the CONNECT comes back here once it is installed.
+        let fetched = self.cluster_take_fetched(conn);
+        let (connect, auth_data) = if fetched || assigned {
+            (connect, auth_data)
+        } else {
+            match self.cluster_park_connect(conn, &client_id, connect, auth_data) {
+                Some(back) => back,
+                None => return,
+            }
+        };
+
         // A new session beyond `max_sessions` is refused (a clean start replaces one: no more).
         if !self.client_ids.contains_key(&client_id)
             && self.sessions.len() >= self.settings.limits.max_sessions
@@ -266,8 +278,11 @@ impl Broker {
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
         self.filter_queue(sid);
-        // One live connection per client id in a cluster too (cluster.rs).
-        self.cluster_claim(&client_id);
+        // One live connection per client id in a cluster too (cluster.rs); a fetched
+        // session's claim was made with the fetch.
+        if !fetched {
+            self.cluster_claim(&client_id);
+        }
         self.cluster_shared_presence(sid);
 
         tracing::info!(
@@ -357,6 +372,7 @@ impl Broker {
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             origin: Some(client_id.clone()),
             received_at: None,
+            cluster_seq: None,
         };
         PendingWill {
             message: Arc::new(message),

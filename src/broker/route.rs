@@ -60,6 +60,11 @@ impl Broker {
             self.retain(&msg, true);
         }
         self.cluster_forward(&msg, ack);
+        if self.routed_by_stream(&msg) {
+            // In a cluster the stream brings it back, to this node's subscribers too, in the
+            // one order every node sees (cluster.rs): how many it reaches is not known here.
+            return 1;
+        }
         self.route(msg, publisher, now)
     }
 
@@ -257,7 +262,7 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
-    /// Returns the delivery's `seq` (0: no such session).
+    /// Returns the delivery's `seq` (0: not delivered, no such session or already replayed).
     pub(super) fn deliver(
         &mut self,
         sid: SessionId,
@@ -268,6 +273,15 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return 0;
         };
+        // A session that moved here from another node got this one from the replay of the
+        // stream (cluster_session.rs).
+        if delivery
+            .msg
+            .cluster_seq
+            .is_some_and(|seq| seq <= session.cluster_floor)
+        {
+            return 0;
+        }
         delivery.seq = self.persist.next_seq();
         let seq = delivery.seq;
         let conn = session
@@ -621,5 +635,6 @@ pub(super) fn message_from(
         expires_at,
         origin: Some(origin),
         received_at: Some(now),
+        cluster_seq: None,
     })
 }

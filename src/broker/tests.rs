@@ -991,6 +991,7 @@ fn app_handlers_receive_matching_messages_with_the_publisher_id() {
                 expires_at: None,
                 origin: None,
                 received_at: None,
+                cluster_seq: None,
             },
             h.now,
         )
@@ -1500,6 +1501,9 @@ mod tests_ops;
 
 #[path = "tests_cluster.rs"]
 mod tests_cluster;
+
+#[path = "tests_cluster_session.rs"]
+mod tests_cluster_session;
 
 #[path = "tests_cluster_shared.rs"]
 mod tests_cluster_shared;

@@ -57,6 +57,7 @@ fn message(topic: &str, payload: &str, qos: QoS) -> Message {
         expires_at: None,
         origin: Some("elsewhere".into()),
         received_at: None,
+        cluster_seq: None,
     }
 }
 
@@ -68,17 +69,46 @@ fn from_nats(h: &mut Harness, group: &str, filter: &str, msg: Message, token: Op
     h.pump();
 }
 
-fn persistent(client_id: &str) -> Connect {
+/// Connects with Clean Start 0 and a session that outlives the connection; when the node
+/// asks the cluster for the session (it does not hold the client id), there is none.
+fn connect_persistent(h: &mut Harness, client_id: &str) -> (ConnId, ConnAck) {
     let mut c = connect_packet(client_id, V5);
     c.clean_start = false;
     c.properties.session_expiry_interval = Some(300);
-    c
+    let conn = h.open();
+    h.send(conn, Packet::Connect(Box::new(c)));
+    let fetch = h
+        .cluster
+        .iter()
+        .any(|o| matches!(o, ClusterOutput::Fetch { conn: f, .. } if *f == conn));
+    if fetch {
+        h.cluster
+            .retain(|o| !matches!(o, ClusterOutput::Fetch { .. }));
+        let now = h.now;
+        h.broker.cluster_fetched(
+            conn,
+            client_id.into(),
+            Ok(None),
+            now,
+            std::time::SystemTime::now(),
+        );
+    }
+    let mut packets = h.recv(conn);
+    match packets.first() {
+        Some(Packet::ConnAck(ack)) => {
+            let ack = ack.clone();
+            packets.remove(0);
+            h.inbox.insert(conn, packets);
+            (conn, ack)
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
 }
 
 #[test]
 fn a_node_serves_a_group_while_it_has_a_connected_member() {
     let mut h = clustered();
-    let (m1, _) = h.connect_with(persistent("m1"));
+    let (m1, _) = connect_persistent(&mut h, "m1");
     h.subscribe(m1, "$share/g/a/#", QoS::AtLeastOnce);
     assert_eq!(take_shared(&mut h), vec![join("g", "a/#")]);
     // A second member changes nothing; a plain subscription is no group.
@@ -93,7 +123,7 @@ fn a_node_serves_a_group_while_it_has_a_connected_member() {
     h.lose(m1);
     assert_eq!(take_shared(&mut h), vec![leave("g", "a/#")]);
     // m1 comes back with its session and its subscription: served again.
-    let (m1, ack) = h.connect_with(persistent("m1"));
+    let (m1, ack) = connect_persistent(&mut h, "m1");
     assert!(ack.session_present);
     assert_eq!(take_shared(&mut h), vec![join("g", "a/#")]);
     // Unsubscribed: left.
@@ -213,7 +243,7 @@ fn qos2_is_acked_at_pubrec() {
 #[test]
 fn without_a_connected_member_the_message_goes_back_to_the_group() {
     let mut h = clustered();
-    let (m, _) = h.connect_with(persistent("m"));
+    let (m, _) = connect_persistent(&mut h, "m");
     h.subscribe(m, "$share/g/t", QoS::AtLeastOnce);
     h.lose(m);
     take_shared(&mut h);
@@ -226,7 +256,7 @@ fn without_a_connected_member_the_message_goes_back_to_the_group() {
     );
     assert_eq!(take_shared(&mut h), vec![done(3, false)]);
     // Nor is it queued in the offline session: another node's member takes it.
-    let (m, _) = h.connect_with(persistent("m"));
+    let (m, _) = connect_persistent(&mut h, "m");
     assert!(publishes(&h.recv(m)).is_empty());
     // No member at all (a message that crossed the Leave): back too.
     from_nats(

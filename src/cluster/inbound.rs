@@ -54,7 +54,7 @@ pub(super) async fn start(
     let node = names.node.clone();
     Ok(vec![
         tokio::spawn(read_core(qos0, node.clone(), events.clone())),
-        tokio::spawn(read_stream(stream, node, events.clone())),
+        tokio::spawn(read_stream(stream, events.clone())),
         tokio::spawn(watch_retained(watch, events)),
     ])
 }
@@ -67,12 +67,15 @@ fn from_self(headers: Option<&async_nats::HeaderMap>, node: &str) -> bool {
 
 /// Decodes a message from another node and hands it to the broker; false when the broker is
 /// gone.
-async fn deliver(events: &mpsc::Sender<Event>, payload: &[u8]) -> bool {
+async fn deliver(events: &mpsc::Sender<Event>, payload: &[u8], seq: Option<u64>) -> bool {
     match decode_message(payload, Instant::now(), SystemTime::now()) {
-        Ok(m) => events
-            .send(Event::Cluster(ClusterEvent::Message(Box::new(m))))
-            .await
-            .is_ok(),
+        Ok(mut m) => {
+            m.cluster_seq = seq;
+            events
+                .send(Event::Cluster(ClusterEvent::Message(Box::new(m))))
+                .await
+                .is_ok()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "undecodable message from another node dropped");
             true
@@ -85,17 +88,13 @@ async fn read_core(mut sub: async_nats::Subscriber, node: String, events: mpsc::
         if from_self(m.headers.as_ref(), &node) {
             continue;
         }
-        if !deliver(&events, &m.payload).await {
+        if !deliver(&events, &m.payload, None).await {
             return;
         }
     }
 }
 
-async fn read_stream(
-    mut stream: jetstream::consumer::pull::Ordered,
-    node: String,
-    events: mpsc::Sender<Event>,
-) {
+async fn read_stream(mut stream: jetstream::consumer::pull::Ordered, events: mpsc::Sender<Event>) {
     while let Some(m) = stream.next().await {
         let m = match m {
             Ok(m) => m,
@@ -105,10 +104,10 @@ async fn read_stream(
                 continue;
             }
         };
-        if from_self(m.headers.as_ref(), &node) {
-            continue;
-        }
-        if !deliver(&events, &m.payload).await {
+        // This node's own messages too: the stream delivers every QoS 1/2 message, in its
+        // one order, on every node (the broker's cluster.rs).
+        let seq = m.info().ok().map(|i| i.stream_sequence);
+        if !deliver(&events, &m.payload, seq).await {
             return;
         }
     }

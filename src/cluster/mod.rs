@@ -23,6 +23,7 @@ mod nats;
 mod outbound;
 mod sessions;
 pub mod shared;
+mod state;
 pub mod subject;
 
 use tokio::sync::mpsc;
@@ -77,6 +78,10 @@ impl Names {
     }
     pub fn sessions_bucket(&self) -> String {
         format!("{}-sessions", self.prefix)
+    }
+    /// Persistent sessions' state, so they resume on any node.
+    pub fn state_bucket(&self) -> String {
+        format!("{}-state", self.prefix)
     }
     /// Where a node hears that one of its clients connected elsewhere.
     pub fn control_subject(&self, node: &str) -> String {
@@ -134,14 +139,15 @@ impl Cluster {
             inactive: std::time::Duration::from_secs(config.stream_max_age_secs),
         };
         tasks.push(tokio::spawn(shared::run(shared, shared_rx, events.clone())));
-        tasks.push(tokio::spawn(sessions::run(
-            joined.client.clone(),
-            joined.sessions.clone(),
-            names.clone(),
-            ops_rx,
-            notices,
-            events.clone(),
-        )));
+        let session_tasks = sessions::Sessions {
+            client: joined.client.clone(),
+            claims: joined.sessions.clone(),
+            states: joined.states.clone(),
+            stream: joined.stream.clone(),
+            names: names.clone(),
+            events: events.clone(),
+        };
+        tasks.push(tokio::spawn(sessions::run(session_tasks, ops_rx, notices)));
         tasks.extend(inbound::start(&joined, &names, events).await?);
         tracing::info!(node = %names.node, urls = %config.urls.join(","), stream = %names.stream(), "joined the cluster");
         Ok((Cluster { names, tasks }, tx))

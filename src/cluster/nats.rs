@@ -14,6 +14,7 @@ pub(super) struct Joined {
     pub stream: jetstream::stream::Stream,
     pub retained: jetstream::kv::Store,
     pub sessions: jetstream::kv::Store,
+    pub states: jetstream::kv::Store,
 }
 
 pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined, ClusterError> {
@@ -101,12 +102,21 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         .get_key_value(&bucket)
         .await
         .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let bucket = names.state_bucket();
+    js.get_or_create_stream(kv_stream(&bucket, config.replicas))
+        .await
+        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let states = js
+        .get_key_value(&bucket)
+        .await
+        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
     Ok(Joined {
         client,
         js,
         stream,
         retained,
         sessions,
+        states,
     })
 }
 
