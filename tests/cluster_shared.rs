@@ -1,6 +1,6 @@
 //! Shared subscriptions across nodes (README "Cluster"): a nats-server with JetStream and two
 //! mqttd nodes, started here on free ports. A group with a member on each node and
-//! publishers on both nodes gets each message once cluster-wide (QoS 0 and QoS 1), and
+//! publishers on both nodes gets each message once cluster-wide (QoS 0, 1 and 2), and
 //! survives the `kill -9` of one member's node: every acknowledged QoS 1 message still reaches
 //! the group, QoS 0 goes on to the survivor.
 // Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
@@ -52,7 +52,7 @@ async fn member(
     tx: mpsc::UnboundedSender<(&'static str, String, String, QoS)>,
 ) -> Client {
     let c = connect_with(node, name, manual_acks).await;
-    c.subscribe(FILTER, QoS::AtLeastOnce).await.unwrap();
+    c.subscribe(FILTER, QoS::ExactlyOnce).await.unwrap();
     let reader = c.clone();
     tokio::spawn(async move {
         while let Ok(m) = reader.recv().await {
@@ -148,11 +148,19 @@ async fn each_message_once_per_group_across_nodes() {
             p.publish(format!("s/{node}/0"), i.to_string(), QoS::AtMostOnce, false)
                 .await
                 .unwrap();
+            p.publish(
+                format!("s/{node}/2"),
+                i.to_string(),
+                QoS::ExactlyOnce,
+                false,
+            )
+            .await
+            .unwrap();
         }
     }
     let mut got = HashMap::new();
     collect(&mut rx, &mut got, Duration::from_secs(10), |g| {
-        g.len() >= 4 * N
+        g.len() >= 6 * N
     })
     .await;
     // Nothing more comes (no late duplicates).
@@ -167,7 +175,7 @@ async fn each_message_once_per_group_across_nodes() {
     };
     let dups: Vec<_> = got.iter().filter(|(_, who)| who.len() > 1).collect();
     assert!(dups.is_empty(), "delivered twice: {dups:?}\n{}", logs());
-    for qos in ["0", "1"] {
+    for qos in ["0", "1", "2"] {
         let mut by_member: HashMap<&str, usize> = HashMap::new();
         let mut count = 0;
         for node in ["a", "b"] {
@@ -182,8 +190,8 @@ async fn each_message_once_per_group_across_nodes() {
             "QoS {qos}: {count} of {} messages reached the group, per member {by_member:?}, in {elapsed:?}",
             2 * N
         ));
-        if qos == "1" {
-            assert_eq!(count, 2 * N, "every QoS 1 message once\n{}", logs());
+        if qos != "0" {
+            assert_eq!(count, 2 * N, "every QoS {qos} message once\n{}", logs());
         } else {
             // At most once: on a loaded machine a QoS 0 message may be dropped, never doubled.
             assert!(
