@@ -128,10 +128,22 @@ async fn each_message_once_per_group_across_nodes() {
     let a = node(&cluster, "a");
     let b = node(&cluster, "b");
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _ma = member(&a, "ma", false, tx.clone()).await;
-    let _mb = member(&b, "mb", false, tx).await;
     let pa = connect(&a, "pa").await;
     let pb = connect(&b, "pb").await;
+    // A new group misses no QoS 1/2 message published after its first SUBACK, however soon
+    // (its consumer starts at the node's stream position, not at "new messages").
+    let _ma = member(&a, "ma", false, tx.clone()).await;
+    pb.publish("s/first", "x", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let mut got = HashMap::new();
+    collect(&mut rx, &mut got, Duration::from_secs(5), |g| !g.is_empty()).await;
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        vec!["s/first x"],
+        "the first message after the SUBACK"
+    );
+    let _mb = member(&b, "mb", false, tx).await;
     until_both_serve(&pa, &mut rx).await;
 
     let started = Instant::now();

@@ -45,10 +45,14 @@ pub struct SharedToken(pub u64);
 /// What the broker asks the cluster actor to do for shared subscriptions.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SharedOutput {
-    /// This node has a connected member of `$share/group/filter` now: serve the group.
+    /// This node has a connected member of `$share/group/filter` now: serve the group. A
+    /// group that has no consumer in JetStream yet gets one that starts after stream sequence
+    /// `after` (the last this node routed), so that no QoS 1/2 message published after the
+    /// member's SUBACK escapes it.
     Join {
         group: ByteString,
         filter: ByteString,
+        after: u64,
     },
     /// This node's last connected member of the group is gone: stop serving it.
     Leave {
@@ -205,6 +209,7 @@ impl Broker {
             SharedOutput::Join {
                 group: key.0.clone(),
                 filter: key.1.clone(),
+                after: cluster.moving.position,
             }
         } else if !online && cluster.shared.joined.remove(key) {
             SharedOutput::Leave {

@@ -30,6 +30,7 @@ fn join(group: &str, filter: &str) -> SharedOutput {
     SharedOutput::Join {
         group: group.into(),
         filter: filter.into(),
+        after: 0,
     }
 }
 
@@ -339,4 +340,24 @@ fn mqtt_rules_apply_to_messages_from_the_group() {
     from_nats(&mut h, "g", "#", expired, Some(3));
     assert!(publishes(&h.recv(m)).is_empty());
     assert_eq!(take_shared(&mut h), vec![done(3, true)]);
+}
+
+#[test]
+fn a_new_group_starts_after_the_last_stream_message_routed_here() {
+    let mut h = clustered();
+    let mut streamed = message("x/y", "s", QoS::AtLeastOnce);
+    streamed.cluster_seq = Some(42);
+    let now = h.now;
+    h.broker.cluster_message(streamed, now);
+    let m = h.connect("m", V5);
+    h.subscribe(m, "$share/g/t", QoS::AtLeastOnce);
+    assert_eq!(
+        take_shared(&mut h),
+        vec![SharedOutput::Join {
+            group: "g".into(),
+            filter: "t".into(),
+            after: 42,
+        }],
+        "nothing published after the SUBACK can be before it in the stream"
+    );
 }

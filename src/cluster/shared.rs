@@ -116,14 +116,24 @@ pub(super) async fn run(
     let mut pending: HashMap<u64, (jetstream::Message, Instant)> = HashMap::new();
     let mut next_token = 0u64;
     let mut sweep = tokio::time::interval(cx.ack_wait);
+    // The stream's last sequence when this node joined: a node that routed no stream message
+    // yet starts a new group's consumer after it.
+    let joined_at = match cx.stream.clone().info().await {
+        Ok(info) => info.state.last_sequence,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster stream info: new shared groups start at new messages");
+            u64::MAX - 1
+        }
+    };
     loop {
         tokio::select! {
             op = ops.recv() => match op {
                 None => break,
-                Some(SharedOutput::Join { group, filter }) => {
+                Some(SharedOutput::Join { group, filter, after }) => {
                     if let Entry::Vacant(e) = served.entry((group.clone(), filter.clone())) {
                         tracing::debug!(%group, %filter, "serving a shared subscription");
-                        e.insert(serve(&cx, &group, &filter, &in_tx));
+                        let start = after.max(joined_at) + 1;
+                        e.insert(serve(&cx, &group, &filter, start, &in_tx));
                     }
                 }
                 Some(SharedOutput::Leave { group, filter }) => {
@@ -173,8 +183,15 @@ fn serve(
     cx: &Context,
     group: &ByteString,
     filter: &ByteString,
+    start: u64,
     to: &mpsc::Sender<Incoming>,
 ) -> Vec<JoinHandle<()>> {
+    // A new consumer starts at `start`; [`u64::MAX`]: at new messages (the stream's position
+    // is unknown).
+    let deliver_policy = match start {
+        u64::MAX => consumer::DeliverPolicy::New,
+        start_sequence => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+    };
     let name = group_name(&cx.names.prefix, group, filter);
     let mut tasks = Vec::new();
     for (i, subject) in filter_subjects(filter).into_iter().enumerate() {
@@ -205,7 +222,7 @@ fn serve(
             filter_subject: cx.names.stream_subject(&subject),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: cx.ack_wait,
-            deliver_policy: consumer::DeliverPolicy::New,
+            deliver_policy,
             max_ack_pending: MAX_ACK_PENDING,
             inactive_threshold: cx.inactive,
             ..Default::default()
