@@ -318,7 +318,10 @@ async fn read_stream(
                             }
                         }
                         Err(e) => {
+                            // Missed heartbeats, a lost connection, a deleted consumer: pull
+                            // again from a consumer found or made anew.
                             tracing::warn!(error = %e, consumer = %durable, "shared subscription consumer");
+                            break;
                         }
                     }
                 }
