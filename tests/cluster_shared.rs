@@ -221,9 +221,10 @@ async fn each_message_once_per_group_across_nodes() {
     }
 }
 
-/// Node b's member receives messages and never acknowledges them; b is killed with `kill -9`
-/// halfway: every message node a acknowledged reaches the surviving member (JetStream gives
-/// the unacknowledged ones again after the ack wait), and QoS 0 goes on to it.
+/// Node b's member receives messages and never acknowledges them (they stay with it while its
+/// node lives); b is killed with `kill -9` halfway: every message node a acknowledged reaches
+/// the surviving member (JetStream gives the unacknowledged ones again after the ack wait),
+/// and QoS 0 goes on to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_group_survives_the_loss_of_a_members_node() {
     const N: usize = 200;
@@ -247,6 +248,11 @@ async fn the_group_survives_the_loss_of_a_members_node() {
             };
             collect(&mut rx, &mut got, Duration::from_secs(5), held).await;
             assert!(held(&got), "node b's member got none of the first half");
+            // While its node lives, a slow member keeps what it holds (its node tells
+            // JetStream the work is in progress) past twice the ack wait.
+            collect(&mut rx, &mut got, Duration::from_millis(2500), |_| false).await;
+            let twice: Vec<_> = got.iter().filter(|(_, w)| w.len() > 1).collect();
+            assert!(twice.is_empty(), "overtook a live member: {twice:?}");
             b.take().unwrap().process.kill9();
         }
         // Node a acknowledges each (the publish returns once it did).

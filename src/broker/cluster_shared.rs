@@ -24,7 +24,8 @@
 //!   member has a connection, or when the member's connection is lost before it acknowledged
 //!   [4.8.2: the Server MAY send it to another Client as soon as it loses the connection]. A
 //!   message whose answer never comes (node killed, delivery dropped from a full queue) is
-//!   redelivered by JetStream after `cluster.shared_ack_wait_ms`.
+//!   redelivered by JetStream after `cluster.shared_ack_wait_ms` (the cluster actor tells
+//!   JetStream the work is in progress meanwhile, for a while: `crate::cluster::shared`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

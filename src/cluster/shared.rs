@@ -11,7 +11,8 @@
 //!   from [`group_name`]), explicit acknowledgements: JetStream gives each message to one
 //!   pulling node and gives it again (to any of them) when it is not acknowledged within
 //!   `cluster.shared_ack_wait_ms` or is handed back (nak). The broker answers for each
-//!   ([`SharedOutput::Done`]); this task then acks or naks it.
+//!   ([`SharedOutput::Done`]); this task then acks or naks it, and meanwhile tells JetStream
+//!   that the work is in progress, for up to [`PATIENCE`] ack waits.
 //!
 //! NATS 2.9 has one filter subject per consumer: a filter ending in `/#` is two subjects (the
 //! children `X.>` and the parent `X`, which `#` matches too), so two consumers.
@@ -41,6 +42,11 @@ const INCOMING_QUEUE: usize = 1024;
 
 /// Wait before trying again when NATS refused a subscription or a consumer.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// While its node lives, a message waits this many ack waits for its member (JetStream is
+/// told the work is in progress): a slow member is not overtaken. Past it, or when the node
+/// dies, JetStream gives the message to the group again after one more ack wait.
+pub const PATIENCE: u32 = 6;
 
 /// The subjects (after `PREFIX.m.` or `PREFIX.q.`) that a filter matches: each level encoded
 /// like a topic level, `+` as `*`, a last `#` as `>` plus, when it has a parent level, the
@@ -115,7 +121,7 @@ pub(super) async fn run(
     let mut served: HashMap<(ByteString, ByteString), Vec<JoinHandle<()>>> = HashMap::new();
     let mut pending: HashMap<u64, (jetstream::Message, Instant)> = HashMap::new();
     let mut next_token = 0u64;
-    let mut sweep = tokio::time::interval(cx.ack_wait);
+    let mut sweep = tokio::time::interval(cx.ack_wait / 3);
     // The stream's last sequence when this node joined: a node that routed no stream message
     // yet starts a new group's consumer after it.
     let joined_at = match cx.stream.clone().info().await {
@@ -165,9 +171,15 @@ pub(super) async fn run(
                 }
             }
             _ = sweep.tick() => {
-                // JetStream has redelivered these: their answer would be meaningless.
-                let limit = 2 * cx.ack_wait;
-                pending.retain(|_, (_, at)| at.elapsed() < limit);
+                // Still with their member: in progress. Past the patience, JetStream
+                // redelivers them: their answer would be meaningless.
+                let patience = cx.ack_wait * PATIENCE;
+                pending.retain(|_, (_, at)| at.elapsed() < patience);
+                for (m, _) in pending.values() {
+                    if let Err(e) = m.ack_with(AckKind::Progress).await {
+                        tracing::debug!(error = %e, "shared subscription: progress not sent");
+                    }
+                }
             }
         }
     }
@@ -401,6 +413,7 @@ mod tests {
             rows += 1;
         }
         assert_eq!(rows, 5);
+        assert!(doc.contains(&format!("for up to {PATIENCE} `ack_wait`s")));
         assert!(
             doc.contains("`$share/g/a/#` with prefix `mqttd` is `mqttd-share-bff824b5e1e1124e`")
         );

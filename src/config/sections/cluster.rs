@@ -42,9 +42,10 @@ pub struct Cluster {
     pub ack_timeout_ms: u64,
     /// How long the QoS 1/2 stream keeps a message, in seconds. Default 86400 (one day).
     pub stream_max_age_secs: u64,
-    /// Milliseconds a member of a shared subscription has to acknowledge a QoS 1/2 message
-    /// (PUBACK, or PUBREC) before JetStream gives it to the group again, maybe to another
-    /// member: how long a message waits after its member's node died. Default 5000.
+    /// JetStream's ack wait for shared subscriptions, in milliseconds: how long a QoS 1/2
+    /// message waits after its member's node died before JetStream gives it to the group
+    /// again, maybe to another member (a live node keeps it for its member, telling JetStream
+    /// the work is in progress, up to 6 times as long). Default 5000.
     pub shared_ack_wait_ms: u64,
     /// Replicas of the stream and the buckets (1, 3 or 5; at most the NATS cluster's size).
     /// Default 1.
