@@ -283,6 +283,7 @@ impl Broker {
         if !fetched {
             self.cluster_claim(&client_id);
         }
+        self.cluster_shared_presence(sid);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),

@@ -16,6 +16,7 @@ mod budget;
 mod close;
 mod cluster;
 mod cluster_session;
+mod cluster_shared;
 mod connect;
 mod connection;
 mod datagram;
@@ -50,6 +51,7 @@ pub use admin::{AdminError, SessionInfo, SubscriptionInfo};
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use cluster::{decode_message, encode_message, ClusterAck, ClusterOutput};
 pub use cluster_session::StateRecord;
+pub use cluster_shared::{SharedOutput, SharedToken};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use metrics::{

@@ -1504,3 +1504,6 @@ mod tests_cluster;
 
 #[path = "tests_cluster_session.rs"]
 mod tests_cluster_session;
+
+#[path = "tests_cluster_shared.rs"]
+mod tests_cluster_shared;

@@ -149,6 +149,14 @@ pub enum ClusterEvent {
         ack: crate::broker::ClusterAck,
         stored: bool,
     },
+    /// A message for the shared subscription `$share/group/filter`, which NATS gave to this
+    /// node (`Broker::cluster_shared_message`); `token` when it awaits an answer.
+    Shared {
+        group: bytestring::ByteString,
+        filter: bytestring::ByteString,
+        message: Box<Message>,
+        token: Option<crate::broker::SharedToken>,
+    },
 }
 
 /// See [`Event::Admin`].
