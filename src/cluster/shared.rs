@@ -18,12 +18,13 @@
 //! children `X.>` and the parent `X`, which `#` matches too), so two consumers.
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer, AckKind};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::subject::{encode_topic, MAX_ENCODED};
@@ -34,8 +35,15 @@ use crate::handoff::{ClusterEvent, Event};
 /// Unacknowledged messages a group's consumer hands out at once (over all nodes).
 pub const MAX_ACK_PENDING: i64 = 1000;
 
-/// Messages fetched per pull request.
+/// Messages asked for per pull request, at most.
 const BATCH: usize = 100;
+
+/// A group's QoS 1/2 messages a node holds at once (pulled and not yet acknowledged by its
+/// members): a node whose members are slow takes no more, the others' take the rest.
+pub const ROOM: usize = 100;
+
+/// How long a pull request waits for messages before it is made again.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
 /// Messages between the readers and the task that answers for them.
 const INCOMING_QUEUE: usize = 1024;
@@ -108,8 +116,9 @@ struct Incoming {
     group: ByteString,
     filter: ByteString,
     message: Message,
-    /// From the stream: the message to acknowledge.
-    js: Option<jetstream::Message>,
+    /// From the stream: the message to acknowledge, and its place in the node's room for
+    /// the group (given back with the answer).
+    js: Option<(jetstream::Message, OwnedSemaphorePermit)>,
 }
 
 pub(super) async fn run(
@@ -119,7 +128,8 @@ pub(super) async fn run(
 ) {
     let (in_tx, mut in_rx) = mpsc::channel::<Incoming>(INCOMING_QUEUE);
     let mut served: HashMap<(ByteString, ByteString), Vec<JoinHandle<()>>> = HashMap::new();
-    let mut pending: HashMap<u64, (jetstream::Message, Instant)> = HashMap::new();
+    let mut pending: HashMap<u64, (jetstream::Message, Instant, OwnedSemaphorePermit)> =
+        HashMap::new();
     let mut next_token = 0u64;
     let mut sweep = tokio::time::interval(cx.ack_wait / 3);
     // The stream's last sequence when this node joined: a node that routed no stream message
@@ -150,7 +160,7 @@ pub(super) async fn run(
                     }
                 }
                 Some(SharedOutput::Done { token, ack }) => {
-                    if let Some((m, _)) = pending.remove(&token.0) {
+                    if let Some((m, _, _room)) = pending.remove(&token.0) {
                         let kind = if ack { AckKind::Ack } else { AckKind::Nak(None) };
                         if let Err(e) = m.ack_with(kind).await {
                             tracing::debug!(error = %e, "shared subscription: acknowledgement not sent");
@@ -160,9 +170,9 @@ pub(super) async fn run(
             },
             incoming = in_rx.recv() => {
                 let Some(Incoming { group, filter, message, js }) = incoming else { break };
-                let token = js.map(|m| {
+                let token = js.map(|(m, room)| {
                     next_token += 1;
-                    pending.insert(next_token, (m, Instant::now()));
+                    pending.insert(next_token, (m, Instant::now(), room));
                     SharedToken(next_token)
                 });
                 let event = ClusterEvent::Shared { group, filter, message: Box::new(message), token };
@@ -174,8 +184,8 @@ pub(super) async fn run(
                 // Still with their member: in progress. Past the patience, JetStream
                 // redelivers them: their answer would be meaningless.
                 let patience = cx.ack_wait * PATIENCE;
-                pending.retain(|_, (_, at)| at.elapsed() < patience);
-                for (m, _) in pending.values() {
+                pending.retain(|_, (_, at, _)| at.elapsed() < patience);
+                for (m, _, _) in pending.values() {
                     if let Err(e) = m.ack_with(AckKind::Progress).await {
                         tracing::debug!(error = %e, "shared subscription: progress not sent");
                     }
@@ -205,6 +215,7 @@ fn serve(
         start_sequence => consumer::DeliverPolicy::ByStartSequence { start_sequence },
     };
     let name = group_name(&cx.names.prefix, group, filter);
+    let room = Arc::new(Semaphore::new(ROOM));
     let mut tasks = Vec::new();
     for (i, subject) in filter_subjects(filter).into_iter().enumerate() {
         if subject.len() > MAX_ENCODED {
@@ -244,6 +255,7 @@ fn serve(
             durable,
             config,
             reader,
+            room.clone(),
         )));
     }
     tasks
@@ -258,12 +270,16 @@ struct Reader {
 
 impl Reader {
     /// Decodes and hands on; false when the task that answers is gone.
-    async fn hand_on(&self, payload: &[u8], js: Option<jetstream::Message>) -> bool {
+    async fn hand_on(
+        &self,
+        payload: &[u8],
+        js: Option<(jetstream::Message, OwnedSemaphorePermit)>,
+    ) -> bool {
         let message = match decode_message(payload, Instant::now(), SystemTime::now()) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable message for a shared subscription dropped");
-                if let Some(js) = js {
+                if let Some((js, _room)) = js {
                     let _ = js.ack_with(AckKind::Term).await;
                 }
                 return true;
@@ -305,44 +321,66 @@ async fn read_stream(
     durable: String,
     config: consumer::pull::Config,
     r: Reader,
+    room: Arc<Semaphore>,
 ) {
     loop {
-        let pulled = match stream
+        let result = match stream
             .get_or_create_consumer(&durable, config.clone())
             .await
         {
-            Ok(c) => c
-                .stream()
-                .max_messages_per_batch(BATCH)
-                .messages()
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(c) => pull(&c, &r, &room).await,
             Err(e) => Err(e.to_string()),
         };
-        match pulled {
-            Ok(mut messages) => {
-                while let Some(m) = messages.next().await {
-                    match m {
-                        Ok(m) => {
-                            let payload = m.payload.clone();
-                            if !r.hand_on(&payload, Some(m)).await {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            // Missed heartbeats, a lost connection, a deleted consumer: pull
-                            // again from a consumer found or made anew.
-                            tracing::warn!(error = %e, consumer = %durable, "shared subscription consumer");
-                            break;
-                        }
-                    }
-                }
-            }
+        match result {
+            // The task that answers is gone.
+            Ok(()) => return,
+            // A lost connection, a deleted consumer: pull again from a consumer found or
+            // made anew.
             Err(e) => {
                 tracing::warn!(error = %e, consumer = %durable, "shared subscription consumer")
             }
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Asks for as many messages as this node has room for (at least one: it waits for room),
+/// in requests that last at most [`PULL_EXPIRES`]. `Ok` when the task that answers is gone.
+async fn pull(
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+    r: &Reader,
+    room: &Arc<Semaphore>,
+) -> Result<(), String> {
+    loop {
+        let first = room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut permits = vec![first];
+        while permits.len() < BATCH {
+            match room.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut batch = consumer
+            .batch()
+            .max_messages(permits.len())
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| e.to_string())?;
+            // JetStream sends no more than asked; a permit travels with each message until
+            // its answer.
+            let Some(permit) = permits.pop() else { break };
+            let payload = m.payload.clone();
+            if !r.hand_on(&payload, Some((m, permit))).await {
+                return Ok(());
+            }
+        }
     }
 }
 
