@@ -221,7 +221,7 @@ async fn a_persistent_session_resumes_on_another_node_after_kill_9_of_its_node()
     })
     .await;
     assert_eq!(first.len(), 6, "\nnode a:\n{}", a.process.log_tail(30));
-    // Let node a write the session's state (it does at the end of each batch).
+    // Let node a write the session's state (within 100 ms of each change).
     tokio::time::sleep(Duration::from_millis(500)).await;
     a.process.kill9();
     drop(sub);

@@ -8,7 +8,7 @@
 //! [`StateRecord`]: its [`SessionRecord`] (subscriptions, incoming QoS 2 ids, released flows,
 //! expiry) plus the stream sequences of its inflight PUBLISHes (with their packet ids), of
 //! its first queued message, and the node's stream position. The broker hands it out as
-//! [`ClusterOutput::State`] whenever the session changed (at the end of each batch, with the
+//! [`ClusterOutput::State`] when the session changed (at the end of a batch, with the
 //! persistence changes), and the cluster actor keeps it in the state bucket.
 //!
 //! A client that connects with Clean Start 0 to a node that does not hold its session waits
@@ -22,7 +22,7 @@
 //! [MQTT-4.4.0-1]. After the loss of the session's node, the state is the last one it wrote:
 //! messages the client acknowledged after that write come again (QoS 1 and 2 alike).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use bytes::{Buf, BufMut, Bytes};
@@ -32,8 +32,13 @@ use super::connection::ConnState;
 use super::persist::record::{self, RecordError, SessionRecord, WallClock};
 use super::persist::{persistent, session_record};
 use super::session::{Delivery, Inflight};
+use super::timers::Timer;
 use super::{Broker, ClusterOutput, ConnId, Message, Packet, SessionId, StreamId};
 use crate::codec::{Connect, QoS, ReasonCode};
+
+/// A session's state goes out at most this often (README "Cluster": after the loss of a
+/// node, what its clients acknowledged in the last interval may come again).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Format of [`StateRecord`]'s encoding.
 const STATE_FORMAT: u8 = 1;
@@ -120,6 +125,12 @@ pub(super) struct Moving {
     /// The claim number of each fetch in flight, by connection.
     fetch_claims: AHashMap<ConnId, u64>,
     replays: AHashMap<ByteString, Replay>,
+    /// Sessions whose changed state waits for its turn (`CHECKPOINT_INTERVAL`).
+    pending_states: ahash::AHashSet<SessionId>,
+    /// When each session's state was last handed out.
+    written_at: AHashMap<SessionId, Instant>,
+    /// The checkpoint timer armed, if any.
+    checkpoint_at: Option<Instant>,
 }
 
 impl Broker {
@@ -487,33 +498,69 @@ impl Broker {
     }
 
     /// At the end of a batch: the state of each changed persistent session this node holds,
-    /// for the other nodes ([`ClusterOutput::State`]).
-    pub(super) fn cluster_checkpoint(&mut self, dirty: &[SessionId], clock: &WallClock) {
-        let Some(cluster) = self.cluster.as_ref() else {
+    /// for the other nodes ([`ClusterOutput::State`]), at most once per
+    /// [`CHECKPOINT_INTERVAL`] per session (a busy subscriber changes with every message; its
+    /// state is written within the interval of its last change, a timer making sure of it).
+    pub(super) fn cluster_checkpoint(
+        &mut self,
+        dirty: &[SessionId],
+        clock: &WallClock,
+        now: Instant,
+    ) {
+        let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
+        let moving = &mut cluster.moving;
+        moving.pending_states.extend(dirty.iter().copied());
+        if moving.pending_states.is_empty() {
+            return;
+        }
         let mut states = Vec::new();
-        for sid in dirty {
-            let Some(s) = self.sessions.get(sid) else {
+        let mut next: Option<Instant> = None;
+        let pending: Vec<SessionId> = moving.pending_states.drain().collect();
+        for sid in pending {
+            let Some(s) = self.sessions.get(&sid) else {
+                moving.written_at.remove(&sid);
                 continue;
             };
             if !persistent(s)
                 || s.expiry_secs == 0
-                || !cluster.holds(&s.client_id)
-                || cluster.moving.replays.contains_key(&s.client_id)
+                || !cluster.claims.contains_key(&s.client_id)
+                || moving.replays.contains_key(&s.client_id)
             {
                 continue;
             }
-            states.push((
-                s.client_id.clone(),
-                state_of(s, cluster.moving.position, clock),
-            ));
+            if let Some(due) = moving
+                .written_at
+                .get(&sid)
+                .map(|at| *at + CHECKPOINT_INTERVAL)
+                .filter(|due| *due > now)
+            {
+                moving.pending_states.insert(sid);
+                next = Some(next.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            moving.written_at.insert(sid, now);
+            states.push((s.client_id.clone(), state_of(s, moving.position, clock)));
+        }
+        if let Some(at) = next {
+            if moving.checkpoint_at.is_none_or(|armed| armed > at) {
+                moving.checkpoint_at = Some(at);
+                self.timers.schedule(at, Timer::ClusterCheckpoint);
+            }
         }
         for (client_id, state) in states {
             self.out.cluster(ClusterOutput::State {
                 client_id,
                 state: state.encode(),
             });
+        }
+    }
+
+    /// The checkpoint timer fired: the states it waited for go out at the end of this batch.
+    pub(super) fn cluster_checkpoint_due(&mut self) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.moving.checkpoint_at = None;
         }
     }
 

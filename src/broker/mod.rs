@@ -403,6 +403,7 @@ impl Broker {
                 Timer::SessionExpiry(sid) => self.check_session_expiry(sid, now),
                 Timer::PublisherPause(conn) => self.check_publisher_pause(conn, now),
                 Timer::Sys => self.sys_tick(now),
+                Timer::ClusterCheckpoint => self.cluster_checkpoint_due(),
             }
         }
         self.reap(now);

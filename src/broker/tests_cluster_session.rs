@@ -4,6 +4,8 @@
 use super::*;
 use std::time::SystemTime;
 
+use crate::broker::cluster_session::CHECKPOINT_INTERVAL;
+
 fn node(name: &str) -> Harness {
     let mut h = Harness::new();
     h.broker.enable_cluster(name);
@@ -324,4 +326,31 @@ fn of_two_connections_fetching_the_same_session_the_later_wins() {
     assert!(!b.closed.contains(&second));
     let got = b.recv(second);
     assert!(matches!(got.first(), Some(Packet::ConnAck(a)) if a.code == ReasonCode::SUCCESS));
+}
+
+#[test]
+fn a_busy_sessions_state_goes_out_at_most_once_per_interval_and_its_last_change_too() {
+    let mut a = node("a");
+    let (s, _) = connect_fetched(&mut a, persistent_connect("s"), None);
+    a.recv(s);
+    a.subscribe(s, "t/#", QoS::AtLeastOnce);
+    assert!(
+        last_state(&mut a, "s").is_some(),
+        "the first change goes out at once"
+    );
+    a.broker
+        .cluster_message(streamed("t/1", "m", 1, "p"), a.now);
+    assert!(
+        last_state(&mut a, "s").is_none(),
+        "the next waits for the interval"
+    );
+    assert!(
+        a.broker
+            .poll_timeout()
+            .is_some_and(|at| at <= a.now + CHECKPOINT_INTERVAL),
+        "a timer makes sure it goes out"
+    );
+    a.advance(CHECKPOINT_INTERVAL);
+    let state = last_state(&mut a, "s").expect("out once the interval passed");
+    assert_eq!(StateRecord::decode(&state).unwrap().position, 1);
 }

@@ -23,6 +23,8 @@ pub enum Timer {
     PublisherPause(ConnId),
     /// The next `$SYS` update is due (sys.rs).
     Sys,
+    /// Cluster session states wait to go out (cluster_session.rs).
+    ClusterCheckpoint,
 }
 
 #[derive(Debug, Default)]

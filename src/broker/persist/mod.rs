@@ -142,7 +142,7 @@ impl Broker {
         let mut dirty = self.sessions.take_dirty();
         dirty.sort_unstable();
         // In a cluster the same changes also go to the cluster's session state.
-        self.cluster_checkpoint(&dirty, &clock);
+        self.cluster_checkpoint(&dirty, &clock, now);
         if !self.persist.enabled {
             return ops;
         }
