@@ -95,7 +95,8 @@ pub(super) struct ClusterState {
     /// The last claim made for each client id with a session on this node.
     pub(super) claims: AHashMap<ByteString, u64>,
     next_claim: u64,
-    /// Messages that came from other nodes.
+    /// Messages that came from NATS: the other nodes' QoS 0, and every QoS 1/2 message of the
+    /// stream (this node's own included).
     pub received: u64,
     /// Messages refused by the cluster (publisher told, or disconnected).
     pub failed: u64,
@@ -161,7 +162,8 @@ impl Broker {
         self.cluster.is_some()
     }
 
-    /// Messages received from other nodes, and messages the cluster refused.
+    /// Messages received from NATS (see `ClusterState::received`), and messages the cluster
+    /// refused.
     pub fn cluster_counts(&self) -> (u64, u64) {
         self.cluster
             .as_ref()
