@@ -52,6 +52,12 @@ pub enum ClusterOutput {
     /// The session of this client id ended here: the claim is given up (only if it is
     /// still this node's: fenced by the claim's revision).
     Release { client_id: ByteString },
+    /// The will of this client id, held here, was set (`Some`) or went (`None`):
+    /// cluster_wills.rs.
+    Will {
+        client_id: ByteString,
+        will: Option<super::ClusterWill>,
+    },
 }
 
 /// The cluster state of the broker.
@@ -67,6 +73,8 @@ pub(super) struct ClusterState {
     /// The last claim made for each client id with a session on this node.
     claims: AHashMap<ByteString, u64>,
     next_claim: u64,
+    /// NATS is lost: CONNECT refused (cluster_wills.rs).
+    pub(super) link_down: bool,
     /// Messages that came from other nodes.
     pub received: u64,
     /// Messages refused by the cluster (publisher told, or disconnected).
@@ -99,6 +107,17 @@ pub fn decode_message(
 ) -> Result<Message, record::RecordError> {
     let clock = WallClock::new(now, wall);
     Ok(record::decode_retained(bytes)?.into_message(&clock))
+}
+
+impl ClusterState {
+    pub(super) fn claims_client(&self, client_id: &str) -> bool {
+        self.claims.contains_key(client_id)
+    }
+
+    /// Forgets every claim without releasing it (cluster_wills.rs).
+    pub(super) fn forget_claims(&mut self) {
+        self.claims.clear();
+    }
 }
 
 impl Broker {

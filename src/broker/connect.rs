@@ -27,6 +27,11 @@ impl Broker {
             self.refuse_connect(conn, version, code, now);
             return;
         }
+        // A clustered node that lost NATS takes no new client (cluster_wills.rs).
+        if self.cluster_refuses_connect() {
+            self.refuse_connect(conn, version, ReasonCode::SERVER_UNAVAILABLE, now);
+            return;
+        }
         if let Err(code) = self.check_connect(&connect) {
             self.refuse_connect(conn, version, code, now);
             return;
@@ -265,9 +270,13 @@ impl Broker {
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
+        let has_will = session.will.is_some();
         self.filter_queue(sid);
         // One live connection per client id in a cluster too (cluster.rs).
         self.cluster_claim(&client_id);
+        if has_will {
+            self.cluster_will_changed(sid);
+        }
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),

@@ -15,6 +15,7 @@ mod auth;
 mod budget;
 mod close;
 mod cluster;
+mod cluster_wills;
 mod connect;
 mod connection;
 mod datagram;
@@ -48,6 +49,7 @@ use bytestring::ByteString;
 pub use admin::{AdminError, SessionInfo, SubscriptionInfo};
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use cluster::{decode_message, encode_message, ClusterAck, ClusterOutput};
+pub use cluster_wills::{ClusterWill, LivenessEvent};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use metrics::{

@@ -1500,3 +1500,6 @@ mod tests_ops;
 
 #[path = "tests_cluster.rs"]
 mod tests_cluster;
+
+#[path = "tests_cluster_wills.rs"]
+mod tests_cluster_wills;

@@ -17,10 +17,12 @@
 //! No consensus of our own: ordering, storage and replication are NATS's.
 
 mod inbound;
+mod liveness;
 mod nats;
 mod outbound;
 mod sessions;
 pub mod subject;
+mod wills;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -75,6 +77,14 @@ impl Names {
     pub fn sessions_bucket(&self) -> String {
         format!("{}-sessions", self.prefix)
     }
+    /// Heartbeats of the nodes (liveness.rs).
+    pub fn nodes_bucket(&self) -> String {
+        format!("{}-nodes", self.prefix)
+    }
+    /// The wills of the clients, by client id (wills.rs).
+    pub fn wills_bucket(&self) -> String {
+        format!("{}-wills", self.prefix)
+    }
     /// Where a node hears that one of its clients connected elsewhere.
     pub fn control_subject(&self, node: &str) -> String {
         format!("{}.ctl.{node}", self.prefix)
@@ -114,11 +124,24 @@ impl Cluster {
         tasks.push(tokio::spawn(sessions::run(
             joined.client.clone(),
             joined.sessions.clone(),
+            joined.wills.clone(),
             names.clone(),
             ops_rx,
             notices,
             events.clone(),
         )));
+        let liveness = liveness::Liveness {
+            client: joined.client.clone(),
+            nodes: joined.nodes.clone(),
+            heirs: wills::Heirs {
+                wills: joined.wills.clone(),
+                sessions: joined.sessions.clone(),
+                events: events.clone(),
+            },
+            names: names.clone(),
+            timing: liveness::Timing::from(config),
+        };
+        tasks.push(tokio::spawn(liveness.run()));
         tasks.extend(inbound::start(&joined, &names, events).await?);
         tracing::info!(node = %names.node, urls = %config.urls.join(","), stream = %names.stream(), "joined the cluster");
         Ok((Cluster { names, tasks }, tx))

@@ -151,6 +151,15 @@ async fn publish(
                     return;
                 }
             }
+            ClusterOutput::Will { client_id, will } => {
+                if sessions
+                    .send(SessionOp::Will { client_id, will })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
             ClusterOutput::Retain { topic, message } => {
                 let key = encode_topic(&topic);
                 if key.len() > MAX_ENCODED {

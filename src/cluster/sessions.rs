@@ -34,8 +34,18 @@ const CLAIM_ATTEMPTS: usize = 8;
 
 /// What the broker asks of the sessions task.
 pub(super) enum SessionOp {
-    Claim { client_id: ByteString, claim: u64 },
-    Release { client_id: ByteString },
+    Claim {
+        client_id: ByteString,
+        claim: u64,
+    },
+    Release {
+        client_id: ByteString,
+    },
+    /// The will of a client held here was set or went (wills.rs).
+    Will {
+        client_id: ByteString,
+        will: Option<crate::broker::ClusterWill>,
+    },
 }
 
 /// This node's claim of a client id: the broker's claim number and the key's revision.
@@ -48,6 +58,7 @@ struct Held {
 pub(super) async fn run(
     client: async_nats::Client,
     store: kv::Store,
+    wills: kv::Store,
     names: Names,
     mut ops: mpsc::Receiver<SessionOp>,
     mut notices: async_nats::Subscriber,
@@ -63,7 +74,12 @@ pub(super) async fn run(
                         held.insert(client_id, Held { claim, revision });
                     }
                 }
+                Some(SessionOp::Will { client_id, will }) => {
+                    let revision = held.get(&client_id).map(|h| h.revision);
+                    super::wills::set(&wills, &names.node, &client_id, revision, will).await;
+                }
                 Some(SessionOp::Release { client_id }) => {
+                    super::wills::clear_own(&wills, &names.node, &client_id).await;
                     if let Some(h) = held.remove(&client_id) {
                         // Fenced: only while the key is still this node's claim.
                         let _ = store
@@ -91,6 +107,7 @@ pub(super) async fn run(
                     None => 0,
                 };
                 held.remove(&client_id);
+                super::wills::clear_own(&wills, &names.node, &client_id).await;
                 let event = ClusterEvent::TakenOver { client_id, claim };
                 if events.send(Event::Cluster(event)).await.is_err() {
                     return;

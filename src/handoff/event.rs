@@ -133,6 +133,8 @@ pub enum ClusterEvent {
         ack: crate::broker::ClusterAck,
         stored: bool,
     },
+    /// Nodes declared dead, their wills, this node's NATS link (`Broker::cluster_liveness`).
+    Liveness(crate::broker::LivenessEvent),
 }
 
 /// See [`Event::Admin`].

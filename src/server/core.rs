@@ -152,6 +152,7 @@ pub async fn run(
                             ClusterEvent::TakenOver { client_id, claim } => {
                                 broker.cluster_taken_over(&client_id, claim, now)
                             }
+                            ClusterEvent::Liveness(event) => broker.cluster_liveness(event, now),
                         },
                         Event::Shutdown => {
                             broker.shutdown(now);
