@@ -388,9 +388,11 @@ async fn a_nats_server_killed_in_a_three_server_nats_cluster_loses_nothing_ackno
     println!("{N} acknowledged, NATS server 1 killed after {killed_at}");
     assert!(
         missing.is_empty(),
-        "{} acknowledged messages lost: {:?}\nnode a:\n{}\nnode b:\n{}",
+        "{} acknowledged messages lost: {:?}\nnats 2:\n{}\nnats 3:\n{}\nnode a:\n{}\nnode b:\n{}",
         missing.len(),
         missing.iter().take(20).collect::<Vec<_>>(),
+        trio.servers[1].log_tail(),
+        trio.servers[2].log_tail(),
         a.process.log_tail(30),
         b.process.log_tail(30)
     );

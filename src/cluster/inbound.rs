@@ -19,6 +19,9 @@ use super::{ClusterError, Names, NODE_HEADER};
 use crate::broker::decode_message;
 use crate::handoff::{ClusterEvent, Event};
 
+/// Longest pull request of the stream consumer (its idle heartbeat is half of it).
+const CONSUMER_EXPIRES: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) async fn start(
     joined: &Joined,
     names: &Names,
@@ -38,6 +41,10 @@ pub(super) async fn start(
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             filter_subject: names.stream_subject(">"),
             deliver_policy: jetstream::consumer::DeliverPolicy::New,
+            // Pull requests of 2 s with 1 s idle heartbeats: a consumer lost with its NATS
+            // server is noticed and recreated (from the last message read) within seconds,
+            // not the 30 to 60 s of the defaults (tests/cluster_liveness.rs).
+            max_expires: CONSUMER_EXPIRES,
             ..Default::default()
         })
         .await

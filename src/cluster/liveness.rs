@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::wills::Heirs;
-use super::Names;
+use super::{ClusterError, Names};
 use crate::broker::LivenessEvent;
 use crate::config::Cluster as ClusterConfig;
 use crate::handoff::{ClusterEvent, Event};
@@ -208,8 +208,51 @@ impl Liveness {
     }
 }
 
+/// Key of the QUIC stateless-reset key in the nodes bucket (`=` keeps it apart from node
+/// names).
+const RESET_KEY: &str = "=reset-key";
+
+/// Length of the stateless-reset key (an HMAC-SHA256 key, as quinn's default).
+const RESET_KEY_LEN: usize = 64;
+
+/// The cluster's QUIC stateless-reset key: the first node creates a random one in the nodes
+/// bucket, every node uses what is there. A client whose node died then gets a stateless
+/// reset from whichever node its packets reach (README "Cluster": load balancers).
+pub(super) async fn reset_key(nodes: &kv::Store) -> Result<Vec<u8>, ClusterError> {
+    let err = |e: &dyn std::fmt::Display| ClusterError::JetStream {
+        what: format!("stateless-reset key {RESET_KEY}"),
+        reason: e.to_string(),
+    };
+    for _ in 0..3 {
+        if let Some(key) = nodes.get(RESET_KEY).await.map_err(|e| err(&e))? {
+            if key.len() == RESET_KEY_LEN {
+                return Ok(key.to_vec());
+            }
+            return Err(err(&format!(
+                "{} bytes, expected {RESET_KEY_LEN}",
+                key.len()
+            )));
+        }
+        let mut key = vec![0u8; RESET_KEY_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| err(&"no random bytes"))?;
+        // Of two nodes starting at once, one creates it; the other reads it.
+        if nodes
+            .create(RESET_KEY, Bytes::from(key.clone()))
+            .await
+            .is_ok()
+        {
+            return Ok(key);
+        }
+    }
+    Err(err(&"neither created nor read"))
+}
+
 impl Peers {
     fn update(&mut self, entry: &kv::Entry) {
+        if !crate::config::is_cluster_name(&entry.key) {
+            return; // The reset key.
+        }
         match entry.operation {
             kv::Operation::Put => {
                 if self.dead.remove(&entry.key) {

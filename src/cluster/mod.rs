@@ -94,6 +94,8 @@ impl Names {
 /// A running cluster actor.
 pub struct Cluster {
     pub names: Names,
+    /// The QUIC stateless-reset key every node of the cluster uses (liveness.rs).
+    pub reset_key: Vec<u8>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -110,6 +112,7 @@ impl Cluster {
             prefix: config.prefix.clone(),
         };
         let joined = nats::join(config, &names).await?;
+        let reset_key = liveness::reset_key(&joined.nodes).await?;
         let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
         let (ops_tx, ops_rx) = mpsc::channel(OUTPUT_QUEUE);
         let notices = joined
@@ -144,7 +147,14 @@ impl Cluster {
         tasks.push(tokio::spawn(liveness.run()));
         tasks.extend(inbound::start(&joined, &names, events).await?);
         tracing::info!(node = %names.node, urls = %config.urls.join(","), stream = %names.stream(), "joined the cluster");
-        Ok((Cluster { names, tasks }, tx))
+        Ok((
+            Cluster {
+                names,
+                reset_key,
+                tasks,
+            },
+            tx,
+        ))
     }
 
     /// Stops carrying messages (at shutdown, after the broker task).
