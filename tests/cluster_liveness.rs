@@ -160,6 +160,45 @@ async fn a_dead_nodes_wills_are_published_once_and_not_for_a_client_connected_el
     );
 }
 
+#[tokio::test]
+async fn a_node_restarted_before_it_is_declared_dead_publishes_its_previous_runs_wills() {
+    let nats = Nats::start();
+    let cluster = Cluster::new(&nats.url);
+    // A node timeout long enough to tell "at restart" from "declared dead".
+    let config = config_file(
+        cluster.dir.path(),
+        "cluster:\n  heartbeat_ms: 200\n  nats_grace_ms: 800\n  node_timeout_ms: 10000\n",
+    );
+    let args = ["--config", config.to_str().unwrap()];
+    let a = cluster.node("a", &args);
+    let b = cluster.node("b", &args);
+    let (mut watcher, _) = Raw::connect(b.addr(), clean("watcher")).await.unwrap();
+    subscribed(&mut watcher, "will/#").await;
+    let (_x, _) = Raw::connect(a.addr(), with_will("x")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let killed = Instant::now();
+    a.process.kill9();
+    let a_again = cluster.node("a", &args);
+    let mut got = Vec::new();
+    while got.is_empty() && killed.elapsed() < Duration::from_secs(8) {
+        got.extend(topics_for(&mut watcher, Duration::from_millis(100)).await);
+    }
+    println!(
+        "will published {} ms after the SIGKILL (node timeout 10 s)",
+        killed.elapsed().as_millis()
+    );
+    // Not a second time (its store also had it: the restarted node leaves it to the cluster).
+    got.extend(topics_for(&mut watcher, Duration::from_secs(1)).await);
+    assert_eq!(
+        got,
+        vec!["will/x".to_string()],
+        "node b:\n{}\nnode a:\n{}",
+        b.process.log_tail(20),
+        a_again.process.log_tail(40)
+    );
+}
+
 /// Connects, retrying while the node refuses or does not answer; the CONNACK's reason
 /// codes of the refusals seen.
 async fn connect_until_accepted(

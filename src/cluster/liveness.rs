@@ -88,6 +88,15 @@ async fn heartbeat(
     }
 }
 
+/// Stops the heartbeats with the task that started them (`Cluster::stop` aborts that one).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What this node knows of the others: when each was last heard, and its key's revision.
 #[derive(Default)]
 struct Peers {
@@ -99,12 +108,12 @@ struct Peers {
 impl Liveness {
     pub(super) async fn run(self) {
         let (stored_tx, stored) = watch::channel(Instant::now());
-        let beat = tokio::spawn(heartbeat(
+        let _beat = AbortOnDrop(tokio::spawn(heartbeat(
             self.nodes.clone(),
             self.names.node.clone(),
             self.timing.heartbeat,
             stored_tx,
-        ));
+        )));
         let mut peers = Peers::default();
         let mut watcher: Option<kv::Watch> = None;
         let mut tick = tokio::time::interval(self.timing.heartbeat / 2);
@@ -161,7 +170,6 @@ impl Liveness {
                 }
             }
         }
-        beat.abort();
     }
 
     /// Hands an event to the broker; false when it is gone.

@@ -133,16 +133,26 @@ impl Cluster {
             notices,
             events.clone(),
         )));
+        let heirs = wills::Heirs {
+            wills: joined.wills.clone(),
+            sessions: joined.sessions.clone(),
+            events: events.clone(),
+        };
+        // Wills left by this node's previous run (killed, then restarted before the others
+        // declared it dead): taken before any client connects, so none of this run's is.
+        let timing = liveness::Timing::from(config);
+        let orphans = heirs.take_wills_of(&names.node);
+        if let Ok(won) = tokio::time::timeout(timing.node_timeout, orphans).await {
+            if won > 0 {
+                tracing::info!(wills = won, "wills of this node's previous run published");
+            }
+        }
         let liveness = liveness::Liveness {
             client: joined.client.clone(),
             nodes: joined.nodes.clone(),
-            heirs: wills::Heirs {
-                wills: joined.wills.clone(),
-                sessions: joined.sessions.clone(),
-                events: events.clone(),
-            },
+            heirs,
             names: names.clone(),
-            timing: liveness::Timing::from(config),
+            timing,
         };
         tasks.push(tokio::spawn(liveness.run()));
         tasks.extend(inbound::start(&joined, &names, events).await?);
