@@ -356,6 +356,7 @@ impl Publisher {
             expires_at: expiry.map(|d| Instant::now() + d),
             origin: None,
             received_at: Some(Instant::now()),
+            cluster_seq: None,
         };
         let (reply, answer) = oneshot::channel();
         self.events

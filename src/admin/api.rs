@@ -437,6 +437,7 @@ async fn publish(
         expires_at: None,
         origin: None,
         received_at: Some(std::time::Instant::now()),
+        cluster_seq: None,
     };
     let reached = state
         .probe

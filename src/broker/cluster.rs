@@ -50,13 +50,39 @@ pub enum ClusterOutput {
     /// this node's claims, in order.
     Claim { client_id: ByteString, claim: u64 },
     /// The session of this client id ended here: the claim is given up (only if it is
-    /// still this node's: fenced by the claim's revision).
+    /// still this node's: fenced by the claim's revision), and so is its state.
     Release { client_id: ByteString },
     /// The will of this client id, held here, was set (`Some`) or went (`None`):
     /// cluster_wills.rs.
     Will {
         client_id: ByteString,
         will: Option<super::ClusterWill>,
+    },
+    /// A Clean Start 0 CONNECT on `conn` waits for its session: claim the client id (like
+    /// `Claim`), have the node that held it hand it over, and answer with its state
+    /// ([`Broker::cluster_fetched`]).
+    Fetch {
+        conn: ConnId,
+        client_id: ByteString,
+        claim: u64,
+    },
+    /// The state of a persistent session held here changed ([`super::StateRecord`]).
+    State {
+        client_id: ByteString,
+        state: Vec<u8>,
+    },
+    /// Read the stream's messages from sequence `from` to `to` for a session that moved here
+    /// ([`Broker::cluster_replayed`]).
+    Replay {
+        client_id: ByteString,
+        from: u64,
+        to: u64,
+    },
+    /// A takeover notice was handled (the session's final state, if any, is out): answer
+    /// the node that took the client over, at `reply`.
+    HandedOver {
+        client_id: ByteString,
+        reply: String,
     },
 }
 
@@ -71,7 +97,7 @@ pub(super) struct ClusterState {
     /// This node's name.
     node: String,
     /// The last claim made for each client id with a session on this node.
-    claims: AHashMap<ByteString, u64>,
+    pub(super) claims: AHashMap<ByteString, u64>,
     next_claim: u64,
     /// NATS is lost: CONNECT refused (cluster_wills.rs).
     pub(super) link_down: bool,
@@ -79,6 +105,15 @@ pub(super) struct ClusterState {
     pub received: u64,
     /// Messages refused by the cluster (publisher told, or disconnected).
     pub failed: u64,
+    /// Sessions moving here from other nodes (cluster_session.rs).
+    pub(super) moving: super::cluster_session::Moving,
+}
+
+impl ClusterState {
+    /// Whether this node holds the client id (its last claim here was not taken over).
+    pub(super) fn holds(&self, client_id: &str) -> bool {
+        self.claims.contains_key(client_id)
+    }
 }
 
 #[derive(Debug)]
@@ -113,11 +148,6 @@ impl ClusterState {
     pub(super) fn claims_client(&self, client_id: &str) -> bool {
         self.claims.contains_key(client_id)
     }
-
-    /// Forgets every claim without releasing it (cluster_wills.rs).
-    pub(super) fn forget_claims(&mut self) {
-        self.claims.clear();
-    }
 }
 
 impl Broker {
@@ -128,6 +158,8 @@ impl Broker {
             node: node.to_string(),
             ..ClusterState::default()
         }));
+        // Changed sessions are tracked: their state goes to the cluster (cluster_session.rs).
+        self.sessions.track(true);
     }
 
     /// This node's name in a cluster (client identifiers the broker assigns carry it).
@@ -321,17 +353,37 @@ impl Broker {
     /// A message published on another node: routed to the local subscribers (with its retain
     /// flag, for Retain As Published), never stored as retained (the retained bucket does
     /// that) and never sent out again.
+    ///
+    /// QoS 1/2 messages come from the cluster's stream, this node's own included (the
+    /// publisher's node does not route them at once: route.rs), with their sequence number.
+    /// No Local compares client ids, which are unique in the cluster [MQTT-3.8.3-3].
     pub fn cluster_message(&mut self, msg: Message, now: Instant) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
         cluster.received += 1;
+        if let Some(seq) = msg.cluster_seq {
+            self.cluster_note_position(seq);
+        }
         // [MQTT-3.3.2-5] an expired message is not delivered.
         if msg.is_expired(now) || msg.topic.starts_with(super::SYS_PREFIX) {
             return;
         }
-        self.route(std::sync::Arc::new(msg), None, now);
+        let publisher = msg
+            .origin
+            .as_ref()
+            .and_then(|id| self.client_ids.get(id))
+            .copied();
+        self.route(std::sync::Arc::new(msg), publisher, now);
         self.reap(now);
+    }
+
+    /// Whether this node leaves a message it publishes to the cluster's stream, which
+    /// routes it here too (QoS 1/2, not `$SYS`): see [`Broker::cluster_message`].
+    pub(super) fn routed_by_stream(&self, msg: &Message) -> bool {
+        self.cluster.is_some()
+            && msg.qos != QoS::AtMostOnce
+            && !msg.topic.starts_with(super::SYS_PREFIX)
     }
 
     /// The cluster's retained message of `topic` changed (set, or cleared with `None`):
@@ -352,6 +404,7 @@ impl Broker {
                 expires_at: None,
                 origin: None,
                 received_at: None,
+                cluster_seq: None,
             },
         };
         if self.settings.session.retain_available {
@@ -361,16 +414,24 @@ impl Broker {
 
     /// A client's connection was accepted here: claim its client id in the cluster.
     pub(super) fn cluster_claim(&mut self, client_id: &ByteString) {
-        let Some(cluster) = self.cluster.as_mut() else {
+        if self.cluster.is_none() {
             return;
-        };
-        cluster.next_claim += 1;
-        let claim = cluster.next_claim;
-        cluster.claims.insert(client_id.clone(), claim);
+        }
+        let claim = self.cluster_next_claim(client_id);
         self.out.cluster(ClusterOutput::Claim {
             client_id: client_id.clone(),
             claim,
         });
+    }
+
+    /// Numbers a new claim of `client_id` by this node.
+    pub(super) fn cluster_next_claim(&mut self, client_id: &ByteString) -> u64 {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return 0;
+        };
+        cluster.next_claim += 1;
+        cluster.claims.insert(client_id.clone(), cluster.next_claim);
+        cluster.next_claim
     }
 
     /// A session ended here: give its claim up.
@@ -391,7 +452,32 @@ impl Broker {
     /// ends without its will (the client is connected elsewhere). A claim made here after
     /// `claim` (a newer connection, its claim not yet made) wins instead: the other node is
     /// told in turn when that claim is made.
-    pub fn cluster_taken_over(&mut self, client_id: &str, claim: u64, now: Instant) {
+    ///
+    /// A persistent session's final state goes out first, then the answer to `reply` (the
+    /// other node waits for it before it reads the state: cluster_session.rs).
+    pub fn cluster_taken_over(
+        &mut self,
+        client_id: &str,
+        claim: u64,
+        reply: Option<String>,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) {
+        self.cluster_hand_over(client_id, claim, now, wall);
+        if let Some(reply) = reply {
+            let client_id = ByteString::from(client_id);
+            self.out
+                .cluster(ClusterOutput::HandedOver { client_id, reply });
+        }
+    }
+
+    fn cluster_hand_over(
+        &mut self,
+        client_id: &str,
+        claim: u64,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -402,6 +488,7 @@ impl Broker {
         let Some(sid) = self.client_ids.get(client_id).copied() else {
             return;
         };
+        self.cluster_final_state(sid, &WallClock::new(now, wall));
         let conn = self.sessions.get_mut(&sid).and_then(|s| {
             s.will = None;
             s.conn

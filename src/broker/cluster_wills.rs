@@ -16,7 +16,8 @@
 //!   (0x89 Server busy would tell it to wait for this one). Their wills are not published
 //!   here, where no other node would see them: they stay in the cluster's wills bucket, and
 //!   the node that wins them publishes them (another node when this one is declared dead,
-//!   or this one once NATS is back). Their claims stay too, so no release races that.
+//!   or this one once NATS is back). Their claims stay too, so no release races that (and a
+//!   persistent session stays here, claimed, for its client to come back to).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -114,10 +115,6 @@ impl Broker {
     /// Disconnects every client with 0x9C Use another server; their wills and claims stay
     /// with the cluster (module documentation).
     fn cluster_detach(&mut self, now: Instant) {
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.link_down = true;
-            cluster.forget_claims();
-        }
         let conns: Vec<(ConnId, Option<SessionId>)> =
             self.conns.iter().map(|(id, c)| (*id, c.session)).collect();
         tracing::warn!(
@@ -125,10 +122,23 @@ impl Broker {
             "cluster: NATS lost for the grace period, disconnecting every client"
         );
         for (conn, sid) in conns {
+            let mut ending = None;
             if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
                 s.will = None;
+                // A session that ends with its connection keeps its claim in the cluster
+                // (no release), so its will is still due there; a persistent one stays here,
+                // claimed, for its client to come back to.
+                if s.expiry_secs == 0 {
+                    ending = Some(s.client_id.clone());
+                }
+            }
+            if let (Some(client_id), Some(cluster)) = (ending, self.cluster.as_mut()) {
+                cluster.claims.remove(&client_id);
             }
             self.close_with(conn, ReasonCode::USE_ANOTHER_SERVER, now);
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.link_down = true;
         }
     }
 }

@@ -165,6 +165,18 @@ impl Broker {
             }
         }
 
+        // In a cluster a session held by another node (or lost with it) is fetched first
+        // (cluster_session.rs); the CONNECT comes back here once it is installed.
+        let fetched = self.cluster_take_fetched(conn);
+        let (connect, auth_data) = if fetched || assigned {
+            (connect, auth_data)
+        } else {
+            match self.cluster_park_connect(conn, &client_id, connect, auth_data) {
+                Some(back) => back,
+                None => return,
+            }
+        };
+
         // A new session beyond `max_sessions` is refused (a clean start replaces one: no more).
         if !self.client_ids.contains_key(&client_id)
             && self.sessions.len() >= self.settings.limits.max_sessions
@@ -272,8 +284,11 @@ impl Broker {
         session.will = will;
         let has_will = session.will.is_some();
         self.filter_queue(sid);
-        // One live connection per client id in a cluster too (cluster.rs).
-        self.cluster_claim(&client_id);
+        // One live connection per client id in a cluster too (cluster.rs); a fetched
+        // session's claim was made with the fetch.
+        if !fetched {
+            self.cluster_claim(&client_id);
+        }
         if has_will {
             self.cluster_will_changed(sid);
         }
@@ -365,6 +380,7 @@ impl Broker {
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             origin: Some(client_id.clone()),
             received_at: None,
+            cluster_seq: None,
         };
         PendingWill {
             message: Arc::new(message),

@@ -18,6 +18,13 @@ pub enum ConnState {
     AwaitingConnect,
     /// Enhanced authentication in progress (4.12): the CONNECT waits for its outcome.
     Authenticating(Box<Connect>),
+    /// In a cluster, a Clean Start 0 CONNECT waits for its session from the other nodes
+    /// (cluster_session.rs); packets sent after it wait too.
+    Fetching {
+        connect: Box<Connect>,
+        auth_data: Option<bytes::Bytes>,
+        early: Vec<(super::StreamId, crate::codec::Packet)>,
+    },
     Connected,
 }
 
@@ -149,9 +156,9 @@ impl Connection {
     /// or the CONNECT deadline before CONNECT.
     pub fn deadline(&self, connect_timeout: Duration) -> Option<Instant> {
         match self.state {
-            ConnState::AwaitingConnect | ConnState::Authenticating(_) => {
-                Some(self.opened_at + connect_timeout)
-            }
+            ConnState::AwaitingConnect
+            | ConnState::Authenticating(_)
+            | ConnState::Fetching { .. } => Some(self.opened_at + connect_timeout),
             ConnState::Connected if self.keep_alive.is_zero() => None,
             ConnState::Connected => Some(self.last_activity + self.keep_alive.mul_f32(1.5)),
         }

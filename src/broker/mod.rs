@@ -15,6 +15,7 @@ mod auth;
 mod budget;
 mod close;
 mod cluster;
+mod cluster_session;
 mod cluster_wills;
 mod connect;
 mod connection;
@@ -49,6 +50,7 @@ use bytestring::ByteString;
 pub use admin::{AdminError, SessionInfo, SubscriptionInfo};
 pub use auth::{AuthOutcome, EnhancedAuth};
 pub use cluster::{decode_message, encode_message, ClusterAck, ClusterOutput};
+pub use cluster_session::StateRecord;
 pub use cluster_wills::{ClusterWill, LivenessEvent};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
@@ -353,6 +355,9 @@ impl Broker {
                 self.handle_auth_continue(conn, auth, now)
             }
             (ConnState::Connected, packet) => self.handle_connected(conn, stream, packet, now),
+            (ConnState::Fetching { .. }, packet) => {
+                self.cluster_early_packet(conn, stream, packet, now)
+            }
             // [MQTT-3.1.0-1] first packet must be CONNECT; [MQTT-3.1.0-2] a second CONNECT is
             // a protocol violation; during enhanced authentication only AUTH may be sent.
             _ => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),

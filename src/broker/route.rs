@@ -60,6 +60,11 @@ impl Broker {
             self.retain(&msg, true);
         }
         self.cluster_forward(&msg, ack);
+        if self.routed_by_stream(&msg) {
+            // In a cluster the stream brings it back, to this node's subscribers too, in the
+            // one order every node sees (cluster.rs): how many it reaches is not known here.
+            return 1;
+        }
         self.route(msg, publisher, now)
     }
 
@@ -264,6 +269,15 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        // A session that moved here from another node got this one from the replay of the
+        // stream (cluster_session.rs).
+        if delivery
+            .msg
+            .cluster_seq
+            .is_some_and(|seq| seq <= session.cluster_floor)
+        {
+            return;
+        }
         delivery.seq = self.persist.next_seq();
         let conn = session
             .conn
@@ -615,5 +629,6 @@ pub(super) fn message_from(
         expires_at,
         origin: Some(origin),
         received_at: Some(now),
+        cluster_seq: None,
     })
 }

@@ -299,6 +299,9 @@ pub struct Session {
     /// Already in the session map's dirty set (persistence change tracking): a session
     /// borrowed mutably many times between two commits is added once, by a flag check.
     pub(crate) dirty_marked: bool,
+    /// In a cluster, a session that moved here got the stream's messages up to this sequence
+    /// from a replay; later ones come live (cluster_session.rs). 0 otherwise.
+    pub cluster_floor: u64,
 }
 
 impl Session {
@@ -319,6 +322,7 @@ impl Session {
             username: None,
             rules: None,
             dirty_marked: false,
+            cluster_floor: 0,
         }
     }
 

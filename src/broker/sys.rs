@@ -118,6 +118,7 @@ impl Broker {
                 expires_at: None,
                 origin: None,
                 received_at: None,
+                cluster_seq: None,
             };
             self.publish_message(Arc::new(message), None, now);
             self.sys.published.insert(topic, text);

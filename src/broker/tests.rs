@@ -991,6 +991,7 @@ fn app_handlers_receive_matching_messages_with_the_publisher_id() {
                 expires_at: None,
                 origin: None,
                 received_at: None,
+                cluster_seq: None,
             },
             h.now,
         )
@@ -1503,3 +1504,6 @@ mod tests_cluster;
 
 #[path = "tests_cluster_wills.rs"]
 mod tests_cluster_wills;
+
+#[path = "tests_cluster_session.rs"]
+mod tests_cluster_session;

@@ -46,6 +46,7 @@ fn remote(topic: &str, payload: &str, qos: QoS, retain: bool) -> Message {
         expires_at: None,
         origin: Some("elsewhere".into()),
         received_at: None,
+        cluster_seq: None,
     }
 }
 
@@ -317,7 +318,8 @@ fn a_connection_claims_its_client_id_and_a_takeover_elsewhere_closes_it_with_0x8
     h.recv(w);
     let made = claims(&mut h);
     assert_eq!(made[0].0, "x");
-    h.broker.cluster_taken_over("x", made[0].1, h.now);
+    h.broker
+        .cluster_taken_over("x", made[0].1, None, h.now, std::time::SystemTime::now());
     h.pump();
     let got = h.recv(x);
     assert!(
@@ -352,7 +354,8 @@ fn a_stale_takeover_does_not_close_a_newer_connection() {
     h.lose(first);
     let second = h.connect("x", ProtocolVersion::V5);
     h.recv(second);
-    h.broker.cluster_taken_over("x", old_claim, h.now);
+    h.broker
+        .cluster_taken_over("x", old_claim, None, h.now, std::time::SystemTime::now());
     h.pump();
     assert!(!h.closed.contains(&second), "the newer connection stays");
 }

@@ -102,6 +102,7 @@ fn dead_will(client_id: &str) -> LivenessEvent {
             expires_at: None,
             origin: Some(client_id.into()),
             received_at: None,
+            cluster_seq: None,
         }),
     }
 }

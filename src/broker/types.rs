@@ -47,6 +47,10 @@ pub struct Message {
     /// When the broker received it (publish-to-delivery latency); `None` for wills and
     /// messages restored from the store.
     pub received_at: Option<Instant>,
+    /// In a cluster, the message's sequence number in the cluster's stream of QoS 1/2
+    /// messages (README "Cluster"): where a session that moves between nodes resumes.
+    /// `None` for QoS 0, retained copies and single-node brokers.
+    pub cluster_seq: Option<u64>,
 }
 
 pub type SharedMessage = Arc<Message>;

@@ -21,6 +21,7 @@ mod liveness;
 mod nats;
 mod outbound;
 mod sessions;
+mod state;
 pub mod subject;
 mod wills;
 
@@ -85,6 +86,10 @@ impl Names {
     pub fn wills_bucket(&self) -> String {
         format!("{}-wills", self.prefix)
     }
+    /// Persistent sessions' state, so they resume on any node.
+    pub fn state_bucket(&self) -> String {
+        format!("{}-state", self.prefix)
+    }
     /// Where a node hears that one of its clients connected elsewhere.
     pub fn control_subject(&self, node: &str) -> String {
         format!("{}.ctl.{node}", self.prefix)
@@ -124,15 +129,16 @@ impl Cluster {
                 reason: e.to_string(),
             })?;
         let mut tasks = outbound::start(&joined, &names, rx, ops_tx, events.clone());
-        tasks.push(tokio::spawn(sessions::run(
-            joined.client.clone(),
-            joined.sessions.clone(),
-            joined.wills.clone(),
-            names.clone(),
-            ops_rx,
-            notices,
-            events.clone(),
-        )));
+        let session_tasks = sessions::Sessions {
+            client: joined.client.clone(),
+            claims: joined.sessions.clone(),
+            states: joined.states.clone(),
+            wills: joined.wills.clone(),
+            stream: joined.stream.clone(),
+            names: names.clone(),
+            events: events.clone(),
+        };
+        tasks.push(tokio::spawn(sessions::run(session_tasks, ops_rx, notices)));
         let heirs = wills::Heirs {
             wills: joined.wills.clone(),
             sessions: joined.sessions.clone(),

@@ -14,6 +14,7 @@ pub(super) struct Joined {
     pub stream: jetstream::stream::Stream,
     pub retained: jetstream::kv::Store,
     pub sessions: jetstream::kv::Store,
+    pub states: jetstream::kv::Store,
     /// Heartbeats and wills (liveness.rs, wills.rs).
     pub nodes: jetstream::kv::Store,
     pub wills: jetstream::kv::Store,
@@ -104,6 +105,14 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         .get_key_value(&bucket)
         .await
         .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let bucket = names.state_bucket();
+    js.get_or_create_stream(kv_stream(&bucket, config.replicas))
+        .await
+        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let states = js
+        .get_key_value(&bucket)
+        .await
+        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
     let nodes = kv_bucket(&js, &names.nodes_bucket(), config.replicas).await?;
     let wills = kv_bucket(&js, &names.wills_bucket(), config.replicas).await?;
     Ok(Joined {
@@ -112,6 +121,7 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         stream,
         retained,
         sessions,
+        states,
         nodes,
         wills,
     })

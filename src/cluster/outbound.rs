@@ -160,6 +160,49 @@ async fn publish(
                     return;
                 }
             }
+            ClusterOutput::Fetch {
+                conn,
+                client_id,
+                claim,
+            } => {
+                let op = SessionOp::Fetch {
+                    conn,
+                    client_id,
+                    claim,
+                };
+                if sessions.send(op).await.is_err() {
+                    return;
+                }
+            }
+            ClusterOutput::State { client_id, state } => {
+                if sessions
+                    .send(SessionOp::State { client_id, state })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            ClusterOutput::Replay {
+                client_id,
+                from,
+                to,
+            } => {
+                let op = SessionOp::Replay {
+                    client_id,
+                    from,
+                    to,
+                };
+                if sessions.send(op).await.is_err() {
+                    return;
+                }
+            }
+            ClusterOutput::HandedOver { client_id, reply } => {
+                let op = SessionOp::HandedOver { client_id, reply };
+                if sessions.send(op).await.is_err() {
+                    return;
+                }
+            }
             ClusterOutput::Retain { topic, message } => {
                 let key = encode_topic(&topic);
                 if key.len() > MAX_ENCODED {

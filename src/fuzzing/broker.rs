@@ -339,6 +339,7 @@ impl Sim {
                     expires_at: None,
                     origin: None,
                     received_at: None,
+                    cluster_seq: None,
                 };
                 let _ = self.broker.app_publish(message, now);
             }

@@ -127,6 +127,22 @@ pub enum ClusterEvent {
     TakenOver {
         client_id: bytestring::ByteString,
         claim: u64,
+        /// Where to answer once the session is handed over (its final state written).
+        reply: Option<String>,
+    },
+    /// The answer to a fetch (`Broker::cluster_fetched`): the session's state record, if one
+    /// is stored; `Err` when NATS could not be asked.
+    Fetched {
+        conn: crate::broker::ConnId,
+        client_id: bytestring::ByteString,
+        state: Result<Option<Vec<u8>>, ()>,
+    },
+    /// Messages read again from the stream for a session that moved here
+    /// (`Broker::cluster_replayed`).
+    Replayed {
+        client_id: bytestring::ByteString,
+        messages: Vec<Message>,
+        done: bool,
     },
     /// JetStream stored a held QoS 1/2 message (`true`) or did not.
     Stored {

@@ -149,8 +149,14 @@ pub async fn run(
                                 broker.cluster_retained(topic, message.map(|m| *m), now)
                             }
                             ClusterEvent::Stored { ack, stored } => broker.cluster_stored(ack, stored, now),
-                            ClusterEvent::TakenOver { client_id, claim } => {
-                                broker.cluster_taken_over(&client_id, claim, now)
+                            ClusterEvent::TakenOver { client_id, claim, reply } => {
+                                broker.cluster_taken_over(&client_id, claim, reply, now, SystemTime::now())
+                            }
+                            ClusterEvent::Fetched { conn, client_id, state } => {
+                                broker.cluster_fetched(conn, client_id, state, now, SystemTime::now())
+                            }
+                            ClusterEvent::Replayed { client_id, messages, done } => {
+                                broker.cluster_replayed(&client_id, messages, done, now)
                             }
                             ClusterEvent::Liveness(event) => broker.cluster_liveness(event, now),
                         },
@@ -170,6 +176,12 @@ pub async fn run(
             }
         }
         broker.handle_timeout(now);
+        // Before the outputs: in a cluster, changed sessions' states are outputs too.
+        let changes = if writer.is_some() || cluster.is_some() {
+            broker.take_changes(now, SystemTime::now())
+        } else {
+            Vec::new()
+        };
         let outputs = Released {
             outputs: broker.take_outputs(),
             replies: std::mem::take(&mut replies),
@@ -177,7 +189,6 @@ pub async fn run(
         match writer.as_mut() {
             None => dispatch(outputs, &mut outboxes, &handlers, &mut dirty, &mut cluster),
             Some(writer) => {
-                let changes = broker.take_changes(now, SystemTime::now());
                 if !changes.is_empty() {
                     held.ticket += 1;
                     writer.send(held.ticket, changes).await;

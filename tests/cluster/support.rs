@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 mod persistence;
 // Not every test file uses all of them.
 #[allow(unused_imports)]
-pub use persistence::{clean, subscribe as subscribe_packet, BrokerProcess, Raw, Read};
+pub use persistence::{
+    clean, payload, persistent, publish, subscribe as subscribe_packet, BrokerProcess, Raw, Read,
+};
 
 /// The nats-server executable: on PATH, or Debian's /usr/sbin/nats-server.
 fn nats_server() -> PathBuf {

@@ -114,7 +114,7 @@ impl Tracker {
 }
 
 /// Whether a session is kept in the store: it outlives its connection, or has a will.
-fn persistent(s: &Session) -> bool {
+pub(crate) fn persistent(s: &Session) -> bool {
     s.expiry_secs > 0 || s.will.is_some()
 }
 
@@ -132,17 +132,20 @@ impl Broker {
         self.sessions.track(true);
     }
 
-    /// The store operations that bring the store up to date with the broker, encoded. `now`
+    /// The store operations that bring the store up to date with the broker, encoded (and,
+    /// in a cluster, the session states for the other nodes as outputs: cluster_session.rs). `now`
     /// and `wall` are one reading of the monotonic and the wall clock (deadlines are stored as
     /// wall-clock time). Empty when nothing persistent changed.
     pub fn take_changes(&mut self, now: Instant, wall: SystemTime) -> ChangeSet {
         let mut ops = Vec::new();
-        if !self.persist.enabled {
-            return ops;
-        }
         let clock = WallClock::new(now, wall);
         let mut dirty = self.sessions.take_dirty();
         dirty.sort_unstable();
+        // In a cluster the same changes also go to the cluster's session state.
+        self.cluster_checkpoint(&dirty, &clock);
+        if !self.persist.enabled {
+            return ops;
+        }
         // Deletions first: a new session may reuse the client identifier of one that ended.
         for sid in &dirty {
             let keep = self.sessions.get(sid).is_some_and(persistent);
@@ -258,7 +261,7 @@ fn diff_deliveries(session: &Session, stored: &mut Stored, clock: &WallClock, op
     }
 }
 
-fn session_record(s: &Session, clock: &WallClock) -> SessionRecord {
+pub(crate) fn session_record(s: &Session, clock: &WallClock) -> SessionRecord {
     let mut subscriptions: Vec<_> = s
         .subscriptions
         .iter()

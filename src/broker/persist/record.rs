@@ -116,6 +116,7 @@ impl StoredMessage {
             message: Message {
                 expires_at: None,
                 received_at: None,
+                cluster_seq: None,
                 ..m.clone()
             },
             expires_at_ms: m.expires_at.map(|at| clock.to_unix_ms(at)),
@@ -444,6 +445,7 @@ impl<'a> Reader<'a> {
                 expires_at: None,
                 origin,
                 received_at: None,
+                cluster_seq: None,
             },
             expires_at_ms,
         })

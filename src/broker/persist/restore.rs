@@ -70,32 +70,7 @@ impl Broker {
                 }
             };
             let client_id = ByteString::from(client_id);
-            let sid = self.create_session(client_id.clone(), rec.version);
-            // The ACL rules follow the user name of the last connection (an ACL installed
-            // later resolves them again, see access.rs).
-            let rules = self.rules_for(rec.username.as_deref(), &client_id);
-            for (filter, entry) in &rec.subscriptions {
-                self.insert_into_trie(sid, filter, entry.clone());
-            }
-            let Some(s) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            s.expiry_secs = rec.expiry_secs;
-            s.username = rec.username;
-            s.rules = rules;
-            for (filter, entry) in rec.subscriptions {
-                s.subscriptions.insert((filter, entry.stream), entry);
-            }
-            s.incoming_qos2 = rec.incoming_qos2.into_iter().collect();
-            for (id, stream) in rec.released {
-                s.inflight.insert(id, Inflight::Released { stream });
-            }
-            s.will = rec.will.map(|w| PendingWill {
-                message: Arc::new(w.message.into_message(&clock)),
-                delay_secs: w.delay_secs,
-                publish_at: w.publish_at_ms.map(|ms| clock.to_instant(ms)),
-            });
-            s.expires_at = rec.expires_at_ms.map(|ms| clock.to_instant(ms));
+            let sid = self.install_session(client_id.clone(), rec, &clock);
             self.persist.stored.insert(
                 sid,
                 Stored {
@@ -154,9 +129,47 @@ impl Broker {
         report
     }
 
+    /// Creates a session from its record (subscriptions into the trie, incoming QoS 2 ids,
+    /// released flows, will, expiry, the ACL rules of its user): at restore, and when a session
+    /// moves here from another node of a cluster (cluster_session.rs).
+    pub(crate) fn install_session(
+        &mut self,
+        client_id: ByteString,
+        rec: record::SessionRecord,
+        clock: &WallClock,
+    ) -> crate::broker::SessionId {
+        let sid = self.create_session(client_id.clone(), rec.version);
+        // The ACL rules follow the user name of the last connection (an ACL installed
+        // later resolves them again, see access.rs).
+        let rules = self.rules_for(rec.username.as_deref(), &client_id);
+        for (filter, entry) in &rec.subscriptions {
+            self.insert_into_trie(sid, filter, entry.clone());
+        }
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return sid;
+        };
+        s.expiry_secs = rec.expiry_secs;
+        s.username = rec.username;
+        s.rules = rules;
+        for (filter, entry) in rec.subscriptions {
+            s.subscriptions.insert((filter, entry.stream), entry);
+        }
+        s.incoming_qos2 = rec.incoming_qos2.into_iter().collect();
+        for (id, stream) in rec.released {
+            s.inflight.insert(id, Inflight::Released { stream });
+        }
+        s.will = rec.will.map(|w| PendingWill {
+            message: Arc::new(w.message.into_message(clock)),
+            delay_secs: w.delay_secs,
+            publish_at: w.publish_at_ms.map(|ms| clock.to_instant(ms)),
+        });
+        s.expires_at = rec.expires_at_ms.map(|ms| clock.to_instant(ms));
+        sid
+    }
+
     /// Starts the clocks of a restored session as for a connection that just ended
     /// (`close.rs`, `drop_connection`), keeping deadlines that were already running.
-    fn restore_offline(&mut self, sid: crate::broker::SessionId, now: Instant) {
+    pub(crate) fn restore_offline(&mut self, sid: crate::broker::SessionId, now: Instant) {
         let clustered = self.is_clustered();
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;

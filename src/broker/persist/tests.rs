@@ -252,6 +252,7 @@ fn sample_message() -> Message {
         expires_at: None,
         origin: Some("pub".into()),
         received_at: None,
+        cluster_seq: None,
     }
 }
 
