@@ -140,6 +140,10 @@ fn a_node_without_nats_refuses_connections_then_drops_its_clients_keeping_their_
     let w = h.connect("watcher", ProtocolVersion::V5);
     h.subscribe(w, "will/#", QoS::AtMostOnce);
     let (x, _) = h.connect_with(with_will("x", None));
+    // A session that ends with its connection.
+    let mut clean = with_will("c", None);
+    clean.properties.session_expiry_interval = None;
+    let (c, _) = h.connect_with(clean);
     h.cluster.clear();
 
     h.broker
@@ -155,14 +159,15 @@ fn a_node_without_nats_refuses_connections_then_drops_its_clients_keeping_their_
 
     h.broker.cluster_liveness(LivenessEvent::Detach, h.now);
     h.pump();
-    for conn in [x, w] {
+    for conn in [x, w, c] {
         assert!(h.closed.contains(&conn));
         assert_eq!(
             disconnect_code(&h.recv(conn)),
             Some(ReasonCode::USE_ANOTHER_SERVER)
         );
     }
-    // The will stays with the cluster: neither published here nor withdrawn, claim kept.
+    // The wills stay with the cluster: neither published here nor withdrawn, claims kept
+    // (c's session ended, x's stays here).
     assert!(
         h.cluster.iter().all(|o| !matches!(
             o,
@@ -173,6 +178,8 @@ fn a_node_without_nats_refuses_connections_then_drops_its_clients_keeping_their_
         "{:?}",
         h.cluster
     );
+
+    assert!(h.broker.client_ids.contains_key("x") && !h.broker.client_ids.contains_key("c"));
 
     h.broker
         .cluster_liveness(LivenessEvent::Link { up: true }, h.now);

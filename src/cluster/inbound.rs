@@ -22,6 +22,10 @@ use crate::handoff::{ClusterEvent, Event};
 /// Longest pull request of the stream consumer (its idle heartbeat is half of it).
 const CONSUMER_EXPIRES: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// After this long without a message, the stream consumer checks that the stream has nothing
+/// newer (one JetStream request per quiet period), and is made again if it has.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub(super) async fn start(
     joined: &Joined,
     names: &Names,
@@ -121,7 +125,7 @@ fn ordered_config(
 /// Reads the stream with an ordered consumer, and makes a new one from the message after the
 /// last one read when the consumer fails in a way it does not recover from by itself (a NATS
 /// server restarted without it answers every pull with "consumer not found", which also
-/// keeps its idle-heartbeat check quiet).
+/// keeps its idle-heartbeat check quiet), or stays quiet while the stream has newer messages.
 struct StreamReader {
     stream: jetstream::stream::Stream,
     filter: String,
@@ -136,13 +140,30 @@ impl StreamReader {
         events: mpsc::Sender<Event>,
     ) {
         loop {
-            let m = match messages.next().await {
-                Some(Ok(m)) => m,
-                failed => {
+            let next = tokio::time::timeout(STALL_CHECK, messages.next()).await;
+            let m = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(failed) => {
                     if let Some(Err(e)) = failed {
                         tracing::warn!(error = %e, after = self.after, "cluster stream consumer: making a new one");
                     }
                     messages = self.recreate().await;
+                    continue;
+                }
+                Err(_) => {
+                    // Quiet: fine if the stream has nothing newer, stuck if it has.
+                    let newer = self
+                        .stream
+                        .get_info()
+                        .await
+                        .is_ok_and(|i| i.state.last_sequence > self.after);
+                    if newer {
+                        tracing::warn!(
+                            after = self.after,
+                            "cluster stream consumer stalled: making a new one"
+                        );
+                        messages = self.recreate().await;
+                    }
                     continue;
                 }
             };
