@@ -108,6 +108,7 @@ impl Broker {
                 session.will = None;
             }
             self.end_session(sid, now);
+            self.cluster_shared_presence(sid);
             return;
         }
         if expiry != u32::MAX {
@@ -126,6 +127,7 @@ impl Broker {
                 self.timers.schedule(at, Timer::Will(sid));
             }
         }
+        self.cluster_shared_presence(sid);
     }
 
     /// Removes a session with its subscriptions; a will still pending is published now.

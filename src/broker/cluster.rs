@@ -84,6 +84,8 @@ pub enum ClusterOutput {
         client_id: ByteString,
         reply: String,
     },
+    /// Shared subscriptions served through the cluster (cluster_shared.rs).
+    Shared(super::SharedOutput),
 }
 
 /// The cluster state of the broker.
@@ -107,6 +109,8 @@ pub(super) struct ClusterState {
     pub failed: u64,
     /// Sessions moving here from other nodes (cluster_session.rs).
     pub(super) moving: super::cluster_session::Moving,
+    /// Shared subscriptions (cluster_shared.rs).
+    pub(super) shared: super::cluster_shared::SharedState,
 }
 
 impl ClusterState {

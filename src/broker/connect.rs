@@ -292,6 +292,7 @@ impl Broker {
         if has_will {
             self.cluster_will_changed(sid);
         }
+        self.cluster_shared_presence(sid);
 
         tracing::info!(
             conn = conn.0, %peer, client = %client_id, version = version.level(),

@@ -215,7 +215,12 @@ impl Broker {
         };
         let ends = |f: &Inflight| matches!(f, Inflight::Published(d) if d.qos == QoS::AtLeastOnce);
         match session.inflight.take_if(a.packet_id, ends) {
-            Some(Ok(_)) => self.pump_queue(sid, now),
+            Some(Ok(flow)) => {
+                if let Inflight::Published(d) = flow {
+                    self.cluster_shared_acked(sid, d.seq);
+                }
+                self.pump_queue(sid, now)
+            }
             Some(Err(())) => self.protocol_violation(conn, ReasonCode::PROTOCOL_ERROR, now),
             None => {}
         }
@@ -232,15 +237,19 @@ impl Broker {
         let mut rel = Ack::new(a.packet_id);
         match session.inflight.get(&a.packet_id) {
             Some(Inflight::Published(d)) if d.qos == QoS::ExactlyOnce => {
+                // The member holds the message now (or refused it): done in the cluster.
+                let seq = d.seq;
                 if a.code.is_error() {
                     // 4.3.3: an error PUBREC ends the flow; no PUBREL.
                     session.inflight.remove(&a.packet_id);
+                    self.cluster_shared_acked(sid, seq);
                     self.pump_queue(sid, now);
                     return;
                 }
                 session
                     .inflight
                     .insert(a.packet_id, Inflight::Released { stream });
+                self.cluster_shared_acked(sid, seq);
             }
             Some(Inflight::Released { .. }) => {}
             // PUBREC for a QoS 1 message: the wrong handshake.

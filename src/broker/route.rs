@@ -118,6 +118,8 @@ impl Broker {
         scratch.direct.clear();
         scratch.shared.clear();
         scratch.apps.clear();
+        // In a cluster, NATS gives each message to one member of a group (cluster_shared.rs).
+        let shared_here = !self.shared_by_cluster(&msg.topic);
         self.subscriptions
             .for_each_match(&msg.topic, |filter, key: &SubKey, entry| match &key.group {
                 None => {
@@ -143,6 +145,7 @@ impl Broker {
                     acc.retain_as_published |= entry.options.retain_as_published;
                     acc.sub_ids.extend(entry.id);
                 }
+                Some(_) if !shared_here => {}
                 Some(group) => {
                     scratch
                         .shared
@@ -259,15 +262,16 @@ impl Broker {
 
     /// Hands one delivery to a session: straight to its connection when the QoS window and the
     /// outbound buffer allow, else into the session queue (QoS 1/2) or dropped (QoS 0).
+    /// Returns the delivery's `seq` (0: not delivered, no such session or already replayed).
     pub(super) fn deliver(
         &mut self,
         sid: SessionId,
         mut delivery: Delivery,
         publisher: Option<SessionId>,
         now: Instant,
-    ) {
+    ) -> u64 {
         let Some(session) = self.sessions.get_mut(&sid) else {
-            return;
+            return 0;
         };
         // A session that moved here from another node got this one from the replay of the
         // stream (cluster_session.rs).
@@ -276,9 +280,10 @@ impl Broker {
             .cluster_seq
             .is_some_and(|seq| seq <= session.cluster_floor)
         {
-            return;
+            return 0;
         }
         delivery.seq = self.persist.next_seq();
+        let seq = delivery.seq;
         let conn = session
             .conn
             .and_then(|c| self.conns.get(&c).map(|state| (c, state)));
@@ -287,7 +292,7 @@ impl Broker {
             if delivery.qos != QoS::AtMostOnce {
                 self.enqueue(sid, delivery);
             }
-            return;
+            return seq;
         };
         // The output budget (budget.rs): behind, a connection still takes QoS 0 while it holds
         // the publisher back (throttle.rs); full, or once it is stuck, QoS 0 to it is dropped.
@@ -303,13 +308,13 @@ impl Broker {
             } else {
                 self.transmit_publish(sid, conn, &delivery, None, false, now);
             }
-            return;
+            return seq;
         }
         if queue_empty && window_open && !slow {
             if let Err(delivery) = self.start_flow(sid, conn, delivery, now) {
                 self.enqueue(sid, delivery);
             }
-            return;
+            return seq;
         }
         self.enqueue(sid, delivery);
         // A window that stays full backs the queue up while the connection keeps up: past
@@ -328,6 +333,7 @@ impl Broker {
                 self.hold_publisher(publisher, conn, now);
             }
         }
+        seq
     }
 
     /// Appends to the session queue. The queue only ever holds QoS 1/2 (QoS 0 is dropped before

@@ -204,12 +204,16 @@ impl Broker {
             Some(Ok(shared)) => (shared.filter, Some(ByteString::from(shared.group))),
             _ => (filter, None),
         };
+        let stream = entry.stream;
         let key = SubKey {
             session: sid,
-            group,
-            stream: entry.stream,
+            group: group.clone(),
+            stream,
         };
         self.subscriptions.insert(trie_filter, key, entry);
+        if let Some(group) = &group {
+            self.cluster_shared_added(sid, group, trie_filter, stream);
+        }
     }
 
     pub(super) fn remove_from_trie(&mut self, sid: SessionId, filter: &str, stream: StreamId) {
@@ -221,10 +225,13 @@ impl Broker {
             trie_filter,
             &SubKey {
                 session: sid,
-                group,
+                group: group.clone(),
                 stream,
             },
         );
+        if let Some(group) = &group {
+            self.cluster_shared_removed(sid, group, trie_filter, stream);
+        }
     }
 
     /// Registers an in-process handler for `filter` (embedding API). Retained messages that

@@ -1507,3 +1507,6 @@ mod tests_cluster_wills;
 
 #[path = "tests_cluster_session.rs"]
 mod tests_cluster_session;
+
+#[path = "tests_cluster_shared.rs"]
+mod tests_cluster_shared;

@@ -13,6 +13,8 @@
 //!   consumer of the stream and one watch of the retained bucket, drops its own messages (by
 //!   the node header), and hands the rest to the broker, which matches them against its local
 //!   subscriptions.
+//! - [`shared`]: shared subscriptions, served by NATS (a queue group for QoS 0, a durable
+//!   consumer per group for QoS 1/2) so that each message reaches one member cluster-wide.
 //!
 //! No consensus of our own: ordering, storage and replication are NATS's.
 
@@ -21,6 +23,7 @@ mod liveness;
 mod nats;
 mod outbound;
 mod sessions;
+pub mod shared;
 mod state;
 pub mod subject;
 mod wills;
@@ -128,7 +131,27 @@ impl Cluster {
                 what: "control subscription".into(),
                 reason: e.to_string(),
             })?;
-        let mut tasks = outbound::start(&joined, &names, rx, ops_tx, events.clone());
+        let (shared_tx, shared_rx) = mpsc::channel(OUTPUT_QUEUE);
+        let mut tasks = outbound::start(
+            &joined,
+            &names,
+            rx,
+            outbound::Handoffs {
+                sessions: ops_tx,
+                shared: shared_tx,
+            },
+            events.clone(),
+        );
+        let shared = shared::Context {
+            client: joined.client.clone(),
+            stream: joined.stream.clone(),
+            names: names.clone(),
+            ack_wait: std::time::Duration::from_millis(config.shared_ack_wait_ms),
+            // A group's consumer outlives its last pulling node as long as the stream keeps
+            // messages: members that come back within it get what was published meanwhile.
+            inactive: std::time::Duration::from_secs(config.stream_max_age_secs),
+        };
+        tasks.push(tokio::spawn(shared::run(shared, shared_rx, events.clone())));
         let session_tasks = sessions::Sessions {
             client: joined.client.clone(),
             claims: joined.sessions.clone(),

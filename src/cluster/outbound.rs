@@ -16,7 +16,7 @@ use super::nats::Joined;
 use super::sessions::SessionOp;
 use super::subject::{encode_topic, MAX_ENCODED};
 use super::{Names, NODE_HEADER};
-use crate::broker::{encode_message, ClusterAck, ClusterOutput, SharedMessage};
+use crate::broker::{encode_message, ClusterAck, ClusterOutput, SharedMessage, SharedOutput};
 use crate::handoff::{ClusterEvent, Event};
 
 /// JetStream acknowledgements awaited at once (each a QoS 1/2 message published and not yet
@@ -28,11 +28,17 @@ const RETAINED_QUEUE: usize = 4096;
 
 type PendingAck = (Option<ClusterAck>, jetstream::context::PublishAckFuture);
 
+/// The other tasks some outputs go to.
+pub(super) struct Handoffs {
+    pub sessions: mpsc::Sender<SessionOp>,
+    pub shared: mpsc::Sender<SharedOutput>,
+}
+
 pub(super) fn start(
     joined: &Joined,
     names: &Names,
     rx: mpsc::Receiver<ClusterOutput>,
-    sessions: mpsc::Sender<SessionOp>,
+    handoffs: Handoffs,
     events: mpsc::Sender<Event>,
 ) -> Vec<JoinHandle<()>> {
     let (acks_tx, acks_rx) = mpsc::channel(ACKS_IN_FLIGHT);
@@ -46,7 +52,8 @@ pub(super) fn start(
             Next {
                 acks: acks_tx,
                 retained: retained_tx,
-                sessions,
+                sessions: handoffs.sessions,
+                shared: handoffs.shared,
                 events: events.clone(),
             },
         )),
@@ -74,6 +81,7 @@ struct Next {
     acks: mpsc::Sender<PendingAck>,
     retained: mpsc::Sender<(String, Option<Bytes>)>,
     sessions: mpsc::Sender<SessionOp>,
+    shared: mpsc::Sender<SharedOutput>,
     events: mpsc::Sender<Event>,
 }
 
@@ -88,6 +96,7 @@ async fn publish(
         acks,
         retained,
         sessions,
+        shared,
         events,
     } = next;
     let mut too_long = 0u64;
@@ -200,6 +209,11 @@ async fn publish(
             ClusterOutput::HandedOver { client_id, reply } => {
                 let op = SessionOp::HandedOver { client_id, reply };
                 if sessions.send(op).await.is_err() {
+                    return;
+                }
+            }
+            ClusterOutput::Shared(op) => {
+                if shared.send(op).await.is_err() {
                     return;
                 }
             }

@@ -151,6 +151,14 @@ pub enum ClusterEvent {
     },
     /// Nodes declared dead, their wills, this node's NATS link (`Broker::cluster_liveness`).
     Liveness(crate::broker::LivenessEvent),
+    /// A message for the shared subscription `$share/group/filter`, which NATS gave to this
+    /// node (`Broker::cluster_shared_message`); `token` when it awaits an answer.
+    Shared {
+        group: bytestring::ByteString,
+        filter: bytestring::ByteString,
+        message: Box<Message>,
+        token: Option<crate::broker::SharedToken>,
+    },
 }
 
 /// See [`Event::Admin`].

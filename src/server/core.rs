@@ -16,7 +16,9 @@ use ahash::AHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::broker::{Broker, ClusterAck, ClusterOutput, ConnId, HandlerId, Output, SharedMessage};
+use crate::broker::{
+    Broker, ClusterAck, ClusterOutput, ConnId, HandlerId, Output, SharedMessage, SharedOutput,
+};
 use crate::codec::ReasonCode;
 use crate::config::Durability;
 use crate::handoff::Outbox;
@@ -34,6 +36,10 @@ pub(super) struct ClusterLink {
     refused: Vec<ClusterAck>,
     /// QoS 0 messages and retained changes dropped for the same reason.
     dropped: u64,
+    /// Shared subscription joins and leaves the actor could not take yet: sent again, in
+    /// order, on the next turn (losing one would leave a group unserved, or served by a node
+    /// without members).
+    retry: std::collections::VecDeque<ClusterOutput>,
 }
 
 impl ClusterLink {
@@ -42,6 +48,19 @@ impl ClusterLink {
             tx,
             refused: Vec::new(),
             dropped: 0,
+            retry: Default::default(),
+        }
+    }
+
+    /// Sends the joins and leaves that waited, as far as the actor takes them.
+    fn flush_retry(&mut self) {
+        while let Some(output) = self.retry.pop_front() {
+            if let Err(e) = self.tx.try_send(output) {
+                if let mpsc::error::TrySendError::Full(o) = e {
+                    self.retry.push_front(o);
+                }
+                return;
+            }
         }
     }
 
@@ -49,12 +68,24 @@ impl ClusterLink {
     /// retained change is dropped then (counted, logged), a held message is refused (its
     /// publisher told, or disconnected).
     fn send(&mut self, output: ClusterOutput) {
+        let membership = matches!(
+            output,
+            ClusterOutput::Shared(SharedOutput::Join { .. } | SharedOutput::Leave { .. })
+        );
+        self.flush_retry();
+        if membership && !self.retry.is_empty() {
+            self.retry.push_back(output);
+            return;
+        }
         if let Err(e) = self.tx.try_send(output) {
             let output = match e {
                 mpsc::error::TrySendError::Full(o) | mpsc::error::TrySendError::Closed(o) => o,
             };
             match output {
                 ClusterOutput::Publish { ack: Some(ack), .. } => self.refused.push(ack),
+                o @ ClusterOutput::Shared(
+                    SharedOutput::Join { .. } | SharedOutput::Leave { .. },
+                ) => self.retry.push_back(o),
                 _ => {
                     self.dropped += 1;
                     if self.dropped.is_power_of_two() {
@@ -159,6 +190,9 @@ pub async fn run(
                                 broker.cluster_replayed(&client_id, messages, done, now)
                             }
                             ClusterEvent::Liveness(event) => broker.cluster_liveness(event, now),
+                            ClusterEvent::Shared { group, filter, message, token } => {
+                                broker.cluster_shared_message(&group, &filter, *message, token, now)
+                            }
                         },
                         Event::Shutdown => {
                             broker.shutdown(now);
@@ -171,6 +205,7 @@ pub async fn run(
         }
         let now = Instant::now().into_std();
         if let Some(link) = cluster.as_mut() {
+            link.flush_retry();
             for ack in link.refused.drain(..) {
                 broker.cluster_stored(ack, false, now);
             }

@@ -42,6 +42,11 @@ pub struct Cluster {
     pub ack_timeout_ms: u64,
     /// How long the QoS 1/2 stream keeps a message, in seconds. Default 86400 (one day).
     pub stream_max_age_secs: u64,
+    /// JetStream's ack wait for shared subscriptions, in milliseconds: how long a QoS 1/2
+    /// message waits after its member's node died before JetStream gives it to the group
+    /// again, maybe to another member (a live node keeps it for its member, telling JetStream
+    /// the work is in progress, up to 6 times as long). Default 5000.
+    pub shared_ack_wait_ms: u64,
     /// Replicas of the stream and the buckets (1, 3 or 5; at most the NATS cluster's size).
     /// Default 1.
     pub replicas: usize,
@@ -75,6 +80,7 @@ impl Default for Cluster {
             connect_timeout_ms: 5000,
             ack_timeout_ms: 5000,
             stream_max_age_secs: 86_400,
+            shared_ack_wait_ms: 5000,
             replicas: 1,
             heartbeat_ms: 1000,
             node_timeout_ms: 8000,
@@ -172,6 +178,7 @@ impl Cluster {
             ("cluster.ack_timeout_ms", self.ack_timeout_ms),
             ("cluster.stream_max_age_secs", self.stream_max_age_secs),
             ("cluster.heartbeat_ms", self.heartbeat_ms),
+            ("cluster.shared_ack_wait_ms", self.shared_ack_wait_ms),
         ] {
             if value == 0 {
                 return Err((key, "0".into(), "1 or more"));
