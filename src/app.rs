@@ -172,6 +172,7 @@ impl App {
                 crate::cluster::Cluster::start(&self.config.cluster, self.events.clone()).await?;
             options.cluster = Some(tx);
             options.cluster_node = cluster.names.node.clone();
+            options.quic_reset_key = Some(cluster.reset_key.clone());
             Some(cluster)
         } else {
             None

@@ -64,10 +64,14 @@ impl Broker {
         // and an error code (the client ending on a failure) leaves it to be published
         // [MQTT-3.1.2-8].
         c.clean_disconnect = d.code == ReasonCode::NORMAL_DISCONNECTION;
+        let (clean, session) = (c.clean_disconnect, c.session);
         self.metrics.client_disconnects.add(d.code);
-        if c.clean_disconnect {
-            if let Some(s) = c.session.and_then(|sid| self.sessions.get_mut(&sid)) {
-                s.will = None;
+        if clean {
+            if let Some(sid) = session {
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.will = None;
+                }
+                self.cluster_will_changed(sid);
             }
         }
         self.out.close(conn, CloseKind::Normal);
@@ -155,6 +159,7 @@ impl Broker {
         };
         tracing::debug!(topic = %will.message.topic, "publishing will");
         self.publish_message(will.message, Some(sid), now);
+        self.cluster_will_changed(sid);
     }
 
     pub(super) fn check_will(&mut self, sid: SessionId, now: Instant) {

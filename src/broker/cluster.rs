@@ -52,6 +52,12 @@ pub enum ClusterOutput {
     /// The session of this client id ended here: the claim is given up (only if it is
     /// still this node's: fenced by the claim's revision), and so is its state.
     Release { client_id: ByteString },
+    /// The will of this client id, held here, was set (`Some`) or went (`None`):
+    /// cluster_wills.rs.
+    Will {
+        client_id: ByteString,
+        will: Option<super::ClusterWill>,
+    },
     /// A Clean Start 0 CONNECT on `conn` waits for its session: claim the client id (like
     /// `Claim`), have the node that held it hand it over, and answer with its state
     /// ([`Broker::cluster_fetched`]).
@@ -95,6 +101,8 @@ pub(super) struct ClusterState {
     /// The last claim made for each client id with a session on this node.
     pub(super) claims: AHashMap<ByteString, u64>,
     next_claim: u64,
+    /// NATS is lost: CONNECT refused (cluster_wills.rs).
+    pub(super) link_down: bool,
     /// Messages that came from NATS: the other nodes' QoS 0, and every QoS 1/2 message of the
     /// stream (this node's own included).
     pub received: u64,
@@ -139,6 +147,12 @@ pub fn decode_message(
 ) -> Result<Message, record::RecordError> {
     let clock = WallClock::new(now, wall);
     Ok(record::decode_retained(bytes)?.into_message(&clock))
+}
+
+impl ClusterState {
+    pub(super) fn claims_client(&self, client_id: &str) -> bool {
+        self.claims.contains_key(client_id)
+    }
 }
 
 impl Broker {

@@ -27,6 +27,11 @@ impl Broker {
             self.refuse_connect(conn, version, code, now);
             return;
         }
+        // A clustered node that lost NATS takes no new client (cluster_wills.rs).
+        if self.cluster_refuses_connect() {
+            self.refuse_connect(conn, version, ReasonCode::SERVER_UNAVAILABLE, now);
+            return;
+        }
         if let Err(code) = self.check_connect(&connect) {
             self.refuse_connect(conn, version, code, now);
             return;
@@ -277,11 +282,15 @@ impl Broker {
         session.expires_at = None;
         // A new connection to the session cancels a delayed will [MQTT-3.1.3-9].
         session.will = will;
+        let has_will = session.will.is_some();
         self.filter_queue(sid);
         // One live connection per client id in a cluster too (cluster.rs); a fetched
         // session's claim was made with the fetch.
         if !fetched {
             self.cluster_claim(&client_id);
+        }
+        if has_will {
+            self.cluster_will_changed(sid);
         }
         self.cluster_shared_presence(sid);
 

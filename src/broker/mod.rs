@@ -17,6 +17,7 @@ mod close;
 mod cluster;
 mod cluster_session;
 mod cluster_shared;
+mod cluster_wills;
 mod connect;
 mod connection;
 mod datagram;
@@ -52,6 +53,7 @@ pub use auth::{AuthOutcome, EnhancedAuth};
 pub use cluster::{decode_message, encode_message, ClusterAck, ClusterOutput};
 pub use cluster_session::StateRecord;
 pub use cluster_shared::{SharedOutput, SharedToken};
+pub use cluster_wills::{ClusterWill, LivenessEvent};
 pub use connect::forwardable as forwardable_properties;
 pub use datagram::QuicCaps;
 pub use metrics::{

@@ -1502,6 +1502,9 @@ mod tests_ops;
 #[path = "tests_cluster.rs"]
 mod tests_cluster;
 
+#[path = "tests_cluster_wills.rs"]
+mod tests_cluster_wills;
+
 #[path = "tests_cluster_session.rs"]
 mod tests_cluster_session;
 

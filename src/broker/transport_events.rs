@@ -66,6 +66,7 @@ impl Broker {
             if session.conn == Some(conn) {
                 tracing::debug!(conn = conn.0, client = %session.client_id, "will registered after handshake confirmation");
                 session.will = Some(will);
+                self.cluster_will_changed(sid);
             }
         }
     }

@@ -19,6 +19,13 @@ use super::{ClusterError, Names, NODE_HEADER};
 use crate::broker::decode_message;
 use crate::handoff::{ClusterEvent, Event};
 
+/// Longest pull request of the stream consumer (its idle heartbeat is half of it).
+const CONSUMER_EXPIRES: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// After this long without a message, the stream consumer checks that the stream has nothing
+/// newer (one JetStream request per quiet period), and is made again if it has.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub(super) async fn start(
     joined: &Joined,
     names: &Names,
@@ -33,19 +40,25 @@ pub(super) async fn start(
         .subscribe(names.qos0_subject(">"))
         .await
         .map_err(|e| js_err("core subscription", &e))?;
+    let filter = names.stream_subject(">");
     let consumer = joined
         .stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: names.stream_subject(">"),
-            deliver_policy: jetstream::consumer::DeliverPolicy::New,
-            ..Default::default()
-        })
+        .create_consumer(ordered_config(
+            &filter,
+            jetstream::consumer::DeliverPolicy::New,
+        ))
         .await
         .map_err(|e| js_err("stream consumer", &e))?;
+    let after = consumer.cached_info().delivered.stream_sequence;
     let stream = consumer
         .messages()
         .await
         .map_err(|e| js_err("stream consumer", &e))?;
+    let reader = StreamReader {
+        stream: joined.stream.clone(),
+        filter,
+        after,
+    };
     let watch = joined
         .retained
         .watch_with_history(">")
@@ -54,7 +67,7 @@ pub(super) async fn start(
     let node = names.node.clone();
     Ok(vec![
         tokio::spawn(read_core(qos0, node.clone(), events.clone())),
-        tokio::spawn(read_stream(stream, events.clone())),
+        tokio::spawn(reader.run(stream, events.clone())),
         tokio::spawn(watch_retained(watch, events)),
     ])
 }
@@ -94,21 +107,100 @@ async fn read_core(mut sub: async_nats::Subscriber, node: String, events: mpsc::
     }
 }
 
-async fn read_stream(mut stream: jetstream::consumer::pull::Ordered, events: mpsc::Sender<Event>) {
-    while let Some(m) = stream.next().await {
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                // The ordered consumer recreates itself after a gap or a lost connection.
-                tracing::warn!(error = %e, "cluster stream consumer");
-                continue;
+/// The stream consumer's configuration: pull requests of 2 s with 1 s idle heartbeats, so a
+/// consumer lost with its NATS server is noticed within seconds, not the 30 to 60 s of the
+/// defaults (tests/cluster_liveness.rs).
+fn ordered_config(
+    filter: &str,
+    deliver_policy: jetstream::consumer::DeliverPolicy,
+) -> jetstream::consumer::pull::OrderedConfig {
+    jetstream::consumer::pull::OrderedConfig {
+        filter_subject: filter.to_string(),
+        deliver_policy,
+        max_expires: CONSUMER_EXPIRES,
+        ..Default::default()
+    }
+}
+
+/// Reads the stream with an ordered consumer, and makes a new one from the message after the
+/// last one read when the consumer fails in a way it does not recover from by itself (a NATS
+/// server restarted without it answers every pull with "consumer not found", which also
+/// keeps its idle-heartbeat check quiet), or stays quiet while the stream has newer messages.
+struct StreamReader {
+    stream: jetstream::stream::Stream,
+    filter: String,
+    /// The stream sequence of the last message read.
+    after: u64,
+}
+
+impl StreamReader {
+    async fn run(
+        mut self,
+        mut messages: jetstream::consumer::pull::Ordered,
+        events: mpsc::Sender<Event>,
+    ) {
+        loop {
+            let next = tokio::time::timeout(STALL_CHECK, messages.next()).await;
+            let m = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(failed) => {
+                    if let Some(Err(e)) = failed {
+                        tracing::warn!(error = %e, after = self.after, "cluster stream consumer: making a new one");
+                    }
+                    messages = self.recreate().await;
+                    continue;
+                }
+                Err(_) => {
+                    // Quiet: fine if the stream has nothing newer, stuck if it has.
+                    let newer = self
+                        .stream
+                        .get_info()
+                        .await
+                        .is_ok_and(|i| i.state.last_sequence > self.after);
+                    if newer {
+                        tracing::warn!(
+                            after = self.after,
+                            "cluster stream consumer stalled: making a new one"
+                        );
+                        messages = self.recreate().await;
+                    }
+                    continue;
+                }
+            };
+            // This node's own messages too: the stream delivers every QoS 1/2 message, in its
+            // one order, on every node (the broker's cluster.rs).
+            let seq = m.info().ok().map(|i| i.stream_sequence);
+            if let Some(seq) = seq {
+                self.after = seq;
             }
+            if !deliver(&events, &m.payload, seq).await {
+                return;
+            }
+        }
+    }
+
+    /// A new ordered consumer from the message after the last one read; retried until NATS
+    /// answers.
+    async fn recreate(&self) -> jetstream::consumer::pull::Ordered {
+        let policy = jetstream::consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: self.after.saturating_add(1),
         };
-        // This node's own messages too: the stream delivers every QoS 1/2 message, in its
-        // one order, on every node (the broker's cluster.rs).
-        let seq = m.info().ok().map(|i| i.stream_sequence);
-        if !deliver(&events, &m.payload, seq).await {
-            return;
+        loop {
+            let made = match self
+                .stream
+                .create_consumer(ordered_config(&self.filter, policy))
+                .await
+            {
+                Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match made {
+                Ok(m) => return m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster stream consumer not made yet");
+                    tokio::time::sleep(CONSUMER_EXPIRES / 4).await;
+                }
+            }
         }
     }
 }

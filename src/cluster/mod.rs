@@ -19,12 +19,14 @@
 //! No consensus of our own: ordering, storage and replication are NATS's.
 
 mod inbound;
+mod liveness;
 mod nats;
 mod outbound;
 mod sessions;
 pub mod shared;
 mod state;
 pub mod subject;
+mod wills;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -79,6 +81,14 @@ impl Names {
     pub fn sessions_bucket(&self) -> String {
         format!("{}-sessions", self.prefix)
     }
+    /// Heartbeats of the nodes (liveness.rs).
+    pub fn nodes_bucket(&self) -> String {
+        format!("{}-nodes", self.prefix)
+    }
+    /// The wills of the clients, by client id (wills.rs).
+    pub fn wills_bucket(&self) -> String {
+        format!("{}-wills", self.prefix)
+    }
     /// Persistent sessions' state, so they resume on any node.
     pub fn state_bucket(&self) -> String {
         format!("{}-state", self.prefix)
@@ -92,6 +102,8 @@ impl Names {
 /// A running cluster actor.
 pub struct Cluster {
     pub names: Names,
+    /// The QUIC stateless-reset key every node of the cluster uses (liveness.rs).
+    pub reset_key: Vec<u8>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -108,6 +120,7 @@ impl Cluster {
             prefix: config.prefix.clone(),
         };
         let joined = nats::join(config, &names).await?;
+        let reset_key = liveness::reset_key(&joined.nodes).await?;
         let (tx, rx) = mpsc::channel(OUTPUT_QUEUE);
         let (ops_tx, ops_rx) = mpsc::channel(OUTPUT_QUEUE);
         let notices = joined
@@ -143,14 +156,44 @@ impl Cluster {
             client: joined.client.clone(),
             claims: joined.sessions.clone(),
             states: joined.states.clone(),
+            wills: joined.wills.clone(),
             stream: joined.stream.clone(),
             names: names.clone(),
             events: events.clone(),
         };
         tasks.push(tokio::spawn(sessions::run(session_tasks, ops_rx, notices)));
+        let heirs = wills::Heirs {
+            wills: joined.wills.clone(),
+            sessions: joined.sessions.clone(),
+            events: events.clone(),
+        };
+        // Wills left by this node's previous run (killed, then restarted before the others
+        // declared it dead): taken before any client connects, so none of this run's is.
+        let timing = liveness::Timing::from(config);
+        let orphans = heirs.take_wills_of(&names.node);
+        if let Ok(won) = tokio::time::timeout(timing.node_timeout, orphans).await {
+            if won > 0 {
+                tracing::info!(wills = won, "wills of this node's previous run published");
+            }
+        }
+        let liveness = liveness::Liveness {
+            client: joined.client.clone(),
+            nodes: joined.nodes.clone(),
+            heirs,
+            names: names.clone(),
+            timing,
+        };
+        tasks.push(tokio::spawn(liveness.run()));
         tasks.extend(inbound::start(&joined, &names, events).await?);
         tracing::info!(node = %names.node, urls = %config.urls.join(","), stream = %names.stream(), "joined the cluster");
-        Ok((Cluster { names, tasks }, tx))
+        Ok((
+            Cluster {
+                names,
+                reset_key,
+                tasks,
+            },
+            tx,
+        ))
     }
 
     /// Stops carrying messages (at shutdown, after the broker task).

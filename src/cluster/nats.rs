@@ -15,6 +15,9 @@ pub(super) struct Joined {
     pub retained: jetstream::kv::Store,
     pub sessions: jetstream::kv::Store,
     pub states: jetstream::kv::Store,
+    /// Heartbeats and wills (liveness.rs, wills.rs).
+    pub nodes: jetstream::kv::Store,
+    pub wills: jetstream::kv::Store,
 }
 
 pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined, ClusterError> {
@@ -110,6 +113,8 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         .get_key_value(&bucket)
         .await
         .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let nodes = kv_bucket(&js, &names.nodes_bucket(), config.replicas).await?;
+    let wills = kv_bucket(&js, &names.wills_bucket(), config.replicas).await?;
     Ok(Joined {
         client,
         js,
@@ -117,7 +122,25 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         retained,
         sessions,
         states,
+        nodes,
+        wills,
     })
+}
+
+/// The bucket `bucket`, made if missing.
+async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, ClusterError> {
+    let js_err = |e: &dyn std::fmt::Display| ClusterError::JetStream {
+        what: format!("bucket {bucket}"),
+        reason: e.to_string(),
+    };
+    js.get_or_create_stream(kv_stream(bucket, replicas))
+        .await
+        .map_err(|e| js_err(&e))?;
+    js.get_key_value(bucket).await.map_err(|e| js_err(&e))
 }
 
 /// The stream behind a KV bucket with one value per key (NATS ADR-8: `KV_<bucket>`, subjects

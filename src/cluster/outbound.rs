@@ -160,6 +160,15 @@ async fn publish(
                     return;
                 }
             }
+            ClusterOutput::Will { client_id, will } => {
+                if sessions
+                    .send(SessionOp::Will { client_id, will })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
             ClusterOutput::Fetch {
                 conn,
                 client_id,

@@ -73,6 +73,11 @@ pub(super) enum SessionOp {
         client_id: ByteString,
         reply: String,
     },
+    /// The will of a client held here was set or went (wills.rs).
+    Will {
+        client_id: ByteString,
+        will: Option<crate::broker::ClusterWill>,
+    },
 }
 
 /// This node's claim of a client id: the broker's claim number, the key's revision (the
@@ -91,6 +96,8 @@ pub(super) struct Sessions {
     pub client: async_nats::Client,
     pub claims: kv::Store,
     pub states: kv::Store,
+    /// The wills bucket (wills.rs).
+    pub wills: kv::Store,
     pub stream: async_nats::jetstream::stream::Stream,
     pub names: Names,
     pub events: mpsc::Sender<Event>,
@@ -157,6 +164,7 @@ pub(super) async fn run(
                 if let Some(h) = held.remove(&client_id) {
                     handing.insert(client_id.clone(), h);
                 }
+                super::wills::clear_own(&tasks.wills, &tasks.names.node, &client_id).await;
                 let event = ClusterEvent::TakenOver { client_id, claim, reply };
                 if tasks.events.send(Event::Cluster(event)).await.is_err() {
                     return;
@@ -267,7 +275,12 @@ impl Sessions {
                     }
                 }
             }
+            SessionOp::Will { client_id, will } => {
+                let revision = held.get(&client_id).map(|h| h.revision);
+                super::wills::set(&self.wills, &self.names.node, &client_id, revision, will).await;
+            }
             SessionOp::Release { client_id } => {
+                super::wills::clear_own(&self.wills, &self.names.node, &client_id).await;
                 if let Some(h) = held.remove(&client_id) {
                     let key = encode_topic(&client_id);
                     if h.wrote_state {

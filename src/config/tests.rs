@@ -468,4 +468,16 @@ fn cluster_section_loads_and_its_errors_name_the_key() {
         &["cluster.replicas", "1, 3 or 5"],
     );
     assert_error("cluster:\n  user: u\n", &["cluster.user"]);
+    assert_error(
+        "cluster:\n  heartbeat_ms: 1000\n  nats_grace_ms: 1500\n",
+        &["cluster.nats_grace_ms", "2 * cluster.heartbeat_ms"],
+    );
+    assert_error(
+        "cluster:\n  nats_grace_ms: 4000\n  node_timeout_ms: 5000\n",
+        &[
+            "cluster.node_timeout_ms",
+            "nats_grace_ms + 2 * cluster.heartbeat_ms",
+        ],
+    );
+    assert_error("cluster:\n  heartbeat_ms: 0\n", &["cluster.heartbeat_ms"]);
 }

@@ -149,6 +149,8 @@ pub enum ClusterEvent {
         ack: crate::broker::ClusterAck,
         stored: bool,
     },
+    /// Nodes declared dead, their wills, this node's NATS link (`Broker::cluster_liveness`).
+    Liveness(crate::broker::LivenessEvent),
     /// A message for the shared subscription `$share/group/filter`, which NATS gave to this
     /// node (`Broker::cluster_shared_message`); `token` when it awaits an answer.
     Shared {

@@ -189,6 +189,7 @@ pub async fn run(
                             ClusterEvent::Replayed { client_id, messages, done } => {
                                 broker.cluster_replayed(&client_id, messages, done, now)
                             }
+                            ClusterEvent::Liveness(event) => broker.cluster_liveness(event, now),
                             ClusterEvent::Shared { group, filter, message, token } => {
                                 broker.cluster_shared_message(&group, &filter, *message, token, now)
                             }

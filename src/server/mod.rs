@@ -113,6 +113,8 @@ pub struct ServerOptions {
     pub cluster: Option<mpsc::Sender<crate::broker::ClusterOutput>>,
     /// This node's name in the cluster (with `cluster`).
     pub cluster_node: String,
+    /// The QUIC stateless-reset key shared by the nodes of a cluster (`crate::cluster`).
+    pub quic_reset_key: Option<Vec<u8>>,
 }
 
 /// A running broker.
@@ -181,6 +183,7 @@ pub(crate) async fn start_with_channel(
         broker.set_enhanced_auth(auth);
     }
     let node = options.cluster_node;
+    let reset_key = options.quic_reset_key;
     let cluster = options.cluster.map(|tx| {
         broker.enable_cluster(&node);
         core::ClusterLink::new(tx)
@@ -307,6 +310,7 @@ pub(crate) async fn start_with_channel(
                     .quic
                     .max_udp_payload_accepted
                     .unwrap_or(config.quic.max_udp_payload),
+                reset_key.as_deref(),
             ),
         )?;
         let local = endpoint

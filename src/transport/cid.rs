@@ -140,9 +140,21 @@ impl quinn::ConnectionIdGenerator for ServerIdCidGenerator {
 
 /// The endpoint configuration that issues connection IDs in `layout`.
 /// `max_udp_payload` (validated by the config: 1200..=65527) is the largest UDP payload the
-/// endpoint accepts.
-pub fn endpoint_config(layout: CidLayout, max_udp_payload: u16) -> quinn::EndpointConfig {
-    let mut config = quinn::EndpointConfig::default();
+/// endpoint accepts. `reset_key`: the key of stateless reset tokens (RFC 9000 10.3), shared by
+/// the nodes of a cluster so that any node can reset another's connections; `None`: a random
+/// key of this process.
+pub fn endpoint_config(
+    layout: CidLayout,
+    max_udp_payload: u16,
+    reset_key: Option<&[u8]>,
+) -> quinn::EndpointConfig {
+    let mut config = match reset_key {
+        Some(key) => quinn::EndpointConfig::new(std::sync::Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            key,
+        ))),
+        None => quinn::EndpointConfig::default(),
+    };
     config.cid_generator(move || Box::new(ServerIdCidGenerator::new(layout.clone())));
     if let Err(e) = config.max_udp_payload_size(max_udp_payload) {
         tracing::warn!(max_udp_payload, error = %e, "quic.max_udp_payload not applied");

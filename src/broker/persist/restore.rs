@@ -170,9 +170,15 @@ impl Broker {
     /// Starts the clocks of a restored session as for a connection that just ended
     /// (`close.rs`, `drop_connection`), keeping deadlines that were already running.
     pub(crate) fn restore_offline(&mut self, sid: crate::broker::SessionId, now: Instant) {
+        let clustered = self.is_clustered();
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
+        if clustered {
+            // A cluster node's wills are the cluster's: the restarted node takes them from the
+            // wills bucket like any other node, so each is published once (cluster_wills.rs).
+            s.will = None;
+        }
         // The store keeps no send order across PUBREC (a released flow has no delivery record):
         // resend in packet identifier order [MQTT-4.4.0-1], as ids are handed out ascending.
         s.inflight.order_by_packet_id();

@@ -50,6 +50,18 @@ pub struct Cluster {
     /// Replicas of the stream and the buckets (1, 3 or 5; at most the NATS cluster's size).
     /// Default 1.
     pub replicas: usize,
+    /// Milliseconds between two heartbeats of this node (a put of its key in the nodes
+    /// bucket). Default 1000.
+    pub heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat after which the other nodes declare a node dead and
+    /// publish the wills of its clients: the detection delay of a node's death. At least
+    /// `nats_grace_ms` plus two heartbeats. Default 8000.
+    pub node_timeout_ms: u64,
+    /// Milliseconds a node cut off from NATS (no heartbeat stored) keeps its clients; then it
+    /// disconnects them (DISCONNECT 0x9C Use another server) so that other nodes may take
+    /// them. At least two heartbeats, and shorter than `node_timeout_ms`. New connections are
+    /// refused (CONNACK 0x88 Server unavailable) as soon as NATS is lost. Default 4000.
+    pub nats_grace_ms: u64,
 }
 
 impl Default for Cluster {
@@ -70,6 +82,9 @@ impl Default for Cluster {
             stream_max_age_secs: 86_400,
             shared_ack_wait_ms: 5000,
             replicas: 1,
+            heartbeat_ms: 1000,
+            node_timeout_ms: 8000,
+            nats_grace_ms: 4000,
         }
     }
 }
@@ -162,11 +177,31 @@ impl Cluster {
             ("cluster.connect_timeout_ms", self.connect_timeout_ms),
             ("cluster.ack_timeout_ms", self.ack_timeout_ms),
             ("cluster.stream_max_age_secs", self.stream_max_age_secs),
+            ("cluster.heartbeat_ms", self.heartbeat_ms),
             ("cluster.shared_ack_wait_ms", self.shared_ack_wait_ms),
         ] {
             if value == 0 {
                 return Err((key, "0".into(), "1 or more"));
             }
+        }
+        // A node cut off from NATS drops its clients before the others call it dead, so no
+        // will is published for a client still connected (cluster/liveness.rs).
+        if self.nats_grace_ms < self.heartbeat_ms.saturating_mul(2) {
+            return Err((
+                "cluster.nats_grace_ms",
+                self.nats_grace_ms.to_string(),
+                "at least two heartbeats (2 * cluster.heartbeat_ms)",
+            ));
+        }
+        let floor = self
+            .nats_grace_ms
+            .saturating_add(self.heartbeat_ms.saturating_mul(2));
+        if self.node_timeout_ms < floor {
+            return Err((
+                "cluster.node_timeout_ms",
+                self.node_timeout_ms.to_string(),
+                "at least cluster.nats_grace_ms + 2 * cluster.heartbeat_ms",
+            ));
         }
         Ok(())
     }
