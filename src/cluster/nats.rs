@@ -86,33 +86,9 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         })
         .await
         .map_err(|e| js_err(&format!("stream {}", names.stream()), &e))?;
-    let bucket = names.retained_bucket();
-    // The bucket's stream is made here, as the KV layout says (ADR-8), rather than with
-    // `create_key_value`: that one first reads the account info, whose 2.9 form async-nats
-    // 0.52 cannot parse.
-    js.get_or_create_stream(kv_stream(&bucket, config.replicas))
-        .await
-        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
-    let retained = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
-    let bucket = names.sessions_bucket();
-    js.get_or_create_stream(kv_stream(&bucket, config.replicas))
-        .await
-        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
-    let sessions = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
-    let bucket = names.state_bucket();
-    js.get_or_create_stream(kv_stream(&bucket, config.replicas))
-        .await
-        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
-    let states = js
-        .get_key_value(&bucket)
-        .await
-        .map_err(|e| js_err(&format!("bucket {bucket}"), &e))?;
+    let retained = kv_bucket(&js, &names.retained_bucket(), config.replicas).await?;
+    let sessions = kv_bucket(&js, &names.sessions_bucket(), config.replicas).await?;
+    let states = kv_bucket(&js, &names.state_bucket(), config.replicas).await?;
     let nodes = kv_bucket(&js, &names.nodes_bucket(), config.replicas).await?;
     let wills = kv_bucket(&js, &names.wills_bucket(), config.replicas).await?;
     Ok(Joined {
@@ -127,7 +103,9 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
     })
 }
 
-/// The bucket `bucket`, made if missing.
+/// The bucket `bucket`, made if missing. Its stream is made here, as the KV layout says
+/// (ADR-8), rather than with `create_key_value`: that one first reads the account info, whose
+/// 2.9 form async-nats 0.52 cannot parse.
 async fn kv_bucket(
     js: &jetstream::Context,
     bucket: &str,

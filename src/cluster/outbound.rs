@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::nats::Joined;
-use super::sessions::SessionOp;
 use super::subject::{encode_topic, MAX_ENCODED};
 use super::{Names, NODE_HEADER};
 use crate::broker::{encode_message, ClusterAck, ClusterOutput, SharedMessage, SharedOutput};
@@ -30,7 +29,7 @@ type PendingAck = (Option<ClusterAck>, jetstream::context::PublishAckFuture);
 
 /// The other tasks some outputs go to.
 pub(super) struct Handoffs {
-    pub sessions: mpsc::Sender<SessionOp>,
+    pub sessions: mpsc::Sender<ClusterOutput>,
     pub shared: mpsc::Sender<SharedOutput>,
 }
 
@@ -80,7 +79,7 @@ async fn stored(events: &mpsc::Sender<Event>, ack: Option<ClusterAck>, ok: bool)
 struct Next {
     acks: mpsc::Sender<PendingAck>,
     retained: mpsc::Sender<(String, Option<Bytes>)>,
-    sessions: mpsc::Sender<SessionOp>,
+    sessions: mpsc::Sender<ClusterOutput>,
     shared: mpsc::Sender<SharedOutput>,
     events: mpsc::Sender<Event>,
 }
@@ -142,72 +141,14 @@ async fn publish(
                     }
                 }
             }
-            ClusterOutput::Claim { client_id, claim } => {
-                if sessions
-                    .send(SessionOp::Claim { client_id, claim })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            ClusterOutput::Release { client_id } => {
-                if sessions
-                    .send(SessionOp::Release { client_id })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            ClusterOutput::Will { client_id, will } => {
-                if sessions
-                    .send(SessionOp::Will { client_id, will })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            ClusterOutput::Fetch {
-                conn,
-                client_id,
-                claim,
-            } => {
-                let op = SessionOp::Fetch {
-                    conn,
-                    client_id,
-                    claim,
-                };
-                if sessions.send(op).await.is_err() {
-                    return;
-                }
-            }
-            ClusterOutput::State { client_id, state } => {
-                if sessions
-                    .send(SessionOp::State { client_id, state })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            ClusterOutput::Replay {
-                client_id,
-                from,
-                to,
-            } => {
-                let op = SessionOp::Replay {
-                    client_id,
-                    from,
-                    to,
-                };
-                if sessions.send(op).await.is_err() {
-                    return;
-                }
-            }
-            ClusterOutput::HandedOver { client_id, reply } => {
-                let op = SessionOp::HandedOver { client_id, reply };
+            // Claims, sessions' states and wills: the sessions task, in order.
+            op @ (ClusterOutput::Claim { .. }
+            | ClusterOutput::Release { .. }
+            | ClusterOutput::Will { .. }
+            | ClusterOutput::Fetch { .. }
+            | ClusterOutput::State { .. }
+            | ClusterOutput::Replay { .. }
+            | ClusterOutput::HandedOver { .. }) => {
                 if sessions.send(op).await.is_err() {
                     return;
                 }

@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::subject::{decode_topic, encode_topic, MAX_ENCODED};
-use super::{state, Names};
+use super::{state, ClusterOutput, Names};
 use crate::handoff::{ClusterEvent, Event};
 
 /// Header of a takeover notice: the revision of the claim that took the client over.
@@ -45,40 +45,6 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Operations handled per wake-up, so that repeated states of one session coalesce.
 const OPS_BATCH: usize = 256;
-
-/// What the broker asks of the sessions task.
-pub(super) enum SessionOp {
-    Claim {
-        client_id: ByteString,
-        claim: u64,
-    },
-    Release {
-        client_id: ByteString,
-    },
-    Fetch {
-        conn: crate::broker::ConnId,
-        client_id: ByteString,
-        claim: u64,
-    },
-    State {
-        client_id: ByteString,
-        state: Vec<u8>,
-    },
-    Replay {
-        client_id: ByteString,
-        from: u64,
-        to: u64,
-    },
-    HandedOver {
-        client_id: ByteString,
-        reply: String,
-    },
-    /// The will of a client held here was set or went (wills.rs).
-    Will {
-        client_id: ByteString,
-        will: Option<crate::broker::ClusterWill>,
-    },
-}
 
 /// This node's claim of a client id: the broker's claim number, the key's revision (the
 /// fencing token of the session's state), the state key's last revision, and whether a state
@@ -105,7 +71,7 @@ pub(super) struct Sessions {
 
 pub(super) async fn run(
     tasks: Sessions,
-    mut ops: mpsc::Receiver<SessionOp>,
+    mut ops: mpsc::Receiver<ClusterOutput>,
     mut notices: async_nats::Subscriber,
 ) {
     let mut held: HashMap<ByteString, Held> = HashMap::new();
@@ -122,12 +88,12 @@ pub(super) async fn run(
                 // Only the last state of a session in the batch is written.
                 let mut last_state: HashMap<ByteString, usize> = HashMap::new();
                 for (i, op) in batch.iter().enumerate() {
-                    if let SessionOp::State { client_id, .. } = op {
+                    if let ClusterOutput::State { client_id, .. } = op {
                         last_state.insert(client_id.clone(), i);
                     }
                 }
                 for (i, op) in batch.drain(..).enumerate() {
-                    if let SessionOp::State { client_id, .. } = &op {
+                    if let ClusterOutput::State { client_id, .. } = &op {
                         if last_state.get(client_id) != Some(&i) {
                             continue;
                         }
@@ -178,12 +144,12 @@ impl Sessions {
     /// One operation; false when the broker is gone.
     async fn handle(
         &self,
-        op: SessionOp,
+        op: ClusterOutput,
         held: &mut HashMap<ByteString, Held>,
         handing: &mut HashMap<ByteString, Held>,
     ) -> bool {
         match op {
-            SessionOp::Claim { client_id, claim } => {
+            ClusterOutput::Claim { client_id, claim } => {
                 if let Some((revision, previous)) = self.claim(&client_id).await {
                     let mut h = Held {
                         claim,
@@ -205,7 +171,7 @@ impl Sessions {
                     held.insert(client_id, h);
                 }
             }
-            SessionOp::Fetch {
+            ClusterOutput::Fetch {
                 conn,
                 client_id,
                 claim,
@@ -239,7 +205,7 @@ impl Sessions {
                 };
                 return self.events.send(Event::Cluster(event)).await.is_ok();
             }
-            SessionOp::State { client_id, state } => {
+            ClusterOutput::State { client_id, state } => {
                 let Some(h) = held
                     .get(&client_id)
                     .or_else(|| handing.get(&client_id))
@@ -275,11 +241,11 @@ impl Sessions {
                     }
                 }
             }
-            SessionOp::Will { client_id, will } => {
+            ClusterOutput::Will { client_id, will } => {
                 let revision = held.get(&client_id).map(|h| h.revision);
                 super::wills::set(&self.wills, &self.names.node, &client_id, revision, will).await;
             }
-            SessionOp::Release { client_id } => {
+            ClusterOutput::Release { client_id } => {
                 super::wills::clear_own(&self.wills, &self.names.node, &client_id).await;
                 if let Some(h) = held.remove(&client_id) {
                     let key = encode_topic(&client_id);
@@ -295,7 +261,7 @@ impl Sessions {
                         .await;
                 }
             }
-            SessionOp::Replay {
+            ClusterOutput::Replay {
                 client_id,
                 from,
                 to,
@@ -309,12 +275,14 @@ impl Sessions {
                     self.events.clone(),
                 ));
             }
-            SessionOp::HandedOver { client_id, reply } => {
+            ClusterOutput::HandedOver { client_id, reply } => {
                 handing.remove(&client_id);
                 if let Err(e) = self.client.publish(reply, Bytes::new()).await {
                     tracing::warn!(error = %e, client = %client_id, "handover answer not sent");
                 }
             }
+            // Messages, retained changes and shared groups go elsewhere (outbound.rs).
+            _ => {}
         }
         true
     }
