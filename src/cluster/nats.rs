@@ -26,7 +26,8 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         .name(format!("mqttd {}", names.node))
         .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
         // Reconnect for ever once connected: NATS coming back is the node coming back.
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(|event| async move { log_event(&event) });
     if let Some(file) = &config.credentials_file {
         options =
             options
@@ -101,6 +102,30 @@ pub(super) async fn join(config: &ClusterConfig, names: &Names) -> Result<Joined
         nodes,
         wills,
     })
+}
+
+/// Messages the NATS client dropped because this node did not take them fast enough.
+static SLOW_CONSUMER_DROPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What the NATS client reports on its own: its connection, and the messages it dropped
+/// because this node read them too slowly (QoS 0 from other nodes at more than this node can
+/// route: at most once, README "What the cluster costs"), logged at 1, 2, 4, 8... drops.
+fn log_event(event: &async_nats::Event) {
+    match event {
+        async_nats::Event::SlowConsumer(subscription) => {
+            let n = SLOW_CONSUMER_DROPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    subscription,
+                    dropped = n,
+                    "NATS dropped messages for this node: it reads them slower than they come"
+                );
+            }
+        }
+        async_nats::Event::Connected => tracing::info!("NATS connected"),
+        async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+        other => tracing::info!(event = %other, "NATS"),
+    }
 }
 
 /// The bucket `bucket`, made if missing. Its stream is made here, as the KV layout says
