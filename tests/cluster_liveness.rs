@@ -101,19 +101,6 @@ async fn topics_for(raw: &mut Raw, wait: Duration) -> Vec<String> {
     topics
 }
 
-/// Reads until the broker closes the connection; the DISCONNECT it sent before, if any.
-async fn disconnect_reason(raw: &mut Raw, wait: Duration) -> Option<ReasonCode> {
-    let mut reason = None;
-    loop {
-        match raw.read(wait).await {
-            Read::Packet(Packet::Disconnect(d)) => reason = Some(d.code),
-            Read::Packet(_) => {}
-            Read::Closed => return reason,
-            Read::Timeout => panic!("the connection was not closed within {wait:?}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_dead_nodes_wills_are_published_once_and_not_for_a_client_connected_elsewhere() {
     let nats = Nats::start();
@@ -256,7 +243,7 @@ async fn a_node_that_loses_nats_refuses_clients_drops_them_after_the_grace_and_r
     }
     let refused_after = lost.elapsed();
     // Its clients go after the grace, told to use another server.
-    let reason = disconnect_reason(&mut x, Duration::from_secs(5)).await;
+    let reason = support::disconnect_reason(&mut x, Duration::from_secs(5)).await;
     let dropped_after = lost.elapsed();
     assert_eq!(
         reason,
@@ -269,7 +256,7 @@ async fn a_node_that_loses_nats_refuses_clients_drops_them_after_the_grace_and_r
         "not before the grace: {dropped_after:?}"
     );
     assert_eq!(
-        disconnect_reason(&mut watcher, Duration::from_secs(2)).await,
+        support::disconnect_reason(&mut watcher, Duration::from_secs(2)).await,
         Some(ReasonCode::USE_ANOTHER_SERVER)
     );
 

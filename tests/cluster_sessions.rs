@@ -15,19 +15,6 @@ use bytes::Bytes;
 use mqttd::codec::{Ack, Packet, Properties, Publish, QoS, ReasonCode, Will};
 use support::{clean, persistent, Cluster, Nats, Raw, Read};
 
-/// Reads until the broker closes the connection; the DISCONNECT it sent before, if any.
-async fn disconnect_reason(raw: &mut Raw) -> Option<ReasonCode> {
-    let mut reason = None;
-    loop {
-        match raw.read(Duration::from_secs(5)).await {
-            Read::Packet(Packet::Disconnect(d)) => reason = Some(d.code),
-            Read::Packet(_) => {}
-            Read::Closed => return reason,
-            Read::Timeout => panic!("the connection was not closed within 5 s"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_client_id_connecting_on_another_node_takes_the_client_over() {
     let nats = Nats::start();
@@ -55,7 +42,7 @@ async fn a_client_id_connecting_on_another_node_takes_the_client_over() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (mut on_b, _) = Raw::connect(b.addr(), clean("x")).await.unwrap();
     assert_eq!(
-        disconnect_reason(&mut on_a).await,
+        support::disconnect_reason(&mut on_a, Duration::from_secs(5)).await,
         Some(ReasonCode::SESSION_TAKEN_OVER),
         "node a's connection is taken over\nnode a:\n{}",
         a.process.log_tail(20)
@@ -72,7 +59,7 @@ async fn a_client_id_connecting_on_another_node_takes_the_client_over() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_again_on_a, _) = Raw::connect(a.addr(), clean("x")).await.unwrap();
     assert_eq!(
-        disconnect_reason(&mut on_b).await,
+        support::disconnect_reason(&mut on_b, Duration::from_secs(5)).await,
         Some(ReasonCode::SESSION_TAKEN_OVER),
         "node b's connection is taken over\nnode b:\n{}",
         b.process.log_tail(20)

@@ -31,7 +31,7 @@ use bytestring::ByteString;
 use super::connection::ConnState;
 use super::persist::record::{self, RecordError, SessionRecord, WallClock};
 use super::persist::{persistent, session_record};
-use super::session::{Delivery, Inflight};
+use super::session::{Delivery, Inflight, Matched};
 use super::timers::Timer;
 use super::{Broker, ClusterOutput, ConnId, Message, Packet, SessionId, StreamId};
 use crate::codec::{Connect, QoS, ReasonCode};
@@ -448,7 +448,7 @@ impl Broker {
         now: Instant,
     ) -> Option<Delivery> {
         let session = self.sessions.get(&sid)?;
-        let mut found: Option<Delivery> = None;
+        let mut acc: Option<Matched> = None;
         for ((filter, _), entry) in &session.subscriptions {
             if filter.starts_with("$share/") || !crate::topic::matches(filter, &msg.topic) {
                 continue;
@@ -457,24 +457,11 @@ impl Broker {
             if entry.options.no_local && msg.origin.as_ref() == Some(&session.client_id) {
                 continue;
             }
-            let d = found.get_or_insert_with(|| Delivery {
-                msg: msg.clone(),
-                qos: QoS::AtMostOnce,
-                retain: false,
-                sub_ids: Vec::new(),
-                stream: entry.stream,
-                datagram: true,
-                flow: Some(filter.clone()),
-                priority: entry.priority,
-                seq: 0,
-            });
-            d.qos = d.qos.max(msg.qos.min(entry.options.qos));
-            d.retain |= msg.retain && entry.options.retain_as_published;
-            d.sub_ids.extend(entry.id);
-            d.datagram &= entry.datagram;
-            d.priority = d.priority.max(entry.priority);
+            acc.get_or_insert_with(|| Matched::new(filter, entry))
+                .add(entry);
         }
-        let found = match found {
+        let found = match acc {
+            Some(acc) => Some(acc.into_delivery(msg)),
             None if inflight => Some(Delivery {
                 msg: msg.clone(),
                 qos: msg.qos,
@@ -486,7 +473,7 @@ impl Broker {
                 priority: 0,
                 seq: 0,
             }),
-            other => other,
+            None => None,
         };
         let mut d = found.filter(|d| inflight || d.qos != QoS::AtMostOnce)?;
         // [MQTT-3.3.2-5] an expired message is not delivered.

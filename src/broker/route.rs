@@ -12,27 +12,16 @@ use std::time::Instant;
 use ahash::AHashMap;
 use bytestring::ByteString;
 
-use super::session::{Delivery, Inflight, SubEntry};
+use super::session::{Delivery, Inflight, Matched, SubEntry};
 use super::{Broker, ConnId, HandlerId, SessionId, SharedMessage, StreamId, SubKey};
 use crate::codec::{Properties, Publish, PublishRef, QoS};
 
 /// Reused buffers, so routing a message does not allocate in the steady state.
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
-    direct: AHashMap<(SessionId, StreamId), Acc>,
+    direct: AHashMap<(SessionId, StreamId), Matched>,
     shared: Vec<(ByteString, ByteString, SessionId, SubEntry)>,
     apps: Vec<HandlerId>,
-}
-
-#[derive(Debug)]
-struct Acc {
-    flow: bytestring::ByteString,
-    priority: i32,
-    qos: QoS,
-    retain_as_published: bool,
-    sub_ids: Vec<u32>,
-    stream: StreamId,
-    datagram: bool,
 }
 
 impl Broker {
@@ -127,23 +116,11 @@ impl Broker {
                     if entry.options.no_local && Some(key.session) == publisher {
                         return;
                     }
-                    let acc = scratch
+                    scratch
                         .direct
                         .entry((key.session, key.stream))
-                        .or_insert(Acc {
-                            qos: QoS::AtMostOnce,
-                            retain_as_published: false,
-                            sub_ids: Vec::new(),
-                            stream: entry.stream,
-                            datagram: true,
-                            flow: filter.clone(),
-                            priority: entry.priority,
-                        });
-                    acc.datagram &= entry.datagram;
-                    acc.priority = acc.priority.max(entry.priority);
-                    acc.qos = acc.qos.max(entry.options.qos);
-                    acc.retain_as_published |= entry.options.retain_as_published;
-                    acc.sub_ids.extend(entry.id);
+                        .or_insert_with(|| Matched::new(filter, entry))
+                        .add(entry);
                 }
                 Some(_) if !shared_here => {}
                 Some(group) => {
@@ -164,19 +141,7 @@ impl Broker {
                 reached -= 1;
                 continue;
             }
-            let delivery = Delivery {
-                msg: msg.clone(),
-                qos: msg.qos.min(acc.qos),
-                // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
-                retain: msg.retain && acc.retain_as_published,
-                sub_ids: acc.sub_ids,
-                stream: acc.stream,
-                datagram: acc.datagram,
-                flow: Some(acc.flow),
-                priority: acc.priority,
-                seq: 0,
-            };
-            self.deliver(sid, delivery, publisher, now);
+            self.deliver(sid, acc.into_delivery(&msg), publisher, now);
         }
         scratch
             .shared

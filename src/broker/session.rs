@@ -29,6 +29,56 @@ pub struct SubEntry {
     pub priority: i32,
 }
 
+/// One session's matching subscriptions folded into one delivery (3.3.4): the highest
+/// granted QoS, Retain As Published if any asks for it, every subscription identifier.
+#[derive(Debug)]
+pub struct Matched {
+    flow: bytestring::ByteString,
+    priority: i32,
+    qos: QoS,
+    retain_as_published: bool,
+    sub_ids: Vec<u32>,
+    stream: StreamId,
+    datagram: bool,
+}
+
+impl Matched {
+    pub fn new(filter: &ByteString, entry: &SubEntry) -> Matched {
+        Matched {
+            qos: QoS::AtMostOnce,
+            retain_as_published: false,
+            sub_ids: Vec::new(),
+            stream: entry.stream,
+            datagram: true,
+            flow: filter.clone(),
+            priority: entry.priority,
+        }
+    }
+
+    pub fn add(&mut self, entry: &SubEntry) {
+        self.datagram &= entry.datagram;
+        self.priority = self.priority.max(entry.priority);
+        self.qos = self.qos.max(entry.options.qos);
+        self.retain_as_published |= entry.options.retain_as_published;
+        self.sub_ids.extend(entry.id);
+    }
+
+    pub fn into_delivery(self, msg: &SharedMessage) -> Delivery {
+        Delivery {
+            msg: msg.clone(),
+            qos: msg.qos.min(self.qos),
+            // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
+            retain: msg.retain && self.retain_as_published,
+            sub_ids: self.sub_ids,
+            stream: self.stream,
+            datagram: self.datagram,
+            flow: Some(self.flow),
+            priority: self.priority,
+            seq: 0,
+        }
+    }
+}
+
 /// A message on its way to one subscriber: the shared message plus what is particular to this
 /// subscriber (granted QoS, retain flag to send, matching subscription identifiers).
 #[derive(Debug, Clone)]

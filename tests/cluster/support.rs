@@ -156,3 +156,16 @@ impl Cluster {
         }
     }
 }
+
+/// Reads until the broker closes the connection; the DISCONNECT it sent before, if any.
+pub async fn disconnect_reason(raw: &mut Raw, wait: Duration) -> Option<mqttd::codec::ReasonCode> {
+    let mut reason = None;
+    loop {
+        match raw.read(wait).await {
+            Read::Packet(mqttd::codec::Packet::Disconnect(d)) => reason = Some(d.code),
+            Read::Packet(_) => {}
+            Read::Closed => return reason,
+            Read::Timeout => panic!("the connection was not closed within {wait:?}"),
+        }
+    }
+}
