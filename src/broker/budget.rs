@@ -13,9 +13,10 @@
 //!   TCP/QUIC flow control slows them down (`throttle.rs`); QoS 0 is still sent while it
 //!   holds them;
 //! - **full** (16 times the soft limit): QoS 0 to it is dropped and counted. What arrives
-//!   after a pause was read before it (the event queue into the broker task, 4,096 reads of
-//!   up to a few KiB, and reads in progress): 16x holds that whole pipeline (at 4x, full-speed
-//!   fan-in QoS 0 lost up to 8 % of the messages in some runs);
+//!   after a pause was read before it: at most `handoff::outbox::MAX_UNHANDLED_READ` (64 KiB) per
+//!   publisher waiting in the event queue into the broker task, and reads in progress; 16x
+//!   holds that pipeline (at 4x, full-speed fan-in QoS 0 lost up to 8 % of the messages in
+//!   some runs, before that per-publisher bound, when the queue could hold 4,096 reads);
 //! - **over** (the full limit plus the soft limit): the client does not read what it is sent
 //!   (deliveries stop at *behind* and *full*, so only answers to its own packets, PUBACKs or
 //!   PINGRESPs, can get here): it is closed with 0x97 Quota exceeded.
@@ -24,8 +25,12 @@
 //! (its share of a `Transmit` and of an allocation), not their 2 to 5 bytes on the wire: a
 //! client that publishes without reading is closed after a bounded amount of memory.
 //!
-//! Inbound, the bound is the event channel into the broker task (`handoff::EVENT_QUEUE`):
-//! readers wait when it is full, so a busy broker slows every reader down evenly.
+//! Inbound, the bounds are the event channel into the broker task (`handoff::EVENT_QUEUE`):
+//! readers wait when it is full, so a busy broker slows every reader down evenly; and per
+//! connection, `handoff::outbox::MAX_UNHANDLED_READ` bytes read and not yet handled by the broker
+//! task. The second bounds what a pause cannot take back: in a fan-out every byte a publisher
+//! got in before its pause becomes one copy per subscriber (1 publisher to 100 subscribers at
+//! full speed peaked at 37 to 54 MiB without it, 22 to 26 MiB with it).
 //!
 //! The second thing that can back up is a connected session's queue of QoS 1/2 deliveries:
 //! a subscriber whose window (its Receive Maximum) is full waits for its acknowledgements,

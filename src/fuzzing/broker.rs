@@ -308,6 +308,7 @@ impl Sim {
                 conn,
                 stream,
                 packets,
+                ..
             }) => {
                 for packet in packets {
                     self.broker.handle_packet(conn, stream, packet, self.now);

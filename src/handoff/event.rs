@@ -18,6 +18,10 @@ pub enum Event {
         conn: ConnId,
         stream: StreamId,
         packets: Vec<Packet>,
+        /// Bytes read from the connection for these packets: once the broker task has handled
+        /// them it hands them back to the connection's [`super::ReadPause`], which bounds what a
+        /// reader may have read and not yet seen handled. 0: not counted (datagrams, tests).
+        read: usize,
     },
     DecodeError {
         conn: ConnId,

@@ -6,7 +6,7 @@
 //! output budget (`broker/budget.rs`) decides when a connection that falls behind gets no more
 //! deliveries and when one that does not read at all is closed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -21,11 +21,25 @@ pub struct Outbox {
     pub read_pause: ReadPause,
 }
 
+/// Bytes a connection may have read and handed to the broker task before it handled them;
+/// its readers wait beyond it. This bounds what backpressure cannot take back: a publisher
+/// paused because a subscriber fell behind still has everything read before the pause
+/// delivered, and in a fan-out each of those bytes becomes one copy per subscriber. Without
+/// it, the event queue (`EVENT_QUEUE` reads) let a fast publisher's whole burst in at once.
+/// 64 KiB is sixteen full reads: the broker task handles reads in batches of hundreds, so a
+/// reader that keeps up is never held by it.
+pub const MAX_UNHANDLED_READ: usize = 64 * 1024;
+
 /// Whether a connection's readers may read: the broker pauses a publisher whose messages reach
-/// a subscriber that is behind, so TCP/QUIC flow control slows the publisher down.
+/// a subscriber that is behind, so TCP/QUIC flow control slows the publisher down; and a
+/// reader waits while the broker task has [`MAX_UNHANDLED_READ`] of its reads to handle.
 #[derive(Debug, Default)]
 pub struct ReadPause {
     paused: AtomicBool,
+    /// The connection is closing: nothing holds its readers any more.
+    released: AtomicBool,
+    /// Bytes read and handed over, not yet handled by the broker task.
+    unhandled: AtomicUsize,
     resumed: Notify,
 }
 
@@ -37,13 +51,39 @@ impl ReadPause {
         }
     }
 
-    /// Returns at once unless reading is paused, else when it resumes.
+    /// Lets the readers go for good (the connection is closing).
+    pub fn release(&self) {
+        self.released.store(true, Ordering::Release);
+        self.set(false);
+    }
+
+    /// A reader handed `bytes` it read to the broker task.
+    pub fn handed(&self, bytes: usize) {
+        self.unhandled.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// The broker task handled `bytes` of what was handed to it.
+    pub fn handled(&self, bytes: usize) {
+        let before = self.unhandled.fetch_sub(bytes, Ordering::AcqRel);
+        if before >= MAX_UNHANDLED_READ && before.saturating_sub(bytes) < MAX_UNHANDLED_READ {
+            self.resumed.notify_waiters();
+        }
+    }
+
+    fn may_read(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+            || (!self.paused.load(Ordering::Acquire)
+                && self.unhandled.load(Ordering::Acquire) < MAX_UNHANDLED_READ)
+    }
+
+    /// Returns at once unless reading is paused or too much is unhandled, else when it may
+    /// read again.
     pub async fn wait(&self) {
-        while self.paused.load(Ordering::Acquire) {
+        while !self.may_read() {
             let resumed = self.resumed.notified();
             tokio::pin!(resumed);
             resumed.as_mut().enable();
-            if !self.paused.load(Ordering::Acquire) {
+            if self.may_read() {
                 return;
             }
             resumed.await;
@@ -88,7 +128,7 @@ impl Outbox {
     pub fn close(&self, kind: CloseKind) {
         self.lock().close.get_or_insert(kind);
         // Readers held back by backpressure must see the end too (no one resumes them later).
-        self.read_pause.set(false);
+        self.read_pause.release();
     }
 
     /// Wakes the writer (once per batch of pushes).
@@ -136,8 +176,50 @@ mod read_pause_tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{CloseKind, Outbox};
+    use super::{CloseKind, Outbox, MAX_UNHANDLED_READ};
     use crate::codec::ReasonCode;
+
+    #[tokio::test]
+    async fn a_reader_waits_while_the_broker_has_too_much_of_its_input_to_handle() {
+        let outbox = Arc::new(Outbox::default());
+        outbox.read_pause.handed(MAX_UNHANDLED_READ - 1);
+        outbox.read_pause.wait().await; // below the bound: reads on
+        outbox.read_pause.handed(4096);
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.read_pause.wait().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "at the bound the reader waits");
+        // Handling part of it, still at the bound: still waiting.
+        outbox.read_pause.handled(1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        outbox.read_pause.handled(4096);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("resumed once handled")
+            .unwrap();
+
+        // A pause and the bound together: both must lift; a close lifts everything.
+        outbox.read_pause.handed(MAX_UNHANDLED_READ);
+        outbox.read_pause.set(true);
+        let waiting = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.read_pause.wait().await }
+        });
+        outbox.read_pause.set(false);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "unpaused but still too much unhandled"
+        );
+        outbox.close(CloseKind::Abnormal(ReasonCode::UNSPECIFIED_ERROR));
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released by close")
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn paused_readers_wait_until_resumed_or_closed() {

@@ -134,9 +134,14 @@ pub async fn run(
                             outboxes.insert(conn, outbox);
                             broker.connection_opened(conn, peer, now);
                         }
-                        Event::Packets { conn, stream, packets } => {
+                        Event::Packets { conn, stream, packets, read } => {
                             for packet in packets {
                                 broker.handle_packet(conn, stream, packet, now);
+                            }
+                            if read > 0 {
+                                if let Some(outbox) = outboxes.get(&conn) {
+                                    outbox.read_pause.handled(read);
+                                }
                             }
                         }
                         Event::DecodeError { conn, error } => broker.handle_decode_error(conn, &error, now),

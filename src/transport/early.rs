@@ -197,7 +197,7 @@ async fn gate(
         if state != Handshake::Pending && !settled {
             settled = true;
             stats.record(early.settle(state, &mut steps));
-            if !forward(conn, stream, &mut steps, &events).await {
+            if !forward(conn, stream, &mut steps, 0, &events).await {
                 return;
             }
         }
@@ -211,7 +211,7 @@ async fn gate(
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                let Event::Packets { stream: from, packets, .. } = event else {
+                let Event::Packets { stream: from, packets, read, .. } = event else {
                     if events.send(event).await.is_err() {
                         return;
                     }
@@ -219,7 +219,7 @@ async fn gate(
                 };
                 stream = from;
                 stats.record(early.read(packets, &mut steps));
-                if !forward(conn, stream, &mut steps, &events).await {
+                if !forward(conn, stream, &mut steps, read, &events).await {
                     return;
                 }
             }
@@ -233,19 +233,26 @@ async fn gate(
     }
 }
 
-/// Sends the broker task what `steps` says, in order; false when it is gone.
+/// Sends the broker task what `steps` says, in order; false when it is gone. `read` (the
+/// bytes read for the packets just taken, see `Event::Packets`) goes with the first packets
+/// forwarded, or alone when all of them are held.
 async fn forward(
     conn: ConnId,
     stream: StreamId,
     steps: &mut Vec<EarlyStep>,
+    mut read: usize,
     events: &mpsc::Sender<Event>,
 ) -> bool {
+    if read > 0 && !steps.iter().any(|s| matches!(s, EarlyStep::Packets(_))) {
+        steps.insert(0, EarlyStep::Packets(Vec::new()));
+    }
     for step in steps.drain(..) {
         let event = match step {
             EarlyStep::Packets(packets) => Event::Packets {
                 conn,
                 stream,
                 packets,
+                read: std::mem::take(&mut read),
             },
             EarlyStep::HoldWill => Event::HoldWill { conn },
             EarlyStep::Confirmed => Event::HandshakeConfirmed { conn },
@@ -269,6 +276,7 @@ mod tests {
             conn: ConnId(1),
             stream: StreamId::CONTROL,
             packets,
+            read: 0,
         }
     }
 
@@ -375,5 +383,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(drain(&mut broker_rx).await, ["PUBLISH1"]);
+    }
+
+    /// The bytes read for what passes here go on to the broker task with the first packets
+    /// forwarded, or alone when all of them are held: the reader's bound on unhandled input
+    /// (`handoff::outbox::MAX_UNHANDLED_READ`) must get every byte back.
+    #[tokio::test]
+    async fn the_bytes_read_reach_the_broker_even_when_the_packets_are_held() {
+        let (broker_tx, mut broker_rx) = mpsc::channel(16);
+        let (hs_tx, hs_rx) = watch::channel(Handshake::Pending);
+        let early = EarlyData::new(ZeroRtt::Safe, hs_rx, Arc::new(QuicStats::default()));
+        let events = early.stream_events(ConnId(1), true, &broker_tx);
+        let reads = [
+            (vec![connect(true)], 50),
+            (vec![publish(QoS::AtLeastOnce, 1)], 300), // held until the handshake
+            (vec![Packet::PingReq], 7),                // not taken while holding
+        ];
+        let (mut read_back, mut seen) = (0, Vec::new());
+        for (packets, read) in reads {
+            let event = Event::Packets {
+                conn: ConnId(1),
+                stream: StreamId::CONTROL,
+                packets,
+                read,
+            };
+            events.send(event).await.unwrap();
+            while let Ok(Some(event)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), broker_rx.recv()).await
+            {
+                seen.extend(describe(&event));
+                if let Event::Packets { read, .. } = event {
+                    read_back += read;
+                }
+            }
+        }
+        assert_eq!(seen, ["HoldWill", "CONNECT"]);
+        assert_eq!(read_back, 350);
+        hs_tx.send(Handshake::Confirmed).unwrap();
+        while let Ok(Some(event)) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), broker_rx.recv()).await
+        {
+            if let Event::Packets { read, .. } = event {
+                read_back += read;
+            }
+        }
+        assert_eq!(read_back, 357);
     }
 }

@@ -34,6 +34,8 @@ pub fn classify(
                     conn,
                     stream: StreamId::DATAGRAM,
                     packets: vec![packet],
+                    // Datagrams are bounded by their rate limit, not by a reader's pause.
+                    read: 0,
                 }),
                 _ => Some(Event::DatagramMalformed { conn }),
             }

@@ -122,12 +122,13 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
 ) -> ReadEnd {
     let mut input = PacketReader::default();
     loop {
-        // Backpressure: not read while the broker holds this publisher back.
+        // Backpressure: not read while the broker holds this publisher back, nor while it has
+        // much of what was read before to handle.
         pause.wait().await;
-        match input.read(reader).await {
+        let read = match input.read(reader).await {
             Ok(0) | Err(_) => return ReadEnd::Closed,
-            Ok(_) => {}
-        }
+            Ok(n) => n,
+        };
         let mut connect_at = None;
         let mut decoded = 0;
         let (packets, error) = input.decode_all(|buf| {
@@ -150,17 +151,17 @@ pub async fn read_packets<R: AsyncRead + Unpin>(
                 return ReadEnd::BrokerGone;
             }
         }
-        if !packets.is_empty()
-            && events
-                .send(Event::Packets {
-                    conn,
-                    stream,
-                    packets,
-                })
-                .await
-                .is_err()
-        {
-            return ReadEnd::BrokerGone;
+        if !packets.is_empty() {
+            pause.handed(read);
+            let packets = Event::Packets {
+                conn,
+                stream,
+                packets,
+                read,
+            };
+            if events.send(packets).await.is_err() {
+                return ReadEnd::BrokerGone;
+            }
         }
         if let Some(error) = error {
             return ReadEnd::Failed(error);
