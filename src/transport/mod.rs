@@ -28,6 +28,7 @@ mod quic_settings;
 pub mod quic_streams;
 pub mod quic_tls;
 mod quic_transport;
+mod session_cache;
 pub mod stream;
 pub mod tcp;
 pub mod tls_tcp;

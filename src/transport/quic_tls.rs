@@ -5,14 +5,15 @@
 //! server's own session cache, and the cache hands each entry out once (`take`). A stateless
 //! ticketer silently turns 0-RTT off, and rustls' default cache of 256 entries would make most
 //! clients of a busy broker fall back to a full handshake, so the cache is sized from
-//! `quic.session_cache_size`. The single use is the anti-replay guarantee
+//! `quic.session_cache_size` (and grows with use: `session_cache.rs`). The single use is the anti-replay guarantee
 //! (`proto-ext/zero-rtt.md`).
 
 use std::sync::Arc;
 
-use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
+use rustls::server::NoServerSessionStorage;
 
 use super::cert::Identity;
+use super::session_cache::SessionCache;
 use crate::config::{Config, ZeroRtt};
 
 /// Tickets sent per handshake: a client uses one per reconnection and gets a new one each
@@ -54,7 +55,7 @@ pub fn server_config(
     tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let q = &config.quic;
     if q.session_tickets {
-        tls.session_storage = ServerSessionMemoryCache::new(q.session_cache_size);
+        tls.session_storage = Arc::new(SessionCache::new(q.session_cache_size));
         tls.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
     } else {
         tls.session_storage = Arc::new(NoServerSessionStorage {});
@@ -168,8 +169,10 @@ mod tests {
 
     #[test]
     fn a_ticket_is_handed_out_once() {
-        let cache = ServerSessionMemoryCache::new(4);
-        use rustls::server::StoresServerSessions;
+        // The store the QUIC listener is configured with.
+        let (_dir, identity) = identity();
+        let tls = server_config(&Config::default(), &identity, Listener::Quic, &[b"mqtt"]).unwrap();
+        let cache = tls.session_storage;
         assert!(cache.put(b"id".to_vec(), b"session".to_vec()));
         assert_eq!(cache.take(b"id"), Some(b"session".to_vec()));
         assert_eq!(cache.take(b"id"), None, "a replayed ticket finds nothing");
