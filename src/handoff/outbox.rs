@@ -64,7 +64,13 @@ impl ReadPause {
 
     /// The broker task handled `bytes` of what was handed to it.
     pub fn handled(&self, bytes: usize) {
-        let before = self.unhandled.fetch_sub(bytes, Ordering::AcqRel);
+        // Saturating: a count gone wrong must never leave a reader waiting for good.
+        let before = self
+            .unhandled
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(bytes))
+            })
+            .unwrap_or_else(|n| n);
         if before >= MAX_UNHANDLED_READ && before.saturating_sub(bytes) < MAX_UNHANDLED_READ {
             self.resumed.notify_waiters();
         }
@@ -200,6 +206,12 @@ mod read_pause_tests {
             .await
             .expect("resumed once handled")
             .unwrap();
+        // Handing back more than was handed leaves the count at zero, never wrapped around.
+        outbox.read_pause.handled(usize::MAX);
+        outbox.read_pause.handed(1);
+        tokio::time::timeout(Duration::from_secs(5), outbox.read_pause.wait())
+            .await
+            .expect("a count that went below zero does not hold the reader");
 
         // A pause and the bound together: both must lift; a close lifts everything.
         outbox.read_pause.handed(MAX_UNHANDLED_READ);
