@@ -416,7 +416,7 @@ impl Broker {
     ) {
         match inflight {
             Inflight::Published(delivery) => {
-                self.transmit_publish(sid, conn, &delivery, Some(packet_id), true, now);
+                self.transmit_publish(sid, conn, delivery.outgoing(), Some(packet_id), true, now);
             }
             Inflight::Released { stream } => {
                 let stream = self

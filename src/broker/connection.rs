@@ -59,6 +59,10 @@ pub struct Connection {
     pub acl_cache: super::access::AclCache,
     /// Bytes handed to the glue and not yet reported written.
     pub unwritten: usize,
+    /// How many bytes of PUBLISH the previous batch wrote to this connection: the next batch's
+    /// transmit starts with that capacity (output.rs), so a fan-out burst is encoded without
+    /// growing, and copying, a hundred buffers step by step.
+    pub transmit_hint: usize,
     /// PUBLISH packets over time (`limits.max_publish_rate_per_client`); made at the first
     /// PUBLISH when the limit is on.
     pub publish_rate: Option<Box<crate::rate::TokenBucket>>,
@@ -115,6 +119,7 @@ impl Connection {
             username: None,
             acl_cache: Default::default(),
             unwritten: 0,
+            transmit_hint: 0,
             publish_rate: None,
             clean_disconnect: false,
             connect_expiry_was_zero: true,

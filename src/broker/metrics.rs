@@ -48,6 +48,27 @@ impl Histogram {
     }
 }
 
+/// The last publish-to-delivery latency computed: a message routed to a hundred subscribers
+/// in one batch has one latency (one receive instant, one `now`), computed once instead of
+/// once per subscriber.
+#[derive(Debug, Default)]
+pub struct LatencyMemo(Option<(std::time::Instant, std::time::Instant, u64)>);
+
+impl LatencyMemo {
+    /// Microseconds from `received` to `now` (zero if `now` is earlier).
+    pub fn micros(&mut self, received: std::time::Instant, now: std::time::Instant) -> u64 {
+        if let Some((r, n, us)) = self.0 {
+            if r == received && n == now {
+                return us;
+            }
+        }
+        let elapsed = now.saturating_duration_since(received);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.0 = Some((received, now, us));
+        us
+    }
+}
+
 /// A counter per MQTT reason code (one byte): CONNACK codes, DISCONNECT reasons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasonCounts(pub [u64; 256]);
@@ -215,4 +236,25 @@ pub struct Metrics {
     /// Time from a PUBLISH being received to its delivery being queued for a subscriber's
     /// connection (in the same batch: 0; queued while offline or behind: the wait).
     pub delivery_latency: Histogram,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The memo answers for the same pair of instants, and measures again for any other.
+    #[test]
+    fn latency_memo_measures_each_pair_of_instants() {
+        let mut memo = LatencyMemo::default();
+        let received = Instant::now();
+        let now = received + Duration::from_micros(1_500);
+        assert_eq!(memo.micros(received, now), 1_500);
+        assert_eq!(memo.micros(received, now), 1_500);
+        assert_eq!(memo.micros(received, now + Duration::from_micros(500)), 2_000);
+        let later = received + Duration::from_micros(10);
+        assert_eq!(memo.micros(later, now), 1_490);
+        // A clock read before the message arrived counts as zero, never wraps.
+        assert_eq!(memo.micros(now, received), 0);
+    }
 }

@@ -111,6 +111,8 @@ pub struct Broker {
     next_session: u64,
     next_assigned_id: u64,
     scratch: Option<route::Scratch>,
+    /// The publish-to-delivery latency last measured (route.rs `Wire::publish`).
+    latency_memo: metrics::LatencyMemo,
     auth: Option<Box<dyn EnhancedAuth>>,
     /// ACL in force (`None`: everything allowed), see access.rs.
     acl: Option<std::sync::Arc<crate::auth::Acl>>,
@@ -160,6 +162,7 @@ impl Broker {
             next_session: 1,
             next_assigned_id: 1,
             scratch: None,
+            latency_memo: metrics::LatencyMemo::default(),
             auth: None,
             acl: None,
             login_required: false,
@@ -226,7 +229,21 @@ impl Broker {
 
     /// The outputs produced since the last call.
     pub fn take_outputs(&mut self) -> Vec<Output> {
-        self.out.take()
+        let mut outputs = self.out.take();
+        for output in &mut outputs {
+            if let Output::Transmit(t) = output {
+                if t.publishes > 0 {
+                    if let Some(c) = self.conns.get_mut(&t.conn) {
+                        // Half as much again: a burst that grows a little from one batch
+                        // to the next still fits without a copy.
+                        let len = t.bytes.len();
+                        c.transmit_hint = (len + len / 2).min(output::MAX_TRANSMIT_HINT);
+                    }
+                }
+                output::trim(t);
+            }
+        }
+        outputs
     }
 
     /// The earliest instant at which [`Broker::handle_timeout`] has work to do.

@@ -26,6 +26,8 @@ pub struct Transmit {
     pub bytes: BytesMut,
     /// How many packets `bytes` holds.
     pub count: usize,
+    /// How many of them are PUBLISH packets queued by [`OutputQueue::publish`].
+    pub publishes: usize,
     /// The packets' [`super::accounted_size`] total, computed once by the broker: the writer
     /// reports it back as written instead of measuring every packet again.
     pub accounted: usize,
@@ -56,6 +58,19 @@ impl Transmit {
             rest = tail;
             Some(frame)
         })
+    }
+}
+
+/// The largest capacity a transmit starts with ([`OutputQueue::publish`]'s hint): what one
+/// batch wrote to a connection, up to this.
+pub(crate) const MAX_TRANSMIT_HINT: usize = 256 * 1024;
+
+/// A transmit that started with the previous batch's capacity but holds much less gives the
+/// rest back (one copy of what it holds) before it waits in a writer's queue: a hint never
+/// costs more than twice the bytes waiting to be written, plus 4 KiB.
+pub(crate) fn trim(t: &mut Transmit) {
+    if t.bytes.capacity() > 2 * t.bytes.len() + 4096 {
+        t.bytes = BytesMut::from(&t.bytes[..]);
     }
 }
 
@@ -145,10 +160,15 @@ impl OutputQueue {
         version: ProtocolVersion,
         p: &PublishRef<'_>,
         len: usize,
+        capacity_hint: usize,
     ) {
         self.with_transmit(conn, stream, version, |t| {
+            if t.publishes == 0 {
+                t.bytes.reserve(capacity_hint.max(len));
+            }
             p.encode(version, &mut t.bytes);
             t.count += 1;
+            t.publishes += 1;
             t.accounted += len;
         });
         self.sent.add(super::metrics::PUBLISH_TYPE, len);
@@ -174,6 +194,7 @@ impl OutputQueue {
             version,
             bytes: BytesMut::new(),
             count: 0,
+            publishes: 0,
             accounted: 0,
             accepted: false,
         };
@@ -225,5 +246,69 @@ impl OutputQueue {
     pub fn take(&mut self) -> Vec<Output> {
         self.open.clear();
         std::mem::take(&mut self.outputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Properties, QoS};
+
+    fn publish(out: &mut OutputQueue, conn: ConnId, props: &Properties, hint: usize) {
+        let p = PublishRef {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: b"t",
+            packet_id: None,
+            properties: props,
+            topic_alias: None,
+            payload: b"0123456789",
+        };
+        let len = p.encoded_len(ProtocolVersion::V3_1_1);
+        out.publish(conn, StreamId::CONTROL, ProtocolVersion::V3_1_1, &p, len, hint);
+    }
+
+    fn transmit(outputs: &mut [Output]) -> &mut Transmit {
+        match outputs.first_mut() {
+            Some(Output::Transmit(t)) => t,
+            other => panic!("expected a transmit, got {other:?}"),
+        }
+    }
+
+    /// A transmit starts with the capacity its connection's previous batch needed, so a burst
+    /// is encoded without growing its buffer; the packets are the same.
+    #[test]
+    fn a_transmit_starts_with_the_hinted_capacity() {
+        let props = Properties::default();
+        let mut out = OutputQueue::default();
+        for _ in 0..100 {
+            publish(&mut out, ConnId(1), &props, 1500);
+        }
+        let mut outputs = out.take();
+        let t = transmit(&mut outputs);
+        assert_eq!(t.count, 100);
+        assert_eq!(t.publishes, 100);
+        assert_eq!(t.bytes.len(), 1500);
+        assert_eq!(t.bytes.capacity(), 1500, "no growth past the hint");
+        assert_eq!(t.packets().len(), 100);
+        trim(t);
+        assert_eq!(t.bytes.capacity(), 1500, "a full transmit keeps its buffer");
+    }
+
+    /// A hint from a large batch followed by a small one costs at most twice the bytes held
+    /// (plus 4 KiB) once trimmed, and the bytes are unchanged.
+    #[test]
+    fn a_small_transmit_after_a_large_one_gives_its_spare_capacity_back() {
+        let props = Properties::default();
+        let mut out = OutputQueue::default();
+        publish(&mut out, ConnId(1), &props, MAX_TRANSMIT_HINT);
+        let mut outputs = out.take();
+        let t = transmit(&mut outputs);
+        assert!(t.bytes.capacity() >= MAX_TRANSMIT_HINT);
+        let before = t.bytes.clone();
+        trim(t);
+        assert!(t.bytes.capacity() <= 2 * t.bytes.len() + 4096);
+        assert_eq!(t.bytes, before);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use ahash::AHashMap;
 use bytestring::ByteString;
 
-use super::session::{Delivery, Inflight, Matched, SubEntry};
+use super::session::{Delivery, Inflight, Matched, Outgoing, SubEntry};
 use super::{Broker, ConnId, HandlerId, SessionId, SharedMessage, StreamId, SubKey};
 use crate::codec::{Properties, Publish, PublishRef, QoS};
 
@@ -141,7 +141,11 @@ impl Broker {
                 reached -= 1;
                 continue;
             }
-            self.deliver(sid, acc.into_delivery(&msg), publisher, now);
+            if acc.qos(&msg) == QoS::AtMostOnce {
+                self.deliver_at_most_once(sid, acc.outgoing(&msg), publisher, now);
+            } else {
+                self.deliver(sid, acc.into_delivery(&msg), publisher, now);
+            }
         }
         scratch
             .shared
@@ -235,6 +239,9 @@ impl Broker {
         publisher: Option<SessionId>,
         now: Instant,
     ) -> u64 {
+        if delivery.qos == QoS::AtMostOnce {
+            return self.deliver_at_most_once(sid, delivery.outgoing(), publisher, now);
+        }
         let Some(session) = self.sessions.get_mut(&sid) else {
             return 0;
         };
@@ -253,27 +260,15 @@ impl Broker {
             .conn
             .and_then(|c| self.conns.get(&c).map(|state| (c, state)));
         let Some((conn, c)) = conn else {
-            // Offline: QoS 1/2 wait in the session [MQTT-3.1.2-5]; QoS 0 is not kept.
-            if delivery.qos != QoS::AtMostOnce {
-                self.enqueue(sid, delivery);
-            }
+            // Offline: QoS 1/2 wait in the session [MQTT-3.1.2-5].
+            self.enqueue(sid, delivery);
             return seq;
         };
-        // The output budget (budget.rs): behind, a connection still takes QoS 0 while it holds
-        // the publisher back (throttle.rs); full, or once it is stuck, QoS 0 to it is dropped.
-        let standing = self.budget.standing(c.unwritten);
-        let slow = standing >= super::budget::Standing::Behind;
-        let over_hard_limit = standing >= super::budget::Standing::Full;
+        let slow = self.budget.is_behind(c.unwritten);
         let window_open = session.inflight.len() < c.send_window;
         let queue_empty = session.queue.is_empty();
-        let holds = slow && self.hold_publisher(publisher, conn, now);
-        if delivery.qos == QoS::AtMostOnce {
-            if slow && (!holds || over_hard_limit) {
-                self.metrics.dropped_qos0 += 1;
-            } else {
-                self.transmit_publish(sid, conn, &delivery, None, false, now);
-            }
-            return seq;
+        if slow {
+            self.hold_publisher(publisher, conn, now);
         }
         if queue_empty && window_open && !slow {
             if let Err(delivery) = self.start_flow(sid, conn, delivery, now) {
@@ -297,6 +292,47 @@ impl Broker {
             if backed_up {
                 self.hold_publisher(publisher, conn, now);
             }
+        }
+        seq
+    }
+
+    /// [`Broker::deliver`] for QoS 0, borrowed (route.rs calls it with a subscriber's fold of
+    /// the message, which never becomes a `Delivery`): sent at once or dropped, never queued;
+    /// an offline session does not keep it [MQTT-3.1.2-5].
+    fn deliver_at_most_once(
+        &mut self,
+        sid: SessionId,
+        delivery: Outgoing<'_>,
+        publisher: Option<SessionId>,
+        now: Instant,
+    ) -> u64 {
+        let Some(session) = self.sessions.get(&sid) else {
+            return 0;
+        };
+        if delivery
+            .msg
+            .cluster_seq
+            .is_some_and(|seq| seq <= session.cluster_floor)
+        {
+            return 0;
+        }
+        let seq = self.persist.next_seq();
+        let Some((conn, unwritten)) = session
+            .conn
+            .and_then(|c| self.conns.get(&c).map(|state| (c, state.unwritten)))
+        else {
+            return seq;
+        };
+        // The output budget (budget.rs): behind, a connection still takes QoS 0 while it holds
+        // the publisher back (throttle.rs); full, or once it is stuck, QoS 0 to it is dropped.
+        let standing = self.budget.standing(unwritten);
+        let slow = standing >= super::budget::Standing::Behind;
+        let over_hard_limit = standing >= super::budget::Standing::Full;
+        let holds = slow && self.hold_publisher(publisher, conn, now);
+        if slow && (!holds || over_hard_limit) {
+            self.metrics.dropped_qos0 += 1;
+        } else {
+            self.transmit_publish(sid, conn, delivery, None, false, now);
         }
         seq
     }
@@ -350,7 +386,7 @@ impl Broker {
                 return;
             };
             if delivery.qos == QoS::AtMostOnce {
-                self.transmit_publish(sid, conn, &delivery, None, false, now);
+                self.transmit_publish(sid, conn, delivery.outgoing(), None, false, now);
             } else if let Err(delivery) = self.start_flow(sid, conn, delivery, now) {
                 if let Some(session) = self.sessions.get_mut(&sid) {
                     session.unpop_queued(delivery);
@@ -368,7 +404,7 @@ impl Broker {
         &mut self,
         sid: SessionId,
         conn: ConnId,
-        delivery: &Delivery,
+        delivery: Outgoing<'_>,
         packet_id: Option<u16>,
         dup: bool,
         now: Instant,
@@ -377,6 +413,7 @@ impl Broker {
             conns: &mut self.conns,
             out: &mut self.out,
             metrics: &mut self.metrics,
+            latency: &mut self.latency_memo,
         };
         let sent = wire.publish(conn, delivery, packet_id, dup, now);
         if !sent {
@@ -411,8 +448,9 @@ impl Broker {
             conns: &mut self.conns,
             out: &mut self.out,
             metrics: &mut self.metrics,
+            latency: &mut self.latency_memo,
         };
-        if !wire.publish(conn, delivery, Some(id), false, now) {
+        if !wire.publish(conn, delivery.outgoing(), Some(id), false, now) {
             session.inflight.remove(&id);
         }
         Ok(())
@@ -425,6 +463,7 @@ struct Wire<'a> {
     conns: &'a mut AHashMap<ConnId, Box<super::connection::Connection>>,
     out: &'a mut super::output::OutputQueue,
     metrics: &'a mut super::Metrics,
+    latency: &'a mut super::metrics::LatencyMemo,
 }
 
 impl Wire<'_> {
@@ -433,12 +472,12 @@ impl Wire<'_> {
     fn publish(
         &mut self,
         conn: ConnId,
-        delivery: &Delivery,
+        delivery: Outgoing<'_>,
         packet_id: Option<u16>,
         dup: bool,
         now: Instant,
     ) -> bool {
-        let msg = &delivery.msg;
+        let msg = delivery.msg;
         let remaining = msg.remaining_expiry(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
@@ -454,7 +493,7 @@ impl Wire<'_> {
                 p.message_expiry_interval = remaining;
             }
             if !delivery.sub_ids.is_empty() {
-                p.subscription_identifiers = delivery.sub_ids.clone();
+                p.subscription_identifiers = delivery.sub_ids.to_vec();
             }
             own = Some(p);
         }
@@ -465,6 +504,7 @@ impl Wire<'_> {
             topic: msg.topic.as_bytes(),
             packet_id,
             properties: own.as_ref().unwrap_or(&msg.properties),
+            topic_alias: None,
             payload: &msg.payload,
         };
         let mut len = publish.encoded_len(version);
@@ -491,7 +531,7 @@ impl Wire<'_> {
             let key = match c.flows.mapping {
                 _ if stream != StreamId::CONTROL => None,
                 super::server_flows::StreamMapping::Off => None,
-                super::server_flows::StreamMapping::PerSubscription => delivery.flow.clone(),
+                super::server_flows::StreamMapping::PerSubscription => delivery.flow.cloned(),
                 super::server_flows::StreamMapping::PerTopic => Some(msg.topic.clone()),
             };
             match key {
@@ -507,13 +547,9 @@ impl Wire<'_> {
         };
         // Topic aliases only on the control stream: an alias established on one stream could
         // be used on another before it arrives.
-        let aliased;
         if stream == StreamId::CONTROL && c.topic_alias_max_out > 0 {
             if let Some((alias, known)) = assign_alias(c, &msg.topic) {
-                let mut p = publish.properties.clone();
-                p.topic_alias = Some(alias);
-                aliased = p;
-                publish.properties = &aliased;
+                publish.topic_alias = Some(alias);
                 if known {
                     publish.topic = b"";
                 }
@@ -522,12 +558,12 @@ impl Wire<'_> {
         }
         self.metrics.messages_sent += 1;
         if let Some(at) = msg.received_at {
-            self.metrics
-                .delivery_latency
-                .observe(now.saturating_duration_since(at));
+            let us = self.latency.micros(at, now);
+            self.metrics.delivery_latency.observe_us(us);
         }
         c.unwritten += len;
-        self.out.publish(conn, stream, version, &publish, len);
+        self.out
+            .publish(conn, stream, version, &publish, len, c.transmit_hint);
         true
     }
 }

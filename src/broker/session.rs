@@ -63,6 +63,26 @@ impl Matched {
         self.sub_ids.extend(entry.id);
     }
 
+    /// The QoS the message goes out at to this session.
+    pub fn qos(&self, msg: &SharedMessage) -> QoS {
+        msg.qos.min(self.qos)
+    }
+
+    /// The delivery as sending it needs it, borrowed: a QoS 0 message sent at once never
+    /// becomes a [`Delivery`] (no reference count of the message per subscriber).
+    pub fn outgoing<'a>(&'a self, msg: &'a SharedMessage) -> Outgoing<'a> {
+        Outgoing {
+            msg,
+            qos: self.qos(msg),
+            retain: msg.retain && self.retain_as_published,
+            sub_ids: &self.sub_ids,
+            stream: self.stream,
+            datagram: self.datagram,
+            flow: Some(&self.flow),
+            priority: self.priority,
+        }
+    }
+
     pub fn into_delivery(self, msg: &SharedMessage) -> Delivery {
         Delivery {
             msg: msg.clone(),
@@ -99,7 +119,34 @@ pub struct Delivery {
     pub seq: u64,
 }
 
+/// What turning a message into a PUBLISH for one subscriber reads (route.rs `Wire::publish`),
+/// borrowed from a [`Delivery`] or from a [`Matched`] fold.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub msg: &'a SharedMessage,
+    pub qos: QoS,
+    pub retain: bool,
+    pub sub_ids: &'a [u32],
+    pub stream: StreamId,
+    pub datagram: bool,
+    pub flow: Option<&'a bytestring::ByteString>,
+    pub priority: i32,
+}
+
 impl Delivery {
+    pub fn outgoing(&self) -> Outgoing<'_> {
+        Outgoing {
+            msg: &self.msg,
+            qos: self.qos,
+            retain: self.retain,
+            sub_ids: &self.sub_ids,
+            stream: self.stream,
+            datagram: self.datagram,
+            flow: self.flow.as_ref(),
+            priority: self.priority,
+        }
+    }
+
     /// What it counts against `max_queued_bytes`: the message's payload and topic (shared
     /// between the queues that hold it, so this over-counts, on the safe side).
     pub fn size(&self) -> usize {

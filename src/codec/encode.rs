@@ -173,7 +173,12 @@ fn put_publish(p: &Publish, v: ProtocolVersion, out: &mut BytesMut) {
 
 fn publish_ref_len(p: &PublishRef<'_>, v: ProtocolVersion) -> usize {
     let packet_id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
-    prefixed_len(p.topic) + packet_id + props_len(p.properties, v) + p.payload.len()
+    let props = if v.is_v5() {
+        props_codec::block_len_with_alias(p.properties, p.topic_alias)
+    } else {
+        0
+    };
+    prefixed_len(p.topic) + packet_id + props + p.payload.len()
 }
 
 fn put_publish_ref(p: &PublishRef<'_>, v: ProtocolVersion, out: &mut BytesMut) {
@@ -185,7 +190,9 @@ fn put_publish_ref(p: &PublishRef<'_>, v: ProtocolVersion, out: &mut BytesMut) {
         );
         out.put_u16(p.packet_id.unwrap_or(0));
     }
-    put_props(p.properties, v, out);
+    if v.is_v5() {
+        props_codec::encode_with_alias(p.properties, p.topic_alias, out);
+    }
     out.put_slice(p.payload);
 }
 
@@ -201,6 +208,9 @@ pub struct PublishRef<'a> {
     pub topic: &'a [u8],
     pub packet_id: Option<u16>,
     pub properties: &'a Properties,
+    /// The Topic Alias of this copy (5.0), written as if `properties` held it: the
+    /// properties stay shared by every subscriber's copy, never cloned to add it.
+    pub topic_alias: Option<u16>,
     pub payload: &'a [u8],
 }
 
@@ -213,6 +223,7 @@ impl<'a> PublishRef<'a> {
             topic: p.topic.as_bytes(),
             packet_id: p.packet_id,
             properties: &p.properties,
+            topic_alias: None,
             payload: &p.payload,
         }
     }

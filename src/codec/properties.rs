@@ -115,6 +115,12 @@ impl Properties {
         }
     }
 
+    /// The values, when any were ever set (`None`: certainly empty, nothing to measure or
+    /// write: the encoder's fast path for the PUBLISH that carries no properties).
+    pub fn values(&self) -> Option<&PropertyValues> {
+        self.0.as_deref()
+    }
+
     /// The values, moved out (the empty set when there are none).
     pub fn into_values(self) -> PropertyValues {
         self.0.map(|b| *b).unwrap_or_default()

@@ -8,7 +8,7 @@ use bytes::{BufMut, BytesMut};
 use bytestring::ByteString;
 
 use super::primitives::{prefixed_len, put_prefixed, put_varint, varint_len, Reader, MAX_VARINT};
-use super::{DecodeError, Properties};
+use super::{DecodeError, Properties, PropertyValues};
 
 mod id {
     pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
@@ -311,8 +311,17 @@ fn read_value(r: &mut Reader, ident: u8, p: &mut Properties) -> Result<(), Decod
     Ok(())
 }
 
-/// Size of the properties themselves, without the Property Length prefix.
-pub(super) fn len(p: &Properties) -> usize {
+/// Size of the properties themselves, without the Property Length prefix, with `alias`,
+/// when given, as the Topic Alias (a PUBLISH written for one subscriber: the alias is
+/// particular to its connection, the rest shared by every copy).
+pub(super) fn len_with_alias(p: &Properties, alias: Option<u16>) -> usize {
+    match p.values() {
+        None => alias.map_or(0, |_| 3),
+        Some(values) => values_len(values, alias),
+    }
+}
+
+fn values_len(p: &PropertyValues, alias: Option<u16>) -> usize {
     fn opt<T>(v: &Option<T>, size: impl Fn(&T) -> usize) -> usize {
         v.as_ref().map_or(0, |v| 1 + size(v))
     }
@@ -344,7 +353,7 @@ pub(super) fn len(p: &Properties) -> usize {
         + opt(&p.reason_string, string)
         + opt(&p.receive_maximum, two)
         + opt(&p.topic_alias_maximum, two)
-        + opt(&p.topic_alias, two)
+        + opt(&alias.or(p.topic_alias), two)
         + opt(&p.maximum_qos, byte)
         + opt(&p.retain_available, byte)
         + p.user_properties
@@ -359,14 +368,37 @@ pub(super) fn len(p: &Properties) -> usize {
 
 /// Size of a property block: the Property Length prefix plus the properties.
 pub(super) fn block_len(p: &Properties) -> usize {
-    let n = len(p);
+    block_len_with_alias(p, None)
+}
+
+/// [`block_len`] with `alias` as the Topic Alias (see [`len_with_alias`]).
+pub(super) fn block_len_with_alias(p: &Properties, alias: Option<u16>) -> usize {
+    let n = len_with_alias(p, alias);
     varint_len(n) + n
 }
 
 /// Writes a Property Length and the properties, in identifier order.
 pub(super) fn encode(p: &Properties, out: &mut BytesMut) {
+    encode_with_alias(p, None, out)
+}
+
+/// [`encode`] with `alias`, when given, as the Topic Alias (in its place in identifier
+/// order, so the bytes are those of the properties with the alias set).
+pub(super) fn encode_with_alias(p: &Properties, alias: Option<u16>, out: &mut BytesMut) {
     use id::*;
-    put_varint(out, len(p));
+    let Some(values) = p.values() else {
+        match alias {
+            None => out.put_u8(0),
+            Some(alias) => {
+                out.put_u8(3);
+                out.put_u8(TOPIC_ALIAS);
+                out.put_u16(alias);
+            }
+        }
+        return;
+    };
+    let p = values;
+    put_varint(out, values_len(p, alias));
 
     fn put<T>(out: &mut BytesMut, ident: u8, v: &Option<T>, write: impl Fn(&mut BytesMut, &T)) {
         if let Some(v) = v {
@@ -433,7 +465,7 @@ pub(super) fn encode(p: &Properties, out: &mut BytesMut) {
     put(out, REASON_STRING, &p.reason_string, string);
     put(out, RECEIVE_MAXIMUM, &p.receive_maximum, two);
     put(out, TOPIC_ALIAS_MAXIMUM, &p.topic_alias_maximum, two);
-    put(out, TOPIC_ALIAS, &p.topic_alias, two);
+    put(out, TOPIC_ALIAS, &alias.or(p.topic_alias), two);
     put(out, MAXIMUM_QOS, &p.maximum_qos, byte);
     put(out, RETAIN_AVAILABLE, &p.retain_available, byte);
     for (key, value) in &p.user_properties {

@@ -209,6 +209,7 @@ async fn send_datagrams(
         accounted: fallback.len(),
         bytes: fallback,
         count: fallback_count,
+        publishes: fallback_count,
         accepted: false,
     })
 }

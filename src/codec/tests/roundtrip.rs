@@ -80,6 +80,41 @@ proptest! {
         }
     }
 
+    /// A `PublishRef` with its own Topic Alias writes the bytes of the packet whose properties
+    /// hold that alias (the broker's per-connection alias, without cloning the properties),
+    /// whether the packet had properties or none at all.
+    #[test]
+    fn publish_ref_with_alias_agrees_with_the_packet(
+        packet in packet(V5),
+        alias in 1u16..,
+        v in prop_oneof![Just(V3_1_1), Just(V5)],
+    ) {
+        if let Packet::Publish(p) = &packet {
+            let mut shared = p.clone();
+            shared.properties.topic_alias = None;
+            let mut with_alias = shared.clone();
+            with_alias.properties.topic_alias = Some(alias);
+            let whole = encoded(&Packet::Publish(with_alias), v);
+            let mut by_ref = super::super::PublishRef::of(&shared);
+            by_ref.topic_alias = Some(alias);
+            let mut out = BytesMut::new();
+            by_ref.encode(v, &mut out);
+            prop_assert_eq!(&out[..], &whole[..]);
+            prop_assert_eq!(by_ref.encoded_len(v), whole.len());
+            // Unallocated properties (none ever set) take the encoder's fast path.
+            let bare = crate::codec::Publish { properties: Default::default(), ..shared.clone() };
+            let mut bare_alias = bare.clone();
+            bare_alias.properties.topic_alias = Some(alias);
+            let whole = encoded(&Packet::Publish(bare_alias), v);
+            let mut by_ref = super::super::PublishRef::of(&bare);
+            by_ref.topic_alias = Some(alias);
+            let mut out = BytesMut::new();
+            by_ref.encode(v, &mut out);
+            prop_assert_eq!(&out[..], &whole[..]);
+            prop_assert_eq!(by_ref.encoded_len(v), whole.len());
+        }
+    }
+
     #[test]
     fn encoding_appends(first in packet(V5), second in packet(V5)) {
         let mut out = encoded(&first, V5);
