@@ -11,13 +11,15 @@
 //! - `migration::report_moves`: the client's new addresses, as the readers see them.
 //!
 //! Only the dispatcher (the broker's Close) ends a connection; the other parts wait once they
-//! are done.
+//! are done. The dispatcher runs in the connection's task, the control stream's reader in a
+//! task of its own, the rest together in a third (see `serve`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::app_error;
 use super::early::EarlyData;
@@ -110,7 +112,7 @@ pub(super) async fn serve(
         settings.stream_opens_per_sec,
         Instant::now(),
     ));
-    let this = QuicConnection {
+    let this = Arc::new(QuicConnection {
         conn,
         connection: connection.clone(),
         events: events.clone(),
@@ -121,15 +123,31 @@ pub(super) async fn serve(
         accepted,
         opens,
         streams,
-    };
-    tokio::select! {
-        _ = dispatcher.run(&this.outbox, new_streams_rx) => {}
-        _ = then_wait(this.read_control(control_recv, gate, qlog)) => {}
-        _ = then_wait(this.accept_bidi(new_streams)) => {}
-        _ = then_wait(this.accept_uni()) => {}
-        _ = then_wait(this.read_datagrams()) => {}
-        _ = super::migration::report_moves(conn, moves, events) => {}
-    }
+    });
+    // The parts that wake often run in tasks of their own: `select!` polls every branch each
+    // time its task wakes, and most parts poll quinn (each under the connection's lock), so
+    // one task for all of them polled five futures for every batch the broker sent and every
+    // packet the client sent. The control stream's reader and the dispatcher wake per
+    // packet and per batch; the acceptors, datagrams and path changes are rare and share one.
+    // Both tasks end with the connection (aborted on drop).
+    let control = AbortOnDropHandle::new(tokio::spawn({
+        let this = this.clone();
+        async move { this.read_control(control_recv, gate, qlog).await }
+    }));
+    let rare = AbortOnDropHandle::new(tokio::spawn({
+        let this = this.clone();
+        async move {
+            tokio::select! {
+                _ = then_wait(this.accept_bidi(new_streams)) => {}
+                _ = then_wait(this.accept_uni()) => {}
+                _ = then_wait(this.read_datagrams()) => {}
+                _ = super::migration::report_moves(conn, moves, events) => {}
+            }
+        }
+    }));
+    dispatcher.run(&this.outbox, new_streams_rx).await;
+    drop(control);
+    drop(rare);
 }
 
 /// Runs `part`, then waits: a part that is done does not end the connection.
