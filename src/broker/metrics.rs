@@ -251,7 +251,10 @@ mod tests {
         let now = received + Duration::from_micros(1_500);
         assert_eq!(memo.micros(received, now), 1_500);
         assert_eq!(memo.micros(received, now), 1_500);
-        assert_eq!(memo.micros(received, now + Duration::from_micros(500)), 2_000);
+        assert_eq!(
+            memo.micros(received, now + Duration::from_micros(500)),
+            2_000
+        );
         let later = received + Duration::from_micros(10);
         assert_eq!(memo.micros(later, now), 1_490);
         // A clock read before the message arrived counts as zero, never wraps.

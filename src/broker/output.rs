@@ -266,7 +266,14 @@ mod tests {
             payload: b"0123456789",
         };
         let len = p.encoded_len(ProtocolVersion::V3_1_1);
-        out.publish(conn, StreamId::CONTROL, ProtocolVersion::V3_1_1, &p, len, hint);
+        out.publish(
+            conn,
+            StreamId::CONTROL,
+            ProtocolVersion::V3_1_1,
+            &p,
+            len,
+            hint,
+        );
     }
 
     fn transmit(outputs: &mut [Output]) -> &mut Transmit {
