@@ -166,7 +166,7 @@ impl OutputQueue {
             if t.publishes == 0 {
                 t.bytes.reserve(capacity_hint.max(len));
             }
-            p.encode(version, &mut t.bytes);
+            p.encode_measured(version, len, &mut t.bytes);
             t.count += 1;
             t.publishes += 1;
             t.accounted += len;

@@ -317,19 +317,28 @@ impl Broker {
             return 0;
         }
         let seq = self.persist.next_seq();
-        let Some((conn, unwritten)) = session
-            .conn
-            .and_then(|c| self.conns.get(&c).map(|state| (c, state.unwritten)))
-        else {
+        let Some(conn) = session.conn else {
+            return seq;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
             return seq;
         };
         // The output budget (budget.rs): behind, a connection still takes QoS 0 while it holds
         // the publisher back (throttle.rs); full, or once it is stuck, QoS 0 to it is dropped.
-        let standing = self.budget.standing(unwritten);
-        let slow = standing >= super::budget::Standing::Behind;
+        let standing = self.budget.standing(c.unwritten);
+        if standing < super::budget::Standing::Behind {
+            // The common case, with the connection at hand (no second lookup).
+            let mut wire = Wire {
+                out: &mut self.out,
+                metrics: &mut self.metrics,
+                latency: &mut self.latency_memo,
+            };
+            wire.publish(conn, c, delivery, None, false, now);
+            return seq;
+        }
         let over_hard_limit = standing >= super::budget::Standing::Full;
-        let holds = slow && self.hold_publisher(publisher, conn, now);
-        if slow && (!holds || over_hard_limit) {
+        let holds = self.hold_publisher(publisher, conn, now);
+        if !holds || over_hard_limit {
             self.metrics.dropped_qos0 += 1;
         } else {
             self.transmit_publish(sid, conn, delivery, None, false, now);
@@ -409,13 +418,15 @@ impl Broker {
         dup: bool,
         now: Instant,
     ) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
         let mut wire = Wire {
-            conns: &mut self.conns,
             out: &mut self.out,
             metrics: &mut self.metrics,
             latency: &mut self.latency_memo,
         };
-        let sent = wire.publish(conn, delivery, packet_id, dup, now);
+        let sent = wire.publish(conn, c, delivery, packet_id, dup, now);
         if !sent {
             if let (Some(id), Some(s)) = (packet_id, self.sessions.get_mut(&sid)) {
                 s.inflight.remove(&id);
@@ -444,13 +455,18 @@ impl Broker {
         let Some(Inflight::Published(delivery)) = session.inflight.get(&id) else {
             return Ok(());
         };
-        let mut wire = Wire {
-            conns: &mut self.conns,
-            out: &mut self.out,
-            metrics: &mut self.metrics,
-            latency: &mut self.latency_memo,
+        let sent = match self.conns.get_mut(&conn) {
+            Some(c) => {
+                let mut wire = Wire {
+                    out: &mut self.out,
+                    metrics: &mut self.metrics,
+                    latency: &mut self.latency_memo,
+                };
+                wire.publish(conn, c, delivery.outgoing(), Some(id), false, now)
+            }
+            None => false,
         };
-        if !wire.publish(conn, delivery.outgoing(), Some(id), false, now) {
+        if !sent {
             session.inflight.remove(&id);
         }
         Ok(())
@@ -460,7 +476,6 @@ impl Broker {
 /// What turning a delivery into a PUBLISH touches, borrowed apart from the sessions so that
 /// the delivery can stay in its session's inflight table meanwhile.
 struct Wire<'a> {
-    conns: &'a mut AHashMap<ConnId, Box<super::connection::Connection>>,
     out: &'a mut super::output::OutputQueue,
     metrics: &'a mut super::Metrics,
     latency: &'a mut super::metrics::LatencyMemo,
@@ -472,6 +487,7 @@ impl Wire<'_> {
     fn publish(
         &mut self,
         conn: ConnId,
+        c: &mut super::connection::Connection,
         delivery: Outgoing<'_>,
         packet_id: Option<u16>,
         dup: bool,
@@ -479,9 +495,6 @@ impl Wire<'_> {
     ) -> bool {
         let msg = delivery.msg;
         let remaining = msg.remaining_expiry(now);
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return false;
-        };
         let version = c.version;
         // 5.0: the message's forwarded properties, with what is particular to this delivery
         // (a copy only when there is something to add; 3.x writes no properties at all).

@@ -236,7 +236,27 @@ impl<'a> PublishRef<'a> {
 
     /// Appends the encoding for `v` to `out`.
     pub fn encode(&self, v: ProtocolVersion, out: &mut BytesMut) {
-        let body = publish_ref_len(self, v);
+        self.encode_body(v, publish_ref_len(self, v), out);
+    }
+
+    /// [`PublishRef::encode`] when the caller already measured it: `len` is what
+    /// [`PublishRef::encoded_len`] returned for `v` (the broker measures every delivery
+    /// against the client's Maximum Packet Size before it encodes it).
+    pub fn encode_measured(&self, v: ProtocolVersion, len: usize, out: &mut BytesMut) {
+        // The body length whose variable byte integer fills the rest of `len`.
+        let body = (1..=4)
+            .map(|n| len.saturating_sub(1 + n))
+            .find(|&body| 1 + varint_len(body) + body == len)
+            .unwrap_or_else(|| publish_ref_len(self, v));
+        debug_assert_eq!(
+            body,
+            publish_ref_len(self, v),
+            "encoded_len was for another packet"
+        );
+        self.encode_body(v, body, out);
+    }
+
+    fn encode_body(&self, v: ProtocolVersion, body: usize, out: &mut BytesMut) {
         debug_assert!(
             body <= MAX_VARINT,
             "packet too large to encode: {body} bytes"

@@ -77,6 +77,10 @@ proptest! {
             by_ref.encode(v, &mut out);
             prop_assert_eq!(&out[..], &whole[..]);
             prop_assert_eq!(by_ref.encoded_len(v), whole.len());
+            // Encoding with the length measured before writes the same bytes.
+            let mut measured = BytesMut::new();
+            by_ref.encode_measured(v, by_ref.encoded_len(v), &mut measured);
+            prop_assert_eq!(&measured[..], &whole[..]);
         }
     }
 
@@ -157,5 +161,33 @@ proptest! {
             buf[i] = byte;
         }
         decode_everything(buf, version, u32::MAX);
+    }
+}
+
+/// `encode_measured` finds the body length on both sides of every variable byte integer
+/// boundary of the remaining length (127/128, 16,383/16,384 bytes).
+#[test]
+fn encode_measured_across_remaining_length_boundaries() {
+    let sizes = (100..140).chain(16_340..16_400).chain(2_097_100..2_097_160);
+    for size in sizes {
+        let payload = vec![7u8; size];
+        let properties = crate::codec::Properties::default();
+        let p = super::super::PublishRef {
+            dup: false,
+            qos: crate::codec::QoS::AtLeastOnce,
+            retain: false,
+            topic: b"a/b",
+            packet_id: Some(9),
+            properties: &properties,
+            topic_alias: None,
+            payload: &payload,
+        };
+        for v in [V3_1_1, V5] {
+            let mut plain = BytesMut::new();
+            p.encode(v, &mut plain);
+            let mut measured = BytesMut::new();
+            p.encode_measured(v, p.encoded_len(v), &mut measured);
+            assert_eq!(plain, measured, "payload of {size} bytes, {v:?}");
+        }
     }
 }
