@@ -67,6 +67,19 @@ impl PacketReader {
         mut decode: impl FnMut(&mut BytesMut) -> Result<Option<Packet>, DecodeError>,
     ) -> (Vec<Packet>, Option<DecodeError>) {
         let mut packets = Vec::new();
+        // Sized from the first packet: a client's packets in one read are mostly alike (a
+        // subscriber's PUBACKs, a publisher's PUBLISHes), so the vector is allocated once
+        // instead of growing step by step (a few hundred PUBACKs in one read).
+        let before = self.buf.len();
+        match decode(&mut self.buf) {
+            Ok(Some(packet)) => {
+                let first = before.saturating_sub(self.buf.len()).max(1);
+                packets.reserve((1 + self.buf.len() / first).min(MAX_PACKETS_HINT));
+                packets.push(packet);
+            }
+            Ok(None) => return (packets, None),
+            Err(e) => return (packets, Some(e)),
+        }
         loop {
             match decode(&mut self.buf) {
                 Ok(Some(packet)) => packets.push(packet),
@@ -83,6 +96,9 @@ impl PacketReader {
         }
     }
 }
+
+/// The most packets [`PacketReader::decode_all`] reserves room for at once.
+const MAX_PACKETS_HINT: usize = 1024;
 
 /// The write side of one stream: the buffer that gathers a batch.
 #[derive(Debug, Default)]
@@ -177,6 +193,27 @@ mod tests {
         let mut tail: &[u8] = &[0xC0, 0x00];
         assert_eq!(reader.read(&mut tail).await.unwrap(), 2);
         assert!(!reader.busy);
+    }
+
+    /// The packets of one read are gathered in a vector sized once from the first packet;
+    /// an error first returns nothing, an error later keeps what came before it.
+    #[tokio::test]
+    async fn a_read_of_many_small_packets_fills_a_vector_sized_once() {
+        let bytes = pingreqs(300);
+        let mut input = &bytes[..];
+        let mut reader = PacketReader::default();
+        let mut read = 0;
+        while read < bytes.len() {
+            read += reader.read(&mut input).await.unwrap();
+        }
+        let v = Some(ProtocolVersion::V5);
+        let (packets, error) = reader.decode_all(|buf| codec::decode_from_client(buf, v, u32::MAX));
+        assert_eq!((packets.len(), error), (300, None));
+        assert_eq!(packets.capacity(), 300, "no growth after the first packet");
+        let mut bad: &[u8] = &[0x00, 0x00];
+        reader.read(&mut bad).await.unwrap();
+        let (packets, error) = reader.decode_all(|buf| codec::decode_from_client(buf, v, u32::MAX));
+        assert!(packets.is_empty() && error.is_some());
     }
 
     #[tokio::test]
