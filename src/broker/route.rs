@@ -451,8 +451,10 @@ impl Broker {
         let Some(id) = session.allocate_packet_id() else {
             return Err(delivery);
         };
-        session.inflight.insert(id, Inflight::Published(delivery));
-        let Some(Inflight::Published(delivery)) = session.inflight.get(&id) else {
+        let Some(Inflight::Published(delivery)) = session
+            .inflight
+            .insert_new(id, Inflight::Published(delivery))
+        else {
             return Ok(());
         };
         let sent = match self.conns.get_mut(&conn) {

@@ -253,8 +253,27 @@ impl Inflights {
         self.len += 1;
     }
 
-    /// Puts `slot` in the first free slot from its home (there is one: at most half full).
-    fn place(&mut self, slot: InflightSlot) {
+    /// Adds a flow under an identifier not in use (`Session::allocate_packet_id` checked it)
+    /// and returns it as stored, in one probe: the send path's insert, then read it back to
+    /// encode the PUBLISH from it.
+    pub fn insert_new(&mut self, id: u16, inflight: Inflight) -> Option<&Inflight> {
+        debug_assert!(self.find(id).is_none(), "packet identifier {id} in use");
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.resize((self.slots.len() * 2).max(8));
+        }
+        let i = self.place(InflightSlot {
+            id,
+            seq: self.next_seq,
+            flow: inflight,
+        });
+        self.next_seq += 1;
+        self.len += 1;
+        self.slots[i].as_ref().map(|slot| &slot.flow)
+    }
+
+    /// Puts `slot` in the first free slot from its home (there is one: at most half full);
+    /// returns where.
+    fn place(&mut self, slot: InflightSlot) -> usize {
         let mask = self.mask();
         let home = usize::from(slot.id) & mask;
         let mut i = home;
@@ -265,6 +284,7 @@ impl Inflights {
             self.displaced += 1;
         }
         self.slots[i] = Some(slot);
+        i
     }
 
     fn resize(&mut self, slots: usize) {
@@ -515,6 +535,12 @@ mod inflights_tests {
             for (n, op) in ops.into_iter().enumerate() {
                 let n = n as u64;
                 match op {
+                    Op::Insert(id) if !model.contains_key(&id) && n % 2 == 0 => {
+                        // The send path's insert of an identifier not in use.
+                        prop_assert_eq!(table.insert_new(id, flow(n)).map(tag), Some(n));
+                        model.insert(id, (seq, n));
+                        seq += 1;
+                    }
                     Op::Insert(id) => {
                         table.insert(id, flow(n));
                         match model.get_mut(&id) {
