@@ -535,7 +535,7 @@ mod inflights_tests {
             for (n, op) in ops.into_iter().enumerate() {
                 let n = n as u64;
                 match op {
-                    Op::Insert(id) if !model.contains_key(&id) && n % 2 == 0 => {
+                    Op::Insert(id) if !model.contains_key(&id) && n.is_multiple_of(2) => {
                         // The send path's insert of an identifier not in use.
                         prop_assert_eq!(table.insert_new(id, flow(n)).map(tag), Some(n));
                         model.insert(id, (seq, n));
