@@ -245,13 +245,7 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return 0;
         };
-        // A session that moved here from another node got this one from the replay of the
-        // stream (cluster_session.rs).
-        if delivery
-            .msg
-            .cluster_seq
-            .is_some_and(|seq| seq <= session.cluster_floor)
-        {
+        if session.replayed(&delivery.msg) {
             return 0;
         }
         delivery.seq = self.persist.next_seq();
@@ -309,11 +303,7 @@ impl Broker {
         let Some(session) = self.sessions.get(&sid) else {
             return 0;
         };
-        if delivery
-            .msg
-            .cluster_seq
-            .is_some_and(|seq| seq <= session.cluster_floor)
-        {
+        if session.replayed(delivery.msg) {
             return 0;
         }
         let seq = self.persist.next_seq();

@@ -443,6 +443,12 @@ impl Session {
         }
     }
 
+    /// Whether the session already got `msg` from the replay of the cluster's stream when it
+    /// moved here from another node (cluster_session.rs): then it is not delivered again.
+    pub fn replayed(&self, msg: &super::Message) -> bool {
+        msg.cluster_seq.is_some_and(|seq| seq <= self.cluster_floor)
+    }
+
     pub fn push_queued(&mut self, delivery: Delivery) {
         self.queued_bytes += delivery.size();
         self.queue.push_back(delivery);
