@@ -232,15 +232,11 @@ impl Broker {
         let mut outputs = self.out.take();
         for output in &mut outputs {
             if let Output::Transmit(t) = output {
-                if t.publishes > 0 {
+                if let Some(hint) = output::settle(t) {
                     if let Some(c) = self.conns.get_mut(&t.conn) {
-                        // Half as much again: a burst that grows a little from one batch
-                        // to the next still fits without a copy.
-                        let len = t.bytes.len();
-                        c.transmit_hint = (len + len / 2).min(output::MAX_TRANSMIT_HINT);
+                        c.transmit_hint = hint;
                     }
                 }
-                output::trim(t);
             }
         }
         outputs

@@ -65,10 +65,23 @@ impl Transmit {
 /// batch wrote to a connection, up to this.
 pub(crate) const MAX_TRANSMIT_HINT: usize = 256 * 1024;
 
+/// A finished transmit, before the glue takes it: returns the capacity its connection's next
+/// transmit starts with when it carried PUBLISH packets (half as much again as it holds, so a
+/// burst that grows a little from one batch to the next still fits without a copy), and
+/// trims it (`trim`).
+pub(crate) fn settle(t: &mut Transmit) -> Option<usize> {
+    let hint = (t.publishes > 0).then(|| {
+        let len = t.bytes.len();
+        (len + len / 2).min(MAX_TRANSMIT_HINT)
+    });
+    trim(t);
+    hint
+}
+
 /// A transmit that started with the previous batch's capacity but holds much less gives the
 /// rest back (one copy of what it holds) before it waits in a writer's queue: a hint never
 /// costs more than twice the bytes waiting to be written, plus 4 KiB.
-pub(crate) fn trim(t: &mut Transmit) {
+fn trim(t: &mut Transmit) {
     if t.bytes.capacity() > 2 * t.bytes.len() + 4096 {
         t.bytes = BytesMut::from(&t.bytes[..]);
     }
@@ -299,7 +312,11 @@ mod tests {
         assert_eq!(t.bytes.len(), 1500);
         assert_eq!(t.bytes.capacity(), 1500, "no growth past the hint");
         assert_eq!(t.packets().len(), 100);
-        trim(t);
+        assert_eq!(
+            settle(t),
+            Some(2250),
+            "the next one starts half as large again"
+        );
         assert_eq!(t.bytes.capacity(), 1500, "a full transmit keeps its buffer");
     }
 
@@ -314,7 +331,7 @@ mod tests {
         let t = transmit(&mut outputs);
         assert!(t.bytes.capacity() >= MAX_TRANSMIT_HINT);
         let before = t.bytes.clone();
-        trim(t);
+        settle(t);
         assert!(t.bytes.capacity() <= 2 * t.bytes.len() + 4096);
         assert_eq!(t.bytes, before);
     }

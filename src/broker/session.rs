@@ -68,13 +68,19 @@ impl Matched {
         msg.qos.min(self.qos)
     }
 
+    /// The RETAIN flag of the copy sent to this session.
+    fn retain(&self, msg: &SharedMessage) -> bool {
+        // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
+        msg.retain && self.retain_as_published
+    }
+
     /// The delivery as sending it needs it, borrowed: a QoS 0 message sent at once never
     /// becomes a [`Delivery`] (no reference count of the message per subscriber).
     pub fn outgoing<'a>(&'a self, msg: &'a SharedMessage) -> Outgoing<'a> {
         Outgoing {
             msg,
             qos: self.qos(msg),
-            retain: msg.retain && self.retain_as_published,
+            retain: self.retain(msg),
             sub_ids: &self.sub_ids,
             stream: self.stream,
             datagram: self.datagram,
@@ -86,9 +92,8 @@ impl Matched {
     pub fn into_delivery(self, msg: &SharedMessage) -> Delivery {
         Delivery {
             msg: msg.clone(),
-            qos: msg.qos.min(self.qos),
-            // [MQTT-3.3.1-12] [MQTT-3.3.1-13] Retain As Published.
-            retain: msg.retain && self.retain_as_published,
+            qos: self.qos(msg),
+            retain: self.retain(msg),
             sub_ids: self.sub_ids,
             stream: self.stream,
             datagram: self.datagram,
@@ -241,16 +246,7 @@ impl Inflights {
             }
             return;
         }
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.resize((self.slots.len() * 2).max(8));
-        }
-        self.place(InflightSlot {
-            id,
-            seq: self.next_seq,
-            flow: inflight,
-        });
-        self.next_seq += 1;
-        self.len += 1;
+        self.insert_new(id, inflight);
     }
 
     /// Adds a flow under an identifier not in use (`Session::allocate_packet_id` checked it)

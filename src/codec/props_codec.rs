@@ -386,7 +386,10 @@ pub(super) fn encode(p: &Properties, out: &mut BytesMut) {
 /// order, so the bytes are those of the properties with the alias set).
 pub(super) fn encode_with_alias(p: &Properties, alias: Option<u16>, out: &mut BytesMut) {
     use id::*;
-    let Some(values) = p.values() else {
+    // No property ever set (the usual forwarded PUBLISH): the block is written directly,
+    // without visiting every field of the empty set (the per-delivery path of 5.0 fan-out
+    // with topic aliases).
+    let Some(p) = p.values() else {
         match alias {
             None => out.put_u8(0),
             Some(alias) => {
@@ -397,7 +400,6 @@ pub(super) fn encode_with_alias(p: &Properties, alias: Option<u16>, out: &mut By
         }
         return;
     };
-    let p = values;
     put_varint(out, values_len(p, alias));
 
     fn put<T>(out: &mut BytesMut, ident: u8, v: &Option<T>, write: impl Fn(&mut BytesMut, &T)) {
