@@ -90,6 +90,7 @@ pub fn client_block(
         "lost_bytes": s.path.lost_bytes,
         "congestion_events": s.path.congestion_events,
         "black_holes_detected": s.path.black_holes_detected,
+        "mtu_probes_sent": s.path.sent_plpmtud_probes,
         "udp_tx": { "datagrams": s.udp_tx.datagrams, "bytes": s.udp_tx.bytes },
         "udp_rx": { "datagrams": s.udp_rx.datagrams, "bytes": s.udp_rx.bytes },
         "datagram_frames": { "sent": s.frame_tx.datagram, "received": s.frame_rx.datagram },

@@ -36,6 +36,8 @@ const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 #[derive(Clone)]
 pub(crate) struct QuicDialer {
     config: quinn::ClientConfig,
+    /// `config` for a server on this host: packets start at the largest size, no MTU search.
+    loopback_config: quinn::ClientConfig,
     server_name: Option<String>,
     /// Send CONNECT as 0-RTT early data when a ticket is at hand.
     zero_rtt: bool,
@@ -67,8 +69,12 @@ impl QuicDialer {
         let key = format!("{server}|{options:?}|{zero_rtt}|{client_cert:?}");
         let config =
             super::tickets::shared_config(key, || build_config(options, zero_rtt, client_cert))?;
+        // The same TLS configuration (and so the same tickets), another transport.
+        let mut loopback_config = config.clone();
+        loopback_config.transport_config(Arc::new(transport_config(true)?));
         Ok(QuicDialer {
             config,
+            loopback_config,
             server_name: options.server_name.clone(),
             zero_rtt,
         })
@@ -128,14 +134,17 @@ impl QuicDialer {
             .server_name
             .clone()
             .unwrap_or_else(|| host_of(server).to_owned());
-        let connecting = endpoint
-            .connect_with(self.config.clone(), addr, &name)
-            .map_err(|e| {
-                quic_error(
-                    server,
-                    format!("cannot start the QUIC handshake with {name:?}: {e}"),
-                )
-            })?;
+        let config = if addr.ip().to_canonical().is_loopback() {
+            self.loopback_config.clone()
+        } else {
+            self.config.clone()
+        };
+        let connecting = endpoint.connect_with(config, addr, &name).map_err(|e| {
+            quic_error(
+                server,
+                format!("cannot start the QUIC handshake with {name:?}: {e}"),
+            )
+        })?;
         let connecting = if self.zero_rtt {
             match connecting.into_0rtt() {
                 // A ticket for this server: CONNECT goes out with the first flight. The ALPN
@@ -245,6 +254,14 @@ fn build_config(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ClientError::Unsupported(format!("QUIC TLS setup failed: {e}")))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(false)?));
+    Ok(config)
+}
+
+/// The client's transport parameters; `loopback`: the server is on this host, whose loopback
+/// carries far more than [`MAX_UDP_PAYLOAD`], so packets start there (up to what the server
+/// accepts) instead of searching up from 1,200 bytes with ~10 padded probes.
+fn transport_config(loopback: bool) -> Result<quinn::TransportConfig, ClientError> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(QUIC_KEEP_ALIVE));
     let idle = quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT)
@@ -256,8 +273,10 @@ fn build_config(
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MAX_UDP_PAYLOAD);
     transport.mtu_discovery_config(Some(mtu));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    if loopback {
+        transport.initial_mtu(MAX_UDP_PAYLOAD);
+    }
+    Ok(transport)
 }
 
 /// Opens another bidirectional stream on `connection`.

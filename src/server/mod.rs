@@ -300,9 +300,14 @@ pub(crate) async fn start_with_channel(
         let server_config = crate::transport::quic::server_config(&config, identity, dev_cert)?;
         quic_settings.qlog =
             crate::transport::qlog::QlogSettings::from_config(&config, &server_config)?;
+        quic_settings.loopback_config = Some(crate::transport::quic::loopback_server_config(
+            &config,
+            &server_config,
+        ));
         let layout = crate::transport::cid::CidLayout::from_config(&config.quic);
         let endpoint = crate::transport::quic::bind(
             addr,
+            &config.quic,
             server_config,
             crate::transport::cid::endpoint_config(
                 layout,

@@ -124,7 +124,8 @@ impl QlogSettings {
         qlog.writer(Box::new(sink))
             .title(Some(format!("mqttd connection {}", conn.0)))
             .description(Some(format!("client {remote}")));
-        let mut transport = super::quic_transport::transport_config(&self.quic);
+        let path = super::quic_transport::PathKind::of(remote.ip());
+        let mut transport = super::quic_transport::transport_config(&self.quic, path);
         transport.qlog_stream(qlog.into_stream());
         let mut server = self.server.clone();
         server.transport_config(Arc::new(transport));

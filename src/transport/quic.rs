@@ -62,18 +62,35 @@ pub fn server_config(
 
     server.transport_config(Arc::new(super::quic_transport::transport_config(
         &config.quic,
+        super::quic_transport::PathKind::Network,
     )));
     Ok(server)
 }
 
-/// Binds the UDP socket. `endpoint` decides the connection IDs (`super::cid`).
+/// `server` for peers on this host: the same but for the transport (`PathKind::Loopback`).
+pub fn loopback_server_config(
+    config: &Config,
+    server: &quinn::ServerConfig,
+) -> Arc<quinn::ServerConfig> {
+    let mut server = server.clone();
+    server.transport_config(Arc::new(super::quic_transport::transport_config(
+        &config.quic,
+        super::quic_transport::PathKind::Loopback,
+    )));
+    Arc::new(server)
+}
+
+/// Binds the UDP socket with `quic`'s buffer sizes. `endpoint` decides the connection IDs
+/// (`super::cid`).
 pub fn bind(
     addr: SocketAddr,
+    quic: &crate::config::Quic,
     server: quinn::ServerConfig,
     endpoint: quinn::EndpointConfig,
 ) -> Result<Endpoint, QuicSetupError> {
     let bind_error = |source| QuicSetupError::Bind { addr, source };
     let socket = std::net::UdpSocket::bind(addr).map_err(bind_error)?;
+    size_buffers(&socket, quic);
     Endpoint::new(
         endpoint,
         Some(server),
@@ -81,6 +98,49 @@ pub fn bind(
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(bind_error)
+}
+
+/// Sets the socket's buffers (`quic.udp_receive_buffer`, `quic.udp_send_buffer`); a size the
+/// kernel does not grant in full is a warning, not an error: the broker works with less, it
+/// only drops more in bursts.
+fn size_buffers(socket: &std::net::UdpSocket, quic: &crate::config::Quic) {
+    let socket = socket2::SockRef::from(socket);
+    let sized = [
+        (
+            "quic.udp_receive_buffer",
+            "net.core.rmem_max",
+            quic.udp_receive_buffer,
+            socket.set_recv_buffer_size(quic.udp_receive_buffer as usize),
+            socket.recv_buffer_size(),
+        ),
+        (
+            "quic.udp_send_buffer",
+            "net.core.wmem_max",
+            quic.udp_send_buffer,
+            socket.set_send_buffer_size(quic.udp_send_buffer as usize),
+            socket.send_buffer_size(),
+        ),
+    ];
+    for (key, sysctl, wanted, set, got) in sized {
+        if wanted == 0 {
+            continue;
+        }
+        // Linux reports twice what was granted (the kernel's bookkeeping share included).
+        match (set, got) {
+            (Ok(()), Ok(got)) if got >= wanted as usize => {
+                tracing::debug!(key, bytes = got, "QUIC socket buffer sized");
+            }
+            (Ok(()), Ok(got)) => tracing::warn!(
+                key,
+                wanted,
+                got,
+                "the kernel granted a smaller UDP socket buffer: raise {sysctl} to at least {wanted} (bursts of new QUIC connections may otherwise be dropped and wait for a retransmission)"
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(key, wanted, error = %e, "cannot size the UDP socket buffer")
+            }
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` turns true; each gets its own task, so a slow
@@ -137,7 +197,15 @@ async fn serve_incoming(
         Some(super::qlog::Decision::Pending(config, pending)) => {
             (incoming.accept_with(config), Some(pending))
         }
-        Some(super::qlog::Decision::Off) | None => (incoming.accept(), None),
+        Some(super::qlog::Decision::Off) | None => match &settings.loopback_config {
+            Some(config)
+                if super::quic_transport::PathKind::of(remote.ip())
+                    == super::quic_transport::PathKind::Loopback =>
+            {
+                (incoming.accept_with(config.clone()), None)
+            }
+            _ => (incoming.accept(), None),
+        },
     };
     let connecting = match accepted {
         Ok(c) => c,

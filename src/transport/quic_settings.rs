@@ -42,6 +42,9 @@ pub struct QuicSettings {
     /// `quic.qlog_dir`: which connections write a qlog trace (set once the server
     /// configuration exists, `super::qlog`).
     pub qlog: Option<super::qlog::QlogSettings>,
+    /// The server configuration for peers on this host (`quic::loopback_server_config`; set
+    /// with the endpoint's own).
+    pub loopback_config: Option<Arc<quinn::ServerConfig>>,
 }
 
 impl QuicSettings {
@@ -65,6 +68,7 @@ impl QuicSettings {
             flushing: TaskTracker::new(),
             webtransport: super::webtransport::WtSettings::from_config(config),
             qlog: None,
+            loopback_config: None,
         }
     }
 }

@@ -56,7 +56,9 @@ pub struct Quic {
     /// accepts (QUIC packets start at 1200 bytes and grow as DPLPMTUD confirms the path
     /// carries more). Default 8952: jumbo frames (9000-byte MTU) less IPv6 and UDP headers;
     /// a path with a 1500-byte MTU settles at about 1452 after a few lost probes, and
-    /// loopback or a jumbo-frame network sends fewer, larger packets. 1200..=65527.
+    /// loopback or a jumbo-frame network sends fewer, larger packets. A client on this host
+    /// (127.0.0.0/8, ::1), whose path is the kernel's loopback, gets packets of this size
+    /// from the start, with no probes. 1200..=65527.
     pub max_udp_payload: u16,
     /// Largest UDP payload, in bytes, the broker tells clients it accepts (the
     /// `max_udp_payload_size` transport parameter): it bounds the packets clients send, and
@@ -68,6 +70,15 @@ pub struct Quic {
     /// carries, so clients on ordinary networks lose nothing. What the broker sends is
     /// `max_udp_payload`. null: `max_udp_payload`. 1200..=65527. Default 1472.
     pub max_udp_payload_accepted: Option<u16>,
+    /// Receive buffer of the listener's UDP socket, bytes (`SO_RCVBUF`; 0: the kernel's
+    /// default, 208 KiB on Linux). One socket takes every client's packets: with the default,
+    /// 100 clients connecting at once overflowed it and each dropped Initial cost its client a
+    /// one-second retransmission (README "QUIC against TCP and MQTTS"). Linux caps the value
+    /// at `net.core.rmem_max`; the broker warns when it got less. Default 4 MiB.
+    pub udp_receive_buffer: u32,
+    /// Send buffer of the listener's UDP socket, bytes (`SO_SNDBUF`; 0: the kernel's
+    /// default). Capped at `net.core.wmem_max`. Default 4 MiB.
+    pub udp_send_buffer: u32,
     /// Address validation: answer every new connection's first packet with a Retry (QUIC's
     /// stateless retry, RFC 9000 8.1.2), so a client proves it receives at its address before
     /// the broker keeps any state or does any TLS work for it. Stops floods from spoofed
@@ -172,6 +183,8 @@ impl Default for Quic {
             ack_delay_ms: 0,
             max_udp_payload: 8952,
             max_udp_payload_accepted: Some(1472),
+            udp_receive_buffer: 4 * 1024 * 1024,
+            udp_send_buffer: 4 * 1024 * 1024,
             address_validation: false,
             webtransport: false,
             webtransport_dev_cert: false,
