@@ -422,3 +422,46 @@ mod cli {
         b.server.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn clients_sharing_one_udp_socket_talk_and_refuse_to_migrate() {
+    let b = broker().await;
+    let shared = mqttd::client::QuicEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let on_shared = |id: &str| trusted(&b, V5, id).quic_endpoint(shared.clone());
+    let sub = connect(on_shared("shared-sub")).await;
+    sub.subscribe("shared/#", QoS::AtLeastOnce).await.unwrap();
+    let publ = connect(on_shared("shared-pub")).await;
+    for i in 0..20 {
+        publ.publish(format!("shared/{i}"), "x", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+    }
+    for i in 0..20 {
+        let m = within("a message over the shared socket", sub.recv())
+            .await
+            .unwrap();
+        assert_eq!(m.topic.as_ref(), format!("shared/{i}"));
+    }
+    // Both connections leave from the shared socket's address, as the broker sees them.
+    let clients = b.server.clients().await.unwrap();
+    let peers: Vec<&str> = clients
+        .iter()
+        .filter(|c| {
+            c.client_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("shared-"))
+        })
+        .map(|c| c.peer.as_str())
+        .collect();
+    let expected = format!("quic:127.0.0.1:{}", shared.local_addr().port());
+    assert_eq!(peers, [expected.as_str(); 2], "{clients:?}");
+    // Moving one would move both.
+    assert!(matches!(
+        sub.migrate().await,
+        Err(ClientError::Unsupported(_))
+    ));
+    // A client with a socket of its own still can.
+    let own = connect(trusted(&b, V5, "own-socket")).await;
+    assert!(own.migrate().await.is_ok());
+    b.server.shutdown().await;
+}

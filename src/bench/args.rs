@@ -176,6 +176,11 @@ pub struct BenchArgs {
     /// Connection attempts in progress at once.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
+    /// conn over QUIC: each client gets a UDP socket of its own, as separate devices have
+    /// [default: the generator's clients share one, so that its own per-socket set-up does
+    /// not limit the storm; the broker tells connections apart by their connection IDs].
+    #[arg(long)]
+    pub socket_per_client: bool,
     /// conn: keep the connections idle SECS seconds, then read the broker's memory
     /// (with --broker-pid: RSS per connection).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
@@ -254,6 +259,10 @@ pub struct Plan {
     pub progress: bool,
     /// Distinguishes this run's client ids, topics and publisher ids from another's.
     pub run_id: u16,
+    /// conn over QUIC without --socket-per-client: the clients share one UDP socket, bound
+    /// when the run starts (`super::execute`).
+    pub shared_socket: bool,
+    pub quic_endpoint: Option<crate::client::QuicEndpoint>,
 }
 
 /// Without --count or --duration, a run lasts this long.
@@ -382,6 +391,8 @@ impl Plan {
             json: args.json,
             progress: !args.quiet,
             run_id,
+            shared_socket: conn && quic && !args.socket_per_client,
+            quic_endpoint: None,
         })
     }
 
@@ -453,6 +464,9 @@ impl Plan {
                 _ => Transport::Quic(tls.clone()),
             };
         }
+        if let Some(endpoint) = &self.quic_endpoint {
+            options = options.quic_endpoint(endpoint.clone());
+        }
         match self.quic_mode {
             Some(QuicMode::Datagram) => options = options.datagrams(true),
             Some(QuicMode::Topics) => options = options.stream_mapping(StreamMapping::Topic),
@@ -490,6 +504,9 @@ impl Plan {
             self.scenario.name(),
             self.servers_text()
         );
+        if self.shared_socket {
+            line += ", one shared UDP socket";
+        }
         if self.scenario != Scenario::Conn {
             line += &format!(", QoS {}, {}-byte payloads", self.qos as u8, self.size);
             if let Some(n) = self.count {

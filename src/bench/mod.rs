@@ -104,7 +104,20 @@ pub fn run(args: &BenchArgs) -> ExitCode {
 
 /// Runs `plan` on the current tokio runtime (a multi-thread one, so clients spread over the
 /// cores) and returns its report; `Err` when it could not run at all.
-pub async fn execute(plan: Plan) -> Result<Report, String> {
+pub async fn execute(mut plan: Plan) -> Result<Report, String> {
+    if plan.shared_socket {
+        // IPv6 only for an IPv6 literal; a client whose server resolves to the other family
+        // gets a socket of its own.
+        let ipv6 = plan.servers.first().is_some_and(|s| s.starts_with('['));
+        let bind: std::net::SocketAddr = if ipv6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = crate::client::QuicEndpoint::bind(bind)
+            .map_err(|e| format!("cannot bind the clients' UDP socket: {e}"))?;
+        plan.quic_endpoint = Some(endpoint);
+    }
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
     let progress = plan.progress.then(|| {

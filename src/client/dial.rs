@@ -52,6 +52,7 @@ impl Dialer {
                 &options.server,
                 options.zero_rtt,
                 options.client_cert.as_ref(),
+                options.quic_endpoint.clone(),
             )?)),
             Transport::Mqtts(tls) => Dialer::Tls(Box::new(super::tls::TlsDialer::new(
                 tls,

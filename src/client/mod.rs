@@ -21,6 +21,7 @@ mod inbox;
 mod link;
 mod options;
 mod quic;
+mod quic_endpoint;
 mod quic_ext;
 mod server_streams;
 pub mod state;
@@ -37,6 +38,7 @@ pub use options::{
     ClientCert, ClientOptions, Fallback, QuicOptions, Reconnect, Transport, DEFAULT_MQTTS_PORT,
     DEFAULT_QUIC_PORT, DEFAULT_TCP_PORT, MQTT_ALPN,
 };
+pub use quic_endpoint::QuicEndpoint;
 pub use quic_ext::{QuicGrants, QuicStats, StreamMapping};
 pub use tool::{run_pub, run_sub};
 pub use types::{

@@ -128,6 +128,10 @@ pub struct ClientOptions {
     /// to the server's AUTH challenges (see [`AuthMethod`](super::AuthMethod)). Default
     /// `None`.
     pub auth: Option<super::auth::EnhancedAuth>,
+    /// QUIC: connect through this shared UDP socket instead of one of the client's own (see
+    /// [`QuicEndpoint`](super::QuicEndpoint)); a server of the other address family still
+    /// gets a socket of its own. Default `None`.
+    pub quic_endpoint: Option<super::QuicEndpoint>,
 }
 
 /// A QUIC client's way around a network that blocks UDP: each connection attempt (the first
@@ -259,7 +263,14 @@ impl ClientOptions {
             reconnect: None,
             fallback: None,
             auth: None,
+            quic_endpoint: None,
         }
+    }
+
+    /// See [`ClientOptions::quic_endpoint`].
+    pub fn quic_endpoint(mut self, endpoint: super::QuicEndpoint) -> ClientOptions {
+        self.quic_endpoint = Some(endpoint);
+        self
     }
 
     /// See [`ClientOptions::manual_acks`].

@@ -41,6 +41,8 @@ pub(crate) struct QuicDialer {
     server_name: Option<String>,
     /// Send CONNECT as 0-RTT early data when a ticket is at hand.
     zero_rtt: bool,
+    /// `ClientOptions::quic_endpoint`.
+    shared: Option<super::QuicEndpoint>,
 }
 
 /// A QUIC connection with its first bidirectional stream.
@@ -63,6 +65,7 @@ impl QuicDialer {
         server: &str,
         zero_rtt: bool,
         client_cert: Option<&super::options::ClientCert>,
+        shared: Option<super::QuicEndpoint>,
     ) -> Result<QuicDialer, ClientError> {
         // Shared per server and settings: a ticket only resumes with the verifier that
         // issued it (tickets.rs).
@@ -77,6 +80,7 @@ impl QuicDialer {
             loopback_config,
             server_name: options.server_name.clone(),
             zero_rtt,
+            shared,
         })
     }
 
@@ -126,10 +130,13 @@ impl QuicDialer {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = client_endpoint(bind).map_err(|source| ClientError::Connect {
-            server: server.to_owned(),
-            source,
-        })?;
+        let endpoint = match &self.shared {
+            Some(shared) if shared.serves(addr) => shared.endpoint().clone(),
+            _ => client_endpoint(bind).map_err(|source| ClientError::Connect {
+                server: server.to_owned(),
+                source,
+            })?,
+        };
         let name = self
             .server_name
             .clone()
@@ -411,8 +418,12 @@ impl ServerCertVerifier for DangerousAcceptAnyCert {
 
 /// A client endpoint on `bind` that accepts UDP payloads up to [`MAX_UDP_PAYLOAD`] (quinn's
 /// default accepts 1472), so that MTU discovery can use what the path carries.
-fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(bind)?;
+pub(crate) fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    client_endpoint_on(std::net::UdpSocket::bind(bind)?)
+}
+
+/// A client endpoint on `socket`.
+pub(crate) fn client_endpoint_on(socket: std::net::UdpSocket) -> std::io::Result<quinn::Endpoint> {
     let runtime =
         quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
     let mut config = quinn::EndpointConfig::default();
@@ -445,7 +456,7 @@ mod tests {
             ca_file: Some("/nonexistent/cert.pem".into()),
             ..QuicOptions::default()
         };
-        let error = QuicDialer::new(&options, "localhost:1884", true, None)
+        let error = QuicDialer::new(&options, "localhost:1884", true, None, None)
             .err()
             .expect("an error");
         assert_eq!(
@@ -463,7 +474,7 @@ mod tests {
             ca_file: Some(path),
             ..QuicOptions::default()
         };
-        let error = QuicDialer::new(&options, "localhost:1884", true, None)
+        let error = QuicDialer::new(&options, "localhost:1884", true, None, None)
             .err()
             .expect("an error");
         assert!(error.to_string().contains("no PEM certificate"), "{error}");

@@ -327,6 +327,11 @@ impl Driver {
                 "migration needs the QUIC transport".into(),
             ));
         };
+        if self.options.quic_endpoint.is_some() {
+            return Err(ClientError::Unsupported(
+                "this connection shares its UDP socket (ClientOptions::quic_endpoint): moving it would move every connection on it".into(),
+            ));
+        }
         let bind: std::net::SocketAddr = if connection.remote_address().is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
