@@ -38,10 +38,14 @@ impl QuicEndpoint {
             source,
         };
         let socket = std::net::UdpSocket::bind(bind).map_err(failed)?;
-        // Every connection's packets arrive here: the kernel's default buffer (~208 KiB)
-        // overflowed with a hundred handshakes at once, and a dropped packet waits for a
-        // retransmission. The kernel caps the size at net.core.rmem_max.
-        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(SHARED_RECEIVE_BUFFER);
+        // Every connection's packets arrive here (`transport::udp_buffers`).
+        use crate::transport::udp_buffers::{size, Direction};
+        size(
+            &socket,
+            Direction::Receive,
+            SHARED_RECEIVE_BUFFER,
+            "QuicEndpoint",
+        );
         let endpoint = super::quic::client_endpoint_on(socket).map_err(failed)?;
         let local = endpoint.local_addr().map_err(failed)?;
         Ok(QuicEndpoint { endpoint, local })

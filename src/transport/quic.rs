@@ -100,47 +100,18 @@ pub fn bind(
     .map_err(bind_error)
 }
 
-/// Sets the socket's buffers (`quic.udp_receive_buffer`, `quic.udp_send_buffer`); a size the
-/// kernel does not grant in full is a warning, not an error: the broker works with less, it
-/// only drops more in bursts.
+/// Sets the socket's buffers (`quic.udp_receive_buffer`, `quic.udp_send_buffer`).
 fn size_buffers(socket: &std::net::UdpSocket, quic: &crate::config::Quic) {
-    let socket = socket2::SockRef::from(socket);
-    let sized = [
-        (
-            "quic.udp_receive_buffer",
-            "net.core.rmem_max",
-            quic.udp_receive_buffer,
-            socket.set_recv_buffer_size(quic.udp_receive_buffer as usize),
-            socket.recv_buffer_size(),
-        ),
-        (
-            "quic.udp_send_buffer",
-            "net.core.wmem_max",
-            quic.udp_send_buffer,
-            socket.set_send_buffer_size(quic.udp_send_buffer as usize),
-            socket.send_buffer_size(),
-        ),
-    ];
-    for (key, sysctl, wanted, set, got) in sized {
-        if wanted == 0 {
-            continue;
-        }
-        // Linux reports twice what was granted (the kernel's bookkeeping share included).
-        match (set, got) {
-            (Ok(()), Ok(got)) if got >= wanted as usize => {
-                tracing::debug!(key, bytes = got, "QUIC socket buffer sized");
-            }
-            (Ok(()), Ok(got)) => tracing::warn!(
-                key,
-                wanted,
-                got,
-                "the kernel granted a smaller UDP socket buffer: raise {sysctl} to at least {wanted} (bursts of new QUIC connections may otherwise be dropped and wait for a retransmission)"
-            ),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(key, wanted, error = %e, "cannot size the UDP socket buffer")
-            }
-        }
-    }
+    use super::udp_buffers::{size, Direction};
+    let receive = quic.udp_receive_buffer as usize;
+    size(
+        socket,
+        Direction::Receive,
+        receive,
+        "quic.udp_receive_buffer",
+    );
+    let send = quic.udp_send_buffer as usize;
+    size(socket, Direction::Send, send, "quic.udp_send_buffer");
 }
 
 /// Accepts connections until `shutdown` turns true; each gets its own task, so a slow
