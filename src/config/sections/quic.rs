@@ -74,7 +74,8 @@ pub struct Quic {
     /// default, 208 KiB on Linux). One socket takes every client's packets: with the default,
     /// 100 clients connecting at once overflowed it and each dropped Initial cost its client a
     /// one-second retransmission (README "QUIC against TCP and MQTTS"). Linux caps the value
-    /// at `net.core.rmem_max`; the broker warns when it got less. Default 4 MiB.
+    /// at `net.core.rmem_max` unless the broker has CAP_NET_ADMIN (then `SO_RCVBUFFORCE`);
+    /// the broker warns when it got less. Default 4 MiB.
     pub udp_receive_buffer: u32,
     /// Send buffer of the listener's UDP socket, bytes (`SO_SNDBUF`; 0: the kernel's
     /// default). Capped at `net.core.wmem_max`. Default 4 MiB.
