@@ -45,6 +45,7 @@ pub mod server;
 pub mod store;
 pub mod topic;
 pub mod transport;
+pub mod udp_buffers;
 
 pub use app::{App, AppHandle, AppMessage};
 pub use config::Config;

@@ -38,8 +38,8 @@ impl QuicEndpoint {
             source,
         };
         let socket = std::net::UdpSocket::bind(bind).map_err(failed)?;
-        // Every connection's packets arrive here (`transport::udp_buffers`).
-        use crate::transport::udp_buffers::{size, Direction};
+        // Every connection's packets arrive here (`crate::udp_buffers`).
+        use crate::udp_buffers::{size, Direction};
         size(
             &socket,
             Direction::Receive,

@@ -32,7 +32,6 @@ mod session_cache;
 pub mod stream;
 pub mod tcp;
 pub mod tls_tcp;
-pub mod udp_buffers;
 pub mod webtransport;
 pub mod ws;
 pub mod ws_http;

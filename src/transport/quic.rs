@@ -102,7 +102,7 @@ pub fn bind(
 
 /// Sets the socket's buffers (`quic.udp_receive_buffer`, `quic.udp_send_buffer`).
 fn size_buffers(socket: &std::net::UdpSocket, quic: &crate::config::Quic) {
-    use super::udp_buffers::{size, Direction};
+    use crate::udp_buffers::{size, Direction};
     let receive = quic.udp_receive_buffer as usize;
     size(
         socket,
