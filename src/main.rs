@@ -6,6 +6,7 @@ use clap::Parser;
 use mqttd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    keep_freed_heap();
     let cli = Cli::parse();
     if cli.print_config {
         print!("{}", mqttd::config::example_yaml());
@@ -106,3 +107,35 @@ fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
             .build()
     }
 }
+
+/// glibc gives the top of its heap back to the kernel as soon as 128 KiB of it is free
+/// (`M_TRIM_THRESHOLD`). A broker's write batches come and go by the megabyte under load (100
+/// subscribers' encoded PUBLISH batches), so the heap shrank and grew all the time: in fan-out
+/// QoS 0, 160,000-200,000 page faults (each a zeroed page) and ~1,800 `brk` calls per 6 million
+/// deliveries, ~10 % of the broker's CPU. Freed memory now stays in the heap up to 16 MiB
+/// (what is above is still returned), and allocations up to 4 MiB come from the heap instead of
+/// a fresh `mmap` each (setting the trim threshold fixes glibc's otherwise adaptive mmap
+/// threshold at 128 KiB). This is the binary's choice, not the library's: a program that embeds
+/// the broker owns its allocator. An operator's `MALLOC_TRIM_THRESHOLD_` /
+/// `MALLOC_MMAP_THRESHOLD_` environment variables win (README, "Memory").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_heap() {
+    const TRIM_THRESHOLD: libc::c_int = 16 << 20;
+    const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+    if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
+        || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+    {
+        return;
+    }
+    // SAFETY: `mallopt` only changes parameters of glibc's allocator, which it applies under
+    // the allocator's own lock; it is called first thing in `main`, before any thread exists.
+    // Its result (1 on success) needs no handling: on failure the defaults stay.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_heap() {}
