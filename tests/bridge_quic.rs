@@ -1,8 +1,9 @@
 //! mqttd to mqttd (README "Bridges"): an edge mqttd bridges to a central mqttd over QUIC,
 //! trusting the central broker's generated certificate; both directions, QoS 0/1/2, retained
 //! flags and prefixes cross. Over QUIC the bridge survives an address change of the edge
-//! (migration), reconnects with 0-RTT, and falls back to MQTTS when QUIC gets no answer. A
-//! message published the moment the edge accepts clients is forwarded.
+//! (migration), reconnects with 0-RTT, falls back to MQTTS when QUIC gets no answer and goes
+//! back to QUIC once it answers again. A message published the moment the edge accepts
+//! clients is forwarded.
 // Test code: a panic is a failed test, not a crashed broker ([lints] in Cargo.toml).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -11,6 +12,8 @@ mod in_process;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use in_process::within;
@@ -384,6 +387,118 @@ async fn over_quic_the_bridge_falls_back_to_mqtts_when_udp_gets_no_answer() {
     let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
     crosses(&edge_pub, &central_sub, "over-mqtts").await;
     drop(silent);
+    edge.shutdown().await;
+    central.shutdown().await;
+}
+
+/// A firewall that blocks UDP and opens later: a relay that drops every datagram while `open`
+/// is false, then relays each client's datagrams to `to` from a socket of its own, and the
+/// answers back.
+struct UdpGate {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn udp_gate(to: SocketAddr) -> UdpGate {
+    use tokio::net::UdpSocket;
+    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = socket.local_addr().unwrap();
+    let open = Arc::new(AtomicBool::new(false));
+    let task = tokio::spawn({
+        let (socket, open) = (socket.clone(), open.clone());
+        async move {
+            let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                if !open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = match upstreams.get(&from) {
+                    Some(up) => up.clone(),
+                    None => {
+                        let up = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                        up.connect(to).await.unwrap();
+                        let (answers, back) = (up.clone(), socket.clone());
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 65_536];
+                            while let Ok(n) = answers.recv(&mut buf).await {
+                                let _ = back.send_to(&buf[..n], from).await;
+                            }
+                        });
+                        upstreams.insert(from, up.clone());
+                        up
+                    }
+                };
+                let _ = upstream.send(&buf[..n]).await;
+            }
+        }
+    });
+    UdpGate { addr, open, task }
+}
+
+/// The transport the central broker sees the bridge on (its peer label's prefix).
+async fn bridge_transport(central: &AppHandle) -> String {
+    let clients = central.server().clients().await.unwrap();
+    let bridge = clients
+        .iter()
+        .find(|c| c.client_id.as_deref() == Some("mqttd-bridge-central"))
+        .expect("the bridge is connected");
+    bridge.peer.split(':').next().unwrap_or_default().to_owned()
+}
+
+/// UDP blocked at first: the bridge comes up over MQTTS and checks every `retry_quic_ms`
+/// whether QUIC answers; while it does not, the bridge stays where it is. Once UDP gets
+/// through, the bridge leaves MQTTS (a normal DISCONNECT, its session kept) for QUIC, and what
+/// is published meanwhile crosses.
+#[tokio::test]
+async fn over_quic_the_bridge_goes_back_to_quic_once_udp_gets_through_again() {
+    let central_dir = tempfile::tempdir().unwrap();
+    let central = start(central_dir.path(), true, "").await;
+    let mqtts = central.server().mqtts_addr().unwrap();
+    let ca = central.server().cert_path().unwrap();
+    let gate = udp_gate(central.quic_addr().unwrap()).await;
+    let fallback = format!(
+        "    fallback: {{transport: mqtts, address: \"{mqtts}\", after_ms: 300, retry_quic_ms: 300}}\n"
+    );
+    let edge_dir = tempfile::tempdir().unwrap();
+    let edge = start(
+        edge_dir.path(),
+        false,
+        &quic_bridge(&format!("\"{}\"", gate.addr), ca, &fallback),
+    )
+    .await;
+    let stats = bridge_until(&edge, "the bridge to come up over MQTTS", |s| s.up).await;
+    assert_eq!((stats.fallback_connects, stats.quic_returns), (1, 0));
+    assert_eq!(bridge_transport(&central).await, "mqtts");
+
+    let central_sub = client(central.tcp_addr().unwrap(), "central-sub").await;
+    central_sub
+        .subscribe("edge1/up/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
+    crosses(&edge_pub, &central_sub, "over-mqtts").await;
+    // Two checks or more while UDP is still blocked: nothing moves.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let stats = edge.bridge_stats()[0].1;
+    assert_eq!((stats.quic_returns, stats.reconnects), (0, 0), "{stats:?}");
+
+    gate.open.store(true, Ordering::SeqCst);
+    edge_pub
+        .publish("up/meanwhile", "m", QoS::AtLeastOnce, false)
+        .await
+        .unwrap();
+    let stats = bridge_until(&edge, "the bridge to move to QUIC", |s| {
+        s.up && s.quic_returns == 1
+    })
+    .await;
+    assert_eq!(stats.fallback_connects, 1, "no second fallback: {stats:?}");
+    let got = collect(&central_sub, 1, "the message published meanwhile").await;
+    assert!(got.contains_key("edge1/up/meanwhile"), "{got:?}");
+    crosses(&edge_pub, &central_sub, "over-quic").await;
+    assert_eq!(bridge_transport(&central).await, "quic");
+    gate.task.abort();
     edge.shutdown().await;
     central.shutdown().await;
 }

@@ -67,6 +67,7 @@ impl Bridges {
                     let quic = remote.quic_stats();
                     stats.zero_rtt_connects = quic.zero_rtt_accepted;
                     stats.fallback_connects = quic.fallback_connections;
+                    stats.quic_returns = quic.quic_returns;
                 }
                 (r.name.clone(), stats)
             })
@@ -290,6 +291,7 @@ fn remote_options(config: &BridgeConfig) -> ClientOptions {
         server: f.address.clone(),
         port: f.port,
         after: Duration::from_millis(f.after_ms),
+        retry_quic: (f.retry_quic_ms > 0).then(|| Duration::from_millis(f.retry_quic_ms)),
     });
     options.username = config.username.clone();
     options.password = config.password.clone().map(Into::into);

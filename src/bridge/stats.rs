@@ -39,6 +39,8 @@ pub struct BridgeStatsSnapshot {
     pub zero_rtt_connects: u64,
     /// QUIC: connections made over the fallback transport because QUIC got no answer.
     pub fallback_connects: u64,
+    /// QUIC: connections moved from the fallback back to QUIC once it answered again.
+    pub quic_returns: u64,
 }
 
 impl BridgeStats {
@@ -55,6 +57,7 @@ impl BridgeStats {
             reconnects: get(&self.reconnects),
             zero_rtt_connects: 0,
             fallback_connects: 0,
+            quic_returns: 0,
         }
     }
 

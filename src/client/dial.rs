@@ -92,6 +92,30 @@ impl Dialer {
         }
     }
 
+    /// With a fallback: how often to check whether QUIC answers again while connected over
+    /// the fallback (`Fallback::retry_quic`).
+    pub fn retry_quic(&self) -> Option<Duration> {
+        match self {
+            Dialer::WithFallback { settings, .. } => settings.retry_quic,
+            _ => None,
+        }
+    }
+
+    /// With a fallback: whether a QUIC handshake with `options.server` completes now, within
+    /// the fallback's `after`.
+    pub async fn quic_answers(&self, options: &ClientOptions) -> bool {
+        match self {
+            Dialer::WithFallback { quic, settings, .. } => match quic.as_ref() {
+                Dialer::Quic(q) => {
+                    let within = settings.after.min(options.connect_timeout);
+                    q.handshake_completes(&options.server, within).await
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// One transport, no fallback.
     async fn dial_once(&self, options: &ClientOptions) -> Result<LinkParts, ClientError> {
         let server = options.server.as_str();

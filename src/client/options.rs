@@ -136,10 +136,16 @@ pub struct ClientOptions {
 
 /// A QUIC client's way around a network that blocks UDP: each connection attempt (the first
 /// and every reconnection) tries QUIC first; when QUIC gets no answer within `after`, the same
-/// attempt goes to `server` over `transport` (MQTTS, or TCP), and the connection lives there
-/// until it is lost. A QUIC server that answers with a TLS or ALPN failure is reachable and
-/// does not cause the fallback. [`QuicStats::fallback_connections`](super::QuicStats) counts
-/// the connections made this way.
+/// attempt goes to `server` over `transport` (MQTTS, or TCP). A QUIC server that answers with
+/// a TLS or ALPN failure is reachable and does not cause the fallback.
+/// [`QuicStats::fallback_connections`](super::QuicStats) counts the connections made this way.
+///
+/// With automatic reconnection ([`Reconnect`]) the client does not stay on the fallback for
+/// good: every `retry_quic` it tries a QUIC handshake beside the live connection (no MQTT on
+/// it), and once one completes it ends the fallback connection with a normal DISCONNECT and
+/// reconnects, QUIC first, resuming the session ([`QuicStats::quic_returns`](super::QuicStats)
+/// counts these moves). Without reconnection the connection lives on the fallback until it is
+/// lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fallback {
     /// [`Transport::Mqtts`] (the usual choice) or [`Transport::Tcp`].
@@ -150,16 +156,21 @@ pub struct Fallback {
     pub port: u16,
     /// How long the QUIC attempt may wait for an answer.
     pub after: Duration,
+    /// While connected over the fallback, how often to check whether QUIC answers again (with
+    /// [`Reconnect`] only); `None`: stay on the fallback until the connection is lost.
+    pub retry_quic: Option<Duration>,
 }
 
 impl Fallback {
-    /// MQTTS with `tls` on the QUIC server's host, port 8883, after 3 s of silence.
+    /// MQTTS with `tls` on the QUIC server's host, port 8883, after 3 s of silence; QUIC
+    /// tried again every minute.
     pub fn mqtts(tls: QuicOptions) -> Fallback {
         Fallback {
             transport: Transport::Mqtts(tls),
             server: None,
             port: DEFAULT_MQTTS_PORT,
             after: Duration::from_secs(3),
+            retry_quic: Some(Duration::from_secs(60)),
         }
     }
 

@@ -119,12 +119,32 @@ impl QuicDialer {
         Err(first_error.unwrap_or_else(|| quic_error(server, "no address to connect to".into())))
     }
 
-    /// Connects to `addr` (named `server` in messages) and opens the first stream.
-    pub async fn connect(
+    /// Whether a QUIC handshake with `server` completes now (with our ALPN), within
+    /// `timeout`: the check of a client on its fallback ([`super::Fallback::retry_quic`]). No
+    /// early data, no stream; the connection is closed at once with the normal code.
+    pub async fn handshake_completes(&self, server: &str, timeout: std::time::Duration) -> bool {
+        let attempt = async {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(server).await.ok()?.collect();
+            let addr = *addrs.iter().find(|a| a.is_ipv4()).or(addrs.first())?;
+            let (_endpoint, connecting) = self.start(server, addr).ok()?;
+            let connection = connecting.await.ok()?;
+            let ours = connection
+                .handshake_data()
+                .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                .and_then(|d| d.protocol)
+                .is_some_and(|alpn| alpn == MQTT_ALPN);
+            connection.close(0u32.into(), b"");
+            Some(ours)
+        };
+        matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
+    }
+
+    /// The endpoint (shared or a new one) and the handshake toward `addr`.
+    fn start(
         &self,
         server: &str,
         addr: SocketAddr,
-    ) -> Result<QuicConnection, ClientError> {
+    ) -> Result<(quinn::Endpoint, quinn::Connecting), ClientError> {
         let bind: SocketAddr = if addr.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -152,6 +172,16 @@ impl QuicDialer {
                 format!("cannot start the QUIC handshake with {name:?}: {e}"),
             )
         })?;
+        Ok((endpoint, connecting))
+    }
+
+    /// Connects to `addr` (named `server` in messages) and opens the first stream.
+    pub async fn connect(
+        &self,
+        server: &str,
+        addr: SocketAddr,
+    ) -> Result<QuicConnection, ClientError> {
+        let (endpoint, connecting) = self.start(server, addr)?;
         let connecting = if self.zero_rtt {
             match connecting.into_0rtt() {
                 // A ticket for this server: CONNECT goes out with the first flight. The ALPN

@@ -144,6 +144,9 @@ pub struct QuicStats {
     /// Connections made over [`Fallback`](super::Fallback)'s transport because QUIC got no
     /// answer.
     pub fallback_connections: u64,
+    /// Connections moved from the fallback back to QUIC once QUIC answered again
+    /// ([`Fallback::retry_quic`](super::Fallback)).
+    pub quic_returns: u64,
 }
 
 /// [`QuicStats`] as the tasks of a connection update it.
@@ -158,6 +161,7 @@ pub(crate) struct Counters {
     pub zero_rtt_accepted: AtomicU64,
     pub zero_rtt_rejected: AtomicU64,
     pub fallback_connections: AtomicU64,
+    pub quic_returns: AtomicU64,
 }
 
 impl Counters {
@@ -177,6 +181,7 @@ impl Counters {
             zero_rtt_accepted: get(&self.zero_rtt_accepted),
             zero_rtt_rejected: get(&self.zero_rtt_rejected),
             fallback_connections: get(&self.fallback_connections),
+            quic_returns: get(&self.quic_returns),
         }
     }
 }

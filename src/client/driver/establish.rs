@@ -196,6 +196,14 @@ impl Driver {
         if fallback {
             Counters::add(&counters.fallback_connections, 1);
         }
+        // Checks for QUIC's return need automatic reconnection to move the session.
+        let every = self
+            .options
+            .fallback
+            .as_ref()
+            .and_then(|f| f.retry_quic)
+            .filter(|_| self.redial.is_some());
+        self.quic_return.connected(fallback, every, Instant::now());
         Ok(connected)
     }
 }

@@ -9,6 +9,7 @@
 
 mod closing;
 mod establish;
+mod quic_return;
 mod redial;
 
 use std::sync::{Arc, Mutex};
@@ -221,6 +222,8 @@ pub(crate) struct Driver {
     loss: String,
     /// Automatic reconnection, when configured (`ClientOptions::reconnect`).
     redial: Option<Redial>,
+    /// On a fallback connection: when to check whether QUIC answers again.
+    quic_return: quic_return::QuicReturn,
 }
 
 impl Driver {
@@ -250,6 +253,7 @@ impl Driver {
             connected: None,
             loss: "not connected".into(),
             redial: None,
+            quic_return: Default::default(),
         }
     }
 
@@ -353,6 +357,8 @@ impl Driver {
             let backlog = self.inboxes.has_backlog();
             let shared = self.shared.clone();
             let redial_at = self.redial.as_ref().and_then(|r| r.at);
+            let quic_check_at = self.quic_return.at;
+            let checking = self.quic_return.check.is_some();
             tokio::select! {
                 command = commands.recv(), if !busy => match command {
                     Some(command) => {
@@ -396,6 +402,10 @@ impl Driver {
                 }
                 _ = drained(unwritten), if busy => {}
                 _ = sleep_until(redial_at), if redial_at.is_some() => self.redial().await,
+                _ = sleep_until(quic_check_at), if quic_check_at.is_some() => self.check_quic(),
+                answered = quic_return::checked(&mut self.quic_return.check), if checking => {
+                    self.quic_checked(answered).await
+                }
             }
         }
     }
@@ -703,6 +713,7 @@ impl Driver {
 
     fn end_connection(&mut self, error: ClientError) {
         self.shared.up.send_replace(false);
+        self.quic_return.stop();
         if let Some(redial) = &mut self.redial {
             redial.schedule(Instant::now());
         }
@@ -743,6 +754,7 @@ impl Driver {
         }
         self.loss = "the client disconnected".into();
         self.shared.up.send_replace(false);
+        self.quic_return.stop();
         if let Some(redial) = &mut self.redial {
             redial.at = None;
         }

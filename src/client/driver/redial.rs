@@ -18,7 +18,9 @@ use crate::client::types::Subscription;
 pub(crate) struct Redial {
     reconnect: Reconnect,
     /// `options.server` first, then the alternates: the options to dial with and their dialer.
-    servers: Vec<(ClientOptions, Arc<Dialer>)>,
+    pub(super) servers: Vec<(ClientOptions, Arc<Dialer>)>,
+    /// Index in `servers` of the current (or last) connection's server.
+    pub(super) connected_to: usize,
     /// Failed attempts since the last connection.
     pub(super) attempt: u32,
     /// When to dial next; `None` while connected (or closed).
@@ -46,6 +48,7 @@ impl Redial {
         Ok(Some(Redial {
             reconnect,
             servers,
+            connected_to: 0,
             attempt: 0,
             at: None,
             subscriptions: Vec::new(),
@@ -91,6 +94,7 @@ impl Driver {
                 tracing::info!(server = %options.server, session_present = connected.session_present, "reconnected");
                 if let Some(redial) = &mut self.redial {
                     redial.attempt = 0;
+                    redial.connected_to = index;
                     if !connected.session_present {
                         let now = Instant::now();
                         for subscription in redial.subscriptions.clone() {

@@ -72,6 +72,10 @@ pub struct BridgeFallback {
     pub port: u16,
     #[serde(default = "default_fallback_after")]
     pub after_ms: u64,
+    /// While on the fallback, try QUIC again this often and move back when it answers (a
+    /// normal DISCONNECT, then a reconnection that resumes the session); 0: never.
+    #[serde(default = "default_retry_quic")]
+    pub retry_quic_ms: u64,
 }
 
 fn default_fallback_transport() -> BridgeTransport {
@@ -84,6 +88,10 @@ fn default_fallback_port() -> u16 {
 
 fn default_fallback_after() -> u64 {
     3000
+}
+
+fn default_retry_quic() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -427,9 +435,14 @@ mod tests {
         .unwrap();
         let f = fallback[0].fallback.as_ref().unwrap();
         assert_eq!(
-            (f.transport, f.port, f.after_ms),
-            (BridgeTransport::Mqtts, 8883, 500)
+            (f.transport, f.port, f.after_ms, f.retry_quic_ms),
+            (BridgeTransport::Mqtts, 8883, 500, 60_000)
         );
+        let never = parse(
+            "- name: x\n  addresses: [\"h:1884\"]\n  transport: quic\n  fallback: {retry_quic_ms: 0}\n  topics: [{pattern: a}]\n",
+        )
+        .unwrap();
+        assert_eq!(never[0].fallback.as_ref().unwrap().retry_quic_ms, 0);
     }
 
     #[test]
