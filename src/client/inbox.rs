@@ -128,6 +128,15 @@ impl Inboxes {
         due
     }
 
+    /// The connection was ended on purpose to be made again at once (back to QUIC after a
+    /// fallback): waiting messages were never acknowledged and the server sends them again,
+    /// so they are dropped here, without telling the application anything.
+    pub fn forget_backlog(&mut self) {
+        for inbox in self.map.values_mut() {
+            forget_resent(&mut inbox.backlog);
+        }
+    }
+
     /// The connection ended: waiting messages were never acknowledged, so the server sends
     /// them again if the session is resumed; they are dropped here. Data streams' queues end
     /// with a connection-lost error; the control stream's gets `error` and stays open for the
@@ -144,10 +153,115 @@ impl Inboxes {
             self.close(stream, ClientError::ConnectionLost(reason.clone()));
         }
         if let Some(control) = self.map.get_mut(&StreamKey::CONTROL) {
-            control.backlog.clear();
-            if let Err(TrySendError::Full(item)) = control.tx.try_send(Err(error)) {
+            forget_resent(&mut control.backlog);
+            if !control.backlog.is_empty() {
+                // After the messages still owed to the application, in order.
+                control.backlog.push_back((Err(error), None));
+            } else if let Err(TrySendError::Full(item)) = control.tx.try_send(Err(error)) {
                 control.backlog.push_back((item, None));
             }
         }
+    }
+}
+
+/// Drops from a backlog what the server sends again on the next connection: the messages
+/// whose acknowledgement the client sends once they are queued (it never went out). With
+/// manual acknowledgements (no token here: the application acknowledges) a message stays: the
+/// state machine keeps it owed across the reconnection and does not deliver the server's
+/// retransmission again [MQTT-4.3.3-10], so dropping it here would lose it. QoS 0 messages
+/// stay too (nothing sends them again).
+fn forget_resent(backlog: &mut VecDeque<(Inbound, Option<AckToken>)>) {
+    backlog.retain(|(_, ack)| ack.is_none());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Properties;
+
+    fn message(topic: &'static str, qos: QoS) -> ReceivedMessage {
+        ReceivedMessage {
+            topic: bytestring::ByteString::from_static(topic),
+            payload: bytes::Bytes::new(),
+            qos,
+            retain: false,
+            dup: false,
+            properties: Properties::default(),
+            ack: None,
+        }
+    }
+
+    fn token(packet_id: u16) -> AckToken {
+        AckToken {
+            stream: StreamKey::CONTROL,
+            packet_id,
+            qos: QoS::AtLeastOnce,
+            epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_keeps_the_messages_the_application_still_owes() {
+        // Room for one in the queue, QoS 0 waits up to 8 behind it.
+        let mut inboxes = Inboxes::new(8);
+        let (tx, mut rx) = mpsc::channel(1);
+        inboxes.insert(StreamKey::CONTROL, tx);
+        // The queue holds one; the rest waits: an automatically acknowledged QoS 1 message
+        // (its PUBACK not sent), a manually acknowledged one, a QoS 0 one.
+        assert!(inboxes
+            .deliver(StreamKey::CONTROL, message("first", QoS::AtMostOnce), None)
+            .is_none());
+        let auto = Some(token(1));
+        assert!(inboxes
+            .deliver(StreamKey::CONTROL, message("auto", QoS::AtLeastOnce), auto)
+            .is_none());
+        let manual = message("manual", QoS::AtLeastOnce);
+        assert!(inboxes.deliver(StreamKey::CONTROL, manual, None).is_none());
+        assert!(inboxes
+            .deliver(StreamKey::CONTROL, message("zero", QoS::AtMostOnce), None)
+            .is_none());
+        inboxes.connection_lost(ClientError::ConnectionLost("gone".into()));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            inboxes.drain();
+            match rx.try_recv().expect("a queued item") {
+                Ok(m) => seen.push(m.topic.to_string()),
+                Err(e) => seen.push(format!("error: {e}")),
+            }
+        }
+        assert_eq!(seen[..3], ["first", "manual", "zero"]);
+        assert!(seen[3].starts_with("error: "), "{seen:?}");
+    }
+
+    #[test]
+    fn a_planned_reconnection_forgets_only_what_comes_again() {
+        let mut inboxes = Inboxes::new(1);
+        let (tx, mut rx) = mpsc::channel(1);
+        inboxes.insert(StreamKey::CONTROL, tx);
+        inboxes.deliver(StreamKey::CONTROL, message("first", QoS::AtMostOnce), None);
+        inboxes.deliver(
+            StreamKey::CONTROL,
+            message("auto", QoS::AtLeastOnce),
+            Some(token(1)),
+        );
+        inboxes.deliver(
+            StreamKey::CONTROL,
+            message("manual", QoS::AtLeastOnce),
+            None,
+        );
+        inboxes.forget_backlog();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            inboxes.drain();
+            seen.push(
+                rx.try_recv()
+                    .expect("queued")
+                    .expect("a message")
+                    .topic
+                    .to_string(),
+            );
+        }
+        assert_eq!(seen, ["first", "manual"]);
+        assert!(rx.try_recv().is_err(), "nothing else, and no error");
     }
 }

@@ -81,6 +81,8 @@ impl Driver {
         tracing::info!(server = %options.server, "QUIC answers again: leaving the fallback connection for QUIC");
         Counters::add(&self.shared.counters.quic_returns, 1);
         self.disconnect().await;
+        // As after a loss: what waited unacknowledged comes again on the next connection.
+        self.inboxes.forget_backlog();
         if let Some(redial) = &mut self.redial {
             // The same server again, at once.
             redial.attempt = u32::try_from(redial.connected_to).unwrap_or(0);
