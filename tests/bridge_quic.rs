@@ -263,6 +263,17 @@ async fn bridge_until(
     .await
 }
 
+/// A subscriber to the forwarded `edge1/up/#` at the central broker, and a publisher at the edge.
+async fn up_observers(central: &AppHandle, edge: &AppHandle) -> (Client, Client) {
+    let central_sub = client(central.tcp_addr().unwrap(), "central-sub").await;
+    central_sub
+        .subscribe("edge1/up/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
+    (central_sub, edge_pub)
+}
+
 /// Publishes `up/<name>` at the edge (QoS 1) and waits for it centrally.
 async fn crosses(edge_pub: &Client, central_sub: &Client, name: &str) {
     edge_pub
@@ -379,12 +390,7 @@ async fn over_quic_the_bridge_falls_back_to_mqtts_when_udp_gets_no_answer() {
     let stats = bridge_until(&edge, "the bridge to come up over MQTTS", |s| s.up).await;
     assert_eq!(stats.fallback_connects, 1, "{stats:?}");
 
-    let central_sub = client(central.tcp_addr().unwrap(), "central-sub").await;
-    central_sub
-        .subscribe("edge1/up/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
+    let (central_sub, edge_pub) = up_observers(&central, &edge).await;
     crosses(&edge_pub, &central_sub, "over-mqtts").await;
     drop(silent);
     edge.shutdown().await;
@@ -472,12 +478,7 @@ async fn over_quic_the_bridge_goes_back_to_quic_once_udp_gets_through_again() {
     assert_eq!((stats.fallback_connects, stats.quic_returns), (1, 0));
     assert_eq!(bridge_transport(&central).await, "mqtts");
 
-    let central_sub = client(central.tcp_addr().unwrap(), "central-sub").await;
-    central_sub
-        .subscribe("edge1/up/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let edge_pub = client(edge.tcp_addr().unwrap(), "edge-pub").await;
+    let (central_sub, edge_pub) = up_observers(&central, &edge).await;
     crosses(&edge_pub, &central_sub, "over-mqtts").await;
     // Two checks or more while UDP is still blocked: nothing moves.
     tokio::time::sleep(Duration::from_millis(1200)).await;
