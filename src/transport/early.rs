@@ -3,6 +3,9 @@
 //! (`RecvStream::is_0rtt`) gets a *gate* between its reader and the broker task that feeds the
 //! stream's packets and the handshake's progress to an [`EarlyStream`] and forwards what it
 //! says; while it holds packets the gate reads nothing more, so QUIC flow control bounds them.
+//! Once the handshake has settled and nothing is held, the gate forwards what it already took
+//! and lets go: the reader sends straight to the broker task from then on ([`StreamEvents`]),
+//! so a connection that resumed with 0-RTT pays no extra task hop per read for its life.
 //!
 //! quinn 0.11: on the server, `ZeroRttAccepted` resolves `false` even when 0-RTT was used; it
 //! is read as "the handshake is done" (or the connection failed: `close_reason` tells which).
@@ -13,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::broker::early::Handshake;
 use crate::broker::early::{EarlyCounts, EarlyPolicy, EarlyStep, EarlyStream};
@@ -124,25 +127,26 @@ impl EarlyData {
         EarlyData::new(ZeroRtt::Off, handshake, stats)
     }
 
-    /// The sender a stream's reader hands its events to: `events` itself, or a gate in front
-    /// of it for a stream opened in 0-RTT (the gate passes everything at once when the
-    /// handshake is already confirmed, and counts). Every event of the stream (its end too)
-    /// must go through the returned sender, so the broker sees them in order.
+    /// Where a stream's reader sends its events: `events` itself, or a gate in front of it
+    /// for a stream opened in 0-RTT (the gate passes everything at once when the handshake is
+    /// already confirmed, and counts). Every event of the stream (its end too) must go through
+    /// the returned [`StreamEvents`], so the broker sees them in order.
     pub fn stream_events(
         &self,
         conn: ConnId,
         is_0rtt: bool,
         events: &mpsc::Sender<Event>,
-    ) -> mpsc::Sender<Event> {
+    ) -> StreamEvents {
         let policy = match self.policy {
-            _ if !is_0rtt => return events.clone(),
-            ZeroRtt::Off => return events.clone(),
+            _ if !is_0rtt => return StreamEvents::Direct(events.clone()),
+            ZeroRtt::Off => return StreamEvents::Direct(events.clone()),
             ZeroRtt::Safe => EarlyPolicy::Safe,
             ZeroRtt::Full => EarlyPolicy::Full,
         };
         // Capacity 1: while the gate holds packets it stops reading, so the reader stops, and
         // QUIC flow control stops the client: held data is bounded by the receive windows.
         let (tx, rx) = mpsc::channel(1);
+        let (released_tx, released) = oneshot::channel();
         tokio::spawn(gate(
             conn,
             rx,
@@ -150,8 +154,66 @@ impl EarlyData {
             self.handshake.clone(),
             EarlyStream::new(policy),
             self.stats.clone(),
+            released_tx,
         ));
-        tx
+        StreamEvents::Gated {
+            gate: tx,
+            direct: events.clone(),
+            released,
+        }
+    }
+}
+
+/// The way from a stream's reader to the broker task: straight, or through the stream's 0-RTT
+/// gate until the gate lets go.
+pub enum StreamEvents {
+    Direct(mpsc::Sender<Event>),
+    Gated {
+        gate: mpsc::Sender<Event>,
+        /// The broker task's sender, for after the gate.
+        direct: mpsc::Sender<Event>,
+        /// Resolves once the gate has forwarded everything it took; an error if it ended
+        /// without letting go.
+        released: oneshot::Receiver<()>,
+    },
+}
+
+impl StreamEvents {
+    /// Sends `event` on, in order with every earlier one; an error when the broker task (or
+    /// the gate, before letting go) is gone.
+    pub async fn send(&mut self, event: Event) -> Result<(), mpsc::error::SendError<Event>> {
+        let event = match self {
+            StreamEvents::Direct(tx) => return tx.send(event).await,
+            StreamEvents::Gated { gate, released, .. } => match gate.send(event).await {
+                Ok(()) => return Ok(()),
+                // The gate closed its end: once what it took is forwarded, straight on. A gate
+                // that ended without letting go (the connection failed) ends the stream too:
+                // nothing may pass around what it held.
+                Err(mpsc::error::SendError(event)) => match released.await {
+                    Ok(()) => event,
+                    Err(_) => return Err(mpsc::error::SendError(event)),
+                },
+            },
+        };
+        if let StreamEvents::Gated { direct, .. } = self {
+            *self = StreamEvents::Direct(direct.clone());
+        }
+        match self {
+            StreamEvents::Direct(tx) => tx.send(event).await,
+            StreamEvents::Gated { .. } => Err(mpsc::error::SendError(event)),
+        }
+    }
+
+    /// Whether events still go through a gate (tests).
+    #[cfg(test)]
+    fn gated(&self) -> bool {
+        matches!(self, StreamEvents::Gated { .. })
+    }
+}
+
+impl super::stream::EventSink for &mut StreamEvents {
+    async fn send(&mut self, event: Event) -> Result<(), ()> {
+        StreamEvents::send(self, event).await.map_err(|_| ())
     }
 }
 
@@ -187,6 +249,7 @@ async fn gate(
     mut handshake: watch::Receiver<Handshake>,
     mut early: EarlyStream,
     stats: Arc<QuicStats>,
+    released: oneshot::Sender<()>,
 ) {
     let mut steps = Vec::new();
     // The stream the packets come from (held ones are sent on settling).
@@ -200,6 +263,31 @@ async fn gate(
             if !forward(conn, stream, &mut steps, 0, &events).await {
                 return;
             }
+        }
+        if settled && !early.holding() {
+            // Nothing left to judge: forward what is already in the channel, then let the
+            // reader send straight to the broker task (`StreamEvents::send`).
+            rx.close();
+            while let Some(event) = rx.recv().await {
+                let Event::Packets {
+                    stream: from,
+                    packets,
+                    read,
+                    ..
+                } = event
+                else {
+                    if events.send(event).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                stats.record(early.read(packets, &mut steps));
+                if !forward(conn, from, &mut steps, read, &events).await {
+                    return;
+                }
+            }
+            let _ = released.send(());
+            return;
         }
         if early.holding() {
             // Read nothing more until the handshake settles.
@@ -315,7 +403,7 @@ mod tests {
         let (hs_tx, hs_rx) = watch::channel(Handshake::Pending);
         let stats = Arc::new(QuicStats::default());
         let early = EarlyData::new(ZeroRtt::Safe, hs_rx, stats.clone());
-        let events = early.stream_events(ConnId(1), true, &broker_tx);
+        let mut events = early.stream_events(ConnId(1), true, &broker_tx);
         events
             .send(packets(vec![
                 connect(true),
@@ -350,7 +438,7 @@ mod tests {
         let (hs_tx, hs_rx) = watch::channel(Handshake::Pending);
         let stats = Arc::new(QuicStats::default());
         let early = EarlyData::new(ZeroRtt::Safe, hs_rx, stats.clone());
-        let events = early.stream_events(ConnId(1), true, &broker_tx);
+        let mut events = early.stream_events(ConnId(1), true, &broker_tx);
         events
             .send(packets(vec![connect(false), publish(QoS::ExactlyOnce, 1)]))
             .await
@@ -368,7 +456,7 @@ mod tests {
         let (_hs_tx, hs_rx) = watch::channel(Handshake::Pending);
         let stats = Arc::new(QuicStats::default());
         let early = EarlyData::new(ZeroRtt::Full, hs_rx.clone(), stats.clone());
-        let events = early.stream_events(ConnId(1), true, &broker_tx);
+        let mut events = early.stream_events(ConnId(1), true, &broker_tx);
         events
             .send(packets(vec![connect(true), publish(QoS::AtLeastOnce, 1)]))
             .await
@@ -377,12 +465,49 @@ mod tests {
         assert_eq!(stats.snapshot().zero_rtt_connects, 1);
 
         let safe = EarlyData::new(ZeroRtt::Safe, hs_rx, stats);
-        let events = safe.stream_events(ConnId(1), false, &broker_tx);
+        let mut events = safe.stream_events(ConnId(1), false, &broker_tx);
         events
             .send(packets(vec![publish(QoS::AtLeastOnce, 2)]))
             .await
             .unwrap();
         assert_eq!(drain(&mut broker_rx).await, ["PUBLISH1"]);
+    }
+
+    #[tokio::test]
+    async fn once_the_handshake_settled_the_gate_lets_go_and_the_order_holds() {
+        let (broker_tx, mut broker_rx) = mpsc::channel(16);
+        let (hs_tx, hs_rx) = watch::channel(Handshake::Pending);
+        let early = EarlyData::new(ZeroRtt::Safe, hs_rx, Arc::new(QuicStats::default()));
+        let mut events = early.stream_events(ConnId(1), true, &broker_tx);
+        events
+            .send(packets(vec![connect(true), publish(QoS::AtLeastOnce, 1)]))
+            .await
+            .unwrap();
+        // Waits in the gate's channel while the QoS 1 PUBLISH is held.
+        events.send(packets(vec![Packet::PingReq])).await.unwrap();
+        hs_tx.send(Handshake::Confirmed).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        events
+            .send(packets(vec![publish(QoS::AtMostOnce, 0)]))
+            .await
+            .unwrap();
+        assert!(
+            !events.gated(),
+            "straight to the broker task after the gate"
+        );
+        events.send(Event::Lost { conn: ConnId(1) }).await.unwrap();
+        assert_eq!(
+            drain(&mut broker_rx).await,
+            [
+                "HoldWill",
+                "CONNECT",
+                "Confirmed",
+                "PUBLISH1",
+                "PINGREQ",
+                "PUBLISH0",
+                "Lost"
+            ]
+        );
     }
 
     /// The bytes read for what passes here go on to the broker task with the first packets
@@ -393,7 +518,7 @@ mod tests {
         let (broker_tx, mut broker_rx) = mpsc::channel(16);
         let (hs_tx, hs_rx) = watch::channel(Handshake::Pending);
         let early = EarlyData::new(ZeroRtt::Safe, hs_rx, Arc::new(QuicStats::default()));
-        let events = early.stream_events(ConnId(1), true, &broker_tx);
+        let mut events = early.stream_events(ConnId(1), true, &broker_tx);
         let reads = [
             (vec![connect(true)], 50),
             (vec![publish(QoS::AtLeastOnce, 1)], 300), // held until the handshake

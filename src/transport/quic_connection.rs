@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::app_error;
-use super::early::EarlyData;
+use super::early::{EarlyData, StreamEvents};
 use super::login::{LoginContext, LoginGate};
 use super::migration::{Observed, PeerPath};
 use super::quic_datagrams;
@@ -187,7 +187,7 @@ impl QuicConnection {
     ) {
         let conn = self.conn;
         // Every event of the stream goes through its 0-RTT gate (early.rs), in order.
-        let events = self
+        let mut events = self
             .early
             .stream_events(conn, recv.inner().is_0rtt(), &self.events);
         // Mutual TLS: quinn/rustls verified the client's chain against tls.client_ca (0-RTT
@@ -208,7 +208,7 @@ impl QuicConnection {
             conn,
             StreamId::CONTROL,
             &mut self.path.observe(&mut recv),
-            &events,
+            &mut events,
             self.settings.max_packet_size,
             &mut version,
             // qlog with a client id filter: the CONNECT decides whether the trace is kept.
@@ -390,7 +390,7 @@ async fn read_data_stream(
     conn: ConnId,
     stream: StreamId,
     mut recv: Observed<Prefixed<RecvStream>>,
-    events: mpsc::Sender<Event>,
+    mut events: StreamEvents,
     max_packet_size: u32,
     version: ProtocolVersion,
     outbox: Arc<Outbox>,
@@ -400,7 +400,7 @@ async fn read_data_stream(
         conn,
         stream,
         &mut recv,
-        &events,
+        &mut events,
         max_packet_size,
         &mut version,
         |_| {},
@@ -436,13 +436,13 @@ async fn read_uni_stream(
     _open: super::quic_registry::OpenStream,
     conn: ConnId,
     mut recv: Observed<Prefixed<RecvStream>>,
-    events: mpsc::Sender<Event>,
+    mut events: StreamEvents,
     max_packet_size: u32,
     version: ProtocolVersion,
     outbox: Arc<Outbox>,
 ) {
     let (filtered, rx) = mpsc::channel::<Event>(16);
-    let events = &events;
+    let events = &mut events;
     // Owns `rx`: when it stops forwarding, the reader's next send fails and it stops too.
     let forward = async move {
         let mut rx = rx;

@@ -94,6 +94,19 @@ async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
     let _ = tokio::time::timeout(LINGER, discard).await;
 }
 
+/// Where a read loop sends what it decoded: the broker task's channel itself, or a QUIC
+/// stream's way to it through its 0-RTT gate (`early::StreamEvents`). An error: the broker
+/// task is gone.
+pub(crate) trait EventSink {
+    async fn send(&mut self, event: Event) -> Result<(), ()>;
+}
+
+impl EventSink for &mpsc::Sender<Event> {
+    async fn send(&mut self, event: Event) -> Result<(), ()> {
+        mpsc::Sender::send(self, event).await.map_err(|_| ())
+    }
+}
+
 /// How a read loop ended.
 pub enum ReadEnd {
     /// End of stream, reset or I/O error.
@@ -109,11 +122,11 @@ pub enum ReadEnd {
 /// is shown to `on_connect`). On the stream that carries CONNECT, `login` judges its credentials
 /// and the verdict goes to the broker just ahead of the packets (`super::login`).
 #[allow(clippy::too_many_arguments)]
-pub async fn read_packets<R: AsyncRead + Unpin>(
+pub(crate) async fn read_packets<R: AsyncRead + Unpin>(
     conn: ConnId,
     stream: StreamId,
     reader: &mut R,
-    events: &mpsc::Sender<Event>,
+    mut events: impl EventSink,
     max_packet_size: u32,
     version: &mut Option<ProtocolVersion>,
     mut on_connect: impl FnMut(&codec::Connect),
