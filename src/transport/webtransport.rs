@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use web_transport_quinn::{Request, Session};
@@ -177,7 +177,7 @@ async fn serve_session(
             for transmit in batch.transmits {
                 version.get_or_insert(transmit.version);
                 if transmit.stream == StreamId::DATAGRAM {
-                    let (sent, fallback) = send_datagrams(&session, &transmit);
+                    let (sent, fallback) = send_datagrams(&session, transmit);
                     if sent > 0
                         && events
                             .send(Event::Written { conn, bytes: sent })
@@ -250,15 +250,20 @@ fn is_accepted(packet: &Packet) -> bool {
     matches!(packet, Packet::ConnAck(ack) if ack.code == ReasonCode::SUCCESS)
 }
 
-/// Sends each packet of a datagram transmit as one datagram; returns the bytes sent and what
-/// did not fit (for the stream).
-fn send_datagrams(session: &Session, transmit: &Transmit) -> (usize, BytesMut) {
+/// Sends each packet of a datagram transmit as one datagram (a slice of the broker's buffer,
+/// no copy, as on QUIC); returns the bytes sent and what did not fit (for the stream).
+fn send_datagrams(session: &Session, transmit: Transmit) -> (usize, BytesMut) {
     let mut sent = 0;
     let mut fallback = BytesMut::new();
-    for frame in transmit.frames() {
-        match session.send_datagram(Bytes::copy_from_slice(frame)) {
-            Ok(()) => sent += frame.len(),
-            Err(_) => fallback.extend_from_slice(frame),
+    let mut rest = transmit.bytes.freeze();
+    while let Some(len) = crate::codec::frame_len(&rest) {
+        let frame = rest.split_to(len.min(rest.len()));
+        let size = frame.len();
+        if let Err(e) = session.send_datagram(frame.clone()) {
+            tracing::trace!(error = %e, "WebTransport datagram not sent: on the stream instead");
+            fallback.extend_from_slice(&frame);
+        } else {
+            sent += size;
         }
     }
     (sent, fallback)
