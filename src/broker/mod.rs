@@ -80,6 +80,10 @@ use output::OutputQueue;
 use session::SubEntry;
 use timers::{Timer, Timers};
 
+/// How often idle sessions' large inflight tables are looked at: one found empty at two passes
+/// in a row is given back (`session::Inflights::sweep`), so within 10 to 20 s.
+const INFLIGHT_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Key of a subscription in the trie: one entry per session, stream and filter. A shared
 /// subscription (`$share/group/filter`) is a separate entry from a plain one (4.8.2), and the
 /// same filter subscribed on two QUIC streams is two subscriptions, delivered on both.
@@ -107,6 +111,8 @@ pub struct Broker {
     retained: RetainedStore<SharedMessage>,
     app_subscriptions: SubscriptionTrie<HandlerId, QoS>,
     timers: Timers,
+    /// `Timer::SweepInflights` is scheduled.
+    inflight_sweep: bool,
     out: OutputQueue,
     next_session: u64,
     next_assigned_id: u64,
@@ -158,6 +164,7 @@ impl Broker {
             retained: RetainedStore::default(),
             app_subscriptions: SubscriptionTrie::default(),
             timers: Timers::default(),
+            inflight_sweep: false,
             out: OutputQueue::default(),
             next_session: 1,
             next_assigned_id: 1,
@@ -419,7 +426,18 @@ impl Broker {
                 Timer::PublisherPause(conn) => self.check_publisher_pause(conn, now),
                 Timer::Sys => self.sys_tick(now),
                 Timer::ClusterCheckpoint => self.cluster_checkpoint_due(),
+                Timer::SweepInflights => {
+                    self.inflight_sweep = false;
+                    for session in self.sessions.values_mut_untracked() {
+                        session.inflight.sweep();
+                    }
+                }
             }
+        }
+        if !self.inflight_sweep {
+            self.inflight_sweep = true;
+            self.timers
+                .schedule(now + INFLIGHT_SWEEP_EVERY, Timer::SweepInflights);
         }
         self.reap(now);
     }

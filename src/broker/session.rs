@@ -187,13 +187,14 @@ pub struct Inflights {
     /// handed out in sequence), a removal has nothing to move back.
     displaced: usize,
     next_seq: u64,
-    /// Most flows at once since the table was last allocated: when it empties and is given
-    /// back, the next one starts at the size this needed instead of growing from 8 again
-    /// (a QoS 1 subscriber that drains and refills its window went through five resizes per
-    /// refill, ~1 % of the broker in fan-out QoS 1).
+    /// Most flows at once since the table was last allocated: when it is given back, the next
+    /// one starts at the size this needed instead of growing from 8 again.
     peak: usize,
     /// Slots the next table starts with (0: the smallest).
     regrow: usize,
+    /// Found empty by the last [`Inflights::sweep`] (and nothing inserted since): the next
+    /// one gives the table back.
+    idle: bool,
 }
 
 #[derive(Debug)]
@@ -203,8 +204,8 @@ struct InflightSlot {
     flow: Inflight,
 }
 
-/// Tables up to this many slots are kept when they empty (a busy session refills them at
-/// once); larger ones are given back.
+/// Tables up to this many slots are kept however long they stay empty; larger ones are given
+/// back once they stayed empty from one [`Inflights::sweep`] to the next.
 const KEEP_SLOTS: usize = 64;
 
 // Open addressing: every index is `& self.mask()` of a power-of-two table length (or comes from
@@ -277,6 +278,7 @@ impl Inflights {
         self.next_seq += 1;
         self.len += 1;
         self.peak = self.peak.max(self.len);
+        self.idle = false;
         self.slots[i].as_ref().map(|slot| &slot.flow)
     }
 
@@ -334,13 +336,33 @@ impl Inflights {
                 i = j;
             }
         }
-        if self.len == 0 && self.slots.len() > KEEP_SLOTS {
-            self.slots = Vec::new();
-            self.displaced = 0;
-            // At most half full: what the peak needed, not what a one-off burst grew to.
-            self.regrow = (std::mem::take(&mut self.peak) * 2).next_power_of_two();
-        }
         Some(removed.flow)
+    }
+
+    /// Whether the table holds memory (tests).
+    #[cfg(test)]
+    pub fn allocated(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The broker's periodic pass (`Timer::SweepInflights`): a large table found empty twice
+    /// in a row, with nothing inserted in between, is given back. An emptied table used to be
+    /// freed at once, and a QoS 1 subscriber whose window drains and refills (fan-out at full
+    /// speed) allocated and cleared its 26 KB table every window (~1.5 % of the broker). Now a
+    /// busy session keeps it and an idle one gives it back within two sweeps.
+    pub fn sweep(&mut self) {
+        if self.len > 0 || self.slots.len() <= KEEP_SLOTS {
+            self.idle = false;
+            return;
+        }
+        if !std::mem::replace(&mut self.idle, true) {
+            return;
+        }
+        self.idle = false;
+        self.slots = Vec::new();
+        self.displaced = 0;
+        // At most half full: what the peak needed, not what a one-off burst grew to.
+        self.regrow = (std::mem::take(&mut self.peak) * 2).next_power_of_two();
     }
 
     /// Removes the flow `id` if `ends` says the acknowledgement ends it, in one lookup (the
@@ -629,6 +651,35 @@ mod inflights_tests {
             assert!(table.remove(&id).is_some());
         }
         assert_eq!(table.len(), 0);
+        assert!(
+            !table.slots.is_empty(),
+            "kept until a sweep finds it idle twice"
+        );
+        table.sweep();
+        assert!(
+            !table.slots.is_empty(),
+            "one sweep: maybe between two windows"
+        );
+        table.sweep();
+        assert!(table.slots.is_empty());
+    }
+
+    #[test]
+    fn a_table_in_use_between_two_sweeps_is_kept() {
+        let mut table = Inflights::default();
+        for id in 1..=100 {
+            table.insert_new(id, flow(0));
+        }
+        for id in 1..=100 {
+            table.remove(&id);
+        }
+        table.sweep();
+        // A window refilled and drained again between the sweeps: still busy.
+        table.insert_new(101, flow(0));
+        table.remove(&101);
+        table.sweep();
+        assert_eq!(table.slots.len(), 256);
+        table.sweep();
         assert!(table.slots.is_empty());
     }
 
@@ -640,12 +691,17 @@ mod inflights_tests {
                 table.insert_new(id, flow(0));
             }
         };
+        let give_back = |table: &mut Inflights| {
+            table.sweep();
+            table.sweep();
+            assert!(table.slots.is_empty());
+        };
         fill(&mut table, 1..=100);
         assert_eq!(table.slots.len(), 256);
         for id in 1..=100 {
             table.remove(&id);
         }
-        assert!(table.slots.is_empty());
+        give_back(&mut table);
         // The next window's first flow gets the whole table at once.
         fill(&mut table, 101..=101);
         assert_eq!(table.slots.len(), 256);
@@ -656,10 +712,11 @@ mod inflights_tests {
         }
         // One flow at a time from then on: that window's peak was 1, so after it the table
         // is back to the smallest.
+        give_back(&mut table);
         fill(&mut table, 201..=201);
         assert_eq!(table.slots.len(), 256);
         table.remove(&201);
-        assert!(table.slots.is_empty());
+        give_back(&mut table);
         fill(&mut table, 202..=202);
         assert_eq!(table.slots.len(), 8);
     }

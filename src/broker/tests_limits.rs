@@ -390,3 +390,40 @@ fn a_client_publishing_faster_than_the_limit_is_disconnected_with_0x96() {
     assert!(!h.closed.contains(&old));
     assert_eq!(publishes(&h.recv(sub)).len(), 6);
 }
+
+/// A QoS 1 window that drains keeps its inflight table (the next window refills it at once);
+/// a session that stays idle gives it back at the periodic sweep (10 to 20 s).
+#[test]
+fn a_drained_window_keeps_its_table_until_the_sweep_finds_it_idle_twice() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    let publ = h.connect("pub", V5);
+    for _ in 0..50 {
+        h.publish(publ, "t", "m", QoS::AtLeastOnce, false);
+    }
+    let ids: Vec<u16> = publishes(&h.recv(sub))
+        .iter()
+        .filter_map(|p| p.packet_id)
+        .collect();
+    assert_eq!(ids.len(), 50);
+    for id in ids {
+        h.send(sub, Packet::PubAck(Ack::new(id)));
+    }
+    let allocated = |h: &Harness| {
+        let sid = h.broker.client_ids.get("sub").copied().expect("session");
+        h.broker
+            .sessions
+            .get(&sid)
+            .expect("session")
+            .inflight
+            .allocated()
+    };
+    assert!(allocated(&h), "kept for the next window");
+    h.advance(Duration::from_secs(10));
+    assert!(allocated(&h), "one sweep at most: it may be between two windows");
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(10));
+    }
+    assert!(!allocated(&h), "given back once idle from one sweep to the next");
+}

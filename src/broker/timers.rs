@@ -25,6 +25,8 @@ pub enum Timer {
     Sys,
     /// Cluster session states wait to go out (cluster_session.rs).
     ClusterCheckpoint,
+    /// The periodic pass that gives back idle sessions' large inflight tables.
+    SweepInflights,
 }
 
 #[derive(Debug, Default)]
