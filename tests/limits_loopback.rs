@@ -139,6 +139,37 @@ async fn over_quic_the_connection_past_the_limit_is_refused_before_its_handshake
     }
 }
 
+/// `limits.max_connection_rate_per_address` over QUIC: past the rate, a connection is refused
+/// before its handshake too (the broker's own check at CONNECT still counts every transport).
+#[tokio::test]
+async fn over_quic_a_connection_past_the_rate_is_refused_before_its_handshake() {
+    use mqttd::client::{Client, ClientOptions, QuicOptions, Transport};
+    // One per second: a second connection within that second is past the rate (the margin
+    // is the whole second, for a loaded machine).
+    let b = in_process::start(|config| config.limits.max_connection_rate_per_address = 1).await;
+    let connect = |id: &'static str| {
+        let options = ClientOptions::new(b.quic.to_string())
+            .transport(Transport::Quic(QuicOptions {
+                ca_file: Some(b.cert.clone()),
+                insecure: false,
+                server_name: None,
+            }))
+            .client_id(id);
+        async move { in_process::within(WAIT, id, Client::connect(options)).await }
+    };
+    let (_first, _) = connect("r1").await.expect("first QUIC connection");
+    assert!(
+        connect("r2").await.is_err(),
+        "a second at once is past the rate"
+    );
+    assert_eq!(b.server.quic_stats().refused_before_handshake, 1);
+    let metrics = b.server.metrics().await.unwrap();
+    assert_eq!(
+        metrics.connections_rate_limited, 0,
+        "the broker never saw it: no handshake, no CONNECT"
+    );
+}
+
 /// `quic.address_validation`: every new QUIC connection is answered with a Retry first; the
 /// bundled client follows it (one more round trip) and works as usual.
 #[tokio::test]

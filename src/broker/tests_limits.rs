@@ -421,9 +421,15 @@ fn a_drained_window_keeps_its_table_until_the_sweep_finds_it_idle_twice() {
     };
     assert!(allocated(&h), "kept for the next window");
     h.advance(Duration::from_secs(10));
-    assert!(allocated(&h), "one sweep at most: it may be between two windows");
+    assert!(
+        allocated(&h),
+        "one sweep at most: it may be between two windows"
+    );
     for _ in 0..3 {
         h.advance(Duration::from_secs(10));
     }
-    assert!(!allocated(&h), "given back once idle from one sweep to the next");
+    assert!(
+        !allocated(&h),
+        "given back once idle from one sweep to the next"
+    );
 }

@@ -8,20 +8,32 @@
 //! new one *before* the handshake, with QUIC's CONNECTION_REFUSED and no TLS work, when its
 //! address, or the listener as a whole, already holds as many as those limits allow. Below them
 //! nothing changes: the broker's count, which includes TCP and MQTTS, still decides with CONNACK.
+//!
+//! `limits.max_connection_rate_per_address` is applied here too, for the same reason: an address
+//! opening QUIC connections faster than it allows is refused before the handshake instead of
+//! after it (the broker's own check, at CONNECT, still counts every transport together).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ahash::AHashMap;
 
 use crate::config::Limits;
+use crate::rate::TokenBucket;
+
+/// Addresses whose connection rate is tracked at once; past it, those that have not connected
+/// lately are forgotten (a full bucket is what a new one would be), as in the broker.
+const MAX_RATE_ENTRIES: usize = 65_536;
 
 #[derive(Debug)]
 pub struct Admission {
     max_total: usize,
     /// 0: no limit per address.
     max_per_address: usize,
+    /// New connections per second per address; 0: no limit.
+    rate: u32,
     live: Mutex<Live>,
     refused: AtomicU64,
 }
@@ -30,6 +42,7 @@ pub struct Admission {
 struct Live {
     total: usize,
     per_address: AHashMap<IpAddr, usize>,
+    rates: AHashMap<IpAddr, TokenBucket>,
 }
 
 /// A connection's place in the count; given back when dropped (the connection's task ends).
@@ -44,17 +57,20 @@ impl Admission {
         Admission {
             max_total: limits.max_connections,
             max_per_address: limits.max_connections_per_address,
+            rate: limits.max_connection_rate_per_address,
             live: Mutex::default(),
             refused: AtomicU64::new(0),
         }
     }
 
-    /// A ticket for a new connection from `ip`, or `None` when it must be refused.
-    pub fn try_admit(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
+    /// A ticket for a new connection from `ip` arriving at `now`, or `None` when it must be
+    /// refused.
+    pub fn try_admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Option<Ticket> {
         let mut live = self.lock();
         let from_ip = live.per_address.get(&ip).copied().unwrap_or(0);
         if live.total >= self.max_total
             || (self.max_per_address > 0 && from_ip >= self.max_per_address)
+            || !self.within_rate(&mut live, ip, now)
         {
             drop(live);
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -66,6 +82,20 @@ impl Admission {
             admission: self.clone(),
             ip,
         })
+    }
+
+    /// Takes a token of `ip`'s connection rate, if it has one left.
+    fn within_rate(&self, live: &mut Live, ip: IpAddr, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        if live.rates.len() >= MAX_RATE_ENTRIES {
+            live.rates.retain(|_, bucket| !bucket.is_full(now));
+        }
+        live.rates
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.rate, now))
+            .allow(now)
     }
 
     /// Connections refused before their handshake so far.
@@ -96,6 +126,42 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    #[test]
+    fn the_connection_rate_refuses_before_the_handshake_and_refills() {
+        let limits = Limits {
+            max_connection_rate_per_address: 2,
+            ..Limits::default()
+        };
+        let a = Arc::new(Admission::new(&limits));
+        let (one, two): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t = t0();
+        let tickets: Vec<_> = (0..2)
+            .map(|_| a.try_admit(one, t).expect("burst"))
+            .collect();
+        assert!(a.try_admit(one, t).is_none(), "past the rate");
+        assert!(
+            a.try_admit(two, t).is_some(),
+            "another address has its own rate"
+        );
+        drop(tickets);
+        assert!(
+            a.try_admit(one, t).is_none(),
+            "closing does not give tokens back"
+        );
+        let later = t + std::time::Duration::from_millis(500);
+        assert!(
+            a.try_admit(one, later).is_some(),
+            "one token back after 1/rate s"
+        );
+        assert_eq!(a.refused(), 2);
+    }
+
     fn admission(total: usize, per_address: usize) -> Arc<Admission> {
         let limits = Limits {
             max_connections: total,
@@ -110,13 +176,18 @@ mod tests {
         let a = admission(100, 2);
         let (one, two): (IpAddr, IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let t1 = a.try_admit(one).expect("first");
-        let _t2 = a.try_admit(one).expect("second");
-        assert!(a.try_admit(one).is_none(), "third from the same address");
-        let _other = a.try_admit(two).expect("another address is counted apart");
+        let t1 = a.try_admit(one, t0()).expect("first");
+        let _t2 = a.try_admit(one, t0()).expect("second");
+        assert!(
+            a.try_admit(one, t0()).is_none(),
+            "third from the same address"
+        );
+        let _other = a
+            .try_admit(two, t0())
+            .expect("another address is counted apart");
         assert_eq!(a.refused(), 1);
         drop(t1);
-        assert!(a.try_admit(one).is_some(), "a slot came back");
+        assert!(a.try_admit(one, t0()).is_some(), "a slot came back");
     }
 
     #[test]
@@ -124,15 +195,15 @@ mod tests {
         let a = admission(3, 0);
         let tickets: Vec<_> = (1..=3)
             .map(|i| {
-                a.try_admit(format!("10.0.0.{i}").parse().unwrap())
+                a.try_admit(format!("10.0.0.{i}").parse().unwrap(), t0())
                     .expect("below the total")
             })
             .collect();
-        assert!(a.try_admit("10.0.0.9".parse().unwrap()).is_none());
+        assert!(a.try_admit("10.0.0.9".parse().unwrap(), t0()).is_none());
         drop(tickets);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let many: Vec<_> = (0..3)
-            .map(|_| a.try_admit(ip).expect("no per-address limit"))
+            .map(|_| a.try_admit(ip, t0()).expect("no per-address limit"))
             .collect();
         assert_eq!(many.len(), 3);
         assert!(a.lock().per_address.len() == 1);

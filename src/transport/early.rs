@@ -51,7 +51,7 @@ pub struct QuicStatsSnapshot {
     /// Held packets dropped because the handshake never completed.
     pub dropped_packets: u64,
     /// Connections refused before their handshake: their address or the listener was at the
-    /// connection limits (`super::admission`).
+    /// connection limits, or the address past its connection rate (`super::admission`).
     pub refused_before_handshake: u64,
     /// Retry packets sent (`quic.address_validation`).
     pub retries_sent: u64,

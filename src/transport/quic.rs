@@ -139,9 +139,12 @@ pub async fn accept_loop(
             }
             continue;
         }
-        // Past the connection limits: refused before any TLS work (admission.rs).
-        let Some(ticket) = settings.admission.try_admit(incoming.remote_address().ip()) else {
-            tracing::debug!(remote = %incoming.remote_address(), "QUIC connection refused before its handshake: connection limit");
+        // Past the connection limits or rate: refused before any TLS work (admission.rs).
+        let admitted = settings
+            .admission
+            .try_admit(incoming.remote_address().ip(), std::time::Instant::now());
+        let Some(ticket) = admitted else {
+            tracing::debug!(remote = %incoming.remote_address(), "QUIC connection refused before its handshake: connection limit or rate");
             incoming.refuse();
             continue;
         };

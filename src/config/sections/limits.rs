@@ -65,7 +65,7 @@ pub struct Limits {
     pub max_publisher_pause_ms: u64,
     /// New connections one IP address may open per second (burst: as many); beyond it a
     /// CONNECT gets CONNACK 0x9F Connection rate exceeded (3.1.1: return code 3) and the
-    /// connection is closed. 0: no limit. Default 0 (loopback test rigs and load generators
+    /// connection is closed (a QUIC connection is refused before its handshake). 0: no limit. Default 0 (loopback test rigs and load generators
     /// open thousands per second from one address; set it for public listeners).
     pub max_connection_rate_per_address: u32,
     /// PUBLISH packets one connection may send per second (burst: as many); beyond it the
