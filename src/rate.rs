@@ -2,7 +2,49 @@
 //! glue's stream opens and datagrams per connection. `rate` events per second on average,
 //! bursts of up to `rate`. Sans-IO: the caller passes the time.
 
+use std::net::IpAddr;
 use std::time::Instant;
+
+use ahash::AHashMap;
+
+/// Addresses whose rate is tracked at once before idle ones are forgotten (bounds the table a
+/// flood from many addresses can grow).
+const MAX_ADDRESSES: usize = 65_536;
+
+/// A token bucket per IP address (`limits.max_connection_rate_per_address`: the broker at
+/// CONNECT, the QUIC listener before the handshake).
+#[derive(Debug, Default)]
+pub struct RatePerAddress {
+    /// Events per second per address; 0 means no limit.
+    rate: u32,
+    buckets: AHashMap<IpAddr, TokenBucket>,
+}
+
+impl RatePerAddress {
+    pub fn new(rate: u32) -> RatePerAddress {
+        RatePerAddress {
+            rate,
+            buckets: AHashMap::new(),
+        }
+    }
+
+    /// Whether one more event from `ip` is allowed at `now` (and takes its token if so).
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        if self.buckets.len() >= MAX_ADDRESSES {
+            // Addresses that have not been seen lately are forgotten: a full bucket is what a
+            // new one would be.
+            self.buckets.retain(|_, bucket| !bucket.is_full(now));
+        }
+        let rate = self.rate;
+        self.buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(rate, now))
+            .allow(now)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {

@@ -13,14 +13,9 @@ use std::time::Instant;
 
 use super::{Broker, ConnId};
 use crate::codec::ReasonCode;
-use crate::rate::TokenBucket;
 
 /// Refused connections kept at once to answer their CONNECT with CONNACK 0x97.
 pub const MAX_REFUSED_PENDING: usize = 1024;
-
-/// Addresses whose connection rate is tracked before idle ones are forgotten (bounds the
-/// table a flood from many addresses can grow).
-const MAX_RATE_ENTRIES: usize = 65_536;
 
 /// The IP address in a transport's peer label (`tcp:1.2.3.4:5`, `quic:[::1]:5`).
 pub(super) fn peer_ip(peer: &str) -> Option<IpAddr> {
@@ -38,18 +33,8 @@ impl Broker {
     /// An attempt within the address's connection rate takes a token even when a quota then
     /// refuses it; one over the rate takes none.
     pub(super) fn admit(&mut self, ip: Option<IpAddr>, now: Instant) -> Result<(), ReasonCode> {
-        let rate = self.settings.limits.max_connection_rate_per_address;
-        if let (Some(ip), true) = (ip, rate > 0) {
-            if self.connect_rates.len() >= MAX_RATE_ENTRIES {
-                // Addresses that have not connected lately are forgotten: a full bucket is
-                // what a new one would be.
-                self.connect_rates.retain(|_, bucket| !bucket.is_full(now));
-            }
-            let bucket = self
-                .connect_rates
-                .entry(ip)
-                .or_insert_with(|| TokenBucket::new(rate, now));
-            if !bucket.allow(now) {
+        if let Some(ip) = ip {
+            if !self.connect_rates.allow(ip, now) {
                 self.metrics.connections_rate_limited += 1;
                 return Err(ReasonCode::CONNECTION_RATE_EXCEEDED);
             }

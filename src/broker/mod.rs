@@ -131,7 +131,7 @@ pub struct Broker {
     /// Admitted connections per IP address (`limits.max_connections_per_address`).
     per_address: AHashMap<std::net::IpAddr, usize>,
     /// New connections per IP address over time (`limits.max_connection_rate_per_address`).
-    connect_rates: AHashMap<std::net::IpAddr, crate::rate::TokenBucket>,
+    connect_rates: crate::rate::RatePerAddress,
     /// Connections over the limits kept only to answer CONNECT with CONNACK 0x97.
     refused_pending: usize,
     /// Payload and topic bytes of the retained store (`limits.max_retained_bytes`).
@@ -152,6 +152,8 @@ impl Broker {
             settings.limits.max_queued_messages,
             settings.limits.max_queued_bytes,
         );
+        let connect_rates =
+            crate::rate::RatePerAddress::new(settings.limits.max_connection_rate_per_address);
         Broker {
             settings,
             budget,
@@ -176,7 +178,7 @@ impl Broker {
             metrics: Metrics::default(),
             doomed: Vec::new(),
             per_address: AHashMap::new(),
-            connect_rates: AHashMap::new(),
+            connect_rates,
             refused_pending: 0,
             retained_bytes: 0,
             persist: persist::Tracker::default(),

@@ -21,19 +21,13 @@ use std::time::Instant;
 use ahash::AHashMap;
 
 use crate::config::Limits;
-use crate::rate::TokenBucket;
-
-/// Addresses whose connection rate is tracked at once; past it, those that have not connected
-/// lately are forgotten (a full bucket is what a new one would be), as in the broker.
-const MAX_RATE_ENTRIES: usize = 65_536;
+use crate::rate::RatePerAddress;
 
 #[derive(Debug)]
 pub struct Admission {
     max_total: usize,
     /// 0: no limit per address.
     max_per_address: usize,
-    /// New connections per second per address; 0: no limit.
-    rate: u32,
     live: Mutex<Live>,
     refused: AtomicU64,
 }
@@ -42,7 +36,8 @@ pub struct Admission {
 struct Live {
     total: usize,
     per_address: AHashMap<IpAddr, usize>,
-    rates: AHashMap<IpAddr, TokenBucket>,
+    /// New connections per second per address (`limits.max_connection_rate_per_address`).
+    rates: RatePerAddress,
 }
 
 /// A connection's place in the count; given back when dropped (the connection's task ends).
@@ -57,8 +52,10 @@ impl Admission {
         Admission {
             max_total: limits.max_connections,
             max_per_address: limits.max_connections_per_address,
-            rate: limits.max_connection_rate_per_address,
-            live: Mutex::default(),
+            live: Mutex::new(Live {
+                rates: RatePerAddress::new(limits.max_connection_rate_per_address),
+                ..Live::default()
+            }),
             refused: AtomicU64::new(0),
         }
     }
@@ -70,7 +67,7 @@ impl Admission {
         let from_ip = live.per_address.get(&ip).copied().unwrap_or(0);
         if live.total >= self.max_total
             || (self.max_per_address > 0 && from_ip >= self.max_per_address)
-            || !self.within_rate(&mut live, ip, now)
+            || !live.rates.allow(ip, now)
         {
             drop(live);
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -82,20 +79,6 @@ impl Admission {
             admission: self.clone(),
             ip,
         })
-    }
-
-    /// Takes a token of `ip`'s connection rate, if it has one left.
-    fn within_rate(&self, live: &mut Live, ip: IpAddr, now: Instant) -> bool {
-        if self.rate == 0 {
-            return true;
-        }
-        if live.rates.len() >= MAX_RATE_ENTRIES {
-            live.rates.retain(|_, bucket| !bucket.is_full(now));
-        }
-        live.rates
-            .entry(ip)
-            .or_insert_with(|| TokenBucket::new(self.rate, now))
-            .allow(now)
     }
 
     /// Connections refused before their handshake so far.
