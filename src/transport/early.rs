@@ -269,20 +269,10 @@ async fn gate(
             // reader send straight to the broker task (`StreamEvents::send`).
             rx.close();
             while let Some(event) = rx.recv().await {
-                let Event::Packets {
-                    stream: from,
-                    packets,
-                    read,
-                    ..
-                } = event
-                else {
-                    if events.send(event).await.is_err() {
-                        return;
-                    }
-                    continue;
-                };
-                stats.record(early.read(packets, &mut steps));
-                if !forward(conn, from, &mut steps, read, &events).await {
+                if pass(conn, event, &mut early, &mut steps, &stats, &events)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -299,16 +289,10 @@ async fn gate(
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                let Event::Packets { stream: from, packets, read, .. } = event else {
-                    if events.send(event).await.is_err() {
-                        return;
-                    }
-                    continue;
-                };
-                stream = from;
-                stats.record(early.read(packets, &mut steps));
-                if !forward(conn, stream, &mut steps, read, &events).await {
-                    return;
+                match pass(conn, event, &mut early, &mut steps, &stats, &events).await {
+                    Ok(Some(from)) => stream = from,
+                    Ok(None) => {}
+                    Err(()) => return,
                 }
             }
             changed = handshake.changed(), if !settled => {
@@ -318,6 +302,34 @@ async fn gate(
                 }
             }
         }
+    }
+}
+
+/// One event of the reader through the gate: packets as `early` says, anything else as it
+/// comes. `Ok`: the stream the packets came from (`None` for other events); `Err`: the broker
+/// task is gone.
+async fn pass(
+    conn: ConnId,
+    event: Event,
+    early: &mut EarlyStream,
+    steps: &mut Vec<EarlyStep>,
+    stats: &QuicStats,
+    events: &mpsc::Sender<Event>,
+) -> Result<Option<StreamId>, ()> {
+    let Event::Packets {
+        stream,
+        packets,
+        read,
+        ..
+    } = event
+    else {
+        return events.send(event).await.map(|_| None).map_err(|_| ());
+    };
+    stats.record(early.read(packets, steps));
+    if forward(conn, stream, steps, read, events).await {
+        Ok(Some(stream))
+    } else {
+        Err(())
     }
 }
 
