@@ -128,11 +128,7 @@ impl QuicDialer {
             let addr = *addrs.iter().find(|a| a.is_ipv4()).or(addrs.first())?;
             let (_endpoint, connecting) = self.start(server, addr).ok()?;
             let connection = connecting.await.ok()?;
-            let ours = connection
-                .handshake_data()
-                .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-                .and_then(|d| d.protocol)
-                .is_some_and(|alpn| alpn == MQTT_ALPN);
+            let ours = speaks_mqtt(&connection);
             connection.close(0u32.into(), b"");
             Some(ours)
         };
@@ -205,11 +201,7 @@ impl QuicDialer {
             connecting
         };
         let connection = connecting.await.map_err(|e| connection_error(server, e))?;
-        let alpn = connection
-            .handshake_data()
-            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|d| d.protocol);
-        if alpn.as_deref() != Some(MQTT_ALPN) {
+        if !speaks_mqtt(&connection) {
             // The server finished the handshake without choosing our protocol.
             connection.close(0u32.into(), b"ALPN mqtt required");
             return Err(alpn_mismatch(server));
@@ -317,6 +309,15 @@ fn transport_config(loopback: bool) -> Result<quinn::TransportConfig, ClientErro
 }
 
 /// Opens another bidirectional stream on `connection`.
+/// Whether the server chose our ALPN (`mqtt`) in the handshake.
+fn speaks_mqtt(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|alpn| alpn == MQTT_ALPN)
+}
+
 pub(crate) async fn open_stream(
     connection: &quinn::Connection,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
