@@ -59,6 +59,16 @@ impl Transmit {
             Some(frame)
         })
     }
+
+    /// Each packet as a slice of the transmit's buffer (no copy), in order: QUIC and
+    /// WebTransport datagrams carry one each.
+    pub fn into_frames(self) -> impl Iterator<Item = bytes::Bytes> {
+        let mut rest = self.bytes.freeze();
+        std::iter::from_fn(move || {
+            let len = crate::codec::frame_len(&rest)?.min(rest.len());
+            Some(rest.split_to(len))
+        })
+    }
 }
 
 /// The largest capacity a transmit starts with ([`OutputQueue::publish`]'s hint): what one

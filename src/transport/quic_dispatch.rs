@@ -186,10 +186,9 @@ async fn send_datagrams(
     let mut sent = 0;
     let mut fallback = bytes::BytesMut::new();
     let mut fallback_count = 0;
+    let version = transmit.version;
     // Each datagram is a slice of the broker's buffer (no copy).
-    let mut rest = transmit.bytes.freeze();
-    while let Some(len) = crate::codec::frame_len(&rest) {
-        let frame = rest.split_to(len.min(rest.len()));
+    for frame in transmit.into_frames() {
         // Only PUBLISH packets go in datagrams: each accounts for its encoded length.
         match connection.send_datagram(frame.clone()) {
             Ok(()) => sent += frame.len(),
@@ -205,7 +204,7 @@ async fn send_datagrams(
     (fallback_count > 0).then(|| Transmit {
         conn,
         stream: StreamId::CONTROL,
-        version: transmit.version,
+        version,
         accounted: fallback.len(),
         bytes: fallback,
         count: fallback_count,

@@ -255,9 +255,7 @@ fn is_accepted(packet: &Packet) -> bool {
 fn send_datagrams(session: &Session, transmit: Transmit) -> (usize, BytesMut) {
     let mut sent = 0;
     let mut fallback = BytesMut::new();
-    let mut rest = transmit.bytes.freeze();
-    while let Some(len) = crate::codec::frame_len(&rest) {
-        let frame = rest.split_to(len.min(rest.len()));
+    for frame in transmit.into_frames() {
         let size = frame.len();
         if let Err(e) = session.send_datagram(frame.clone()) {
             tracing::trace!(error = %e, "WebTransport datagram not sent: on the stream instead");
